@@ -1,0 +1,323 @@
+//! Settings: built-in defaults, then an optional TOML file, then environment variables
+//! `TSUNAGU_<SECTION>__<KEY>` (for example `TSUNAGU_SERVER__PORT=9000`). Documented in
+//! `docs/configuration.md`; keep the two in step.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub conversation: ConversationSettings,
+    pub auth: AuthSettings,
+    pub widget: WidgetSettings,
+    pub directory: DirectorySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    /// The URL people use to reach the gateway, if it differs from `http://host:port` (behind a
+    /// proxy). Its origin is allowed on websocket upgrades.
+    pub public_url: Option<String>,
+    /// Origins (scheme://host[:port]) allowed to open websockets and call mutating endpoints,
+    /// besides the gateway's own. Exact match only.
+    pub allowed_origins: Vec<String>,
+    /// How often clients ping; a socket silent for three intervals is closed.
+    pub heartbeat_ms: u64,
+    /// How long shutdown waits for sockets to close before giving up.
+    pub shutdown_grace_ms: u64,
+    /// Outbound frames buffered per socket before a client counts as too slow.
+    pub socket_queue: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            public_url: None,
+            allowed_origins: Vec::new(),
+            heartbeat_ms: 15_000,
+            // Kubernetes gives a terminating pod 30 s by default; leave room for the rest.
+            shutdown_grace_ms: 10_000,
+            socket_queue: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StoreSettings {
+    /// Unset (or `memory`) for the embedded in-memory store.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConversationSettings {
+    /// An offer not accepted within this moves on.
+    pub offer_timeout_ms: u64,
+    /// How long a disconnected person keeps their place (or conversation).
+    pub visitor_grace_ms: u64,
+    /// How long a disconnected operator keeps their conversations before they are requeued.
+    pub operator_grace_ms: u64,
+    /// An active conversation with no message for this long ends (to wrap-up).
+    pub idle_limit_ms: u64,
+    /// An active conversation ends after this long, counted from when an operator answered.
+    pub max_duration_ms: u64,
+    /// A wrap-up left open this long closes by itself with category `other`.
+    pub wrap_up_ms: u64,
+    /// After this long waiting, any operator may be offered a conversation whatever its language.
+    pub language_fallback_ms: u64,
+    /// Conversations an operator holds at once, unless their account says otherwise.
+    pub default_capacity: u32,
+    /// Offer the head of the queue to free operators automatically (else they take it).
+    pub auto_offer: bool,
+    /// How often timers (offers, grace periods, idle) are checked.
+    pub tick_ms: u64,
+    /// Wrap-up categories, in display order.
+    pub categories: Vec<String>,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        ConversationSettings {
+            offer_timeout_ms: 30_000,
+            visitor_grace_ms: 120_000,
+            operator_grace_ms: 60_000,
+            idle_limit_ms: 30 * 60_000,
+            max_duration_ms: 2 * 60 * 60_000,
+            wrap_up_ms: 10 * 60_000,
+            language_fallback_ms: 2 * 60_000,
+            default_capacity: 2,
+            auto_offer: true,
+            tick_ms: 250,
+            categories: [
+                "loneliness",
+                "family",
+                "school_work",
+                "health",
+                "money",
+                "violence",
+                "other",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Operator accounts (argon2 hashes, roles). Created by `gateway user add` or first-run setup.
+    pub users_file: String,
+    /// A session unused this long expires.
+    pub session_idle_ms: u64,
+    /// A session expires this long after login whatever its use.
+    pub session_max_ms: u64,
+    /// Mark the session cookie `Secure` (set when serving over TLS or behind a TLS proxy).
+    pub cookie_secure: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            users_file: "data/users.json".into(),
+            session_idle_ms: 2 * 60 * 60_000,
+            session_max_ms: 12 * 60 * 60_000,
+            cookie_secure: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WidgetSettings {
+    /// Where quick exit sends the person: a harmless page.
+    pub quick_exit_url: String,
+    /// The helpline's phone number, offered as an equal choice to chat.
+    pub phone_number: Option<String>,
+    pub phone_hours: Option<String>,
+    pub languages: Vec<String>,
+}
+
+impl Default for WidgetSettings {
+    fn default() -> Self {
+        WidgetSettings {
+            quick_exit_url: "https://www.google.com/search?q=%E5%A4%A9%E6%B0%97".into(),
+            phone_number: None,
+            phone_hours: None,
+            languages: vec!["ja".into(), "en".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DirectorySettings {
+    /// JSON file of referral entries; unset uses the built-in examples (to verify before use).
+    pub referrals_file: Option<String>,
+    /// JSON file of canned phrases; unset uses the built-in examples.
+    pub phrases_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `tsunagu=debug,info`. `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "pretty".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then `TSUNAGU_*` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_from(file, config::Environment::with_prefix("TSUNAGU"))
+    }
+
+    fn load_from(file: Option<&Path>, env: config::Environment) -> anyhow::Result<Settings> {
+        let mut builder =
+            config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env = env
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("server.allowed_origins")
+            .with_list_parse_key("widget.languages")
+            .with_list_parse_key("conversation.categories")
+            .try_parsing(true);
+        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.conversation.default_capacity > 0,
+            "conversation.default_capacity must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.conversation.categories.is_empty(),
+            "conversation.categories must not be empty"
+        );
+        anyhow::ensure!(
+            self.server.heartbeat_ms >= 100,
+            "server.heartbeat_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.server.socket_queue >= 8,
+            "server.socket_queue must be at least 8"
+        );
+        if let Some(url) = &self.store.url {
+            anyhow::ensure!(
+                url == "memory",
+                "store.url {url:?} is not supported by this build (only the embedded `memory` store)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Settings for tests: a free port, short timers, quiet logs, no users file on disk.
+    pub fn for_tests() -> Settings {
+        let mut s = Settings::default();
+        s.server.port = 0;
+        s.server.heartbeat_ms = 1_000;
+        s.server.shutdown_grace_ms = 2_000;
+        s.conversation.tick_ms = 20;
+        s.auth.users_file = String::new();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> config::Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::Environment::with_prefix("TSUNAGU").source(Some(map))
+    }
+
+    #[test]
+    fn defaults_load_without_any_file_or_environment() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.conversation.default_capacity, 2);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_lists() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("TSUNAGU_SERVER__PORT", "9123"),
+                ("TSUNAGU_CONVERSATION__OFFER_TIMEOUT_MS", "5000"),
+                (
+                    "TSUNAGU_SERVER__ALLOWED_ORIGINS",
+                    "https://a.example,https://b.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9123);
+        assert_eq!(s.conversation.offer_timeout_ms, 5000);
+        assert_eq!(
+            s.server.allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn a_file_is_layered_under_the_environment() {
+        let dir = std::env::temp_dir().join(format!("tsunagu-cfg-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        std::fs::write(
+            &path,
+            "[server]\nport = 7000\nhost = \"0.0.0.0\"\n[conversation]\ndefault_capacity = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), env(&[("TSUNAGU_SERVER__PORT", "7001")])).unwrap();
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(s.server.port, 7001);
+        assert_eq!(s.conversation.default_capacity, 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_a_startup_error() {
+        assert!(Settings::load_from(
+            None,
+            env(&[("TSUNAGU_CONVERSATION__DEFAULT_CAPACITY", "0")])
+        )
+        .is_err());
+        assert!(Settings::load_from(None, env(&[("TSUNAGU_STORE__URL", "redis://x")])).is_err());
+    }
+}

@@ -1,0 +1,770 @@
+//! The engine: the helpline's behaviour, between the sockets and the store.
+//!
+//! Sockets call one method per client action (`visitor_send`, `accept`, …). Each method asks the
+//! [`Store`] for one atomic step and hands the result to [`Engine::publish`], the one place that
+//! decides who must hear about a change (the visitor's socket, the operator holding the
+//! conversation, the operator who lost an offer) and that deletes a conversation when it ends.
+//! Background tasks ([`timers`]) fire offer timeouts, grace periods and idle limits, make offers,
+//! and send queue positions. Statistics for the coordinator view and metrics are in [`stats`].
+
+pub mod registry;
+pub mod stats;
+pub mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use ulid::Ulid;
+
+use crate::config::ConversationSettings;
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
+use crate::metrics::Metrics;
+use crate::protocol::{
+    Channel, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason, ServerMsg,
+    Side, TransferInfo, WithdrawReason,
+};
+use crate::store::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+pub use registry::{Handle, Outbound, Registry};
+use stats::StatsState;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// An operator as the engine needs them (from their account).
+#[derive(Debug, Clone)]
+pub struct OperatorProfile {
+    pub id: OperatorId,
+    pub name: String,
+    pub languages: Vec<String>,
+    pub capacity: u32,
+}
+
+/// What an operator's socket needs at hello.
+#[derive(Debug, Clone)]
+pub struct OperatorSnapshot {
+    pub presence: Presence,
+    pub capacity: u32,
+    pub held: Vec<ConversationSummary>,
+    pub offers: Vec<Offer>,
+}
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub registry: Registry,
+    pub metrics: Arc<Metrics>,
+    pub cfg: ConversationSettings,
+    /// Woken when the queue or an operator's capacity may allow a new offer.
+    dispatch: Notify,
+    stats: Mutex<StatsState>,
+    /// Recent operator-level client ids (take_next, presence), so a retry is applied once.
+    recent: Mutex<HashMap<OperatorId, VecDeque<Ulid>>>,
+}
+
+/// How many recent operator-level client ids are remembered per operator.
+const RECENT_IDS: usize = 64;
+
+fn code_of(err: &ApplyError) -> ErrorCode {
+    match err {
+        ApplyError::NotFound => ErrorCode::NotFound,
+        ApplyError::Refused(crate::conversation::TransitionError::NotYours) => ErrorCode::NotFound,
+        ApplyError::Refused(_) => ErrorCode::OutOfOrder,
+        ApplyError::Store(_) => ErrorCode::Unavailable,
+    }
+}
+
+fn store_code(_: StoreError) -> ErrorCode {
+    ErrorCode::Unavailable
+}
+
+/// SHA-256 hex of a visitor token; only the hash is stored.
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, cfg: ConversationSettings, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            store,
+            registry: Registry::default(),
+            metrics,
+            cfg,
+            dispatch: Notify::new(),
+            stats: Mutex::new(StatsState::default()),
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, StatsState> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the dispatcher to look for offers to make.
+    pub fn wake_dispatch(&self) {
+        self.dispatch.notify_one();
+    }
+
+    /// True if this operator-level client id was seen before (and remembers it).
+    fn seen(&self, op: OperatorId, id: Ulid) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = recent.entry(op).or_default();
+        if ids.contains(&id) {
+            return true;
+        }
+        if ids.len() == RECENT_IDS {
+            ids.pop_front();
+        }
+        ids.push_back(id);
+        false
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Publishing changes
+    // -----------------------------------------------------------------------------------------
+
+    fn offer_of(&self, conv: &Conversation, now: Millis) -> Option<Offer> {
+        let State::Offered {
+            expires_at,
+            transfer_from,
+            ..
+        } = &conv.state
+        else {
+            return None;
+        };
+        Some(Offer {
+            conversation: conv.id,
+            channel: conv.channel,
+            language: conv.language.clone(),
+            waited_ms: now.saturating_sub(conv.queued_at),
+            expires_in_ms: expires_at.saturating_sub(now),
+            transfer: transfer_from.as_ref().map(|from| TransferInfo {
+                from: from.clone(),
+                note: conv.handover_note.clone(),
+            }),
+        })
+    }
+
+    /// Tells everyone concerned about one step, and deletes the conversation if it ended.
+    /// `withdrawn` is the reason given to an operator who loses an offer in this step.
+    pub async fn publish(&self, a: &Applied, withdrawn: WithdrawReason) {
+        if a.duplicate.is_some() {
+            return;
+        }
+        let id = a.after.id;
+        let now = now_ms();
+        let (before, after) = (&a.before.state, &a.after.state);
+        let holder = |s: &State| match s {
+            State::Active { operator } | State::WrapUp { operator, .. } => Some(*operator),
+            _ => None,
+        };
+        let (held_before, held_after) = (holder(before), holder(after));
+
+        // Offers made and lost.
+        if let State::Offered { operator, .. } = after {
+            if before.operator() != Some(*operator) || before.kind() != after.kind() {
+                if let Some(offer) = self.offer_of(&a.after, now) {
+                    self.registry
+                        .to_operator(*operator, Outbound::Frame(ServerMsg::Offer(offer)));
+                }
+            }
+        }
+        if let State::Offered { operator, .. } = before {
+            if after.operator() != Some(*operator) {
+                let reason = if after.is_terminal() {
+                    WithdrawReason::Abandoned
+                } else {
+                    withdrawn
+                };
+                self.registry.to_operator(
+                    *operator,
+                    Outbound::Frame(ServerMsg::OfferWithdrawn {
+                        conversation: id,
+                        reason,
+                    }),
+                );
+            }
+        }
+
+        // Who holds the conversation.
+        if held_before != held_after {
+            if let Some(op) = held_before {
+                let reason = match after {
+                    State::Queued => RemovedReason::Requeued,
+                    State::Offered { .. } => RemovedReason::Transferred,
+                    _ => RemovedReason::Closed,
+                };
+                self.registry.to_operator(op, Outbound::Release(id));
+                self.registry.to_operator(
+                    op,
+                    Outbound::Frame(ServerMsg::Removed {
+                        conversation: id,
+                        reason,
+                    }),
+                );
+            }
+            if let Some(op) = held_after {
+                if let Some(summary) = a.after.summary() {
+                    self.registry.to_operator(
+                        op,
+                        Outbound::Frame(ServerMsg::Conversation {
+                            conversation: summary,
+                        }),
+                    );
+                }
+                self.registry.to_operator(op, Outbound::Hold(id));
+            }
+        } else if let Some(op) = held_after {
+            if before.kind() != after.kind()
+                || a.before.visitor_connected != a.after.visitor_connected
+            {
+                if let Some(summary) = a.after.summary() {
+                    self.registry.to_operator(
+                        op,
+                        Outbound::Frame(ServerMsg::Conversation {
+                            conversation: summary,
+                        }),
+                    );
+                }
+            }
+            if !a.appended.is_empty() {
+                self.registry.to_operator(op, Outbound::Wake(id));
+            }
+        }
+
+        // The person's side.
+        if after.is_terminal() {
+            // The log is about to be deleted: hand the last entries over directly.
+            for entry in &a.appended {
+                self.registry
+                    .to_visitor(id, Outbound::Frame(ServerMsg::event(id, entry)));
+            }
+        } else if !a.appended.is_empty() {
+            self.registry.to_visitor(id, Outbound::Wake(id));
+        }
+
+        // Statistics and metrics for what happened.
+        self.record_transition(a, now);
+
+        if after.is_terminal() {
+            if let Err(e) = self.store.delete(id).await {
+                tracing::error!(conversation = %id, error = %e, "could not delete ended conversation");
+            }
+            tracing::info!(conversation = %id, outcome = after.kind().as_str(), "conversation deleted");
+        }
+        if before.kind() != after.kind() {
+            self.wake_dispatch();
+        }
+    }
+
+    fn record_transition(&self, a: &Applied, now: Millis) {
+        let (before, after) = (a.before.state.kind(), a.after.state.kind());
+        if before == after {
+            return;
+        }
+        tracing::info!(
+            conversation = %a.after.id,
+            from = before.as_str(),
+            to = after.as_str(),
+            log_entries = a.appended.len(),
+            "conversation transition"
+        );
+        use crate::conversation::StateKind as K;
+        if after == K::Active && a.before.answered_at.is_none() {
+            let waited = now.saturating_sub(a.after.created_at);
+            self.metrics.wait_seconds.observe(waited as f64 / 1000.0);
+        }
+        if after.is_terminal() {
+            let mut stats = self.stats();
+            stats.roll_day(now);
+            match after {
+                K::Closed => {
+                    stats.today.closed += 1;
+                    if let Some(answered) = a.after.answered_at {
+                        stats.observe_handle_time(now.saturating_sub(answered));
+                    }
+                }
+                _ => stats.today.abandoned += 1,
+            }
+            self.metrics.ended(after.as_str());
+        }
+    }
+
+    async fn apply(
+        &self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        withdrawn: WithdrawReason,
+    ) -> Result<Applied, ErrorCode> {
+        let applied = self
+            .store
+            .apply(id, cmd, client_id, now_ms())
+            .await
+            .map_err(|e| code_of(&e))?;
+        self.publish(&applied, withdrawn).await;
+        Ok(applied)
+    }
+
+    fn seq_of(a: &Applied) -> Option<u64> {
+        match a.duplicate {
+            Some(seq) => seq,
+            None => a.appended.last().map(|e| e.seq),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Visitors
+    // -----------------------------------------------------------------------------------------
+
+    /// Starts a conversation; returns it and the resume token (only its hash is stored).
+    pub async fn start_visitor(
+        &self,
+        channel: Channel,
+        language: Option<String>,
+    ) -> Result<(Conversation, String), ErrorCode> {
+        let token = new_token();
+        let now = now_ms();
+        let conv = Conversation::new(Ulid::new(), channel, language, Some(hash_token(&token)), now);
+        self.store.create(conv.clone()).await.map_err(store_code)?;
+        {
+            let mut stats = self.stats();
+            stats.roll_day(now);
+            stats.today.started += 1;
+        }
+        self.metrics.started(channel.as_str());
+        tracing::info!(conversation = %conv.id, channel = channel.as_str(), "conversation started");
+        self.wake_dispatch();
+        Ok((conv, token))
+    }
+
+    /// The live conversation a resume token opens.
+    pub async fn resume_visitor(&self, token: &str) -> Result<Option<Conversation>, ErrorCode> {
+        self.store
+            .find_by_token(&hash_token(token))
+            .await
+            .map_err(store_code)
+    }
+
+    pub async fn visitor_connection(&self, id: ConversationId, connected: bool) {
+        let cmd = if connected {
+            Command::VisitorConnected
+        } else {
+            Command::VisitorDisconnected
+        };
+        let _ = self.apply(id, cmd, None, WithdrawReason::Timeout).await;
+    }
+
+    pub async fn visitor_send(
+        &self,
+        id: ConversationId,
+        client_id: Ulid,
+        text: String,
+    ) -> Result<Option<u64>, ErrorCode> {
+        let size = text.len();
+        let cmd = Command::Message {
+            from: Side::Visitor,
+            operator: None,
+            id: client_id,
+            text,
+        };
+        let a = self
+            .apply(id, cmd, Some(client_id), WithdrawReason::Timeout)
+            .await?;
+        if a.duplicate.is_none() {
+            self.metrics.message("visitor");
+            tracing::debug!(conversation = %id, bytes = size, "visitor message stored");
+        }
+        Ok(Self::seq_of(&a))
+    }
+
+    pub async fn visitor_typing(&self, id: ConversationId, active: bool) {
+        if let Ok(Some(conv)) = self.store.get(id).await {
+            if let State::Active { operator } = conv.state {
+                self.registry.to_operator(
+                    operator,
+                    Outbound::Frame(ServerMsg::Typing {
+                        conversation: Some(id),
+                        from: Side::Visitor,
+                        active,
+                    }),
+                );
+            }
+        }
+    }
+
+    pub async fn ack(&self, id: ConversationId, side: Side, seq: u64) {
+        let _ = self
+            .store
+            .apply(id, Command::Ack { side, seq }, None, now_ms())
+            .await;
+    }
+
+    pub async fn visitor_end(&self, id: ConversationId, client_id: Ulid) -> Result<(), ErrorCode> {
+        self.apply(
+            id,
+            Command::VisitorEnd,
+            Some(client_id),
+            WithdrawReason::Abandoned,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Operators
+    // -----------------------------------------------------------------------------------------
+
+    /// Registers an operator's console connection and returns what their console must show.
+    pub async fn operator_connected(
+        &self,
+        profile: &OperatorProfile,
+    ) -> Result<OperatorSnapshot, ErrorCode> {
+        let existing = self
+            .store
+            .update_operator(profile.id, OperatorUpdate::Connected)
+            .await
+            .map_err(store_code)?;
+        let record = match existing {
+            Some(mut rec) => {
+                rec.name = profile.name.clone();
+                rec.languages = profile.languages.clone();
+                rec.capacity = profile.capacity;
+                rec
+            }
+            None => OperatorRecord {
+                id: profile.id,
+                name: profile.name.clone(),
+                languages: profile.languages.clone(),
+                capacity: profile.capacity,
+                presence: Presence::OffDuty,
+                connected: true,
+                disconnected_since: None,
+                last_assigned: 0,
+            },
+        };
+        self.store
+            .put_operator(record.clone())
+            .await
+            .map_err(store_code)?;
+        let now = now_ms();
+        let held = self
+            .store
+            .held_by(profile.id)
+            .await
+            .map_err(store_code)?;
+        let offers = held.iter().filter_map(|c| self.offer_of(c, now)).collect();
+        let held = held
+            .iter()
+            .filter(|c| !matches!(c.state, State::Offered { .. }))
+            .filter_map(|c| c.summary())
+            .collect();
+        self.wake_dispatch();
+        Ok(OperatorSnapshot {
+            presence: record.presence,
+            capacity: record.capacity,
+            held,
+            offers,
+        })
+    }
+
+    pub async fn operator_disconnected(&self, op: OperatorId) {
+        let _ = self
+            .store
+            .update_operator(op, OperatorUpdate::Disconnected { at: now_ms() })
+            .await;
+    }
+
+    /// Sets presence; returns the `presence` frame for the operator.
+    pub async fn set_presence(
+        &self,
+        op: OperatorId,
+        presence: Presence,
+    ) -> Result<ServerMsg, ErrorCode> {
+        self.store
+            .update_operator(op, OperatorUpdate::Presence(presence))
+            .await
+            .map_err(store_code)?
+            .ok_or(ErrorCode::NotFound)?;
+        tracing::info!(operator = %op, presence = ?presence, "presence changed");
+        self.wake_dispatch();
+        self.presence_frame(op).await
+    }
+
+    pub async fn presence_frame(&self, op: OperatorId) -> Result<ServerMsg, ErrorCode> {
+        let rec = self
+            .store
+            .operators()
+            .await
+            .map_err(store_code)?
+            .into_iter()
+            .find(|o| o.id == op)
+            .ok_or(ErrorCode::NotFound)?;
+        let load = self
+            .store
+            .held_by(op)
+            .await
+            .map_err(store_code)?
+            .iter()
+            .map(|c| c.weight)
+            .sum();
+        Ok(ServerMsg::Presence {
+            state: rec.presence,
+            load,
+            capacity: rec.capacity,
+        })
+    }
+
+    fn send_presence_later(self: &Arc<Self>, op: OperatorId) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Ok(frame) = engine.presence_frame(op).await {
+                engine
+                    .registry
+                    .to_operator(op, Outbound::Frame(frame));
+            }
+        });
+    }
+
+    pub async fn take_next(
+        self: &Arc<Self>,
+        op: OperatorId,
+        client_id: Ulid,
+    ) -> Result<Option<ConversationId>, ErrorCode> {
+        if self.seen(op, client_id) {
+            return Ok(None);
+        }
+        let held = self.store.held_by(op).await.map_err(store_code)?;
+        let rec = self
+            .store
+            .operators()
+            .await
+            .map_err(store_code)?
+            .into_iter()
+            .find(|o| o.id == op)
+            .ok_or(ErrorCode::NotFound)?;
+        if held.iter().map(|c| c.weight).sum::<u32>() >= rec.capacity {
+            return Err(ErrorCode::Capacity);
+        }
+        let taken = self
+            .store
+            .take_next(op, now_ms(), self.cfg.language_fallback_ms)
+            .await
+            .map_err(|e| code_of(&e))?;
+        match taken {
+            Some(a) => {
+                self.publish(&a, WithdrawReason::Taken).await;
+                self.send_presence_later(op);
+                Ok(Some(a.after.id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn accept(
+        self: &Arc<Self>,
+        op: OperatorId,
+        name: &str,
+        conv: ConversationId,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        let cmd = Command::Accept {
+            operator: op,
+            operator_name: name.to_owned(),
+        };
+        self.apply(conv, cmd, Some(client_id), WithdrawReason::Taken)
+            .await?;
+        self.send_presence_later(op);
+        Ok(())
+    }
+
+    pub async fn decline(
+        &self,
+        op: OperatorId,
+        conv: ConversationId,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        self.apply(
+            conv,
+            Command::Decline { operator: op },
+            Some(client_id),
+            WithdrawReason::Declined,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn operator_send(
+        &self,
+        op: OperatorId,
+        conv: ConversationId,
+        client_id: Ulid,
+        text: String,
+    ) -> Result<Option<u64>, ErrorCode> {
+        let size = text.len();
+        let cmd = Command::Message {
+            from: Side::Operator,
+            operator: Some(op),
+            id: client_id,
+            text,
+        };
+        let a = self
+            .apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
+            .await?;
+        if a.duplicate.is_none() {
+            self.metrics.message("operator");
+            tracing::debug!(conversation = %conv, operator = %op, bytes = size, "operator message stored");
+        }
+        Ok(Self::seq_of(&a))
+    }
+
+    pub async fn operator_typing(&self, op: OperatorId, conv: ConversationId, active: bool) {
+        if let Ok(Some(c)) = self.store.get(conv).await {
+            if c.state == (State::Active { operator: op }) {
+                self.registry.to_visitor(
+                    conv,
+                    Outbound::Frame(ServerMsg::Typing {
+                        conversation: None,
+                        from: Side::Operator,
+                        active,
+                    }),
+                );
+            }
+        }
+    }
+
+    pub async fn transfer(
+        self: &Arc<Self>,
+        op: OperatorId,
+        conv: ConversationId,
+        to: Option<OperatorId>,
+        note: Option<String>,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        let cmd = match to {
+            None => Command::Requeue { operator: op },
+            Some(to) => {
+                let target = self
+                    .store
+                    .operators()
+                    .await
+                    .map_err(store_code)?
+                    .into_iter()
+                    .find(|o| o.id == to && o.connected && o.presence == Presence::OnDuty)
+                    .ok_or(ErrorCode::NotFound)?;
+                Command::Transfer {
+                    from: op,
+                    to: target.id,
+                    note,
+                    expires_at: now_ms() + self.cfg.offer_timeout_ms,
+                }
+            }
+        };
+        self.apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
+            .await?;
+        self.send_presence_later(op);
+        Ok(())
+    }
+
+    pub async fn operator_end(
+        &self,
+        op: OperatorId,
+        conv: ConversationId,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        self.apply(
+            conv,
+            Command::OperatorEnd { operator: op },
+            Some(client_id),
+            WithdrawReason::Timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn wrap_up(
+        self: &Arc<Self>,
+        op: OperatorId,
+        conv: ConversationId,
+        category: String,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        if !self.cfg.categories.contains(&category) {
+            return Err(ErrorCode::Invalid);
+        }
+        self.apply(
+            conv,
+            Command::WrapUp {
+                operator: op,
+                category,
+            },
+            Some(client_id),
+            WithdrawReason::Timeout,
+        )
+        .await?;
+        self.send_presence_later(op);
+        Ok(())
+    }
+
+    /// An operator asks a coordinator for help with a conversation they hold.
+    pub async fn help(
+        &self,
+        op: OperatorId,
+        name: &str,
+        conv: ConversationId,
+    ) -> Result<(), ErrorCode> {
+        let c = self
+            .store
+            .get(conv)
+            .await
+            .map_err(store_code)?
+            .ok_or(ErrorCode::NotFound)?;
+        if c.state.operator() != Some(op) {
+            return Err(ErrorCode::NotFound);
+        }
+        self.stats().raise_help(name, conv, now_ms());
+        tracing::info!(operator = %op, conversation = %conv, "help requested");
+        Ok(())
+    }
+
+    /// Acknowledges a help alert; false if there is no such alert.
+    pub fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
+        self.stats().ack_alert(alert, by)
+    }
+
+    /// On-duty, connected colleagues of `op`, for transfer.
+    pub async fn colleagues(
+        &self,
+        op: OperatorId,
+    ) -> Result<Vec<serde_json::Value>, ErrorCode> {
+        let ops = self.store.operators().await.map_err(store_code)?;
+        let convs = self.store.conversations().await.map_err(store_code)?;
+        Ok(ops
+            .into_iter()
+            .filter(|o| o.id != op && o.connected && o.presence == Presence::OnDuty)
+            .map(|o| {
+                let load: u32 = convs
+                    .iter()
+                    .filter(|c| c.state.operator() == Some(o.id))
+                    .map(|c| c.weight)
+                    .sum();
+                serde_json::json!({
+                    "id": o.id, "name": o.name, "state": o.presence,
+                    "load": load, "capacity": o.capacity,
+                })
+            })
+            .collect())
+    }
+}

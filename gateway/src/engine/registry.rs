@@ -1,0 +1,197 @@
+//! The live sockets of this process: which visitor socket serves which conversation, which
+//! operator socket serves which operator. A plain synchronous map behind a `std::sync::Mutex`,
+//! never held across an `.await`.
+//!
+//! Each socket owns a bounded queue ([`Outbound`]); fan-out uses `try_send`, and a socket whose
+//! queue is full is cancelled (closed with 4011 "too slow") instead of being waited for.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::conversation::{ConversationId, OperatorId};
+use crate::protocol::ServerMsg;
+
+/// What the engine asks a socket to do.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// Send this frame.
+    Frame(ServerMsg),
+    /// The conversation's log grew: read what you have not sent yet and send it.
+    Wake(ConversationId),
+    /// The operator now holds this conversation: start sending its log from the beginning
+    /// (or from what the client already has).
+    Hold(ConversationId),
+    /// The operator no longer holds this conversation: stop following it.
+    Release(ConversationId),
+    /// Close the socket with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// A registered socket.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// Unique per socket, so a superseded socket's clean-up does not remove its successor.
+    pub conn: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the socket could not keep up; the socket closes itself with 4011.
+    pub too_slow: CancellationToken,
+}
+
+impl Handle {
+    /// Queues `msg`; a full queue marks the socket too slow.
+    pub fn send(&self, msg: Outbound) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+            self.too_slow.cancel();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    visitors: HashMap<ConversationId, Handle>,
+    operators: HashMap<OperatorId, Handle>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    next_conn: AtomicU64,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new socket's handle and the receiving end of its queue.
+    pub fn handle(&self, capacity: usize) -> (Handle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        (
+            Handle {
+                conn,
+                tx,
+                too_slow: CancellationToken::new(),
+            },
+            rx,
+        )
+    }
+
+    /// Registers a visitor socket; a previous socket for the same conversation is told it was
+    /// superseded.
+    pub fn add_visitor(&self, conv: ConversationId, handle: Handle) {
+        let old = self.lock().visitors.insert(conv, handle);
+        if let Some(old) = old {
+            old.send(Outbound::Close(
+                crate::protocol::close::SUPERSEDED,
+                "superseded",
+            ));
+        }
+    }
+
+    pub fn remove_visitor(&self, conv: ConversationId, conn: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.visitors.get(&conv).is_some_and(|h| h.conn == conn) {
+            inner.visitors.remove(&conv);
+            return true;
+        }
+        false
+    }
+
+    pub fn add_operator(&self, op: OperatorId, handle: Handle) {
+        let old = self.lock().operators.insert(op, handle);
+        if let Some(old) = old {
+            old.send(Outbound::Close(
+                crate::protocol::close::SUPERSEDED,
+                "superseded",
+            ));
+        }
+    }
+
+    pub fn remove_operator(&self, op: OperatorId, conn: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.operators.get(&op).is_some_and(|h| h.conn == conn) {
+            inner.operators.remove(&op);
+            return true;
+        }
+        false
+    }
+
+    pub fn to_visitor(&self, conv: ConversationId, msg: Outbound) {
+        let handle = self.lock().visitors.get(&conv).cloned();
+        if let Some(h) = handle {
+            h.send(msg);
+        }
+    }
+
+    pub fn to_operator(&self, op: OperatorId, msg: Outbound) {
+        let handle = self.lock().operators.get(&op).cloned();
+        if let Some(h) = handle {
+            h.send(msg);
+        }
+    }
+
+    pub fn operator_ids(&self) -> Vec<OperatorId> {
+        self.lock().operators.keys().copied().collect()
+    }
+
+    pub fn visitor_ids(&self) -> Vec<ConversationId> {
+        self.lock().visitors.keys().copied().collect()
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.visitors.len(), inner.operators.len())
+    }
+
+    /// Tells every socket to close with `code` (shutdown, revocation).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let handles: Vec<Handle> = {
+            let inner = self.lock();
+            inner
+                .visitors
+                .values()
+                .chain(inner.operators.values())
+                .cloned()
+                .collect()
+        };
+        for h in handles {
+            h.send(Outbound::Close(code, reason));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ulid::Ulid;
+
+    #[test]
+    fn a_superseded_socket_is_told_and_its_cleanup_keeps_the_successor() {
+        let reg = Registry::default();
+        let conv = Ulid::new();
+        let (h1, mut rx1) = reg.handle(8);
+        let (h2, _rx2) = reg.handle(8);
+        let c1 = h1.conn;
+        reg.add_visitor(conv, h1);
+        reg.add_visitor(conv, h2);
+        assert!(matches!(rx1.try_recv(), Ok(Outbound::Close(4009, _))));
+        assert!(!reg.remove_visitor(conv, c1), "old socket must not remove the new one");
+        assert_eq!(reg.counts(), (1, 0));
+    }
+
+    #[test]
+    fn a_full_queue_marks_the_socket_too_slow_instead_of_blocking() {
+        let reg = Registry::default();
+        let (h, _rx) = reg.handle(1);
+        let slow = h.too_slow.clone();
+        h.send(Outbound::Wake(Ulid::new()));
+        assert!(!slow.is_cancelled());
+        h.send(Outbound::Wake(Ulid::new()));
+        assert!(slow.is_cancelled());
+    }
+}

@@ -1,0 +1,243 @@
+//! Statistics without people: the coordinator view's snapshot, today's counts, help alerts and
+//! the wait estimate. Nothing here names a person or keeps anything of a conversation's content.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use ulid::Ulid;
+
+use super::{now_ms, Engine};
+use crate::conversation::{ConversationId, StateKind};
+use crate::protocol::{Millis, Presence};
+use crate::store::StoreError;
+
+/// Days roll over at midnight Japan time (UTC+9, no daylight saving).
+const JST_OFFSET_MS: u64 = 9 * 60 * 60 * 1000;
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Until real conversations have closed, assume 15 minutes per conversation for the estimate.
+const DEFAULT_HANDLE_MS: f64 = 15.0 * 60_000.0;
+/// Weight of the newest closed conversation in the moving average of handling time.
+const HANDLE_EWMA_ALPHA: f64 = 0.1;
+/// Acknowledged alerts are dropped after an hour; at most this many alerts are kept.
+const ALERT_KEEP_MS: u64 = 60 * 60 * 1000;
+const MAX_ALERTS: usize = 200;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Today {
+    #[serde(skip)]
+    pub day: u64,
+    pub started: u64,
+    pub closed: u64,
+    pub abandoned: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: Ulid,
+    pub kind: &'static str,
+    pub operator: String,
+    pub conversation: ConversationId,
+    pub at: Millis,
+    pub acknowledged_by: Option<String>,
+    #[serde(skip)]
+    pub acknowledged_at: Option<Millis>,
+}
+
+#[derive(Debug, Default)]
+pub struct StatsState {
+    pub today: Today,
+    pub alerts: Vec<Alert>,
+    handle_ewma_ms: Option<f64>,
+}
+
+impl StatsState {
+    pub fn roll_day(&mut self, now: Millis) {
+        let day = (now + JST_OFFSET_MS) / DAY_MS;
+        if day != self.today.day {
+            self.today = Today {
+                day,
+                ..Today::default()
+            };
+        }
+    }
+
+    pub fn observe_handle_time(&mut self, ms: u64) {
+        let ms = ms as f64;
+        self.handle_ewma_ms = Some(match self.handle_ewma_ms {
+            None => ms,
+            Some(avg) => avg + HANDLE_EWMA_ALPHA * (ms - avg),
+        });
+    }
+
+    pub fn handle_ms(&self) -> f64 {
+        self.handle_ewma_ms.unwrap_or(DEFAULT_HANDLE_MS)
+    }
+
+    pub fn raise_help(&mut self, operator: &str, conversation: ConversationId, now: Millis) {
+        self.alerts.retain(|a| {
+            a.acknowledged_at
+                .is_none_or(|at| now.saturating_sub(at) < ALERT_KEEP_MS)
+        });
+        if self.alerts.len() >= MAX_ALERTS {
+            self.alerts.remove(0);
+        }
+        self.alerts.push(Alert {
+            id: Ulid::new(),
+            kind: "help",
+            operator: operator.to_owned(),
+            conversation,
+            at: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        });
+    }
+
+    pub fn ack_alert(&mut self, id: Ulid, by: &str) -> bool {
+        match self.alerts.iter_mut().find(|a| a.id == id) {
+            Some(a) => {
+                if a.acknowledged_by.is_none() {
+                    a.acknowledged_by = Some(by.to_owned());
+                    a.acknowledged_at = Some(now_ms());
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OperatorCounts {
+    pub on_duty: u32,
+    pub away: u32,
+    pub off_duty: u32,
+    /// On duty and connected with at least one conversation.
+    pub busy: u32,
+    /// Free conversation slots among on-duty, connected operators.
+    pub free_capacity: u32,
+    /// Operators whose console is disconnected (within their grace period).
+    pub disconnected: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConversationCounts {
+    pub queued: u32,
+    pub offered: u32,
+    pub active: u32,
+    pub wrap_up: u32,
+}
+
+/// What the coordinator view shows, and what `/metrics` exports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Dashboard {
+    pub waiting: u32,
+    pub waiting_by_channel: BTreeMap<&'static str, u32>,
+    pub longest_wait_ms: u64,
+    pub operators: OperatorCounts,
+    pub conversations: ConversationCounts,
+    pub today: Today,
+    pub alerts: Vec<Alert>,
+}
+
+impl Engine {
+    /// One consistent-enough picture of the helpline now.
+    pub async fn dashboard(&self) -> Result<Dashboard, StoreError> {
+        let now = now_ms();
+        let convs = self.store.conversations().await?;
+        let ops = self.store.operators().await?;
+        let mut d = Dashboard::default();
+        let mut load: BTreeMap<Ulid, u32> = BTreeMap::new();
+        for c in &convs {
+            match c.state.kind() {
+                StateKind::Queued | StateKind::Offered => {
+                    d.waiting += 1;
+                    *d.waiting_by_channel.entry(c.channel.as_str()).or_default() += 1;
+                    d.longest_wait_ms = d.longest_wait_ms.max(now.saturating_sub(c.queued_at));
+                    if c.state.kind() == StateKind::Queued {
+                        d.conversations.queued += 1;
+                    } else {
+                        d.conversations.offered += 1;
+                    }
+                }
+                StateKind::Active => d.conversations.active += 1,
+                StateKind::WrapUp => d.conversations.wrap_up += 1,
+                _ => {}
+            }
+            if let Some(op) = c.state.operator() {
+                *load.entry(op).or_default() += c.weight;
+            }
+        }
+        for o in &ops {
+            match o.presence {
+                Presence::OnDuty => d.operators.on_duty += 1,
+                Presence::Away => d.operators.away += 1,
+                Presence::OffDuty => d.operators.off_duty += 1,
+            }
+            if !o.connected {
+                d.operators.disconnected += 1;
+                continue;
+            }
+            let l = load.get(&o.id).copied().unwrap_or(0);
+            if o.presence == Presence::OnDuty {
+                if l > 0 {
+                    d.operators.busy += 1;
+                }
+                d.operators.free_capacity += o.capacity.saturating_sub(l);
+            }
+        }
+        let mut stats = self.stats();
+        stats.roll_day(now);
+        d.today = stats.today.clone();
+        d.alerts = stats.alerts.clone();
+        Ok(d)
+    }
+
+    /// A rough wait in minutes for someone at `position` (1-based); `None` if nobody is on duty.
+    pub(crate) fn estimate_wait(&self, position: u32, on_duty_capacity: u32) -> Option<u32> {
+        if on_duty_capacity == 0 {
+            return None;
+        }
+        let handle = self.stats().handle_ms();
+        let rounds = position.div_ceil(on_duty_capacity) as f64;
+        Some(((rounds * handle) / 60_000.0).ceil().max(1.0) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_day_rolls_over_at_midnight_in_japan() {
+        let mut s = StatsState::default();
+        // 2026-11-23 14:59:59 UTC is 23:59:59 JST.
+        let before = 1_795_445_999_000;
+        s.roll_day(before);
+        s.today.started = 5;
+        s.roll_day(before + 500);
+        assert_eq!(s.today.started, 5);
+        s.roll_day(before + 1_000);
+        assert_eq!(s.today.started, 0, "a new day in Japan starts from zero");
+    }
+
+    #[test]
+    fn handle_time_is_a_moving_average() {
+        let mut s = StatsState::default();
+        assert_eq!(s.handle_ms(), DEFAULT_HANDLE_MS);
+        s.observe_handle_time(10_000);
+        assert_eq!(s.handle_ms(), 10_000.0);
+        s.observe_handle_time(20_000);
+        assert_eq!(s.handle_ms(), 11_000.0);
+    }
+
+    #[test]
+    fn alerts_are_acknowledged_once_by_the_first_coordinator() {
+        let mut s = StatsState::default();
+        s.raise_help("Sakura", Ulid::new(), 1);
+        let id = s.alerts[0].id;
+        assert!(s.ack_alert(id, "Coordinator A"));
+        assert!(s.ack_alert(id, "Coordinator B"));
+        assert_eq!(s.alerts[0].acknowledged_by.as_deref(), Some("Coordinator A"));
+        assert!(!s.ack_alert(Ulid::new(), "x"));
+    }
+}

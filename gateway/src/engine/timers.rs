@@ -1,0 +1,240 @@
+//! Background work: timers (offer timeouts, grace periods, idle and maximum length, wrap-up),
+//! the dispatcher that makes offers, and queue-position updates.
+//!
+//! Every timer is a deadline stored in the conversation or operator record and checked on each
+//! tick; the store's atomic `apply` re-checks the state, so a timer firing twice (or on two nodes)
+//! changes nothing the second time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{now_ms, Engine, Outbound};
+use crate::conversation::{Command, ConversationId, State};
+use crate::protocol::{EndReason, Millis, Presence, ServerMsg, WithdrawReason};
+
+/// How often waiting people get their position (when it changed).
+const POSITION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the background tasks on `tracker`; they stop when `shutdown` is cancelled.
+pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTracker) {
+    let e = Arc::clone(&engine);
+    let s = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(e.cfg.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => {
+                    e.sweep(now_ms()).await;
+                    e.dispatch_once().await;
+                }
+                _ = e.dispatch.notified() => e.dispatch_once().await,
+            }
+        }
+    });
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(POSITION_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: HashMap<ConversationId, (u32, Option<u32>)> = HashMap::new();
+        let mut last_load = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => engine.send_positions(&mut last, &mut last_load).await,
+            }
+        }
+    });
+}
+
+impl Engine {
+    /// Makes whatever offers routing allows now.
+    pub async fn dispatch_once(&self) {
+        if !self.cfg.auto_offer {
+            return;
+        }
+        match self
+            .store
+            .dispatch(
+                now_ms(),
+                self.cfg.offer_timeout_ms,
+                self.cfg.language_fallback_ms,
+            )
+            .await
+        {
+            Ok(offers) => {
+                for a in offers {
+                    tracing::info!(conversation = %a.after.id, operator = ?a.after.state.operator(), "offer made");
+                    self.publish(&a, WithdrawReason::Timeout).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "dispatch failed"),
+        }
+    }
+
+    /// The command a conversation's deadlines call for at `now`, if any.
+    fn due(&self, c: &crate::conversation::Conversation, now: Millis) -> Option<Command> {
+        let cfg = &self.cfg;
+        if !c.visitor_connected
+            && matches!(
+                c.state,
+                State::Queued | State::Offered { .. } | State::Active { .. }
+            )
+            && c.visitor_gone_since
+                .is_some_and(|t| now.saturating_sub(t) >= cfg.visitor_grace_ms)
+        {
+            return Some(Command::VisitorGone);
+        }
+        match &c.state {
+            State::Offered {
+                operator,
+                expires_at,
+                ..
+            } if *expires_at <= now => Some(Command::OfferExpired {
+                operator: *operator,
+                expires_at: *expires_at,
+            }),
+            State::Active { .. } if now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms => {
+                Some(Command::Timeout {
+                    reason: EndReason::Idle,
+                })
+            }
+            State::Active { .. }
+                if c.answered_at
+                    .is_some_and(|t| now.saturating_sub(t) >= cfg.max_duration_ms) =>
+            {
+                Some(Command::Timeout {
+                    reason: EndReason::MaxDuration,
+                })
+            }
+            State::WrapUp { since, .. } if now.saturating_sub(*since) >= cfg.wrap_up_ms => {
+                Some(Command::WrapUpExpired)
+            }
+            _ => None,
+        }
+    }
+
+    /// Fires every deadline that has passed.
+    pub async fn sweep(&self, now: Millis) {
+        let convs = match self.store.conversations().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep could not read conversations");
+                return;
+            }
+        };
+        for c in convs {
+            if let Some(cmd) = self.due(&c, now) {
+                let withdrawn = WithdrawReason::Timeout;
+                if let Ok(a) = self.store.apply(c.id, cmd, None, now).await {
+                    self.publish(&a, withdrawn).await;
+                }
+            }
+        }
+        let Ok(ops) = self.store.operators().await else {
+            return;
+        };
+        for op in ops {
+            let gone = !op.connected
+                && op
+                    .disconnected_since
+                    .is_some_and(|t| now.saturating_sub(t) >= self.cfg.operator_grace_ms);
+            if !gone {
+                continue;
+            }
+            let Ok(held) = self.store.held_by(op.id).await else {
+                continue;
+            };
+            for c in held {
+                let cmd = match c.state {
+                    State::Active { .. } => Command::Requeue { operator: op.id },
+                    State::Offered { .. } => Command::Decline { operator: op.id },
+                    State::WrapUp { .. } => Command::WrapUpExpired,
+                    _ => continue,
+                };
+                if let Ok(a) = self.store.apply(c.id, cmd, None, now).await {
+                    tracing::info!(conversation = %c.id, operator = %op.id, "operator gone past grace: conversation returned");
+                    self.publish(&a, WithdrawReason::Timeout).await;
+                }
+            }
+        }
+    }
+
+    /// Sends queue positions to waiting people whose position changed, and queue load to
+    /// operators.
+    async fn send_positions(
+        &self,
+        last: &mut HashMap<ConversationId, (u32, Option<u32>)>,
+        last_load: &mut Option<(u32, u64)>,
+    ) {
+        let Ok(queue) = self.store.queue().await else {
+            return;
+        };
+        let Ok(ops) = self.store.operators().await else {
+            return;
+        };
+        let on_duty: Vec<_> = ops
+            .iter()
+            .filter(|o| o.connected && o.presence == Presence::OnDuty)
+            .collect();
+        let capacity: u32 = on_duty.iter().map(|o| o.capacity).sum();
+        let now = now_ms();
+        let mut seen = HashMap::with_capacity(queue.len());
+        for (i, c) in queue.iter().enumerate() {
+            let position = i as u32 + 1;
+            let wait = self.estimate_wait(position, capacity);
+            seen.insert(c.id, (position, wait));
+            if last.get(&c.id) != Some(&(position, wait)) {
+                self.registry.to_visitor(
+                    c.id,
+                    Outbound::Frame(ServerMsg::QueuePosition {
+                        position,
+                        wait_minutes: wait,
+                        operators_on_duty: on_duty.len() as u32,
+                    }),
+                );
+            }
+        }
+        *last = seen;
+        let longest = queue
+            .iter()
+            .map(|c| now.saturating_sub(c.queued_at))
+            .max()
+            .unwrap_or(0);
+        // Longest wait changes every tick; resend when the count changes or every 10 s of wait.
+        let load = (queue.len() as u32, longest / 10_000);
+        if *last_load != Some(load) {
+            *last_load = Some(load);
+            for op in self.registry.operator_ids() {
+                self.registry.to_operator(
+                    op,
+                    Outbound::Frame(ServerMsg::QueueLoad {
+                        waiting: load.0,
+                        longest_wait_ms: longest,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Position and wait for one waiting conversation (sent right after `welcome`).
+    pub async fn position_of(&self, id: ConversationId) -> Option<ServerMsg> {
+        let queue = self.store.queue().await.ok()?;
+        let ops = self.store.operators().await.ok()?;
+        let on_duty: Vec<_> = ops
+            .iter()
+            .filter(|o| o.connected && o.presence == Presence::OnDuty)
+            .collect();
+        let capacity = on_duty.iter().map(|o| o.capacity).sum();
+        let position = queue.iter().position(|c| c.id == id)? as u32 + 1;
+        Some(ServerMsg::QueuePosition {
+            position,
+            wait_minutes: self.estimate_wait(position, capacity),
+            operators_on_duty: on_duty.len() as u32,
+        })
+    }
+}

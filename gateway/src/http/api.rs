@@ -1,0 +1,338 @@
+//! JSON endpoints for the console, the coordinator view and the widget, plus health, readiness
+//! and metrics. Errors are [`ApiError`]: a stable, opaque code for the client; the cause, if any,
+//! goes to the log.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use ulid::Ulid;
+
+use crate::auth::{AuthError, User};
+use crate::state::{AppState, SESSION_COOKIE};
+
+/// What a client is told when a request fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("bad origin")]
+    BadOrigin,
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict")]
+    Conflict,
+    #[error("unavailable")]
+    Unavailable,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BadOrigin => (StatusCode::FORBIDDEN, "bad_origin"),
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        let detail = match self {
+            ApiError::Invalid(why) => Some(why),
+            _ => None,
+        };
+        (status, Json(json!({ "error": code, "detail": detail }))).into_response()
+    }
+}
+
+/// The signed-in user, from the session cookie.
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<Arc<AppState>> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        jar.get(SESSION_COOKIE)
+            .and_then(|c| app.accounts.session_user(c.value()))
+            .map(CurrentUser)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// A signed-in coordinator or admin.
+pub struct Coordinator(pub User);
+
+impl FromRequestParts<Arc<AppState>> for Coordinator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, app).await?;
+        if user.role.coordinates() {
+            Ok(Coordinator(user))
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// Mutating requests must come from an allowed origin (with SameSite=Strict cookies, this
+/// closes cross-site request forgery).
+fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if crate::ws::origin_allowed(headers, &app.settings.server) {
+        Ok(())
+    } else {
+        Err(ApiError::BadOrigin)
+    }
+}
+
+fn session_cookie(app: &AppState, token: String) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(app.settings.auth.cookie_secure)
+        .path("/")
+        .max_age(time_duration(app.settings.auth.session_max_ms))
+        .build()
+}
+
+fn time_duration(ms: u64) -> time::Duration {
+    time::Duration::milliseconds(ms.min(i64::MAX as u64) as i64)
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    if app.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
+    }
+    match app.engine.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "degraded", "store": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let snapshot = app
+        .engine
+        .dashboard()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    let body = app.engine.metrics.render(&snapshot);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn widget_config(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let w = &app.settings.widget;
+    Json(json!({
+        "quick_exit_url": w.quick_exit_url,
+        "phone": w.phone_number.as_ref().map(|n| json!({"number": n, "hours": w.phone_hours})),
+        "languages": w.languages,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Json(body): Json<LoginBody>,
+) -> Result<(CookieJar, Json<serde_json::Value>), ApiError> {
+    check_origin(&app, &headers)?;
+    // A new session on every login; the previous one from this browser is revoked.
+    if let Some(old) = jar.get(SESSION_COOKIE) {
+        app.accounts.revoke(old.value());
+    }
+    let (user, token) = app
+        .accounts
+        .login(&body.username, &body.password)
+        .await
+        .map_err(|_| ApiError::Unauthorized)?;
+    let jar = jar.add(session_cookie(&app, token));
+    Ok((jar, Json(me_json(&user))))
+}
+
+pub async fn logout(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Result<(CookieJar, StatusCode), ApiError> {
+    check_origin(&app, &headers)?;
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        app.accounts.revoke(c.value());
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    Ok((jar, StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize)]
+pub struct SetupBody {
+    code: String,
+    username: String,
+    display_name: String,
+    password: String,
+}
+
+pub async fn setup(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(body): Json<SetupBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_origin(&app, &headers)?;
+    match app
+        .accounts
+        .setup(&body.code, &body.username, &body.display_name, &body.password)
+    {
+        Ok(user) => {
+            tracing::info!(user = %user.id, "first admin created by setup");
+            Ok(Json(me_json(&user)))
+        }
+        Err(AuthError::SetupUnavailable) => Err(ApiError::Forbidden),
+        Err(AuthError::Invalid(why)) => Err(ApiError::Invalid(why)),
+        Err(AuthError::Exists) => Err(ApiError::Conflict),
+        Err(_) => Err(ApiError::Unavailable),
+    }
+}
+
+fn me_json(user: &User) -> serde_json::Value {
+    json!({"id": user.id, "name": user.display_name, "username": user.username, "role": user.role})
+}
+
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<serde_json::Value> {
+    Json(me_json(&user))
+}
+
+pub async fn directory(
+    State(app): State<Arc<AppState>>,
+    _user: CurrentUser,
+) -> Json<Vec<crate::directory::Referral>> {
+    Json(app.directory.referrals.clone())
+}
+
+pub async fn phrases(
+    State(app): State<Arc<AppState>>,
+    _user: CurrentUser,
+) -> Json<Vec<crate::directory::Phrase>> {
+    Json(app.directory.phrases.clone())
+}
+
+pub async fn colleagues(
+    State(app): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    app.engine
+        .colleagues(user.id)
+        .await
+        .map(Json)
+        .map_err(|_| ApiError::Unavailable)
+}
+
+pub async fn dashboard(
+    State(app): State<Arc<AppState>>,
+    _c: Coordinator,
+) -> Result<Json<crate::engine::stats::Dashboard>, ApiError> {
+    app.engine
+        .dashboard()
+        .await
+        .map(Json)
+        .map_err(|_| ApiError::Unavailable)
+}
+
+/// How often the coordinator view is refreshed.
+const DASHBOARD_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn dashboard_stream(
+    State(app): State<Arc<AppState>>,
+    jar: CookieJar,
+    _c: Coordinator,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let token = jar
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let stream = futures_util::stream::unfold(
+        (app, token, true),
+        |(app, token, first)| async move {
+            if !first {
+                tokio::select! {
+                    _ = tokio::time::sleep(DASHBOARD_INTERVAL) => {}
+                    _ = app.shutdown.cancelled() => return None,
+                }
+            }
+            if !app.accounts.session_live(&token) {
+                return None;
+            }
+            let event = match app.engine.dashboard().await {
+                Ok(d) => Event::default()
+                    .event("stats")
+                    .json_data(&d)
+                    .unwrap_or_else(|_| Event::default().event("error")),
+                Err(_) => Event::default().event("unavailable").data("{}"),
+            };
+            Some((Ok(event), (app, token, false)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+pub async fn ack_alert(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_origin(&app, &headers)?;
+    let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
+    if app.engine.ack_alert(id, &user.display_name) {
+        tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}

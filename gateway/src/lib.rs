@@ -1,0 +1,38 @@
+//! # Tsunagu gateway
+//!
+//! An anonymous chat gateway for helplines: people reach out from a web widget, volunteer
+//! operators answer from a browser console, coordinators watch the queue.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: every frame on the wire (visitor and operator websockets), one place.
+//! - [`conversation`]: the conversation state machine; [`routing`]: who is offered whom.
+//! - [`store`]: the `Store` trait (conversations, queue, presence, message logs) and the
+//!   in-memory implementation; its `conformance` suite is what any store must pass.
+//! - [`engine`]: the behaviour between sockets and store: one method per client action, the
+//!   `publish` step that tells everyone concerned, timers, statistics, the live-socket registry.
+//! - [`ws`]: the websocket endpoints; [`http`]: router, pages, JSON API, security headers.
+//! - [`auth`]: operator accounts (argon2) and sessions; [`directory`]: referrals and phrases.
+//! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
+//!
+//! Data flow: a client frame is parsed in `ws`, handed to an `Engine` method, which applies one
+//! atomic step in the `Store` and calls `publish`; `publish` queues `Outbound` items on the
+//! affected sockets' bounded queues; each socket reads new log entries from the store and sends
+//! them with their sequence numbers.
+
+pub mod auth;
+pub mod config;
+pub mod conversation;
+pub mod directory;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod routing;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use startup::Application;

@@ -1,0 +1,699 @@
+//! The wire protocol, version 1: every frame a visitor or operator client sends or receives.
+//!
+//! This module is the single source of the JSON shapes described in `docs/protocol.md`; the
+//! gateway, its tests and the load tests all use these types. Parsing is done in two steps
+//! ([`parse_frame`]) so that a client learns *why* a frame was refused (malformed JSON, an unknown
+//! type, or a bad field), never just that it was.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+/// The protocol version clients send in `hello.v`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest websocket frame or message accepted, in bytes. Well under 64 KiB: a chat message of
+/// 4 000 Japanese characters is 12 000 bytes of UTF-8, plus the JSON around it.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Largest chat text, in Unicode scalar values.
+pub const MAX_TEXT_CHARS: usize = 4_000;
+/// Largest handover note, in Unicode scalar values.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Which side of a conversation something came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Visitor,
+    Operator,
+    System,
+}
+
+/// The channel a conversation arrived by. Only `web` exists in the core; LINE and phone
+/// connectors add theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Web,
+    Line,
+    Phone,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Web => "web",
+            Channel::Line => "line",
+            Channel::Phone => "phone",
+        }
+    }
+}
+
+/// Operator presence as the operator sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    OnDuty,
+    Away,
+    OffDuty,
+}
+
+/// One entry of a conversation's log: what both sides see, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub at: Millis,
+    pub event: EventBody,
+}
+
+/// The body of a log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Message {
+        from: Side,
+        /// The sender's client id, so the sender can match its pending message.
+        id: Ulid,
+        text: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        operator: Option<String>,
+    },
+    OperatorJoined {
+        operator: String,
+    },
+    OperatorLeft {
+        reason: LeftReason,
+    },
+    Ended {
+        by: Side,
+        reason: EndReason,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    Requeued,
+    Transferred,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Ended,
+    VisitorGone,
+    Idle,
+    MaxDuration,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Ended => "ended",
+            EndReason::VisitorGone => "visitor_gone",
+            EndReason::Idle => "idle",
+            EndReason::MaxDuration => "max_duration",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client to server
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Start {
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Resume {
+    pub token: String,
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+}
+
+/// Everything a visitor client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VisitorClient {
+    Hello {
+        v: u32,
+        id: Ulid,
+        #[serde(default)]
+        start: Option<Start>,
+        #[serde(default)]
+        resume: Option<Resume>,
+    },
+    Send {
+        id: Ulid,
+        text: String,
+    },
+    Typing {
+        id: Ulid,
+        active: bool,
+    },
+    Ack {
+        id: Ulid,
+        seq: u64,
+    },
+    End {
+        id: Ulid,
+    },
+    Ping {
+        id: Ulid,
+    },
+}
+
+impl VisitorClient {
+    const TYPES: &'static [&'static str] = &["hello", "send", "typing", "ack", "end", "ping"];
+
+    pub fn id(&self) -> Ulid {
+        match self {
+            VisitorClient::Hello { id, .. }
+            | VisitorClient::Send { id, .. }
+            | VisitorClient::Typing { id, .. }
+            | VisitorClient::Ack { id, .. }
+            | VisitorClient::End { id }
+            | VisitorClient::Ping { id } => *id,
+        }
+    }
+}
+
+/// Everything an operator client may send.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OperatorClient {
+    Hello {
+        v: u32,
+        id: Ulid,
+        #[serde(default)]
+        last_seqs: HashMap<Ulid, u64>,
+    },
+    Presence {
+        id: Ulid,
+        state: Presence,
+    },
+    TakeNext {
+        id: Ulid,
+    },
+    Accept {
+        id: Ulid,
+        conversation: Ulid,
+    },
+    Decline {
+        id: Ulid,
+        conversation: Ulid,
+    },
+    Send {
+        id: Ulid,
+        conversation: Ulid,
+        text: String,
+    },
+    Typing {
+        id: Ulid,
+        conversation: Ulid,
+        active: bool,
+    },
+    Ack {
+        id: Ulid,
+        conversation: Ulid,
+        seq: u64,
+    },
+    Transfer {
+        id: Ulid,
+        conversation: Ulid,
+        #[serde(default)]
+        to: Option<Ulid>,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    Help {
+        id: Ulid,
+        conversation: Ulid,
+    },
+    End {
+        id: Ulid,
+        conversation: Ulid,
+    },
+    WrapUp {
+        id: Ulid,
+        conversation: Ulid,
+        category: String,
+    },
+    Ping {
+        id: Ulid,
+    },
+}
+
+impl OperatorClient {
+    const TYPES: &'static [&'static str] = &[
+        "hello",
+        "presence",
+        "take_next",
+        "accept",
+        "decline",
+        "send",
+        "typing",
+        "ack",
+        "transfer",
+        "help",
+        "end",
+        "wrap_up",
+        "ping",
+    ];
+
+    pub fn id(&self) -> Ulid {
+        use OperatorClient::*;
+        match self {
+            Hello { id, .. }
+            | Presence { id, .. }
+            | TakeNext { id }
+            | Accept { id, .. }
+            | Decline { id, .. }
+            | Send { id, .. }
+            | Typing { id, .. }
+            | Ack { id, .. }
+            | Transfer { id, .. }
+            | Help { id, .. }
+            | End { id, .. }
+            | WrapUp { id, .. }
+            | Ping { id } => *id,
+        }
+    }
+}
+
+/// Message types that can be parsed from a text frame.
+pub trait ClientFrame: serde::de::DeserializeOwned {
+    /// The `type` values this endpoint accepts.
+    fn known_types() -> &'static [&'static str];
+}
+
+impl ClientFrame for VisitorClient {
+    fn known_types() -> &'static [&'static str] {
+        Self::TYPES
+    }
+}
+
+impl ClientFrame for OperatorClient {
+    fn known_types() -> &'static [&'static str] {
+        Self::TYPES
+    }
+}
+
+/// Why a frame could not be parsed; each maps to an error code of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: ErrorCode,
+    /// The client id, when the frame had a readable one, so the error can be matched.
+    pub id: Option<Ulid>,
+    pub detail: &'static str,
+}
+
+/// Parses a text frame: JSON object first, then a known `type`, then the fields.
+pub fn parse_frame<T: ClientFrame>(text: &str) -> Result<T, FrameError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| FrameError {
+        code: ErrorCode::BadJson,
+        id: None,
+        detail: "frame is not valid JSON",
+    })?;
+    let Some(obj) = value.as_object() else {
+        return Err(FrameError {
+            code: ErrorCode::BadJson,
+            id: None,
+            detail: "frame is not a JSON object",
+        });
+    };
+    let id = obj
+        .get("id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| Ulid::from_string(s).ok());
+    let Some(kind) = obj.get("type").and_then(|t| t.as_str()) else {
+        return Err(FrameError {
+            code: ErrorCode::BadJson,
+            id,
+            detail: "frame has no string `type`",
+        });
+    };
+    if !T::known_types().contains(&kind) {
+        return Err(FrameError {
+            code: ErrorCode::UnknownType,
+            id,
+            detail: "unknown message type",
+        });
+    }
+    serde_json::from_value(value).map_err(|_| FrameError {
+        code: ErrorCode::Invalid,
+        id,
+        detail: "a field is missing or has the wrong type (ids are ULIDs)",
+    })
+}
+
+/// Checks chat text: trimmed, not empty, not longer than [`MAX_TEXT_CHARS`].
+pub fn validate_text(text: &str) -> Result<String, ErrorCode> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ErrorCode::Invalid);
+    }
+    if trimmed.chars().count() > MAX_TEXT_CHARS {
+        return Err(ErrorCode::TextTooLong);
+    }
+    Ok(trimmed.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server to client
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    BadFrame,
+    UnknownType,
+    Invalid,
+    TextTooLong,
+    OutOfOrder,
+    NotFound,
+    Capacity,
+    UnsupportedVersion,
+    Unavailable,
+    RateLimited,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::OutOfOrder => "out_of_order",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Capacity => "capacity",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+
+    /// A short English explanation for developers; clients translate by code.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "frame is not a JSON object of a known shape",
+            ErrorCode::BadFrame => "binary frames are not accepted",
+            ErrorCode::UnknownType => "unknown message type",
+            ErrorCode::Invalid => "a field is missing or out of range",
+            ErrorCode::TextTooLong => "text is too long",
+            ErrorCode::OutOfOrder => "this message is not allowed now",
+            ErrorCode::NotFound => "no such conversation",
+            ErrorCode::Capacity => "you are at capacity",
+            ErrorCode::UnsupportedVersion => "unsupported protocol version",
+            ErrorCode::Unavailable => "storage unavailable; nothing was stored, retry",
+            ErrorCode::RateLimited => "too many messages; slow down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitorState {
+    Queued,
+    Active,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorConvState {
+    Offered,
+    Active,
+    WrapUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_text: usize,
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text: MAX_TEXT_CHARS,
+            max_frame: MAX_FRAME_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorInfo {
+    pub id: Ulid,
+    pub name: String,
+    pub role: String,
+}
+
+/// What an operator sees of a conversation: never an identifier of the person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: Ulid,
+    pub state: OperatorConvState,
+    pub channel: Channel,
+    pub language: Option<String>,
+    pub started_at: Millis,
+    pub last_seq: u64,
+    pub visitor_connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub handover_note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferInfo {
+    pub from: String,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    pub conversation: Ulid,
+    pub channel: Channel,
+    pub language: Option<String>,
+    pub waited_ms: u64,
+    pub expires_in_ms: u64,
+    pub transfer: Option<TransferInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    Timeout,
+    Declined,
+    Abandoned,
+    Taken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedReason {
+    Closed,
+    Transferred,
+    Requeued,
+}
+
+/// Everything the server sends, to visitors and operators alike. (Serialize only: two variants
+/// share the `welcome` tag and two the `queue` tag; clients tell them apart by endpoint.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First answer to a visitor's `hello`.
+    #[serde(rename = "welcome")]
+    VisitorWelcome {
+        v: u32,
+        conversation: Ulid,
+        token: String,
+        state: VisitorState,
+        resumed: bool,
+        last_seq: u64,
+        heartbeat_ms: u64,
+        limits: Limits,
+    },
+    /// First answer to an operator's `hello`.
+    #[serde(rename = "welcome")]
+    OperatorWelcome {
+        v: u32,
+        operator: OperatorInfo,
+        presence: Presence,
+        capacity: u32,
+        heartbeat_ms: u64,
+        categories: Vec<String>,
+        conversations: Vec<ConversationSummary>,
+        offers: Vec<Offer>,
+    },
+    /// Queue position, for a waiting visitor.
+    #[serde(rename = "queue")]
+    QueuePosition {
+        position: u32,
+        wait_minutes: Option<u32>,
+        operators_on_duty: u32,
+    },
+    /// Queue load, for operators.
+    #[serde(rename = "queue")]
+    QueueLoad { waiting: u32, longest_wait_ms: u64 },
+    Event {
+        conversation: Ulid,
+        seq: u64,
+        at: Millis,
+        event: EventBody,
+    },
+    Typing {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        conversation: Option<Ulid>,
+        from: Side,
+        active: bool,
+    },
+    Presence {
+        state: Presence,
+        load: u32,
+        capacity: u32,
+    },
+    Offer(Offer),
+    OfferWithdrawn {
+        conversation: Ulid,
+        reason: WithdrawReason,
+    },
+    Conversation {
+        conversation: ConversationSummary,
+    },
+    Removed {
+        conversation: Ulid,
+        reason: RemovedReason,
+    },
+    Ack {
+        id: Ulid,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        seq: Option<u64>,
+    },
+    Error {
+        id: Option<Ulid>,
+        code: ErrorCode,
+        message: String,
+    },
+    Pong {
+        id: Ulid,
+    },
+}
+
+impl ServerMsg {
+    pub fn error(id: Option<Ulid>, code: ErrorCode) -> Self {
+        ServerMsg::Error {
+            id,
+            code,
+            message: code.message().to_owned(),
+        }
+    }
+
+    pub fn event(conversation: Ulid, entry: &LogEntry) -> Self {
+        ServerMsg::Event {
+            conversation,
+            seq: entry.seq,
+            at: entry.at,
+            event: entry.event.clone(),
+        }
+    }
+}
+
+/// Close codes beyond the standard ones; see docs/protocol.md.
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const UNAUTHENTICATED: u16 = 4001;
+    pub const UNSUPPORTED_VERSION: u16 = 4002;
+    pub const NOT_FOUND: u16 = 4004;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4008;
+    pub const SUPERSEDED: u16 = 4009;
+    pub const REVOKED: u16 = 4010;
+    /// The client could not keep up with its outbound queue.
+    pub const TOO_SLOW: u16 = 4011;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_json_is_bad_json() {
+        let err = parse_frame::<VisitorClient>("{not json").unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJson);
+        let err = parse_frame::<VisitorClient>("[1,2]").unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJson);
+    }
+
+    #[test]
+    fn unknown_type_is_reported_with_the_client_id() {
+        let id = Ulid::new();
+        let err = parse_frame::<VisitorClient>(&format!(r#"{{"type":"dance","id":"{id}"}}"#))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownType);
+        assert_eq!(err.id, Some(id));
+    }
+
+    #[test]
+    fn operator_only_types_are_unknown_to_visitors() {
+        let err = parse_frame::<VisitorClient>(&format!(
+            r#"{{"type":"take_next","id":"{}"}}"#,
+            Ulid::new()
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn a_bad_ulid_is_invalid() {
+        let err = parse_frame::<VisitorClient>(r#"{"type":"send","id":"nope","text":"hi"}"#)
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Invalid);
+    }
+
+    #[test]
+    fn a_send_frame_parses() {
+        let id = Ulid::new();
+        let msg: VisitorClient =
+            parse_frame(&format!(r#"{{"type":"send","id":"{id}","text":"こんにちは"}}"#)).unwrap();
+        assert_eq!(
+            msg,
+            VisitorClient::Send {
+                id,
+                text: "こんにちは".into()
+            }
+        );
+    }
+
+    #[test]
+    fn text_is_trimmed_and_limited() {
+        assert_eq!(validate_text("  hi "), Ok("hi".to_owned()));
+        assert_eq!(validate_text("   "), Err(ErrorCode::Invalid));
+        let long: String = "あ".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(validate_text(&long), Err(ErrorCode::TextTooLong));
+        let max: String = "あ".repeat(MAX_TEXT_CHARS);
+        assert!(validate_text(&max).is_ok());
+    }
+
+    #[test]
+    fn welcome_messages_serialize_with_the_same_type_tag() {
+        let v = serde_json::to_value(ServerMsg::QueueLoad {
+            waiting: 1,
+            longest_wait_ms: 5,
+        })
+        .unwrap();
+        assert_eq!(v["type"], "queue");
+        let e = serde_json::to_value(ServerMsg::error(None, ErrorCode::TextTooLong)).unwrap();
+        assert_eq!(e["code"], "text_too_long");
+    }
+}

@@ -1,0 +1,348 @@
+//! The embedded default store: all state in this process, behind one `std::sync::Mutex`.
+//!
+//! Every trait method takes the lock once, does its whole step and releases it; no lock is held
+//! across an `.await` (there is none inside). Indexes (queue order, who holds what, token to
+//! conversation) are maintained in [`Inner::commit`], the one place a conversation changes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ulid::Ulid;
+
+use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId, QueueKey, State};
+use crate::protocol::{LogEntry, Millis};
+use crate::routing::{self, OperatorSlot};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in this file; the state it protects is
+        // still consistent at every statement boundary that can panic, so keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Entry {
+    conv: Conversation,
+    log: Vec<LogEntry>,
+    /// Client ids already applied, with the seq their first application answered with.
+    client_ids: HashMap<Ulid, Option<u64>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conversations: HashMap<ConversationId, Entry>,
+    queue: BTreeMap<QueueKey, ConversationId>,
+    held: HashMap<OperatorId, HashSet<ConversationId>>,
+    tokens: HashMap<String, ConversationId>,
+    operators: HashMap<OperatorId, OperatorRecord>,
+}
+
+impl Inner {
+    fn index_add(&mut self, conv: &Conversation) {
+        if conv.state == State::Queued {
+            self.queue.insert(conv.queue_key(), conv.id);
+        }
+        if let Some(op) = conv.state.operator() {
+            self.held.entry(op).or_default().insert(conv.id);
+        }
+        if let Some(t) = &conv.token_hash {
+            self.tokens.insert(t.clone(), conv.id);
+        }
+    }
+
+    fn index_remove(&mut self, conv: &Conversation) {
+        if conv.state == State::Queued {
+            self.queue.remove(&conv.queue_key());
+        }
+        if let Some(op) = conv.state.operator() {
+            if let Some(set) = self.held.get_mut(&op) {
+                set.remove(&conv.id);
+                if set.is_empty() {
+                    self.held.remove(&op);
+                }
+            }
+        }
+        if let Some(t) = &conv.token_hash {
+            self.tokens.remove(t);
+        }
+    }
+
+    /// Applies a command to one conversation and keeps every index true.
+    fn commit(
+        &mut self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        now: Millis,
+    ) -> Result<Applied, ApplyError> {
+        let entry = self.conversations.get(&id).ok_or(ApplyError::NotFound)?;
+        if let Some(cid) = client_id {
+            if let Some(seq) = entry.client_ids.get(&cid) {
+                return Ok(Applied {
+                    before: entry.conv.clone(),
+                    after: entry.conv.clone(),
+                    appended: vec![],
+                    duplicate: Some(*seq),
+                });
+            }
+        }
+        let before = entry.conv.clone();
+        let mut after = before.clone();
+        let outcome = after.apply(cmd, now)?;
+        let mut appended = Vec::with_capacity(outcome.log.len());
+        for event in outcome.log {
+            after.last_seq += 1;
+            appended.push(LogEntry {
+                seq: after.last_seq,
+                at: now,
+                event,
+            });
+        }
+        self.index_remove(&before);
+        self.index_add(&after);
+        let entry = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ApplyError::NotFound)?;
+        entry.log.extend(appended.iter().cloned());
+        if let Some(cid) = client_id {
+            entry
+                .client_ids
+                .insert(cid, appended.last().map(|e| e.seq));
+        }
+        entry.conv = after.clone();
+        Ok(Applied {
+            before,
+            after,
+            appended,
+            duplicate: None,
+        })
+    }
+
+    fn slot(&self, rec: &OperatorRecord) -> OperatorSlot {
+        let mut load = 0;
+        let mut has_offer = false;
+        for id in self.held.get(&rec.id).into_iter().flatten() {
+            if let Some(e) = self.conversations.get(id) {
+                load += e.conv.weight;
+                has_offer |= matches!(e.conv.state, State::Offered { .. });
+            }
+        }
+        OperatorSlot {
+            id: rec.id,
+            languages: rec.languages.clone(),
+            capacity: rec.capacity,
+            load,
+            presence: rec.presence,
+            connected: rec.connected,
+            has_offer,
+            last_assigned: rec.last_assigned,
+        }
+    }
+
+    fn queued(&self) -> impl Iterator<Item = &Conversation> {
+        self.queue
+            .values()
+            .filter_map(|id| self.conversations.get(id).map(|e| &e.conv))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, conv: Conversation) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.index_add(&conv);
+        inner.conversations.insert(
+            conv.id,
+            Entry {
+                conv,
+                log: Vec::new(),
+                client_ids: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        Ok(self.lock().conversations.get(&id).map(|e| e.conv.clone()))
+    }
+
+    async fn find_by_token(&self, token_hash: &str) -> Result<Option<Conversation>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .tokens
+            .get(token_hash)
+            .and_then(|id| inner.conversations.get(id))
+            .map(|e| e.conv.clone()))
+    }
+
+    async fn apply(
+        &self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        now: Millis,
+    ) -> Result<Applied, ApplyError> {
+        self.lock().commit(id, cmd, client_id, now)
+    }
+
+    async fn read_log(&self, id: ConversationId, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .conversations
+            .get(&id)
+            .map(|e| {
+                let start = usize::try_from(after).unwrap_or(usize::MAX).min(e.log.len());
+                e.log[start..].to_vec()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete(&self, id: ConversationId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.conversations.remove(&id) {
+            inner.index_remove(&entry.conv);
+        }
+        Ok(())
+    }
+
+    async fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self
+            .lock()
+            .conversations
+            .values()
+            .map(|e| e.conv.clone())
+            .collect())
+    }
+
+    async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError> {
+        let inner = self.lock();
+        let mut convs: Vec<Conversation> = inner
+            .held
+            .get(&operator)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.conversations.get(id).map(|e| e.conv.clone()))
+            .collect();
+        convs.sort_by_key(|c| c.id);
+        Ok(convs)
+    }
+
+    async fn queue(&self) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self.lock().queued().cloned().collect())
+    }
+
+    async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {
+        self.lock().operators.insert(record.id, record);
+        Ok(())
+    }
+
+    async fn update_operator(
+        &self,
+        id: OperatorId,
+        update: OperatorUpdate,
+    ) -> Result<Option<OperatorRecord>, StoreError> {
+        let mut inner = self.lock();
+        let Some(rec) = inner.operators.get_mut(&id) else {
+            return Ok(None);
+        };
+        match update {
+            OperatorUpdate::Presence(p) => rec.presence = p,
+            OperatorUpdate::Connected => {
+                rec.connected = true;
+                rec.disconnected_since = None;
+            }
+            OperatorUpdate::Disconnected { at } => {
+                rec.connected = false;
+                rec.disconnected_since = Some(at);
+            }
+        }
+        Ok(Some(rec.clone()))
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        let mut ops: Vec<_> = self.lock().operators.values().cloned().collect();
+        ops.sort_by_key(|o| o.id);
+        Ok(ops)
+    }
+
+    async fn dispatch(
+        &self,
+        now: Millis,
+        offer_ms: u64,
+        language_fallback_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut inner = self.lock();
+        let mut slots: Vec<OperatorSlot> = inner.operators.values().map(|r| inner.slot(r)).collect();
+        if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+            return Ok(vec![]);
+        }
+        let plan = routing::plan(inner.queued(), &mut slots, now, language_fallback_ms);
+        let mut applied = Vec::with_capacity(plan.len());
+        for (conv, operator) in plan {
+            let cmd = Command::Offer {
+                operator,
+                expires_at: now + offer_ms,
+            };
+            if let Ok(a) = inner.commit(conv, cmd, None, now) {
+                if let Some(rec) = inner.operators.get_mut(&operator) {
+                    rec.last_assigned = now;
+                }
+                applied.push(a);
+            }
+        }
+        Ok(applied)
+    }
+
+    async fn take_next(
+        &self,
+        operator: OperatorId,
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<Option<Applied>, ApplyError> {
+        let mut inner = self.lock();
+        let Some(rec) = inner.operators.get(&operator).cloned() else {
+            return Ok(None);
+        };
+        let slot = inner.slot(&rec);
+        let Some(conv) = routing::next_for(inner.queued(), &slot, now, language_fallback_ms) else {
+            return Ok(None);
+        };
+        let cmd = Command::Take {
+            operator,
+            operator_name: rec.name.clone(),
+        };
+        let applied = inner.commit(conv, cmd, None, now)?;
+        if let Some(rec) = inner.operators.get_mut(&operator) {
+            rec.last_assigned = now;
+        }
+        Ok(Some(applied))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        conformance::run_all(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>).await;
+    }
+}

@@ -1,0 +1,127 @@
+//! Storage of everything a live helpline needs to share: conversations, the queue, operator
+//! presence and each conversation's message log.
+//!
+//! [`Store`] is the seam between the engine and where state lives. Every method is one atomic
+//! step at the domain level (apply a command to a conversation and append what it logs; plan and
+//! make offers; take the next person), so an implementation can make each one a lock (memory) or
+//! a transaction or Lua script (Redis) and the rules stay in [`crate::conversation`] and
+//! [`crate::routing`]. [`conformance`] is the behavioural suite every implementation must pass.
+//!
+//! Content lives only in the log, and [`Store::delete`] removes a conversation and everything of
+//! it: log, client ids, token index.
+
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use ulid::Ulid;
+
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId, TransitionError};
+use crate::protocol::{LogEntry, Millis, Presence};
+
+/// The store could not do what was asked; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why [`Store::apply`] did not apply a command.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no such conversation")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one atomic step did to a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub before: Conversation,
+    pub after: Conversation,
+    /// Log entries the step appended, with their seq.
+    pub appended: Vec<LogEntry>,
+    /// Set when the client id was seen before: nothing changed, and this is the seq the first
+    /// application answered with (if it logged anything).
+    pub duplicate: Option<Option<u64>>,
+}
+
+/// An operator's presence as shared between gateway nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorRecord {
+    pub id: OperatorId,
+    pub name: String,
+    pub languages: Vec<String>,
+    pub capacity: u32,
+    pub presence: Presence,
+    /// True while a console socket is open.
+    pub connected: bool,
+    /// When the console socket closed; the operator grace period counts from here.
+    pub disconnected_since: Option<Millis>,
+    pub last_assigned: Millis,
+}
+
+/// A change to an operator's presence record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorUpdate {
+    Presence(Presence),
+    Connected,
+    Disconnected { at: Millis },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new conversation (normally queued).
+    async fn create(&self, conv: Conversation) -> Result<(), StoreError>;
+    async fn get(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+    /// The live conversation whose visitor token hashes to `token_hash`.
+    async fn find_by_token(&self, token_hash: &str) -> Result<Option<Conversation>, StoreError>;
+    /// Applies `cmd` atomically: the state machine decides, the log grows, indexes follow.
+    /// With a `client_id` seen before for this conversation, nothing changes (idempotent retry).
+    async fn apply(
+        &self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        now: Millis,
+    ) -> Result<Applied, ApplyError>;
+    /// Log entries with seq greater than `after`, in order.
+    async fn read_log(&self, id: ConversationId, after: u64) -> Result<Vec<LogEntry>, StoreError>;
+    /// Deletes the conversation and everything of it.
+    async fn delete(&self, id: ConversationId) -> Result<(), StoreError>;
+    /// Every conversation that has not been deleted.
+    async fn conversations(&self) -> Result<Vec<Conversation>, StoreError>;
+    /// Conversations an operator holds (offered, active, wrap-up).
+    async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError>;
+    /// Queued conversations in queue order.
+    async fn queue(&self) -> Result<Vec<Conversation>, StoreError>;
+    /// Creates or replaces an operator's record.
+    async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError>;
+    async fn update_operator(
+        &self,
+        id: OperatorId,
+        update: OperatorUpdate,
+    ) -> Result<Option<OperatorRecord>, StoreError>;
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
+    /// Plans offers with [`crate::routing::plan`] and makes them, atomically.
+    async fn dispatch(
+        &self,
+        now: Millis,
+        offer_ms: u64,
+        language_fallback_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError>;
+    /// Gives `operator` the first queued conversation they may take, atomically.
+    async fn take_next(
+        &self,
+        operator: OperatorId,
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<Option<Applied>, ApplyError>;
+    /// Whether the store can serve requests now (for readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

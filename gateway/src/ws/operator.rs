@@ -1,0 +1,323 @@
+//! The operator endpoint, `GET /ws/operator`: a volunteer's console. Authenticated by the
+//! session cookie before anything else happens; the session is re-checked on every heartbeat so
+//! a revoked or expired session closes the socket (4010).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use ulid::Ulid;
+
+use super::{next_inbound, Conn, Flow, Inbound};
+use crate::auth::User;
+use crate::conversation::ConversationId;
+use crate::engine::{OperatorProfile, Outbound};
+use crate::protocol::{
+    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
+    MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
+};
+use crate::state::{AppState, SESSION_COOKIE};
+
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !super::origin_allowed(&headers, &app.settings.server) {
+        tracing::info!("operator websocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let user = token
+        .as_deref()
+        .and_then(|t| app.accounts.session_user(t));
+    let tracker = app.tracker.clone();
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| tracker.track_future(run(app, socket, user.zip(token))))
+}
+
+pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, String)>) {
+    let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
+    let (mut conn, mut stream) = Conn::new(socket, heartbeat, "operator");
+    let Some((user, token)) = auth else {
+        conn.close(close::UNAUTHENTICATED, "not signed in").await;
+        return;
+    };
+    let engine = Arc::clone(&app.engine);
+    let metrics = Arc::clone(&engine.metrics);
+
+    // Hello first.
+    let last_seqs = loop {
+        let inbound = tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut stream)).await;
+        let flow = match inbound {
+            Err(_) => Flow::Close(close::HEARTBEAT_TIMEOUT, "no hello"),
+            Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, .. })) => {
+                if v != PROTOCOL_VERSION {
+                    let _ = conn.error(&metrics, None, ErrorCode::UnsupportedVersion).await;
+                    Flow::Close(close::UNSUPPORTED_VERSION, "unsupported version")
+                } else {
+                    break last_seqs;
+                }
+            }
+            Ok(Inbound::Frame(other)) => conn.error(&metrics, Some(other.id()), ErrorCode::OutOfOrder).await,
+            Ok(Inbound::Bad(id, code)) => conn.error(&metrics, id, code).await,
+            Ok(Inbound::Alive) => Flow::Continue,
+            Ok(Inbound::TooBig) => Flow::Close(close::TOO_BIG, "frame too large"),
+            Ok(Inbound::Gone) => return,
+        };
+        if let Flow::Close(code, reason) = flow {
+            conn.close(code, reason).await;
+            return;
+        }
+    };
+
+    let profile = OperatorProfile {
+        id: user.id,
+        name: user.display_name.clone(),
+        languages: user.languages.clone(),
+        capacity: user
+            .capacity
+            .unwrap_or(app.settings.conversation.default_capacity),
+    };
+    let span = tracing::info_span!("operator", operator = %user.id);
+    let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);
+    let conn_id = handle.conn;
+    let too_slow = handle.too_slow.clone();
+    engine.registry.add_operator(user.id, handle);
+    let snapshot = match engine.operator_connected(&profile).await {
+        Ok(s) => s,
+        Err(_) => {
+            engine.registry.remove_operator(user.id, conn_id);
+            conn.close(close::GOING_AWAY, "store unavailable").await;
+            return;
+        }
+    };
+    metrics.connection("operator", 1);
+    tracing::info!(parent: &span, "operator connected");
+
+    // Conversations held: the client's last seq, or the whole log for a fresh console.
+    let cursors: HashMap<ConversationId, u64> = snapshot
+        .held
+        .iter()
+        .map(|c| (c.id, last_seqs.get(&c.id).copied().unwrap_or(0).min(c.last_seq)))
+        .collect();
+    let mut session = Session {
+        app: &app,
+        user: &user,
+        token: &token,
+        cursors,
+    };
+    let welcome = ServerMsg::OperatorWelcome {
+        v: PROTOCOL_VERSION,
+        operator: OperatorInfo {
+            id: user.id,
+            name: user.display_name.clone(),
+            role: user.role.as_str().to_owned(),
+        },
+        presence: snapshot.presence,
+        capacity: snapshot.capacity,
+        heartbeat_ms: app.settings.server.heartbeat_ms,
+        categories: app.settings.conversation.categories.clone(),
+        conversations: snapshot.held,
+        offers: snapshot.offers,
+    };
+    let mut flow = conn.send(&welcome).await;
+    let held: Vec<ConversationId> = session.cursors.keys().copied().collect();
+    for id in held {
+        if flow == Flow::Continue {
+            flow = session.catch_up(&mut conn, id).await;
+        }
+    }
+    if flow == Flow::Continue {
+        if let Ok(p) = engine.presence_frame(user.id).await {
+            flow = conn.send(&p).await;
+        }
+    }
+
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.reset();
+    while flow == Flow::Continue {
+        flow = tokio::select! {
+            inbound = next_inbound::<OperatorClient>(&mut stream) => {
+                conn.last_seen = std::time::Instant::now();
+                match inbound {
+                    Inbound::Frame(msg) => session.handle(&mut conn, msg).await,
+                    Inbound::Bad(cid, code) => conn.error(&metrics, cid, code).await,
+                    Inbound::Alive => Flow::Continue,
+                    Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::Gone => break,
+                }
+            }
+            out = rx.recv() => match out {
+                Some(out) => session.outbound(&mut conn, out).await,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if app.accounts.session_live(&token) {
+                    conn.heartbeat_tick().await
+                } else {
+                    Flow::Close(close::REVOKED, "session ended")
+                }
+            }
+            _ = too_slow.cancelled() => Flow::Close(close::TOO_SLOW, "too slow"),
+            _ = app.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
+        };
+    }
+    if let Flow::Close(code, reason) = flow {
+        conn.close(code, reason).await;
+    }
+    if engine.registry.remove_operator(user.id, conn_id) {
+        engine.operator_disconnected(user.id).await;
+    }
+    metrics.connection("operator", -1);
+    tracing::info!(parent: &span, "operator disconnected");
+}
+
+struct Session<'a> {
+    app: &'a AppState,
+    user: &'a User,
+    /// The session token, to keep the session alive while the console is in use.
+    token: &'a str,
+    /// Highest seq sent, per conversation this operator holds.
+    cursors: HashMap<ConversationId, u64>,
+}
+
+impl Session<'_> {
+    async fn catch_up(&mut self, conn: &mut Conn, id: ConversationId) -> Flow {
+        let Some(&cursor) = self.cursors.get(&id) else {
+            return Flow::Continue;
+        };
+        let Ok(entries) = self.app.engine.store.read_log(id, cursor).await else {
+            return Flow::Continue;
+        };
+        for entry in entries {
+            let flow = conn.send(&ServerMsg::event(id, &entry)).await;
+            self.cursors.insert(id, entry.seq);
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        match out {
+            Outbound::Wake(id) => self.catch_up(conn, id).await,
+            Outbound::Hold(id) => {
+                self.cursors.entry(id).or_insert(0);
+                self.catch_up(conn, id).await
+            }
+            Outbound::Release(id) => {
+                self.cursors.remove(&id);
+                Flow::Continue
+            }
+            Outbound::Frame(msg) => conn.send(&msg).await,
+            Outbound::Close(code, reason) => Flow::Close(code, reason),
+        }
+    }
+
+    fn reply(id: Ulid, result: Result<(), ErrorCode>) -> ServerMsg {
+        match result {
+            Ok(()) => ServerMsg::Ack { id, seq: None },
+            Err(code) => ServerMsg::error(Some(id), code),
+        }
+    }
+
+    async fn handle(&mut self, conn: &mut Conn, msg: OperatorClient) -> Flow {
+        let engine = &self.app.engine;
+        let op = self.user.id;
+        let name = self.user.display_name.as_str();
+        let reply = match msg {
+            OperatorClient::Hello { id, .. } => Self::reply(id, Err(ErrorCode::OutOfOrder)),
+            OperatorClient::Ping { id } => {
+                self.app.accounts.touch(self.token);
+                ServerMsg::Pong { id }
+            }
+            OperatorClient::Presence { id, state } => match engine.set_presence(op, state).await {
+                Ok(frame) => {
+                    let flow = conn.send(&ServerMsg::Ack { id, seq: None }).await;
+                    if flow != Flow::Continue {
+                        return flow;
+                    }
+                    frame
+                }
+                Err(code) => ServerMsg::error(Some(id), code),
+            },
+            OperatorClient::TakeNext { id } => match engine.take_next(op, id).await {
+                Ok(_) => ServerMsg::Ack { id, seq: None },
+                Err(code) => ServerMsg::error(Some(id), code),
+            },
+            OperatorClient::Accept { id, conversation } => {
+                Self::reply(id, engine.accept(op, name, conversation, id).await)
+            }
+            OperatorClient::Decline { id, conversation } => {
+                Self::reply(id, engine.decline(op, conversation, id).await)
+            }
+            OperatorClient::Send {
+                id,
+                conversation,
+                text,
+            } => match validate_text(&text) {
+                Err(code) => ServerMsg::error(Some(id), code),
+                Ok(text) => match engine.operator_send(op, conversation, id, text).await {
+                    Ok(seq) => ServerMsg::Ack { id, seq },
+                    Err(code) => ServerMsg::error(Some(id), code),
+                },
+            },
+            OperatorClient::Typing {
+                conversation,
+                active,
+                ..
+            } => {
+                engine.operator_typing(op, conversation, active).await;
+                return Flow::Continue;
+            }
+            OperatorClient::Ack {
+                conversation, seq, ..
+            } => {
+                if self.cursors.contains_key(&conversation) {
+                    engine.ack(conversation, Side::Operator, seq).await;
+                }
+                return Flow::Continue;
+            }
+            OperatorClient::Transfer {
+                id,
+                conversation,
+                to,
+                note,
+            } => {
+                let note = note.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+                if note
+                    .as_ref()
+                    .is_some_and(|n| n.chars().count() > MAX_NOTE_CHARS)
+                {
+                    ServerMsg::error(Some(id), ErrorCode::TextTooLong)
+                } else {
+                    Self::reply(id, engine.transfer(op, conversation, to, note, id).await)
+                }
+            }
+            OperatorClient::Help { id, conversation } => {
+                Self::reply(id, engine.help(op, name, conversation).await)
+            }
+            OperatorClient::End { id, conversation } => {
+                Self::reply(id, engine.operator_end(op, conversation, id).await)
+            }
+            OperatorClient::WrapUp {
+                id,
+                conversation,
+                category,
+            } => Self::reply(id, engine.wrap_up(op, conversation, category, id).await),
+        };
+        if let ServerMsg::Error { code, .. } = &reply {
+            engine.metrics.error(code.as_str());
+        }
+        conn.send(&reply).await
+    }
+}

@@ -1,0 +1,292 @@
+//! The visitor endpoint, `GET /ws/visitor`: a person reaching out from the widget.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitStream;
+
+use super::{next_inbound, Conn, Flow, Inbound};
+use crate::conversation::Conversation;
+use crate::engine::Outbound;
+use crate::protocol::{
+    close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
+use crate::state::AppState;
+
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !super::origin_allowed(&headers, &app.settings.server) {
+        tracing::info!("visitor websocket refused: origin not allowed");
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let tracker = app.tracker.clone();
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| tracker.track_future(run(app, socket)))
+}
+
+/// Accepts only a language tag like `ja`, `en` or `pt-BR`.
+fn clean_lang(lang: Option<String>) -> Option<String> {
+    lang.filter(|l| {
+        (2..=12).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    })
+}
+
+/// Waits for `hello` and opens or resumes the conversation. `Err` closes the socket.
+async fn handshake(
+    app: &AppState,
+    conn: &mut Conn,
+    stream: &mut SplitStream<WebSocket>,
+) -> Result<(Conversation, String, u64, bool), (u16, &'static str)> {
+    let deadline = conn.heartbeat * 3;
+    loop {
+        let inbound = tokio::time::timeout(deadline, next_inbound::<VisitorClient>(stream))
+            .await
+            .map_err(|_| (close::HEARTBEAT_TIMEOUT, "no hello"))?;
+        match inbound {
+            Inbound::Frame(VisitorClient::Hello {
+                v, start, resume, ..
+            }) => {
+                if v != PROTOCOL_VERSION {
+                    let _ = conn
+                        .error(&app.engine.metrics, None, ErrorCode::UnsupportedVersion)
+                        .await;
+                    return Err((close::UNSUPPORTED_VERSION, "unsupported version"));
+                }
+                if let Some(resume) = resume {
+                    let found = app
+                        .engine
+                        .resume_visitor(&resume.token)
+                        .await
+                        .map_err(|_| (close::GOING_AWAY, "store unavailable"))?;
+                    let Some(conv) = found else {
+                        let _ = conn
+                            .error(&app.engine.metrics, None, ErrorCode::NotFound)
+                            .await;
+                        return Err((close::NOT_FOUND, "conversation not found"));
+                    };
+                    let cursor = resume
+                        .last_seq
+                        .unwrap_or(conv.visitor_acked)
+                        .min(conv.last_seq);
+                    return Ok((conv, resume.token, cursor, true));
+                }
+                let lang = clean_lang(start.and_then(|s| s.lang));
+                let (conv, token) = app
+                    .engine
+                    .start_visitor(Channel::Web, lang)
+                    .await
+                    .map_err(|_| (close::GOING_AWAY, "store unavailable"))?;
+                return Ok((conv, token, 0, false));
+            }
+            Inbound::Frame(other) => {
+                if conn
+                    .error(&app.engine.metrics, Some(other.id()), ErrorCode::OutOfOrder)
+                    .await
+                    != Flow::Continue
+                {
+                    return Err((close::POLICY, "too many errors"));
+                }
+            }
+            Inbound::Bad(id, code) => {
+                if conn.error(&app.engine.metrics, id, code).await != Flow::Continue {
+                    return Err((close::POLICY, "too many errors"));
+                }
+            }
+            Inbound::Alive => conn.last_seen = std::time::Instant::now(),
+            Inbound::TooBig => return Err((close::TOO_BIG, "frame too large")),
+            Inbound::Gone => return Err((close::NORMAL, "gone")),
+        }
+    }
+}
+
+pub async fn run(app: Arc<AppState>, socket: WebSocket) {
+    let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
+    let (mut conn, mut stream) = Conn::new(socket, heartbeat, "visitor");
+    let metrics = Arc::clone(&app.engine.metrics);
+    metrics.connection("visitor", 1);
+    let (conv, token, cursor, resumed) = match handshake(&app, &mut conn, &mut stream).await {
+        Ok(v) => v,
+        Err((code, reason)) => {
+            conn.close(code, reason).await;
+            metrics.connection("visitor", -1);
+            return;
+        }
+    };
+    let id = conv.id;
+    let span = tracing::info_span!("visitor", conversation = %id);
+    let engine = Arc::clone(&app.engine);
+    let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);
+    let conn_id = handle.conn;
+    let too_slow = handle.too_slow.clone();
+    engine.registry.add_visitor(id, handle);
+    engine.visitor_connection(id, true).await;
+    tracing::info!(parent: &span, resumed, "visitor connected");
+
+    let mut session = Session {
+        app: &app,
+        id,
+        cursor,
+        ended: false,
+    };
+    let welcome = ServerMsg::VisitorWelcome {
+        v: PROTOCOL_VERSION,
+        conversation: id,
+        token,
+        state: conv.visitor_state(),
+        resumed,
+        last_seq: conv.last_seq,
+        heartbeat_ms: app.settings.server.heartbeat_ms,
+        limits: Limits::default(),
+    };
+    let mut flow = conn.send(&welcome).await;
+    if flow == Flow::Continue {
+        flow = session.catch_up(&mut conn).await;
+    }
+    if flow == Flow::Continue {
+        if let Some(pos) = engine.position_of(id).await {
+            flow = conn.send(&pos).await;
+        }
+    }
+
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.reset();
+    while flow == Flow::Continue {
+        flow = tokio::select! {
+            inbound = next_inbound::<VisitorClient>(&mut stream) => {
+                conn.last_seen = std::time::Instant::now();
+                match inbound {
+                    Inbound::Frame(msg) => session.handle(&mut conn, msg).await,
+                    Inbound::Bad(cid, code) => conn.error(&metrics, cid, code).await,
+                    Inbound::Alive => Flow::Continue,
+                    Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::Gone => break,
+                }
+            }
+            out = rx.recv() => match out {
+                Some(out) => session.outbound(&mut conn, out).await,
+                None => break,
+            },
+            _ = tick.tick() => conn.heartbeat_tick().await,
+            _ = too_slow.cancelled() => Flow::Close(close::TOO_SLOW, "too slow"),
+            _ = app.shutdown.cancelled() => Flow::Close(close::GOING_AWAY, "server shutting down"),
+        };
+    }
+    if let Flow::Close(code, reason) = flow {
+        conn.close(code, reason).await;
+    }
+    if engine.registry.remove_visitor(id, conn_id) && !session.ended {
+        engine.visitor_connection(id, false).await;
+    }
+    metrics.connection("visitor", -1);
+    tracing::info!(parent: &span, "visitor disconnected");
+}
+
+struct Session<'a> {
+    app: &'a AppState,
+    id: crate::conversation::ConversationId,
+    /// Highest seq sent to this socket.
+    cursor: u64,
+    /// True once the person's side has ended: the socket closes after the `ended` entry.
+    ended: bool,
+}
+
+impl Session<'_> {
+    /// Sends every log entry after the cursor.
+    async fn catch_up(&mut self, conn: &mut Conn) -> Flow {
+        let entries = match self.app.engine.store.read_log(self.id, self.cursor).await {
+            Ok(e) => e,
+            Err(_) => return Flow::Continue,
+        };
+        for entry in entries {
+            let flow = self.send_entry(conn, &ServerMsg::event(self.id, &entry), entry.seq, &entry.event).await;
+            if flow != Flow::Continue {
+                return flow;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn send_entry(&mut self, conn: &mut Conn, msg: &ServerMsg, seq: u64, event: &EventBody) -> Flow {
+        if seq <= self.cursor {
+            return Flow::Continue;
+        }
+        let flow = conn.send(msg).await;
+        self.cursor = seq;
+        if matches!(event, EventBody::Ended { .. }) {
+            self.ended = true;
+            return Flow::Close(close::NORMAL, "conversation ended");
+        }
+        flow
+    }
+
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        match out {
+            Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up(conn).await,
+            Outbound::Frame(ServerMsg::Event {
+                conversation,
+                seq,
+                at,
+                event,
+            }) => {
+                if seq > self.cursor + 1 {
+                    let flow = self.catch_up(conn).await;
+                    if flow != Flow::Continue {
+                        return flow;
+                    }
+                }
+                let msg = ServerMsg::Event {
+                    conversation,
+                    seq,
+                    at,
+                    event: event.clone(),
+                };
+                self.send_entry(conn, &msg, seq, &event).await
+            }
+            Outbound::Frame(msg) => conn.send(&msg).await,
+            Outbound::Release(_) => Flow::Continue,
+            Outbound::Close(code, reason) => Flow::Close(code, reason),
+        }
+    }
+
+    async fn handle(&mut self, conn: &mut Conn, msg: VisitorClient) -> Flow {
+        let engine = &self.app.engine;
+        let metrics = &engine.metrics;
+        match msg {
+            VisitorClient::Hello { id, .. } => {
+                conn.error(metrics, Some(id), ErrorCode::OutOfOrder).await
+            }
+            VisitorClient::Send { id, text } => {
+                let text = match validate_text(&text) {
+                    Ok(t) => t,
+                    Err(code) => return conn.error(metrics, Some(id), code).await,
+                };
+                match engine.visitor_send(self.id, id, text).await {
+                    Ok(seq) => conn.send(&ServerMsg::Ack { id, seq }).await,
+                    Err(code) => conn.error(metrics, Some(id), code).await,
+                }
+            }
+            VisitorClient::Typing { active, .. } => {
+                engine.visitor_typing(self.id, active).await;
+                Flow::Continue
+            }
+            VisitorClient::Ack { seq, .. } => {
+                engine.ack(self.id, Side::Visitor, seq).await;
+                Flow::Continue
+            }
+            VisitorClient::End { id } => match engine.visitor_end(self.id, id).await {
+                Ok(()) => conn.send(&ServerMsg::Ack { id, seq: None }).await,
+                Err(code) => conn.error(metrics, Some(id), code).await,
+            },
+            VisitorClient::Ping { id } => conn.send(&ServerMsg::Pong { id }).await,
+        }
+    }
+}
