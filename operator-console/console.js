@@ -5,7 +5,7 @@
 import { t, setText, initI18n, onLangChange } from '/console/i18n.js';
 import { ulid } from '/console/ulid.js';
 import { api, getMe, logout as apiLogout, bindLoginForm, showLoginError } from '/console/auth.js';
-import { tone, installAudioUnlock, bindSoundToggle, unlockAudio } from '/console/sound.js';
+import { tone, installAudioUnlock, bindSoundToggle } from '/console/sound.js';
 import {
   $, el, byTestId, shortCode, convLabel, fmtDuration, fmtClock, toMs, charCount,
   channelName, langName, categoryName, errorText, toast,
@@ -129,8 +129,9 @@ const E = {
 
 initI18n(E.lang);
 installAudioUnlock();
-bindSoundToggle(E.sound, t);
+const renderSound = bindSoundToggle(E.sound, t);
 onLangChange(() => {
+  renderSound();
   document.title = `${t('app.name')} ${t('app.subtitle')}`;
   rerenderAll();
 });
@@ -172,7 +173,6 @@ function startSession(me) {
   E.appView.hidden = false;
   E.statusBar.hidden = false;
   E.meName.textContent = t('signedInAs', { name: me.name || '' });
-  unlockAudio();
   connectNow();
 }
 
@@ -400,9 +400,9 @@ function onWelcome(m) {
     }
   }
   for (const s of summaries) upsertConv(s);
-  let load = 0;
-  for (const c of state.convs.values()) if (c.summary.state === 'active' || c.summary.state === 'wrap_up') load += 1;
-  if (state.load === 0) { state.load = load; renderPresence(); }
+  // Until the next `presence` event, the load is what we hold.
+  state.load = [...state.convs.values()].filter((c) => c.summary.state === 'active' || c.summary.state === 'wrap_up').length;
+  renderPresence();
 
   for (const id of [...state.offers.keys()]) removeOffer(id);
   for (const o of Array.isArray(m.offers) ? m.offers : []) addOffer(o, true);
@@ -865,7 +865,7 @@ function onEvent(m) {
   const nearBottom = isNearBottom(conv);
 
   if (ev.kind === 'message') {
-    const own = ev.from === 'operator' && ev.id && conv.outbox.get(ev.id);
+    const own = ev.from === 'operator' && ownPending(conv, ev);
     if (own) {
       finalizeOwn(conv, own, m.seq, m.at);
     } else {
@@ -891,6 +891,15 @@ function onEvent(m) {
     markRead(conv);
   }
   updateTitle();
+}
+
+/** The unconfirmed message of ours that this log entry stores, if any. */
+function ownPending(conv, ev) {
+  if (ev.id && conv.outbox.has(ev.id)) return conv.outbox.get(ev.id);
+  if (ev.id || !state.me || ev.operator !== state.me.name) return null;
+  // Defensive: an entry without a client id matches our oldest unconfirmed message with the same text.
+  for (const p of conv.outbox.values()) if (!p.failed && p.text === ev.text) return p;
+  return null;
 }
 
 function renderMessage(conv, ev, seq, at) {

@@ -3,7 +3,7 @@
 
 import { t, setText, initI18n, onLangChange } from '/console/i18n.js';
 import { api, getMe, logout as apiLogout, bindLoginForm, showLoginError } from '/console/auth.js';
-import { tone, installAudioUnlock, bindSoundToggle, unlockAudio } from '/console/sound.js';
+import { tone, installAudioUnlock, bindSoundToggle } from '/console/sound.js';
 import { $, el, byTestId, convLabel, fmtMmSs, fmtClock, fmtDuration, toMs, channelName, toast } from '/console/util.js';
 
 const ALLOWED_ROLES = ['coordinator', 'admin'];
@@ -64,8 +64,9 @@ const E = {
 
 initI18n(E.lang);
 installAudioUnlock();
-bindSoundToggle(E.sound, t);
-onLangChange(() => { if (state.snapshot) render(state.snapshot); if (state.me) E.meName.textContent = t('signedInAs', { name: state.me.name || '' }); updateTitle(); });
+const renderSound = bindSoundToggle(E.sound, t);
+onLangChange(() => {
+  renderSound(); if (state.snapshot) render(state.snapshot); if (state.me) E.meName.textContent = t('signedInAs', { name: state.me.name || '' }); updateTitle(); });
 bindLoginForm(E.loginForm, (me) => start(me));
 E.logout.addEventListener('click', async () => {
   stopStream();
@@ -107,7 +108,6 @@ function showForbidden() {
 async function start(me) {
   state.me = me;
   E.meName.textContent = t('signedInAs', { name: me.name || '' });
-  unlockAudio();
   if (!ALLOWED_ROLES.includes(me.role)) { showForbidden(); return; }
   showView('dash');
   // One snapshot first: it also tells us plainly about 401 / 403.

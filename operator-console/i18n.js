@@ -236,7 +236,7 @@ const catalogue = {
     'coord.alert.other': '{operator} さんからの通知（{kind}）',
     'coord.alert.conv': '対象: {label}',
     'coord.alert.at': '{time}（{ago}前）',
-    'coord.ack': '確認しました',
+    'coord.ack': '確認済みにする',
     'coord.acked': '{name} さんが確認済み',
     'coord.ackFailed': '確認を記録できませんでした（{status}）。',
     'coord.thin': '受付中の相談員が {n} 人です（2人未満）。',

@@ -1,5 +1,5 @@
 // First-run setup: create the first administrator with the one-time setup code.
-import { t, setText, initI18n } from '/console/i18n.js';
+import { t, initI18n } from '/console/i18n.js';
 import { api } from '/console/auth.js';
 import { $, el, byTestId, charCount } from '/console/util.js';
 

@@ -76,7 +76,7 @@ export function bindSoundToggle(button, t) {
     const locked = !muted && !audioReady();
     button.setAttribute('aria-pressed', muted ? 'false' : 'true');
     button.dataset.state = muted ? 'muted' : (locked ? 'locked' : 'on');
-    button.textContent = muted ? `🔕 ${t('sound.off')}` : `🔔 ${t('sound.on')}`;
+    button.textContent = muted ? t('sound.off') : t('sound.on');
     button.title = locked ? t('sound.locked') : '';
   };
   button.addEventListener('click', () => { setMuted(!muted); if (!muted) { unlockAudio(); tone('message'); } });

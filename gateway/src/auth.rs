@@ -284,7 +284,9 @@ impl Accounts {
         display_name: &str,
         password: &str,
     ) -> Result<User, AuthError> {
-        let expected = self.pending_setup_code().ok_or(AuthError::SetupUnavailable)?;
+        let expected = self
+            .pending_setup_code()
+            .ok_or(AuthError::SetupUnavailable)?;
         let given = code.trim().to_ascii_uppercase();
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(AuthError::SetupUnavailable);
@@ -407,7 +409,10 @@ mod tests {
         let (user, token) = a.login("sakura", "correct horse battery").await.unwrap();
         assert_eq!(a.session_user(&token).unwrap().id, user.id);
         a.revoke(&token);
-        assert!(a.session_user(&token).is_none(), "revoked sessions are gone");
+        assert!(
+            a.session_user(&token).is_none(),
+            "revoked sessions are gone"
+        );
     }
 
     #[test]
@@ -444,7 +449,12 @@ mod tests {
             .setup("WRONG-CODE", "admin", "Admin", "long enough password")
             .is_err());
         let admin = a
-            .setup(&code.to_lowercase(), "admin", "Admin", "long enough password")
+            .setup(
+                &code.to_lowercase(),
+                "admin",
+                "Admin",
+                "long enough password",
+            )
             .unwrap();
         assert_eq!(admin.role, Role::Admin);
         assert!(a.pending_setup_code().is_none());

@@ -181,7 +181,9 @@ pub enum Command {
         operator_name: String,
     },
     /// An operator declines their offer.
-    Decline { operator: OperatorId },
+    Decline {
+        operator: OperatorId,
+    },
     /// The offer made at `expires_at` lapsed.
     OfferExpired {
         operator: OperatorId,
@@ -193,7 +195,9 @@ pub enum Command {
         operator_name: String,
     },
     /// Back to the front of the queue: the operator handed it back, or vanished past the grace.
-    Requeue { operator: OperatorId },
+    Requeue {
+        operator: OperatorId,
+    },
     /// The holding operator hands the conversation to a colleague as a targeted offer.
     Transfer {
         from: OperatorId,
@@ -215,9 +219,13 @@ pub enum Command {
     VisitorConnected,
     VisitorDisconnected,
     /// The holding operator ends the conversation (to wrap-up).
-    OperatorEnd { operator: OperatorId },
+    OperatorEnd {
+        operator: OperatorId,
+    },
     /// Idle limit or maximum duration reached.
-    Timeout { reason: EndReason },
+    Timeout {
+        reason: EndReason,
+    },
     /// The operator records the wrap-up category: closed.
     WrapUp {
         operator: OperatorId,
@@ -226,7 +234,10 @@ pub enum Command {
     /// The wrap-up was left open too long: closed with category `other`.
     WrapUpExpired,
     /// Acknowledgement of log entries by one side.
-    Ack { side: Side, seq: u64 },
+    Ack {
+        side: Side,
+        seq: u64,
+    },
 }
 
 /// Why a command was refused. Nothing changed.
@@ -885,7 +896,10 @@ mod tests {
     #[test]
     fn queued_to_abandoned_only_when_the_visitor_is_still_gone() {
         let mut q = queued();
-        assert!(q.apply(Command::VisitorGone, T0).is_err(), "still connected");
+        assert!(
+            q.apply(Command::VisitorGone, T0).is_err(),
+            "still connected"
+        );
         q.apply(Command::VisitorDisconnected, T0 + 1).unwrap();
         assert_eq!(q.visitor_gone_since, Some(T0 + 1));
         q.apply(Command::VisitorConnected, T0 + 2).unwrap();
@@ -956,7 +970,9 @@ mod tests {
             Err(TransitionError::NotYours)
         );
         let out = c.apply(msg(Side::Operator, Some(o)), T0 + 7).unwrap();
-        assert!(matches!(&out.log[0], EventBody::Message { operator: Some(n), .. } if n == "Sakura"));
+        assert!(
+            matches!(&out.log[0], EventBody::Message { operator: Some(n), .. } if n == "Sakura")
+        );
         assert_eq!(c.last_activity, T0 + 7);
     }
 

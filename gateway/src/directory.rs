@@ -65,7 +65,16 @@ mod tests {
     fn built_in_examples_include_the_national_lines_and_emergency_numbers() {
         let d = Directory::load(&DirectorySettings::default()).unwrap();
         let phones: Vec<&str> = d.referrals.iter().map(|r| r.phone.as_str()).collect();
-        for n in ["0120-279-338", "0120-061-338", "0570-064-556", "0120-99-7777", "0120-279-889", "189", "119", "110"] {
+        for n in [
+            "0120-279-338",
+            "0120-061-338",
+            "0570-064-556",
+            "0120-99-7777",
+            "0120-279-889",
+            "189",
+            "119",
+            "110",
+        ] {
             assert!(phones.contains(&n), "missing {n}");
         }
         assert!(d.phrases.iter().any(|p| p.lang == "ja"));

@@ -111,7 +111,9 @@ impl Metrics {
     }
 
     pub fn started(&self, channel: &'static str) {
-        self.started.get_or_create(&vec![("channel", channel)]).inc();
+        self.started
+            .get_or_create(&vec![("channel", channel)])
+            .inc();
     }
 
     pub fn ended(&self, outcome: &'static str) {
@@ -123,7 +125,9 @@ impl Metrics {
     }
 
     pub fn connection(&self, kind: &'static str, delta: i64) {
-        self.connections.get_or_create(&vec![("kind", kind)]).inc_by(delta);
+        self.connections
+            .get_or_create(&vec![("kind", kind)])
+            .inc_by(delta);
     }
 
     /// Refreshes gauges from a snapshot and renders the text exposition format.

@@ -543,7 +543,10 @@ pub enum ServerMsg {
     },
     /// Queue load, for operators.
     #[serde(rename = "queue")]
-    QueueLoad { waiting: u32, longest_wait_ms: u64 },
+    QueueLoad {
+        waiting: u32,
+        longest_wait_ms: u64,
+    },
     Event {
         conversation: Ulid,
         seq: u64,
@@ -656,16 +659,18 @@ mod tests {
 
     #[test]
     fn a_bad_ulid_is_invalid() {
-        let err = parse_frame::<VisitorClient>(r#"{"type":"send","id":"nope","text":"hi"}"#)
-            .unwrap_err();
+        let err =
+            parse_frame::<VisitorClient>(r#"{"type":"send","id":"nope","text":"hi"}"#).unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
     }
 
     #[test]
     fn a_send_frame_parses() {
         let id = Ulid::new();
-        let msg: VisitorClient =
-            parse_frame(&format!(r#"{{"type":"send","id":"{id}","text":"こんにちは"}}"#)).unwrap();
+        let msg: VisitorClient = parse_frame(&format!(
+            r#"{{"type":"send","id":"{id}","text":"こんにちは"}}"#
+        ))
+        .unwrap();
         assert_eq!(
             msg,
             VisitorClient::Send {

@@ -28,20 +28,13 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let metrics = Arc::new(Metrics::new());
-        let engine = Arc::new(Engine::new(
-            store,
-            settings.conversation.clone(),
-            metrics,
-        ));
+        let engine = Arc::new(Engine::new(store, settings.conversation.clone(), metrics));
         let accounts = Arc::new(Accounts::load(&settings.auth)?);
         let directory = Directory::load(&settings.directory)?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .await
             .with_context(|| {
-                format!(
-                    "binding {}:{}",
-                    settings.server.host, settings.server.port
-                )
+                format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let addr = listener.local_addr()?;
         let state = Arc::new(AppState {
@@ -95,7 +88,10 @@ impl Application {
             .await?;
         state.tracker.close();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
-        if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown grace elapsed with sockets still open");
         }
         tracing::info!("stopped");

@@ -1,21 +1,45 @@
 //! Logging. `tracing` with spans that carry ids (conversation, operator, connection), never
-//! message text, user ids of channels, phone numbers or addresses. Pretty or JSON by config.
+//! message text, channel user ids, phone numbers or addresses. Pretty or JSON by config.
+//!
+//! Some dependencies log frame payloads or headers at debug and trace level (tungstenite,
+//! hyper). Those targets are always capped at `info`, whatever filter is configured, so that
+//! even a trace-level log carries no message text. `tests/privacy.rs` checks this.
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber: `filter` unless `RUST_LOG` is set, JSON when `json`, writing
-/// to `sink` (stdout in production, a buffer or `std::io::sink` in tests). Calling it twice is
-/// harmless: the second call does nothing.
-pub fn init<W>(filter: &str, json: bool, sink: W)
+/// Targets that may log payloads or headers below `info`; always capped.
+const CAPPED_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "axum",
+    "tower_http",
+];
+
+/// The filter actually used: `requested`, with [`CAPPED_TARGETS`] capped at `info`.
+pub fn filter(requested: &str) -> EnvFilter {
+    let mut directives = requested.to_owned();
+    for target in CAPPED_TARGETS {
+        directives.push_str(&format!(",{target}=info"));
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber: `filter` (or `RUST_LOG` if set), JSON when `json`, writing
+/// to `sink` (stdout in production, a buffer in tests). A second call does nothing.
+pub fn init<W>(requested: &str, json: bool, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| requested.to_owned());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(&requested))
         .with_writer(sink)
-        .with_target(false);
+        .with_target(true);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -337,7 +337,13 @@ impl Engine {
     ) -> Result<(Conversation, String), ErrorCode> {
         let token = new_token();
         let now = now_ms();
-        let conv = Conversation::new(Ulid::new(), channel, language, Some(hash_token(&token)), now);
+        let conv = Conversation::new(
+            Ulid::new(),
+            channel,
+            language,
+            Some(hash_token(&token)),
+            now,
+        );
         self.store.create(conv.clone()).await.map_err(store_code)?;
         {
             let mut stats = self.stats();
@@ -460,11 +466,7 @@ impl Engine {
             .await
             .map_err(store_code)?;
         let now = now_ms();
-        let held = self
-            .store
-            .held_by(profile.id)
-            .await
-            .map_err(store_code)?;
+        let held = self.store.held_by(profile.id).await.map_err(store_code)?;
         let offers = held.iter().filter_map(|c| self.offer_of(c, now)).collect();
         let held = held
             .iter()
@@ -531,9 +533,7 @@ impl Engine {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Ok(frame) = engine.presence_frame(op).await {
-                engine
-                    .registry
-                    .to_operator(op, Outbound::Frame(frame));
+                engine.registry.to_operator(op, Outbound::Frame(frame));
             }
         });
     }
@@ -745,10 +745,7 @@ impl Engine {
     }
 
     /// On-duty, connected colleagues of `op`, for transfer.
-    pub async fn colleagues(
-        &self,
-        op: OperatorId,
-    ) -> Result<Vec<serde_json::Value>, ErrorCode> {
+    pub async fn colleagues(&self, op: OperatorId) -> Result<Vec<serde_json::Value>, ErrorCode> {
         let ops = self.store.operators().await.map_err(store_code)?;
         let convs = self.store.conversations().await.map_err(store_code)?;
         Ok(ops

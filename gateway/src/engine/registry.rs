@@ -180,7 +180,10 @@ mod tests {
         reg.add_visitor(conv, h1);
         reg.add_visitor(conv, h2);
         assert!(matches!(rx1.try_recv(), Ok(Outbound::Close(4009, _))));
-        assert!(!reg.remove_visitor(conv, c1), "old socket must not remove the new one");
+        assert!(
+            !reg.remove_visitor(conv, c1),
+            "old socket must not remove the new one"
+        );
         assert_eq!(reg.counts(), (1, 0));
     }
 

@@ -237,7 +237,10 @@ mod tests {
         let id = s.alerts[0].id;
         assert!(s.ack_alert(id, "Coordinator A"));
         assert!(s.ack_alert(id, "Coordinator B"));
-        assert_eq!(s.alerts[0].acknowledged_by.as_deref(), Some("Coordinator A"));
+        assert_eq!(
+            s.alerts[0].acknowledged_by.as_deref(),
+            Some("Coordinator A")
+        );
         assert!(!s.ack_alert(Ulid::new(), "x"));
     }
 }

@@ -225,10 +225,12 @@ pub async fn setup(
     Json(body): Json<SetupBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_origin(&app, &headers)?;
-    match app
-        .accounts
-        .setup(&body.code, &body.username, &body.display_name, &body.password)
-    {
+    match app.accounts.setup(
+        &body.code,
+        &body.username,
+        &body.display_name,
+        &body.password,
+    ) {
         Ok(user) => {
             tracing::info!(user = %user.id, "first admin created by setup");
             Ok(Json(me_json(&user)))
@@ -296,9 +298,8 @@ pub async fn dashboard_stream(
         .get(SESSION_COOKIE)
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
-    let stream = futures_util::stream::unfold(
-        (app, token, true),
-        |(app, token, first)| async move {
+    let stream =
+        futures_util::stream::unfold((app, token, true), |(app, token, first)| async move {
             if !first {
                 tokio::select! {
                     _ = tokio::time::sleep(DASHBOARD_INTERVAL) => {}
@@ -316,8 +317,7 @@ pub async fn dashboard_stream(
                 Err(_) => Event::default().event("unavailable").data("{}"),
             };
             Some((Ok(event), (app, token, false)))
-        },
-    );
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

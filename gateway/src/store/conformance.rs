@@ -85,10 +85,20 @@ pub async fn a_retried_client_id_is_applied_once(store: Arc<dyn Store>) {
     let c = conv(None, NOW);
     store.create(c.clone()).await.unwrap();
     let cid = Ulid::new();
-    let first = store.apply(c.id, message("hi"), Some(cid), NOW).await.unwrap();
-    let again = store.apply(c.id, message("hi"), Some(cid), NOW).await.unwrap();
+    let first = store
+        .apply(c.id, message("hi"), Some(cid), NOW)
+        .await
+        .unwrap();
+    let again = store
+        .apply(c.id, message("hi"), Some(cid), NOW)
+        .await
+        .unwrap();
     assert_eq!(first.duplicate, None);
-    assert_eq!(again.duplicate, Some(Some(1)), "the retry answers with the first seq");
+    assert_eq!(
+        again.duplicate,
+        Some(Some(1)),
+        "the retry answers with the first seq"
+    );
     assert_eq!(store.read_log(c.id, 0).await.unwrap().len(), 1);
 }
 
@@ -109,7 +119,11 @@ pub async fn queue_is_oldest_first_and_dispatch_respects_capacity(store: Arc<dyn
     assert_eq!(offers[0].after.id, early.id);
     assert_eq!(offers[0].after.state.kind(), StateKind::Offered);
     assert!(
-        store.dispatch(NOW + 21, 30_000, FALLBACK).await.unwrap().is_empty(),
+        store
+            .dispatch(NOW + 21, 30_000, FALLBACK)
+            .await
+            .unwrap()
+            .is_empty(),
         "no second offer while one is pending"
     );
     store
@@ -140,7 +154,11 @@ pub async fn queue_is_oldest_first_and_dispatch_respects_capacity(store: Arc<dyn
         .await
         .unwrap();
     assert!(
-        store.dispatch(NOW + 25, 30_000, FALLBACK).await.unwrap().is_empty(),
+        store
+            .dispatch(NOW + 25, 30_000, FALLBACK)
+            .await
+            .unwrap()
+            .is_empty(),
         "an operator at capacity gets no offer"
     );
     assert_eq!(store.held_by(op.id).await.unwrap().len(), 2);
@@ -163,9 +181,16 @@ pub async fn take_next_gives_the_head_of_the_queue_atomically(store: Arc<dyn Sto
     let t1 = r1.unwrap().expect("first operator gets someone");
     let t2 = r2.unwrap().expect("second operator gets someone");
     assert_ne!(t1.after.id, t2.after.id, "never the same person twice");
-    assert!(matches!(t1.appended[0].event, EventBody::OperatorJoined { .. }));
+    assert!(matches!(
+        t1.appended[0].event,
+        EventBody::OperatorJoined { .. }
+    ));
     assert!(
-        store.take_next(op1.id, NOW + 3, FALLBACK).await.unwrap().is_none(),
+        store
+            .take_next(op1.id, NOW + 3, FALLBACK)
+            .await
+            .unwrap()
+            .is_none(),
         "at capacity, or nobody left"
     );
 }
@@ -199,7 +224,11 @@ pub async fn refused_commands_change_nothing(store: Arc<dyn Store>) {
     assert!(matches!(res, Err(ApplyError::Refused(_))));
     assert_eq!(store.get(c.id).await.unwrap().unwrap(), c);
     assert_eq!(
-        store.find_by_token(c.token_hash.as_deref().unwrap()).await.unwrap().map(|c| c.id),
+        store
+            .find_by_token(c.token_hash.as_deref().unwrap())
+            .await
+            .unwrap()
+            .map(|c| c.id),
         Some(c.id)
     );
 }

@@ -117,9 +117,7 @@ impl Inner {
             .ok_or(ApplyError::NotFound)?;
         entry.log.extend(appended.iter().cloned());
         if let Some(cid) = client_id {
-            entry
-                .client_ids
-                .insert(cid, appended.last().map(|e| e.seq));
+            entry.client_ids.insert(cid, appended.last().map(|e| e.seq));
         }
         entry.conv = after.clone();
         Ok(Applied {
@@ -203,7 +201,9 @@ impl Store for MemoryStore {
             .conversations
             .get(&id)
             .map(|e| {
-                let start = usize::try_from(after).unwrap_or(usize::MAX).min(e.log.len());
+                let start = usize::try_from(after)
+                    .unwrap_or(usize::MAX)
+                    .min(e.log.len());
                 e.log[start..].to_vec()
             })
             .unwrap_or_default())
@@ -284,7 +284,8 @@ impl Store for MemoryStore {
         language_fallback_ms: u64,
     ) -> Result<Vec<Applied>, StoreError> {
         let mut inner = self.lock();
-        let mut slots: Vec<OperatorSlot> = inner.operators.values().map(|r| inner.slot(r)).collect();
+        let mut slots: Vec<OperatorSlot> =
+            inner.operators.values().map(|r| inner.slot(r)).collect();
         if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
             return Ok(vec![]);
         }

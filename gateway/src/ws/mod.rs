@@ -108,7 +108,11 @@ impl Conn {
     /// Sends an error event; too many of them close the socket.
     pub async fn error(&mut self, metrics: &Metrics, id: Option<Ulid>, code: ErrorCode) -> Flow {
         metrics.error(code.as_str());
-        tracing::debug!(kind = self.kind, code = code.as_str(), "refused a client frame");
+        tracing::debug!(
+            kind = self.kind,
+            code = code.as_str(),
+            "refused a client frame"
+        );
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
             return Flow::Close(close::POLICY, "too many errors");
@@ -186,13 +190,30 @@ mod tests {
 
     #[test]
     fn same_origin_and_listed_origins_are_allowed_exactly() {
-        let mut s = crate::config::ServerSettings::default();
-        s.allowed_origins = vec!["https://npo.example".into()];
-        assert!(origin_allowed(&headers("http://127.0.0.1:8080", "127.0.0.1:8080"), &s));
+        let s = crate::config::ServerSettings {
+            allowed_origins: vec!["https://npo.example".into()],
+            ..Default::default()
+        };
+        assert!(origin_allowed(
+            &headers("http://127.0.0.1:8080", "127.0.0.1:8080"),
+            &s
+        ));
         assert!(origin_allowed(&headers("https://npo.example", "gw:1"), &s));
-        assert!(!origin_allowed(&headers("https://npo.example.evil", "gw:1"), &s));
-        assert!(!origin_allowed(&headers("https://evil.npo.example", "gw:1"), &s));
-        assert!(!origin_allowed(&headers("http://127.0.0.1:9999", "127.0.0.1:8080"), &s));
-        assert!(!origin_allowed(&HeaderMap::new(), &s), "no Origin, no websocket");
+        assert!(!origin_allowed(
+            &headers("https://npo.example.evil", "gw:1"),
+            &s
+        ));
+        assert!(!origin_allowed(
+            &headers("https://evil.npo.example", "gw:1"),
+            &s
+        ));
+        assert!(!origin_allowed(
+            &headers("http://127.0.0.1:9999", "127.0.0.1:8080"),
+            &s
+        ));
+        assert!(
+            !origin_allowed(&HeaderMap::new(), &s),
+            "no Origin, no websocket"
+        );
     }
 }

@@ -34,9 +34,7 @@ pub async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let user = token
-        .as_deref()
-        .and_then(|t| app.accounts.session_user(t));
+    let user = token.as_deref().and_then(|t| app.accounts.session_user(t));
     let tracker = app.tracker.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
@@ -55,18 +53,24 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
 
     // Hello first.
     let last_seqs = loop {
-        let inbound = tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut stream)).await;
+        let inbound =
+            tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut stream)).await;
         let flow = match inbound {
             Err(_) => Flow::Close(close::HEARTBEAT_TIMEOUT, "no hello"),
             Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, .. })) => {
                 if v != PROTOCOL_VERSION {
-                    let _ = conn.error(&metrics, None, ErrorCode::UnsupportedVersion).await;
+                    let _ = conn
+                        .error(&metrics, None, ErrorCode::UnsupportedVersion)
+                        .await;
                     Flow::Close(close::UNSUPPORTED_VERSION, "unsupported version")
                 } else {
                     break last_seqs;
                 }
             }
-            Ok(Inbound::Frame(other)) => conn.error(&metrics, Some(other.id()), ErrorCode::OutOfOrder).await,
+            Ok(Inbound::Frame(other)) => {
+                conn.error(&metrics, Some(other.id()), ErrorCode::OutOfOrder)
+                    .await
+            }
             Ok(Inbound::Bad(id, code)) => conn.error(&metrics, id, code).await,
             Ok(Inbound::Alive) => Flow::Continue,
             Ok(Inbound::TooBig) => Flow::Close(close::TOO_BIG, "frame too large"),
@@ -106,7 +110,12 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
     let cursors: HashMap<ConversationId, u64> = snapshot
         .held
         .iter()
-        .map(|c| (c.id, last_seqs.get(&c.id).copied().unwrap_or(0).min(c.last_seq)))
+        .map(|c| {
+            (
+                c.id,
+                last_seqs.get(&c.id).copied().unwrap_or(0).min(c.last_seq),
+            )
+        })
         .collect();
     let mut session = Session {
         app: &app,

@@ -207,7 +207,14 @@ impl Session<'_> {
             Err(_) => return Flow::Continue,
         };
         for entry in entries {
-            let flow = self.send_entry(conn, &ServerMsg::event(self.id, &entry), entry.seq, &entry.event).await;
+            let flow = self
+                .send_entry(
+                    conn,
+                    &ServerMsg::event(self.id, &entry),
+                    entry.seq,
+                    &entry.event,
+                )
+                .await;
             if flow != Flow::Continue {
                 return flow;
             }
@@ -215,7 +222,13 @@ impl Session<'_> {
         Flow::Continue
     }
 
-    async fn send_entry(&mut self, conn: &mut Conn, msg: &ServerMsg, seq: u64, event: &EventBody) -> Flow {
+    async fn send_entry(
+        &mut self,
+        conn: &mut Conn,
+        msg: &ServerMsg,
+        seq: u64,
+        event: &EventBody,
+    ) -> Flow {
         if seq <= self.cursor {
             return Flow::Continue;
         }

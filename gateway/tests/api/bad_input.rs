@@ -1,0 +1,220 @@
+//! Bad input gets a clear error, and nothing stored is lost or corrupted.
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn malformed_unknown_and_invalid_frames_get_clear_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("ja").await;
+    let before = app.state.engine.store.conversations().await.unwrap();
+
+    v.client.send_raw(Message::text("{this is not json")).await;
+    assert_eq!(v.client.expect_type("error").await["code"], "bad_json");
+
+    v.client.send_raw(Message::text("[1,2,3]")).await;
+    assert_eq!(v.client.expect_type("error").await["code"], "bad_json");
+
+    let cid = id();
+    v.client.send(json!({"type":"dance","id":cid})).await;
+    let e = v.client.expect_type("error").await;
+    assert_eq!(e["code"], "unknown_type");
+    assert_eq!(
+        e["id"],
+        cid.as_str(),
+        "the error names the frame it answers"
+    );
+
+    v.client.send(json!({"type":"take_next","id":id()})).await;
+    assert_eq!(v.client.expect_type("error").await["code"], "unknown_type");
+
+    v.client
+        .send(json!({"type":"send","id":"not-a-ulid","text":"x"}))
+        .await;
+    assert_eq!(v.client.expect_type("error").await["code"], "invalid");
+
+    v.client
+        .send(json!({"type":"send","id":id(),"text":"   "}))
+        .await;
+    assert_eq!(v.client.expect_type("error").await["code"], "invalid");
+
+    v.client
+        .send(json!({"type":"send","id":id(),"text":"あ".repeat(4001)}))
+        .await;
+    assert_eq!(v.client.expect_type("error").await["code"], "text_too_long");
+
+    v.client.send_raw(Message::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(v.client.expect_type("error").await["code"], "bad_frame");
+
+    v.client
+        .send(json!({"type":"hello","v":1,"id":id(),"start":{}}))
+        .await;
+    assert_eq!(v.client.expect_type("error").await["code"], "out_of_order");
+
+    assert_eq!(
+        app.state.engine.store.conversations().await.unwrap(),
+        before
+    );
+    // And the socket still works.
+    v.client.send(json!({"type":"ping","id":id()})).await;
+    v.client.expect_type("pong").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_the_socket_with_1009() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("ja").await;
+    let huge = format!(
+        r#"{{"type":"send","id":"{}","text":"{}"}}"#,
+        id(),
+        "x".repeat(20_000)
+    );
+    v.client.send_raw(Message::text(huge)).await;
+    let code = v.client.expect_close().await;
+    assert!(
+        code == Some(1009) || code.is_none(),
+        "refused as too big: {code:?}"
+    );
+    // The conversation is intact and resumable.
+    let (_c, w) = app.resume(&v.token, Some(0)).await;
+    assert_eq!(w["resumed"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn anything_before_hello_is_out_of_order() {
+    let app = spawn_app().await;
+    let mut c = app.raw_visitor().await;
+    c.send(json!({"type":"send","id":id(),"text":"hi"})).await;
+    assert_eq!(c.expect_type("error").await["code"], "out_of_order");
+    assert!(app
+        .state
+        .engine
+        .store
+        .conversations()
+        .await
+        .unwrap()
+        .is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsupported_protocol_version_is_refused_with_4002() {
+    let app = spawn_app().await;
+    let mut c = app.raw_visitor().await;
+    c.send(json!({"type":"hello","v":2,"id":id(),"start":{}}))
+        .await;
+    assert_eq!(c.expect_type("error").await["code"], "unsupported_version");
+    assert_eq!(c.expect_close().await, Some(4002));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_resume_token_is_refused_with_4004() {
+    let app = spawn_app().await;
+    let mut c = app.raw_visitor().await;
+    c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":"forged","last_seq":0}}))
+        .await;
+    assert_eq!(c.expect_type("error").await["code"], "not_found");
+    assert_eq!(c.expect_close().await, Some(4004));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_errors_close_the_socket_with_1008() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("ja").await;
+    for _ in 0..60 {
+        if v.client.ws.send(Message::text("nope")).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(v.client.expect_close().await, Some(1008));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn operators_cannot_act_on_conversations_that_are_not_theirs() {
+    let app = spawn_app().await;
+    let mut a = app.operator("sakura", 2, false).await;
+    let mut b = app.operator("kai", 2, false).await;
+    let _v = app.visitor("ja").await;
+    let c = a.take().await;
+    for (ty, extra) in [
+        ("send", json!({"text":"hijack"})),
+        ("end", json!({})),
+        ("accept", json!({})),
+        ("transfer", json!({"to": null})),
+        ("help", json!({})),
+    ] {
+        let r = b.act(ty, &c, extra).await;
+        assert_eq!(r["type"], "error", "{ty} by a stranger: {r}");
+    }
+    let r = b
+        .act("send", &ulid::Ulid::new().to_string(), json!({"text":"x"}))
+        .await;
+    assert_eq!(r["code"], "not_found");
+    let r = a.act("wrap_up", &c, json!({"category":"other"})).await;
+    assert_eq!(r["code"], "out_of_order", "wrap-up before end");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_socket_without_a_session_is_closed_with_4001() {
+    let app = spawn_app().await;
+    let mut c = app
+        .connect("/ws/operator", Some(&app.base), None)
+        .await
+        .unwrap();
+    assert_eq!(c.expect_close().await, Some(4001));
+    let mut c = app
+        .connect(
+            "/ws/operator",
+            Some(&app.base),
+            Some("tsunagu_session=forged"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.expect_close().await, Some(4001));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_from_an_origin_not_allowed_is_refused_before_upgrade() {
+    let app =
+        spawn_app_with(|s| s.server.allowed_origins = vec!["https://npo.example".into()]).await;
+    for path in ["/ws/visitor", "/ws/operator"] {
+        assert_eq!(
+            app.connect(path, Some("https://evil.example"), None)
+                .await
+                .err(),
+            Some(403)
+        );
+        assert_eq!(
+            app.connect(path, Some("https://npo.example.evil.example"), None)
+                .await
+                .err(),
+            Some(403)
+        );
+        assert_eq!(app.connect(path, None, None).await.err(), Some(403));
+    }
+    assert!(app
+        .connect("/ws/visitor", Some("https://npo.example"), None)
+        .await
+        .is_ok());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_session_closes_the_operator_socket() {
+    let app = spawn_app_with(|s| s.server.heartbeat_ms = 200).await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let token = op.cookie.trim_start_matches("tsunagu_session=").to_owned();
+    app.state.accounts.revoke(&token);
+    assert_eq!(op.client.expect_close().await, Some(4010));
+    app.stop().await;
+}

@@ -1,0 +1,270 @@
+//! Pages, health, metrics, login and first-run setup over HTTP.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_exist_from_the_start() {
+    let app = spawn_app().await;
+    let http = app.http();
+    let r = http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "ready");
+
+    let _v = app.visitor("ja").await;
+    let text = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "tsunagu_queue_length 1",
+        "tsunagu_queue_longest_wait_seconds",
+        "tsunagu_conversations{state=\"queued\"} 1",
+        "tsunagu_operators{state=\"on_duty\"}",
+        "tsunagu_conversations_started_total{channel=\"web\"} 1",
+        "tsunagu_wait_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_turns_unavailable_during_shutdown() {
+    let app = spawn_app().await;
+    app.state.shutdown.cancel();
+    // The listener may already be closed; if it answers, it must not say ready.
+    if let Ok(r) = app.http().get(format!("{}/readyz", app.base)).send().await {
+        assert_eq!(r.status(), 503);
+    }
+}
+
+#[tokio::test]
+async fn every_page_is_served_with_a_strict_content_security_policy() {
+    let app =
+        spawn_app_with(|s| s.server.allowed_origins = vec!["https://npo.example".into()]).await;
+    let http = app.http();
+    for path in [
+        "/",
+        "/widget/",
+        "/widget/demo.html",
+        "/widget/tsunagu-widget.js",
+        "/console/",
+        "/coordinator/",
+        "/setup",
+    ] {
+        let r = http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+        if path.starts_with("/widget/") {
+            assert!(
+                csp.contains("frame-ancestors 'self' https://npo.example"),
+                "{path}: {csp}"
+            );
+        } else {
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        }
+    }
+    let r = http
+        .get(format!("{}/console/nope.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r: Value = http
+        .get(format!("{}/api/widget-config", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["quick_exit_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_sets_an_httponly_strict_cookie_and_logout_revokes_it() {
+    let app = spawn_app().await;
+    app.state
+        .accounts
+        .add_user(
+            "sakura",
+            "Sakura",
+            tsunagu::auth::Role::Operator,
+            "long enough password",
+        )
+        .unwrap();
+    let http = app.http();
+    let login = |password: &'static str, origin: Option<String>| {
+        let mut req = http
+            .post(format!("{}/api/login", app.base))
+            .json(&json!({"username":"sakura","password":password}));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    let r = login("wrong password!", Some(app.base.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = login("long enough password", Some("https://evil.example".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "cross-site login refused");
+    let r = login("long enough password", None).await.unwrap();
+    assert_eq!(r.status(), 403, "no Origin, no login");
+
+    let r = login("long enough password", Some(app.base.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(set_cookie.contains("Max-Age="), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["role"], "operator");
+    assert!(me.get("password_hash").is_none());
+
+    let r = http
+        .get(format!("{}/api/me", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{}/api/directory", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let entries: Value = r.json().await.unwrap();
+    assert!(entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["phone"] == "0120-279-338"));
+
+    let r = http
+        .post(format!("{}/api/logout", app.base))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http
+        .get(format!("{}/api/me", app.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/api/phrases", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn first_run_setup_creates_one_admin_with_the_printed_code() {
+    let app = spawn_app().await;
+    let code = app
+        .state
+        .accounts
+        .pending_setup_code()
+        .expect("a code on first run");
+    let http = app.http();
+    let setup = |code: String, username: &'static str| {
+        http.post(format!("{}/api/setup", app.base))
+            .header("origin", &app.base)
+            .json(&json!({"code":code,"username":username,"display_name":"Admin","password":"long enough password"}))
+            .send()
+    };
+    assert_eq!(
+        setup("WRONG-CODE1".into(), "admin").await.unwrap().status(),
+        403
+    );
+    assert_eq!(setup(code.clone(), "admin").await.unwrap().status(), 200);
+    assert_eq!(
+        setup(code, "admin2").await.unwrap().status(),
+        403,
+        "the code works once"
+    );
+    let (_, _token) = app
+        .state
+        .accounts
+        .login("admin", "long enough password")
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_coordinator_stream_sends_live_statistics() {
+    let app = spawn_app().await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let _v = app.visitor("ja").await;
+    let mut r = app
+        .http()
+        .get(format!("{}/api/dashboard/stream", app.base))
+        .header("cookie", &coord)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = String::new();
+    while !body.contains("\n\n") {
+        let chunk = tokio::time::timeout(WAIT, r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(body.contains("event: stats"), "{body}");
+    let data = body.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let d: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(d["waiting"], 1);
+    app.stop().await;
+}

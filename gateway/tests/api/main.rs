@@ -1,0 +1,8 @@
+//! Integration tests: the real app on port 0, driven over real websockets and HTTP.
+
+mod bad_input;
+mod flow;
+mod helpers;
+mod http;
+mod queue;
+mod resume;

@@ -1,0 +1,201 @@
+//! Privacy: a canary phrase written in a conversation is found nowhere after it closes: not in
+//! any log line (at trace level), not in the store, not in any file the gateway wrote.
+//! Its own test binary, because it installs the process-wide log subscriber.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tsunagu::auth::Role;
+use tsunagu::config::Settings;
+use tsunagu::Application;
+use ulid::Ulid;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(base: &str, path: &str, cookie: Option<&str>) -> Ws {
+    let mut req = format!("{}{}", base.replace("http", "ws"), path)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("origin", base.parse().unwrap());
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("frame in time")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+fn id() -> String {
+    Ulid::new().to_string()
+}
+
+#[tokio::test]
+async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tsunagu::telemetry::init("trace", false, move || sink.clone());
+
+    let dir = std::env::temp_dir().join(format!("tsunagu-privacy-{}", Ulid::new()));
+    let mut settings = Settings::for_tests();
+    settings.auth.users_file = dir.join("users.json").display().to_string();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    state
+        .accounts
+        .add_user("sakura", "Sakura", Role::Operator, "long enough password")
+        .unwrap();
+    let (_, token) = state
+        .accounts
+        .login("sakura", "long enough password")
+        .await
+        .unwrap();
+    let cookie = format!("tsunagu_session={token}");
+
+    let canary_visitor = format!("canary-visitor-{}", Ulid::new());
+    let canary_operator = format!("canary-operator-{}", Ulid::new());
+    let canary_note = format!("canary-note-{}", Ulid::new());
+
+    let mut op = connect(&base, "/ws/operator", Some(&cookie)).await;
+    send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
+    until(&mut op, |v| v["type"] == "welcome").await;
+
+    let mut visitor = connect(&base, "/ws/visitor", None).await;
+    send(
+        &mut visitor,
+        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
+    )
+    .await;
+    let welcome = until(&mut visitor, |v| v["type"] == "welcome").await;
+    let conversation = welcome["conversation"].as_str().unwrap().to_owned();
+
+    send(&mut op, json!({"type":"take_next","id":id()})).await;
+    until(&mut op, |v| v["type"] == "conversation").await;
+    send(
+        &mut visitor,
+        json!({"type":"send","id":id(),"text":canary_visitor}),
+    )
+    .await;
+    until(&mut op, |v| {
+        v["type"] == "event" && v["event"]["text"] == canary_visitor.as_str()
+    })
+    .await;
+    send(
+        &mut op,
+        json!({"type":"send","id":id(),"conversation":conversation,"text":canary_operator}),
+    )
+    .await;
+    until(&mut visitor, |v| {
+        v["type"] == "event" && v["event"]["text"] == canary_operator.as_str()
+    })
+    .await;
+    // An over-long message containing the canary, and a malformed frame containing it.
+    send(
+        &mut visitor,
+        json!({"type":"send","id":id(),"text":format!("{canary_visitor}{}", "x".repeat(4001))}),
+    )
+    .await;
+    until(&mut visitor, |v| v["type"] == "error").await;
+    visitor
+        .send(Message::text(format!("{{not json {canary_visitor}")))
+        .await
+        .unwrap();
+    until(&mut visitor, |v| v["type"] == "error").await;
+    // A handover note back to the queue, then another take.
+    send(&mut op, json!({"type":"transfer","id":id(),"conversation":conversation,"to":null,"note":canary_note})).await;
+    until(&mut op, |v| v["type"] == "removed").await;
+    send(&mut op, json!({"type":"take_next","id":id()})).await;
+    until(&mut op, |v| v["type"] == "conversation").await;
+
+    send(
+        &mut op,
+        json!({"type":"end","id":id(),"conversation":conversation}),
+    )
+    .await;
+    until(&mut visitor, |v| {
+        v["type"] == "event" && v["event"]["kind"] == "ended"
+    })
+    .await;
+    send(
+        &mut op,
+        json!({"type":"wrap_up","id":id(),"conversation":conversation,"category":"other"}),
+    )
+    .await;
+    until(&mut op, |v| v["type"] == "removed").await;
+
+    // Nothing in the store.
+    assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    let conv_id: Ulid = conversation.parse().unwrap();
+    assert!(state
+        .engine
+        .store
+        .read_log(conv_id, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    state.shutdown.cancel();
+    let _ = server.await;
+
+    // Nothing in the logs, at trace level; the logs did record the conversation by id.
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains(&conversation),
+        "logs carry the conversation id"
+    );
+    for canary in [&canary_visitor, &canary_operator, &canary_note] {
+        assert!(
+            !text.contains(canary.as_str()),
+            "canary {canary} found in logs"
+        );
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("127.0.0.1:")) {
+        panic!("client address in logs: {line}");
+    }
+    // Nothing in any file the gateway wrote.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let content = String::from_utf8_lossy(&bytes);
+        for canary in [&canary_visitor, &canary_operator, &canary_note] {
+            assert!(!content.contains(canary.as_str()));
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs whatever is missing (Debian's Chromium, Node.js and the browser-test packages from
+# e2e/package-lock.json), then runs every check and test: rustfmt, clippy with warnings as
+# errors, the Rust unit and integration tests, and the browser tests in headless Chromium.
+# Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step() { printf '\n==> %s\n' "$*"; }
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "Installing ${missing[*]} with apt-get"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+step "Installing browser-test packages (npm ci)"
+(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "Browser tests (headless Chromium)"
+cargo build -p gateway --bin gateway
+(cd e2e && GATEWAY_BIN="$PWD/../target/debug/gateway" npm test)
