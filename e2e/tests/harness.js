@@ -1,0 +1,104 @@
+// Test harness: start the real gateway binary on a free port with a fresh accounts file, a TCP
+// proxy in front of it that can cut every connection (a network drop), and headless Chromium.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.GATEWAY_BIN || new URL('../../target/debug/gateway', import.meta.url).pathname;
+
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
+export async function startGateway(env = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'tsunagu-e2e-'));
+  const baseEnv = {
+    ...process.env,
+    TSUNAGU_AUTH__USERS_FILE: join(dir, 'users.json'),
+    TSUNAGU_SERVER__PORT: '0',
+    TSUNAGU_LOG__FILTER: 'info',
+    ...env,
+  };
+  const users = [
+    ['sakura', 'Sakura', 'operator', 'operator-password-1'],
+    ['coord', 'Coordinator', 'coordinator', 'coordinator-password'],
+  ];
+  for (const [username, name, role, password] of users) {
+    const r = spawnSync(BIN, ['user', 'add', '--username', username, '--display-name', name,
+      '--role', role, '--password-stdin', '--languages', 'ja,en'],
+    { env: baseEnv, input: password + '\n', encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`user add failed: ${r.stderr}`);
+  }
+  const child = spawn(BIN, [], { env: baseEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), 20000);
+    child.stdout.on('data', (d) => {
+      output += d;
+      const m = output.match(/Landing page\s+(http:\/\/127\.0\.0\.1:\d+)\//);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.stderr.on('data', (d) => { output += d; });
+    child.on('exit', (code) => reject(new Error(`gateway exited ${code}:\n${output}`)));
+  });
+  return {
+    base,
+    logs: () => output,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A TCP proxy to `target` (host:port) whose connections can be cut and refused at will. */
+export async function startProxy(targetUrl) {
+  const target = new URL(targetUrl);
+  const sockets = new Set();
+  let refusing = false;
+  const server = net.createServer((client) => {
+    if (refusing) { client.destroy(); return; }
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    /** Drops every connection and refuses new ones until `restore()`. */
+    cut() { refusing = true; for (const s of sockets) s.destroy(); },
+    restore() { refusing = false; },
+    async close() { for (const s of sockets) s.destroy(); await new Promise((r) => server.close(r)); },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+}
+
+export const tid = (id) => `[data-testid="${id}"]`;
+
+/** Signs an operator in on the console and puts them on duty (if asked). */
+export async function operatorPage(browser, base, username, password, onDuty = true) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  await page.goto(`${base}/console/`);
+  await page.fill(tid('login-username'), username);
+  await page.fill(tid('login-password'), password);
+  await page.click(tid('login-submit'));
+  await page.waitForSelector(`${tid('connection-status')}[data-state="connected"]`);
+  if (onDuty) await page.selectOption(tid('presence-select'), 'on_duty');
+  return page;
+}
