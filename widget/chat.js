@@ -501,7 +501,10 @@
   function reconnectNow() {
     if (S.screen !== 'chat' || S.ended || S.exiting || S.fatal) return;
     S.superseded = false;
-    if (S.ws) return;
+    if (S.ws) {
+      if (socketOpen()) { setConn('connected'); wsSend({ type: 'ping', id: ulid() }); }
+      return;
+    }
     clearTimeout(S.retryTimer);
     S.retryTimer = null;
     S.attempt = 0;
@@ -758,6 +761,7 @@
         a.rel = 'noopener noreferrer';
       } else {
         a.href = 'tel:' + m[2].replace(/[^0-9+]/g, '');
+        a.className = 'msg-tel';
       }
       a.textContent = m[0];
       parent.appendChild(a);
@@ -1031,19 +1035,25 @@
     connect();
   }
 
+  // The confirm step is a non-modal <dialog> over an overlay that stays below the top bar, so
+  // the quick exit button remains usable while it is open (a modal dialog would make it inert).
   function requestEnd() {
     var dlg = $('end-dialog');
-    if (typeof dlg.showModal === 'function') {
-      if (!dlg.open) dlg.showModal();
-      $('end-cancel').focus();
-    } else {
-      confirmEnd(); // very old browsers: no dialog element
-    }
+    if (typeof dlg.show !== 'function') { confirmEnd(); return; } // very old browsers
+    if (!dlg.open) dlg.show();
+    $('overlay').hidden = false;
+    $('end-cancel').focus();
+  }
+
+  function closeEndDialog(returnFocus) {
+    var dlg = $('end-dialog');
+    if (dlg.open) dlg.close();
+    $('overlay').hidden = true;
+    if (returnFocus && !$('screen-chat').hidden) $('end-button').focus();
   }
 
   function confirmEnd() {
-    var dlg = $('end-dialog');
-    if (dlg.open) dlg.close();
+    closeEndDialog(false);
     if (S.ended) return;
     S.endId = S.endId || ulid();
     saveStore();
@@ -1086,8 +1096,7 @@
     clearTimeout(S.typingIdleTimer);
     resetSocketTimers();
     showRemoteTyping(false);
-    var dlg = $('end-dialog');
-    if (dlg.open) dlg.close();
+    closeEndDialog(false);
     var ws = S.ws;
     S.ws = null;
     S.welcomed = false;
@@ -1142,7 +1151,12 @@
     var url = exitUrl();
     var ws = S.ws;
     S.ws = null;
-    if (ws) { try { ws.close(1000); } catch (e) { /* closed */ } }
+    // The person cannot come back to this conversation (storage is wiped), so end it at once
+    // rather than leave an operator waiting for someone who has gone.
+    if (ws) {
+      try { if (ws.readyState === 1) ws.send(JSON.stringify({ type: 'end', id: ulid() })); } catch (e) { /* closed */ }
+      try { ws.close(1000); } catch (e) { /* closed */ }
+    }
     wipeStore();
     // Nothing of the conversation stays on screen, even for a moment.
     try { $('app').textContent = ''; document.title = ''; } catch (e) { /* ignore */ }
@@ -1192,7 +1206,18 @@
 
     $('end-button').addEventListener('click', requestEnd);
     $('end-confirm').addEventListener('click', confirmEnd);
-    $('end-cancel').addEventListener('click', function () { $('end-dialog').close(); $('end-button').focus(); });
+    $('end-cancel').addEventListener('click', function () { closeEndDialog(true); });
+    $('overlay').addEventListener('click', function () { closeEndDialog(true); });
+    $('end-dialog').addEventListener('keydown', function (e) {
+      if (e.key === 'Escape' || e.key === 'Esc') closeEndDialog(true);
+      if (e.key === 'Tab') {
+        // Keep Tab between the two buttons while the confirm step is open.
+        var a = $('end-cancel');
+        var b = $('end-confirm');
+        if (e.shiftKey && document.activeElement === a) { e.preventDefault(); b.focus(); }
+        else if (!e.shiftKey && document.activeElement === b) { e.preventDefault(); a.focus(); }
+      }
+    });
     $('reconnect-here').addEventListener('click', reconnectNow);
     $('start-again').addEventListener('click', startAgain);
     $('close-widget').hidden = !inIframe;
@@ -1202,7 +1227,14 @@
 
     window.addEventListener('online', function () { if (!S.superseded) reconnectNow(); });
     window.addEventListener('offline', function () {
-      if (S.screen === 'chat' && !S.ended) setConn('offline');
+      // The device says it lost the network: treat the socket as gone (it usually is, and a
+      // half-dead socket would otherwise take a few heartbeats to notice). Reconnects with
+      // backoff; the "online" event retries at once.
+      if (S.screen !== 'chat' || S.ended || S.superseded) return;
+      if (S.ws) dropSocket(); else setConn('offline');
+    });
+    window.addEventListener('pageshow', function (e) {
+      if (e.persisted) reconnectNow(); // restored from the back/forward cache
     });
     document.addEventListener('visibilitychange', function () {
       if (document.visibilityState !== 'visible' || S.screen !== 'chat' || S.ended) return;

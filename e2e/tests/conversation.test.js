@@ -113,6 +113,9 @@ test('quick exit replaces the page and leaves nothing in session storage', async
   ]);
   await person.waitForFunction(() => !location.pathname.startsWith('/widget'), null, { timeout: 10000 }).catch(() => {});
   assert.match(person.url(), /harmless|chrome-error/);
+  // The conversation ended with the exit: nobody is left waiting for a person who has gone.
+  const dash = await (await fetch(`${gw.base}/metrics`)).text();
+  assert.match(dash, /tsunagu_conversations_ended_total\{outcome="abandoned"\} [1-9]/);
   // Back on the widget in the same tab: no conversation to resume.
   await person.goto(`${gw.base}/widget/`);
   assert.equal(await person.evaluate(() => sessionStorage.length), 0);

@@ -102,6 +102,13 @@ pub struct Accounts {
     /// A real hash to verify against when the username is unknown, so timing does not tell
     /// which usernames exist.
     dummy_hash: String,
+    /// Modification time of the accounts file when last read, so accounts added with
+    /// `gateway user add` while the gateway runs are picked up at the next login.
+    loaded_mtime: Mutex<Option<std::time::SystemTime>>,
+}
+
+fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -148,7 +155,9 @@ impl Accounts {
             _ => Vec::new(),
         };
         let code = users.is_empty().then(setup_code);
+        let loaded_mtime = Mutex::new(path.as_deref().and_then(mtime));
         Ok(Accounts {
+            loaded_mtime,
             cfg: cfg.clone(),
             path,
             users: RwLock::new(users),
@@ -252,6 +261,32 @@ impl Accounts {
         self.save(&snapshot)
     }
 
+    /// Re-reads the accounts file if another process (the CLI) changed it.
+    fn refresh(&self) {
+        let Some(path) = &self.path else { return };
+        let now = mtime(path);
+        let mut loaded = self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_none() || *loaded == now {
+            return;
+        }
+        let parsed: Option<Vec<User>> = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        match parsed {
+            Some(users) => {
+                if !users.is_empty() {
+                    *self.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+                *loaded = now;
+                tracing::info!("accounts file changed: reloaded");
+            }
+            None => tracing::warn!(
+                "accounts file changed but could not be read; keeping the accounts in memory"
+            ),
+        }
+    }
+
     fn save(&self, users: &[User]) -> Result<(), AuthError> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -268,7 +303,9 @@ impl Accounts {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
             }
-            std::fs::rename(&tmp, path)
+            std::fs::rename(&tmp, path)?;
+            *self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner()) = mtime(path);
+            Ok(())
         };
         write().map_err(|e| {
             tracing::error!(error = %e, "could not save accounts file");
@@ -301,6 +338,7 @@ impl Accounts {
         username: &str,
         password: &str,
     ) -> Result<(User, String), AuthError> {
+        self.refresh();
         let user = self
             .users()
             .iter()
@@ -493,6 +531,16 @@ mod tests {
         let b = Accounts::load(&cfg).unwrap();
         assert_eq!(b.list().len(), 1);
         assert!(b.pending_setup_code().is_none());
+        // An account added by another process (the CLI) is seen at the next login.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        a.add_user("kai", "Kai", Role::Operator, "long enough password")
+            .unwrap();
+        let b = Arc::new(b);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(b.login("kai", "long enough password")).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
