@@ -373,27 +373,45 @@ impl Engine {
         let _ = self.apply(id, cmd, None, WithdrawReason::Timeout).await;
     }
 
+    /// Stores a chat message from either side; returns its seq (the first one on a retry).
+    async fn store_message(
+        &self,
+        conv: ConversationId,
+        from: Side,
+        operator: Option<OperatorId>,
+        client_id: Ulid,
+        text: String,
+    ) -> Result<Option<u64>, ErrorCode> {
+        let size = text.len();
+        let cmd = Command::Message {
+            from,
+            operator,
+            id: client_id,
+            text,
+        };
+        let a = self
+            .apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
+            .await?;
+        if a.duplicate.is_none() {
+            let sender = if from == Side::Visitor {
+                "visitor"
+            } else {
+                "operator"
+            };
+            self.metrics.message(sender);
+            tracing::debug!(conversation = %conv, from = sender, bytes = size, "message stored");
+        }
+        Ok(Self::seq_of(&a))
+    }
+
     pub async fn visitor_send(
         &self,
         id: ConversationId,
         client_id: Ulid,
         text: String,
     ) -> Result<Option<u64>, ErrorCode> {
-        let size = text.len();
-        let cmd = Command::Message {
-            from: Side::Visitor,
-            operator: None,
-            id: client_id,
-            text,
-        };
-        let a = self
-            .apply(id, cmd, Some(client_id), WithdrawReason::Timeout)
-            .await?;
-        if a.duplicate.is_none() {
-            self.metrics.message("visitor");
-            tracing::debug!(conversation = %id, bytes = size, "visitor message stored");
-        }
-        Ok(Self::seq_of(&a))
+        self.store_message(id, Side::Visitor, None, client_id, text)
+            .await
     }
 
     pub async fn visitor_typing(&self, id: ConversationId, active: bool) {
@@ -613,21 +631,8 @@ impl Engine {
         client_id: Ulid,
         text: String,
     ) -> Result<Option<u64>, ErrorCode> {
-        let size = text.len();
-        let cmd = Command::Message {
-            from: Side::Operator,
-            operator: Some(op),
-            id: client_id,
-            text,
-        };
-        let a = self
-            .apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
-            .await?;
-        if a.duplicate.is_none() {
-            self.metrics.message("operator");
-            tracing::debug!(conversation = %conv, operator = %op, bytes = size, "operator message stored");
-        }
-        Ok(Self::seq_of(&a))
+        self.store_message(conv, Side::Operator, Some(op), client_id, text)
+            .await
     }
 
     pub async fn operator_typing(&self, op: OperatorId, conv: ConversationId, active: bool) {
