@@ -8,11 +8,12 @@ import { api, getMe, logout as apiLogout, bindLoginForm, showLoginError } from '
 import { tone, installAudioUnlock, bindSoundToggle } from '/console/sound.js';
 import {
   $, el, byTestId, shortCode, convLabel, fmtDuration, fmtClock, toMs, charCount,
-  channelName, langName, categoryName, errorText, toast,
+  channelName, langName, categoryName, flagCategoryName, EMERGENCY_CATEGORIES, errorText, toast,
 } from '/console/util.js';
 
 const MAX_TEXT = 4000;
 const MAX_NOTE = 500;
+const MAX_FLAG_REASON = 500;
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 5000;
 const REMOTE_TYPING_EXPIRE_MS = 10000;
@@ -34,6 +35,10 @@ const state = {
   lastRx: 0,
   heartbeatMs: 15000,
   categories: [],
+  emergencyCategories: [...EMERGENCY_CATEGORIES],
+  flagEnabled: false,       // welcome.emergency_categories is empty when flagging is not enabled
+  emergencyChecklist: [],   // next steps shown while an emergency is open (from welcome)
+  flag: null,               // the open flag dialog: { conversation, clientId, key, busy }
   presence: 'off_duty',
   load: 0,
   capacity: 0,
@@ -123,6 +128,32 @@ const E = {
   transferError: $('#transfer-error'),
   transferCancel: $('#transfer-cancel'),
   transferSubmit: $('#transfer-submit'),
+  flagButton: $('#flag-button'),
+  emergencyBanner: $('#emergency-banner'),
+  emergencyCategories: $('#emergency-categories'),
+  emergencyRaised: $('#emergency-raised'),
+  emergencyAcked: $('#emergency-acked'),
+  emergencyChecklist: $('#emergency-checklist'),
+  emergencyChecklistEmpty: $('#emergency-checklist-empty'),
+  flagDialog: $('#flag-dialog'),
+  flagForm: $('#flag-form'),
+  flagHeading: $('#flag-heading'),
+  flagFor: $('#flag-for'),
+  flagStepEdit: $('#flag-step-edit'),
+  flagStepConfirm: $('#flag-step-confirm'),
+  flagCategory: $('#flag-category'),
+  flagReason: $('#flag-reason'),
+  flagCount: $('#flag-count'),
+  flagSummaryCategory: $('#flag-summary-category'),
+  flagSummaryReason: $('#flag-summary-reason'),
+  flagError: $('#flag-error'),
+  flagCancel: $('#flag-cancel'),
+  flagBack: $('#flag-back'),
+  flagSubmit: $('#flag-submit'),
+  flagConfirm: $('#flag-confirm'),
+  pauseOffer: $('#pause-offer'),
+  pauseAccept: $('#pause-accept'),
+  pauseDecline: $('#pause-decline'),
 };
 
 // ---------------------------------------------------------------- boot
@@ -188,6 +219,7 @@ function toLogin(noticeKey) {
   }
   state.welcomed = false;
   state.everConnected = false;
+  closePause();
   resetConversationState();
   setConn('offline');
   showLogin(noticeKey);
@@ -309,10 +341,12 @@ function sendFrame(obj) {
 
 /**
  * Send a client command with a fresh ULID; handlers get the matching ack / error.
- * If not connected, onError({code:'not_connected'}) is called at once.
+ * If not connected, onError({code:'not_connected'}) is called at once. onInterrupt() is called
+ * if the socket was replaced before an answer came (the outcome is then unknown).
  */
 function command(type, fields = {}, handlers = {}) {
-  const id = ulid();
+  // handlers.id: a client id to reuse, so that a retry is applied once (see `flag`).
+  const id = handlers.id || ulid();
   const entry = { type, conversation: fields.conversation, ...handlers };
   state.pending.set(id, entry);
   if (!sendFrame({ type, id, ...fields })) {
@@ -386,10 +420,18 @@ function onWelcome(m) {
   }
   if (Number.isFinite(m.heartbeat_ms) && m.heartbeat_ms >= 1000) state.heartbeatMs = m.heartbeat_ms;
   if (Array.isArray(m.categories)) { state.categories = m.categories.map(String); renderCategories(); }
+  const emCats = Array.isArray(m.emergency_categories) ? m.emergency_categories.map(itemText).filter(Boolean) : [];
+  state.flagEnabled = emCats.length > 0;
+  if (state.flagEnabled) { state.emergencyCategories = emCats; renderFlagCategories(); }
+  if (Array.isArray(m.emergency_checklist)) state.emergencyChecklist = m.emergency_checklist.map(itemText).filter(Boolean);
   onPresence({ state: m.presence || state.presence, load: state.load, capacity: m.capacity ?? state.capacity });
 
   // Commands other than chat sends that were in flight are forgotten.
-  for (const [id, p] of state.pending) if (p.type !== 'send') state.pending.delete(id);
+  for (const [id, p] of state.pending) {
+    if (p.type === 'send') continue;
+    state.pending.delete(id);
+    if (p.onInterrupt) { try { p.onInterrupt(); } catch (err) { console.error(err); } }
+  }
 
   const summaries = Array.isArray(m.conversations) ? m.conversations : [];
   const live = new Set(summaries.filter((s) => s && s.state !== 'offered').map((s) => s.id));
@@ -621,7 +663,7 @@ function takeNext() {
 // ---------------------------------------------------------------- conversations
 
 function newConv(id) {
-  const list = el('ol', { class: 'messages', data: { testid: 'messages', conversation: id }, role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const list = el('ol', { class: 'messages', data: { testid: 'messages', conversation: id }, 'aria-live': 'polite', 'aria-relevant': 'additions' });
   return {
     id,
     summary: { id, state: 'active' },
@@ -653,7 +695,10 @@ function upsertConv(s) {
     isNew = true;
   }
   const prevState = conv.summary.state;
+  const wasOpen = emergencyOpen(conv);
   conv.summary = { ...conv.summary, ...s };
+  if (conv.summary.emergency) conv.everFlagged = true;
+  if (!isNew && wasOpen !== emergencyOpen(conv)) onEmergencyChange(conv);
   if (s.state !== 'offered') removeOffer(s.id);
   if (prevState !== conv.summary.state && conv.summary.state !== 'wrap_up') conv.endConfirm = false;
   renderTab(conv);
@@ -670,6 +715,9 @@ function upsertConv(s) {
 function onRemoved(m) {
   const conv = state.convs.get(m.conversation);
   removeOffer(m.conversation);
+  // After a flagged conversation closes the server suggests a pause (it may come after our own
+  // wrap-up already dropped the conversation).
+  if (m.suggest_pause === true) offerPause();
   if (!conv) return;
   const reason = ['closed', 'transferred', 'requeued'].includes(m.reason) ? m.reason : 'closed';
   if (!conv.closingLocally) toast(t(`removed.${reason}`, { label: convLabel(conv.id) }), 'info');
@@ -681,6 +729,7 @@ function dropConv(id) {
   if (!conv) return;
   clearTimeout(conv.typingIdle);
   for (const p of conv.outbox.values()) state.pending.delete(p.id);
+  if (state.flag && state.flag.conversation === id) closeFlag(true);
   conv.list.remove();
   if (conv.tab) conv.tab.remove();
   state.convs.delete(id);
@@ -739,7 +788,9 @@ function renderTab(conv) {
       'aria-controls': 'chat-pane', data: { testid: 'conversation-tab', conversation: conv.id, unread: 0 },
     });
     tab.append(
-      el('span', { class: 'tab-label', data: { role: 'label' } }),
+      el('span', { class: 'tab-label' },
+        el('span', { data: { role: 'label' } }),
+        el('span', { class: 'tab-emergency', data: { role: 'emergency' }, i18n: ['emergency.tab'], hidden: true })),
       el('span', { class: 'tab-unread', data: { role: 'unread' }, hidden: true }),
       el('span', { class: 'tab-meta small', data: { role: 'meta' } }),
       el('span', { class: 'tab-timer small timer', data: { role: 'timer' } }),
@@ -758,6 +809,9 @@ function renderTab(conv) {
   tab.setAttribute('aria-selected', selected ? 'true' : 'false');
   tab.tabIndex = selected || (!state.selected && state.order[0] === conv.id) ? 0 : -1;
   tab.classList.toggle('has-unread', unread > 0);
+  const emergency = emergencyOpen(conv);
+  if (emergency) tab.dataset.emergency = 'true'; else delete tab.dataset.emergency;
+  tab.querySelector('[data-role="emergency"]').hidden = !emergency;
   tab.querySelector('[data-role="label"]').textContent = convLabel(conv.id);
   const badge = tab.querySelector('[data-role="unread"]');
   badge.hidden = unread === 0;
@@ -797,6 +851,7 @@ function renderPane() {
     E.pane.dataset.conversation = '';
     E.messagesHost.replaceChildren();
     closeTools();
+    renderEmergency(null);
     return;
   }
   const s = conv.summary;
@@ -813,6 +868,7 @@ function renderPane() {
   E.paneHandover.hidden = !note;
   E.paneHandoverText.textContent = note;
   E.panePhone.hidden = s.channel !== 'phone';
+  renderEmergency(conv);
 
   const wrap = s.state === 'wrap_up';
   E.composer.hidden = wrap;
@@ -842,6 +898,8 @@ function rerenderAll() {
   renderQueue();
   renderPresence();
   renderCategories();
+  renderFlagCategories();
+  if (state.flag) updateFlagCount();
   if (state.me) E.meName.textContent = t('signedInAs', { name: state.me.name || '' });
   for (const entry of state.offers.values()) updateOfferTimes(entry);
   if (state.phrases) renderPhrases();
@@ -877,6 +935,15 @@ function onEvent(m) {
       const now = Date.now();
       if (now - state.lastMessageTone > 1500) { tone('message'); state.lastMessageTone = now; }
     }
+  } else if (ev.kind === 'retracted') {
+    // The person withdrew a message (LINE "unsend"): hide its text, keep a trace that it was there.
+    for (const li of conv.list.querySelectorAll('[data-testid="message"][data-from="visitor"]')) {
+      if (li.dataset.clientId !== ev.id) continue;
+      li.dataset.retracted = 'true';
+      li.classList.add('msg-retracted');
+      const body = li.querySelector('.msg-body');
+      if (body) { body.textContent = ''; body.append(el('span', { i18n: ['msg.retracted'] })); }
+    }
   } else {
     insertRendered(conv, renderSystem(ev, m.seq, m.at));
     if (ev.kind === 'ended' && conv.summary.state === 'active') {
@@ -910,6 +977,7 @@ function renderMessage(conv, ev, seq, at) {
   else if (state.me && ev.operator && ev.operator === state.me.name) { who = t('msg.you'); li.classList.add('msg-own'); }
   else who = ev.operator || t('msg.you');
   if (from === 'operator') li.dataset.state = 'sent';
+  if (ev.id) li.dataset.clientId = ev.id;
   li.append(
     el('div', { class: 'msg-meta small' }, el('span', { class: 'msg-who', text: who }), el('time', { class: 'msg-time', text: fmtClock(toMs(at)) })),
     el('div', { class: 'msg-body', text: typeof ev.text === 'string' ? ev.text : '' }),
@@ -1215,7 +1283,8 @@ function submitWrapUp(e) {
       conv.closingLocally = true;
       toast(t('wrapup.done'), 'success', {
         timeout: 12000,
-        action: state.presence === 'on_duty' ? { label: t('wrapup.rest'), run: () => setPresence('away') } : null,
+        // A flagged conversation gets the pause offer (`removed.suggest_pause`) instead.
+        action: state.presence === 'on_duty' && !conv.everFlagged ? { label: t('wrapup.rest'), run: () => setPresence('away') } : null,
       });
       // The server also sends `removed`; do not wait for it.
       dropConv(conv.id);
@@ -1318,6 +1387,245 @@ function submitTransfer(e) {
       E.transferError.hidden = false;
     },
   });
+}
+
+// ---------------------------------------------------------------- emergency flag
+
+// The one path that keeps anything of a conversation beyond its close (DESIGN.md, principle 3):
+// the operator records a category and a short reason, confirms, and the server keeps a minimal
+// encrypted escalation record and alerts the coordinators. The checklist ticks are local only.
+
+function itemText(v) {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object') return String(v.text ?? v.label ?? v.id ?? v.category ?? '');
+  return v === null || v === undefined ? '' : String(v);
+}
+
+function emergencyOpen(conv) {
+  const em = conv && conv.summary && conv.summary.emergency;
+  return !!(em && typeof em === 'object' && em.open === true);
+}
+
+function onEmergencyChange(conv) {
+  const em = conv.summary.emergency || {};
+  const label = convLabel(conv.id);
+  if (emergencyOpen(conv)) {
+    // Raised by someone else (a coordinator): make sure the operator notices.
+    if (!conv.flagSending && (!state.me || em.raised_by !== state.me.name)) {
+      toast(t('flag.raisedByOther', { label, name: em.raised_by || '?' }), 'error', { timeout: 15000 });
+      tone('offer');
+    }
+  } else {
+    toast(t('flag.cleared', { label }), 'info', { timeout: 10000 });
+  }
+}
+
+function renderEmergency(conv) {
+  const open = emergencyOpen(conv);
+  E.emergencyBanner.hidden = !open;
+  E.pane.dataset.emergency = open ? 'true' : 'false';
+  setText(E.flagButton, open ? 'flag.add' : 'flag.button');
+  const st = conv && conv.summary.state;
+  E.flagButton.disabled = !conv || !state.flagEnabled || (st !== 'active' && st !== 'wrap_up');
+  if (state.flagEnabled) E.flagButton.removeAttribute('title');
+  else E.flagButton.title = t('flag.notEnabled');
+  if (!open) return;
+  const em = conv.summary.emergency;
+  const cats = Array.isArray(em.categories) ? em.categories.map(itemText) : [];
+  E.emergencyCategories.replaceChildren(...cats.map((c) =>
+    el('li', { class: 'chip chip-emergency', data: { category: c }, text: flagCategoryName(c) })));
+  const at = toMs(em.raised_at);
+  setText(E.emergencyRaised, Number.isFinite(at) ? 'emergency.raised' : 'emergency.raisedNoTime',
+    { name: em.raised_by || '?', time: Number.isFinite(at) ? fmtClock(at) : '' });
+  const acked = em.acknowledged_by !== null && em.acknowledged_by !== undefined && em.acknowledged_by !== '';
+  setText(E.emergencyAcked, acked ? 'emergency.acked' : 'emergency.notAcked', { name: acked ? itemText(em.acknowledged_by) : '' });
+  E.emergencyAcked.dataset.acknowledged = acked ? 'true' : 'false';
+  renderChecklist(conv);
+}
+
+function renderChecklist(conv) {
+  const items = state.emergencyChecklist;
+  // Rebuild only when the conversation or the list changes, so ticking never loses focus.
+  const sig = JSON.stringify([conv.id, items]);
+  E.emergencyChecklistEmpty.hidden = items.length > 0;
+  if (E.emergencyChecklist.dataset.sig === sig) return;
+  E.emergencyChecklist.dataset.sig = sig;
+  if (!conv.checks) conv.checks = new Set();
+  E.emergencyChecklist.replaceChildren(...items.map((text, i) => {
+    const id = `check-${conv.id}-${i}`;
+    const box = el('input', { type: 'checkbox', id, data: { testid: 'checklist-item' } });
+    box.checked = conv.checks.has(text);
+    box.addEventListener('change', () => {
+      if (box.checked) conv.checks.add(text); else conv.checks.delete(text);
+      box.closest('li').classList.toggle('done', box.checked);
+    });
+    const li = el('li', { class: box.checked ? 'done' : '' }, box, el('label', { for: id, text }));
+    return li;
+  }));
+}
+
+function renderFlagCategories() {
+  const current = E.flagCategory.value;
+  const first = E.flagCategory.options[0];
+  E.flagCategory.replaceChildren(first);
+  for (const c of state.emergencyCategories) E.flagCategory.append(el('option', { value: c, text: flagCategoryName(c) }));
+  if (state.emergencyCategories.includes(current)) E.flagCategory.value = current;
+}
+
+function openFlag() {
+  const conv = currentConv();
+  if (!conv) return;
+  const st = conv.summary.state;
+  if (st !== 'active' && st !== 'wrap_up') return;
+  if (!state.flagEnabled) { toast(t('flag.notEnabled'), 'error'); return; }
+  state.flag = { conversation: conv.id, clientId: null, key: null, busy: false };
+  setText(E.flagHeading, emergencyOpen(conv) ? 'flag.titleAdd' : 'flag.title');
+  setText(E.flagFor, 'flag.for', { label: convLabel(conv.id) });
+  renderFlagCategories();
+  E.flagCategory.value = '';
+  E.flagReason.value = '';
+  E.flagCategory.removeAttribute('aria-invalid');
+  E.flagReason.removeAttribute('aria-invalid');
+  updateFlagCount();
+  flagError(null);
+  flagStep('edit');
+  if (typeof E.flagDialog.showModal === 'function') E.flagDialog.showModal();
+  else E.flagDialog.setAttribute('open', '');
+  E.flagCategory.focus();
+}
+
+function closeFlag(force) {
+  if (state.flag && state.flag.busy && !force) {
+    // The flag is on its way: closing only hides the dialog; the answer still shows as a toast.
+    state.flag.hiddenWhileBusy = true;
+  } else {
+    state.flag = null;
+  }
+  if (E.flagDialog.open) {
+    if (typeof E.flagDialog.close === 'function') E.flagDialog.close();
+    else E.flagDialog.removeAttribute('open');
+  }
+}
+
+function flagStep(step) {
+  const confirm = step === 'confirm';
+  E.flagStepEdit.hidden = confirm;
+  E.flagStepConfirm.hidden = !confirm;
+  E.flagSubmit.hidden = confirm;
+  E.flagConfirm.hidden = !confirm;
+  E.flagBack.hidden = !confirm;
+  E.flagConfirm.disabled = false;
+  E.flagBack.disabled = false;
+  E.flagSubmit.disabled = false;
+  if (confirm) setText($('#flag-confirm-text'), 'flag.confirmText');
+}
+
+function flagError(key, vars, text) {
+  if (!key && !text) { E.flagError.hidden = true; E.flagError.textContent = ''; delete E.flagError.dataset.i18n; return; }
+  if (key) setText(E.flagError, key, vars);
+  else { E.flagError.textContent = text; delete E.flagError.dataset.i18n; }
+  E.flagError.hidden = false;
+}
+
+function setInvalid(node, invalid) {
+  if (invalid) node.setAttribute('aria-invalid', 'true'); else node.removeAttribute('aria-invalid');
+}
+
+function updateFlagCount() {
+  const n = charCount(E.flagReason.value.trim());
+  E.flagCount.textContent = `${n} / ${MAX_FLAG_REASON}`;
+  E.flagCount.classList.toggle('over', n > MAX_FLAG_REASON);
+}
+
+/** First button: check the input, then show the explicit confirm step. */
+function submitFlagForm(e) {
+  e.preventDefault();
+  if (!state.flag) return;
+  if (!E.flagStepConfirm.hidden) { confirmFlag(); return; }
+  const category = E.flagCategory.value;
+  const reason = E.flagReason.value.trim();
+  setInvalid(E.flagCategory, !category);
+  if (!category) { flagError('flag.needCategory'); E.flagCategory.focus(); return; }
+  const n = charCount(reason);
+  setInvalid(E.flagReason, n === 0 || n > MAX_FLAG_REASON);
+  if (n === 0) { flagError('flag.needReason'); E.flagReason.focus(); return; }
+  if (n > MAX_FLAG_REASON) { flagError('flag.reasonTooLong', { max: MAX_FLAG_REASON }); E.flagReason.focus(); return; }
+  flagError(null);
+  E.flagSummaryCategory.textContent = flagCategoryName(category);
+  E.flagSummaryReason.textContent = reason;
+  flagStep('confirm');
+  E.flagConfirm.focus();
+}
+
+function flagBack() {
+  if (state.flag && state.flag.busy) return;
+  flagError(null);
+  flagStep('edit');
+  E.flagReason.focus();
+}
+
+/** Second button: send `flag`. A retry of the same category and reason reuses the client id. */
+function confirmFlag() {
+  const f = state.flag;
+  if (!f || f.busy) return;
+  const conv = state.convs.get(f.conversation);
+  if (!conv) { closeFlag(true); toast(errorText('not_found'), 'error'); return; }
+  const category = E.flagCategory.value;
+  const reason = E.flagReason.value.trim();
+  if (!category || !reason) { flagBack(); return; }
+  const key = `${category}\u0000${reason}`;
+  if (!f.clientId || f.key !== key) { f.clientId = ulid(); f.key = key; }
+  f.busy = true;
+  E.flagConfirm.disabled = true;
+  E.flagBack.disabled = true;
+  flagError(null);
+  conv.flagSending = true;
+  const done = () => { f.busy = false; conv.flagSending = false; };
+  const failed = (keyOrText, keepId) => {
+    done();
+    if (!keepId) f.clientId = null;
+    if (state.flag !== f) { toast(keyOrText, 'error', { timeout: 0 }); return; }
+    if (f.hiddenWhileBusy) { toast(keyOrText, 'error', { timeout: 0 }); state.flag = null; return; }
+    E.flagConfirm.disabled = false;
+    E.flagBack.disabled = false;
+    flagError(null, null, keyOrText);
+  };
+  command('flag', { conversation: conv.id, category, reason }, {
+    id: f.clientId,
+    onAck: () => {
+      done();
+      if (state.flag === f) closeFlag(true);
+      toast(t('flag.done'), 'success', { timeout: 10000 });
+    },
+    onError: (err) => {
+      // Nothing was stored for `unavailable` / not connected: a retry keeps the same id.
+      const keep = err.code === 'unavailable' || err.code === 'not_connected';
+      const text = err.code === 'not_connected' ? t('error.notConnected') : errorText(err.code, 'flag');
+      failed(text, keep);
+    },
+    onInterrupt: () => failed(t('flag.interrupted'), true),
+  });
+}
+
+// ---------------------------------------------------------------- pause after a hard conversation
+
+function offerPause() {
+  if (E.pauseOffer.open) return;
+  if (typeof E.pauseOffer.showModal === 'function') E.pauseOffer.showModal();
+  else E.pauseOffer.setAttribute('open', '');
+  E.pauseAccept.focus();
+}
+
+function closePause() {
+  if (!E.pauseOffer.open) return;
+  if (typeof E.pauseOffer.close === 'function') E.pauseOffer.close();
+  else E.pauseOffer.removeAttribute('open');
+}
+
+function acceptPause() {
+  closePause();
+  if (state.presence === 'on_duty') setPresence('away');
+  toast(t('pause.started'), 'info', { timeout: 10000 });
 }
 
 // ---------------------------------------------------------------- phrases and directory
@@ -1515,6 +1823,21 @@ function wireUi() {
   E.transferCancel.addEventListener('click', closeTransfer);
   E.transferDialog.addEventListener('close', () => { delete E.transferDialog.dataset.conversation; });
   E.transferNote.addEventListener('input', updateTransferCount);
+
+  E.flagButton.addEventListener('click', openFlag);
+  E.flagForm.addEventListener('submit', submitFlagForm);
+  E.flagConfirm.addEventListener('click', confirmFlag);
+  E.flagBack.addEventListener('click', flagBack);
+  E.flagCancel.addEventListener('click', () => closeFlag(false));
+  E.flagDialog.addEventListener('close', () => {
+    if (!state.flag) return;
+    if (state.flag.busy) state.flag.hiddenWhileBusy = true; // the answer will show as a toast
+    else state.flag = null;
+  });
+  E.flagReason.addEventListener('input', () => { updateFlagCount(); E.flagReason.removeAttribute('aria-invalid'); });
+  E.flagCategory.addEventListener('change', () => E.flagCategory.removeAttribute('aria-invalid'));
+  E.pauseAccept.addEventListener('click', acceptPause);
+  E.pauseDecline.addEventListener('click', closePause);
 
   E.phrasesButton.addEventListener('click', () => toggleTool('phrases'));
   E.directoryButton.addEventListener('click', () => toggleTool('directory'));

@@ -44,6 +44,8 @@ const PATTERNS = {
   message: [[660, 0, 0.12, 0.15]],
   offer: [[523, 0, 0.16, 0.22], [784, 0.18, 0.24, 0.22]],
   alert: [[880, 0, 0.18, 0.28], [660, 0.22, 0.18, 0.28], [880, 0.44, 0.3, 0.28]],
+  // Emergency flag: higher, longer and repeated by the coordinator view until acknowledged.
+  emergency: [[988, 0, 0.16, 0.35], [740, 0.18, 0.16, 0.35], [988, 0.36, 0.16, 0.35], [740, 0.54, 0.16, 0.35], [988, 0.72, 0.4, 0.35]],
 };
 
 export function tone(kind = 'message') {

@@ -59,6 +59,14 @@ export function fmtClock(ts, seconds = false) {
   return seconds ? `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` : `${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** YYYY-MM-DD HH:MM (local time), for records that outlive the day. */
+export function fmtDateTime(ts) {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
 /** Accept epoch milliseconds, epoch seconds or an ISO string. */
 export function toMs(v) {
   if (typeof v === 'number') return v < 1e11 ? v * 1000 : v;
@@ -77,6 +85,10 @@ export function langName(code) {
   return has(`langname.${base}`) ? `${t(`langname.${base}`)} (${code})` : String(code);
 }
 export function categoryName(c) { return has(`category.${c}`) ? t(`category.${c}`) : String(c); }
+
+/** Emergency flag categories (closed set, docs/protocol.md "Emergency flag and escalation"). */
+export const EMERGENCY_CATEGORIES = ['self_harm', 'harm_to_others', 'abuse_dv', 'medical', 'crime', 'other'];
+export function flagCategoryName(c) { return has(`flagcat.${c}`) ? t(`flagcat.${c}`) : String(c ?? '?'); }
 
 export function errorText(code, context) {
   if (context && has(`error.${code}.${context}`)) return t(`error.${code}.${context}`);

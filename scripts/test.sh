@@ -14,10 +14,18 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   step "Installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import linebot' >/dev/null 2>&1; then
+  # LINE's official SDK signs and parses webhooks in the LINE connector's tests (gateway/tests/line.rs).
+  step "Installing line-bot-sdk (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check line-bot-sdk \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages line-bot-sdk
 fi
 
 step "Installing browser-test packages (npm ci)"

@@ -353,8 +353,10 @@
         var a = document.createElement('a');
         a.className = 'tel-link helpline-number';
         a.href = 'tel:' + String(h.number).replace(/[^0-9+#*]/g, '');
+        // The visible number is the link's name (WCAG 2.5.3); the organisation's name beside it
+        // gives the context, and the description says what the link does.
         a.textContent = h.number;
-        a.setAttribute('aria-label', t('call_label', { name: h.name, number: h.number }));
+        a.title = t('call_label', { name: h.name, number: h.number });
         li.appendChild(a);
         ul.appendChild(li);
       });

@@ -26,6 +26,7 @@ export async function startGateway(env = {}) {
   const users = [
     ['sakura', 'Sakura', 'operator', 'operator-password-1'],
     ['coord', 'Coordinator', 'coordinator', 'coordinator-password'],
+    ['admin', 'Admin', 'admin', 'admin-password-1'],
   ];
   for (const [username, name, role, password] of users) {
     const r = spawnSync(BIN, ['user', 'add', '--username', username, '--display-name', name,

@@ -15,6 +15,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub widget: WidgetSettings,
     pub directory: DirectorySettings,
+    pub escalation: EscalationSettings,
+    /// LINE official accounts (`docs/connectors-line.md`); no channels: the connector is off.
+    pub line: crate::connectors::line::LineSettings,
     pub log: LogSettings,
 }
 
@@ -170,6 +173,69 @@ pub struct DirectorySettings {
     pub phrases_file: Option<String>,
 }
 
+/// Emergency flags and escalation records. Flagging is enabled exactly when a key is set
+/// (or `enabled = true`, which then requires a key: a startup error otherwise).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EscalationSettings {
+    /// `None`: enabled if and only if `key` is set. `Some(true)` without a key refuses to start.
+    pub enabled: Option<bool>,
+    /// 32 bytes as 64 hex characters: the XChaCha20-Poly1305 key records are encrypted under.
+    /// Never in the repository: set it through `TSUNAGU_ESCALATION__KEY` or a file kept apart.
+    #[serde(skip_serializing)]
+    pub key: Option<secrecy::SecretString>,
+    /// Where encrypted records and the audit trail are written.
+    pub dir: String,
+    /// How long a record is kept, from when it was opened.
+    pub retention_ms: u64,
+    /// How often expired records are deleted and pending webhook deliveries retried.
+    pub sweep_ms: u64,
+    /// Steps shown to the operator while an emergency is open.
+    pub checklist: Vec<String>,
+    /// The organisation's case system: each record is POSTed here when its conversation
+    /// closes, signed with `webhook_secret`, and retried with backoff until acknowledged (2xx).
+    pub webhook_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<secrecy::SecretString>,
+    /// Delete the local record once the case system has acknowledged it.
+    pub delete_after_delivery: bool,
+    /// First retry delay for webhook delivery; doubles per attempt up to `webhook_max_backoff_ms`.
+    pub webhook_backoff_ms: u64,
+    pub webhook_max_backoff_ms: u64,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        EscalationSettings {
+            enabled: None,
+            key: None,
+            dir: "data/escalations".into(),
+            retention_ms: 30 * 24 * 60 * 60_000,
+            sweep_ms: 60_000,
+            checklist: [
+                "相談者がいまどこにいるか、安全な場所かを確かめる",
+                "命に関わる危険があれば 119（救急）・110（警察）の案内をする",
+                "相談者とのやりとりを続け、ひとりにしない",
+                "コーディネーターに状況を伝え、指示を受ける",
+                "聞き取れたこと（場所・状況）を記録に残す",
+            ]
+            .map(String::from)
+            .to_vec(),
+            webhook_url: None,
+            webhook_secret: None,
+            delete_after_delivery: false,
+            webhook_backoff_ms: 5_000,
+            webhook_max_backoff_ms: 10 * 60_000,
+        }
+    }
+}
+
+impl EscalationSettings {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(self.key.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogSettings {
@@ -207,6 +273,7 @@ impl Settings {
             .with_list_parse_key("server.allowed_origins")
             .with_list_parse_key("widget.languages")
             .with_list_parse_key("conversation.categories")
+            .with_list_parse_key("escalation.checklist")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
@@ -230,6 +297,26 @@ impl Settings {
             self.server.socket_queue >= 8,
             "server.socket_queue must be at least 8"
         );
+        let esc = &self.escalation;
+        if esc.is_enabled() {
+            use secrecy::ExposeSecret;
+            let key = esc.key.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "escalation is enabled but escalation.key is not set \
+                     (TSUNAGU_ESCALATION__KEY: 64 hex characters); refusing to start"
+                )
+            })?;
+            let bytes = hex::decode(key.expose_secret().trim())
+                .map_err(|_| anyhow::anyhow!("escalation.key must be 64 hex characters"))?;
+            anyhow::ensure!(
+                bytes.len() == 32,
+                "escalation.key must be 64 hex characters (32 bytes)"
+            );
+            anyhow::ensure!(
+                esc.webhook_url.is_none() || esc.webhook_secret.is_some(),
+                "escalation.webhook_url is set but escalation.webhook_secret is not"
+            );
+        }
         if let Some(url) = &self.store.url {
             anyhow::ensure!(
                 url == "memory",
@@ -309,6 +396,33 @@ mod tests {
         assert_eq!(s.server.port, 7001);
         assert_eq!(s.conversation.default_capacity, 3);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn flagging_is_enabled_by_a_key_and_refuses_to_start_without_one() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(!s.escalation.is_enabled());
+        let key = "ab".repeat(32);
+        let s = Settings::load_from(None, env(&[("TSUNAGU_ESCALATION__KEY", &key)])).unwrap();
+        assert!(s.escalation.is_enabled());
+        assert!(
+            Settings::load_from(None, env(&[("TSUNAGU_ESCALATION__ENABLED", "true")])).is_err()
+        );
+        assert!(Settings::load_from(None, env(&[("TSUNAGU_ESCALATION__KEY", "short")])).is_err());
+        assert!(
+            Settings::load_from(
+                None,
+                env(&[
+                    ("TSUNAGU_ESCALATION__KEY", &key),
+                    (
+                        "TSUNAGU_ESCALATION__WEBHOOK_URL",
+                        "https://case.example/hook"
+                    )
+                ])
+            )
+            .is_err(),
+            "a webhook without a secret"
+        );
     }
 
     #[test]

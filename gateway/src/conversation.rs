@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::protocol::{
-    Channel, ConversationSummary, EndReason, EventBody, LeftReason, Millis, OperatorConvState,
-    Side, VisitorState,
+    Channel, ConversationSummary, EmergencySummary, EndReason, EventBody, LeftReason, Millis,
+    OperatorConvState, Side, VisitorState,
 };
 
 pub type ConversationId = Ulid;
@@ -126,6 +126,27 @@ pub struct QueueKey {
     pub id: ConversationId,
 }
 
+/// The emergency categories an operator or coordinator may record (DESIGN.md, principle 3).
+pub const EMERGENCY_CATEGORIES: [&str; 6] = [
+    "self_harm",
+    "harm_to_others",
+    "abuse_dv",
+    "medical",
+    "crime",
+    "other",
+];
+
+/// An emergency flag on a conversation: the one path to escalation and retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emergency {
+    /// The escalation record this conversation writes to.
+    pub record: Ulid,
+    pub open: bool,
+    pub categories: Vec<String>,
+    pub raised_at: Millis,
+    pub raised_by: String,
+}
+
 /// A conversation: its routing attributes and state. Its messages live in the store's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -165,6 +186,9 @@ pub struct Conversation {
     pub operator_acked: u64,
     /// Wrap-up category, set when closing.
     pub category: Option<String>,
+    /// Set once an emergency is flagged; never removed (clearing closes it).
+    #[serde(default)]
+    pub emergency: Option<Emergency>,
 }
 
 /// Something that happens to a conversation. Each names its actor, so ownership is checked.
@@ -212,6 +236,10 @@ pub enum Command {
         id: Ulid,
         text: String,
     },
+    /// The person withdraws an earlier message of theirs (by its client id).
+    VisitorRetract {
+        id: Ulid,
+    },
     /// The person ends the conversation.
     VisitorEnd,
     /// The person's connection did not come back within the grace period.
@@ -238,6 +266,17 @@ pub enum Command {
         side: Side,
         seq: u64,
     },
+    /// An emergency is flagged (or added to). `operator` is set when the holding operator
+    /// flags, and must then hold the conversation; coordinators flag with `None`.
+    Flag {
+        operator: Option<OperatorId>,
+        by: String,
+        category: String,
+        /// The record id to use if this is the first flag.
+        record: Ulid,
+    },
+    /// A coordinator clears an open emergency.
+    ClearFlag,
 }
 
 /// Why a command was refused. Nothing changed.
@@ -247,6 +286,8 @@ pub enum TransitionError {
     NotAllowed(StateKind),
     #[error("the conversation is not this operator's")]
     NotYours,
+    #[error("unknown emergency category")]
+    UnknownCategory,
 }
 
 /// What a successful command did.
@@ -286,6 +327,7 @@ impl Conversation {
             visitor_acked: 0,
             operator_acked: 0,
             category: None,
+            emergency: None,
         }
     }
 
@@ -324,6 +366,13 @@ impl Conversation {
             last_seq: self.last_seq,
             visitor_connected: self.visitor_connected,
             handover_note: self.handover_note.clone(),
+            emergency: self.emergency.as_ref().map(|e| EmergencySummary {
+                open: e.open,
+                categories: e.categories.clone(),
+                raised_at: e.raised_at,
+                raised_by: e.raised_by.clone(),
+                acknowledged_by: None,
+            }),
         })
     }
 
@@ -504,6 +553,15 @@ impl Conversation {
                     operator: operator_name,
                 }]
             }
+            Command::VisitorRetract { id } => {
+                if !matches!(
+                    kind,
+                    StateKind::Queued | StateKind::Offered | StateKind::Active
+                ) {
+                    return not_allowed;
+                }
+                vec![EventBody::Retracted { id }]
+            }
             Command::VisitorEnd => {
                 if !matches!(
                     kind,
@@ -571,6 +629,51 @@ impl Conversation {
                 self.state = State::Closed;
                 vec![]
             }
+            Command::Flag {
+                operator,
+                by,
+                category,
+                record,
+            } => {
+                if !EMERGENCY_CATEGORIES.contains(&category.as_str()) {
+                    return Err(TransitionError::UnknownCategory);
+                }
+                match operator {
+                    Some(op) => match self.state {
+                        State::Active { operator: o } | State::WrapUp { operator: o, .. }
+                            if o == op => {}
+                        State::Active { .. } | State::WrapUp { .. } => {
+                            return Err(TransitionError::NotYours)
+                        }
+                        _ => return not_allowed,
+                    },
+                    None if self.state.is_terminal() => return not_allowed,
+                    None => {}
+                }
+                let e = self.emergency.get_or_insert_with(|| Emergency {
+                    record,
+                    open: true,
+                    categories: Vec::new(),
+                    raised_at: now,
+                    raised_by: by.clone(),
+                });
+                if !e.open {
+                    e.open = true;
+                    e.raised_at = now;
+                    e.raised_by = by;
+                }
+                if !e.categories.contains(&category) {
+                    e.categories.push(category);
+                }
+                vec![]
+            }
+            Command::ClearFlag => match &mut self.emergency {
+                Some(e) if e.open && !self.state.is_terminal() => {
+                    e.open = false;
+                    vec![]
+                }
+                _ => return not_allowed,
+            },
             Command::Ack { side, seq } => {
                 let seq = seq.min(self.last_seq);
                 match side {
@@ -974,6 +1077,81 @@ mod tests {
             matches!(&out.log[0], EventBody::Message { operator: Some(n), .. } if n == "Sakura")
         );
         assert_eq!(c.last_activity, T0 + 7);
+    }
+
+    fn flag(operator: Option<OperatorId>, category: &str) -> Command {
+        Command::Flag {
+            operator,
+            by: "Sakura".into(),
+            category: category.into(),
+            record: Ulid::new(),
+        }
+    }
+
+    #[test]
+    fn the_holding_operator_flags_an_emergency_and_can_add_to_it() {
+        let o = op();
+        let mut c = active(o);
+        c.apply(flag(Some(o), "self_harm"), T0 + 1).unwrap();
+        let record = c.emergency.as_ref().unwrap().record;
+        c.apply(flag(Some(o), "medical"), T0 + 2).unwrap();
+        let e = c.emergency.as_ref().unwrap();
+        assert!(e.open);
+        assert_eq!(e.record, record, "one record per conversation");
+        assert_eq!(e.categories, vec!["self_harm", "medical"]);
+        assert_eq!(e.raised_at, T0 + 1);
+    }
+
+    #[test]
+    fn only_the_holder_may_flag_and_only_known_categories() {
+        let o = op();
+        let mut c = active(o);
+        assert_eq!(
+            c.apply(flag(Some(op()), "self_harm"), T0),
+            Err(TransitionError::NotYours)
+        );
+        assert_eq!(
+            c.apply(flag(Some(o), "gossip"), T0),
+            Err(TransitionError::UnknownCategory)
+        );
+        let mut q = queued();
+        assert!(q.apply(flag(Some(o), "self_harm"), T0).is_err());
+        assert!(c.emergency.is_none());
+    }
+
+    #[test]
+    fn a_coordinator_may_flag_any_live_conversation_and_clear_it() {
+        let mut q = queued();
+        q.apply(flag(None, "abuse_dv"), T0).unwrap();
+        assert!(q.emergency.as_ref().unwrap().open);
+        q.apply(Command::ClearFlag, T0 + 1).unwrap();
+        assert!(!q.emergency.as_ref().unwrap().open);
+        assert!(
+            q.apply(Command::ClearFlag, T0 + 2).is_err(),
+            "already clear"
+        );
+        q.apply(flag(None, "crime"), T0 + 3).unwrap();
+        let e = q.emergency.as_ref().unwrap();
+        assert!(e.open, "raised again");
+        assert_eq!(e.categories, vec!["abuse_dv", "crime"]);
+    }
+
+    #[test]
+    fn the_operator_may_still_flag_during_wrap_up() {
+        let o = op();
+        let mut c = wrap_up(o);
+        c.apply(flag(Some(o), "other"), T0 + 50).unwrap();
+        assert!(c.emergency.is_some());
+    }
+
+    #[test]
+    fn a_person_may_retract_a_message_while_the_conversation_lives() {
+        let mut c = queued();
+        let id = Ulid::new();
+        let out = c.apply(Command::VisitorRetract { id }, T0).unwrap();
+        assert_eq!(out.log, vec![EventBody::Retracted { id }]);
+        c.apply(Command::VisitorEnd, T0).unwrap();
+        assert!(c.apply(Command::VisitorRetract { id }, T0).is_err());
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //!   `publish` step that tells everyone concerned, timers, statistics, the live-socket registry.
 //! - [`ws`]: the websocket endpoints; [`http`]: router, pages, JSON API, security headers.
 //! - [`auth`]: operator accounts (argon2) and sessions; [`directory`]: referrals and phrases.
+//! - [`escalation`]: encrypted escalation records after an emergency flag, audit trail,
+//!   retention and delivery to the organisation's case system.
+//! - [`connectors`]: channels other than the widget ([`connectors::line`]: LINE official
+//!   accounts), delivering a conversation's log through the provider's API.
 //! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
 //!
 //! Data flow: a client frame is parsed in `ws`, handed to an `Engine` method, which applies one
@@ -22,9 +26,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod connectors;
 pub mod conversation;
 pub mod directory;
 pub mod engine;
+pub mod escalation;
 pub mod http;
 pub mod metrics;
 pub mod protocol;

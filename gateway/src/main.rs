@@ -79,6 +79,14 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("    Widget demo       {base}/widget/demo.html");
         println!("    Operator console  {base}/console/");
         println!("    Coordinator view  {base}/coordinator/");
+        if state.engine.escalations.is_none() {
+            println!();
+            println!("  Emergency flagging is off: no escalation key is set. To turn it on, set");
+            println!(
+                "  TSUNAGU_ESCALATION__KEY to 64 hex characters (e.g. `openssl rand -hex 32`),"
+            );
+            println!("  kept outside the repository (see docs/privacy.md).");
+        }
         if let Some(code) = state.accounts.pending_setup_code() {
             println!();
             println!("  No accounts yet. Create the first admin at {base}/setup");

@@ -26,6 +26,7 @@ pub struct Metrics {
     started: Family<Labels, Counter>,
     ended: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
+    emergencies: Counter,
     /// Seconds from arrival to an operator answering.
     pub wait_seconds: Histogram,
 }
@@ -49,6 +50,7 @@ impl Metrics {
             started: Family::default(),
             ended: Family::default(),
             errors: Family::default(),
+            emergencies: Counter::default(),
             // 1 s … about 4.5 h in doublings.
             wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             registry: Registry::default(),
@@ -99,6 +101,11 @@ impl Metrics {
             m.errors.clone(),
         );
         registry.register(
+            "emergency_flags",
+            "Emergency flags recorded",
+            m.emergencies.clone(),
+        );
+        registry.register(
             "wait_seconds",
             "Time from arrival until an operator answered",
             m.wait_seconds.clone(),
@@ -118,6 +125,10 @@ impl Metrics {
 
     pub fn ended(&self, outcome: &'static str) {
         self.ended.get_or_create(&vec![("outcome", outcome)]).inc();
+    }
+
+    pub fn emergency(&self) {
+        self.emergencies.inc();
     }
 
     pub fn error(&self, code: &'static str) {

@@ -91,6 +91,10 @@ pub enum EventBody {
         by: Side,
         reason: EndReason,
     },
+    /// The person withdrew an earlier message (LINE's unsend): consoles hide message `id`.
+    Retracted {
+        id: Ulid,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +249,13 @@ pub enum OperatorClient {
         conversation: Ulid,
         category: String,
     },
+    /// Records an emergency flag (or adds to it).
+    Flag {
+        id: Ulid,
+        conversation: Ulid,
+        category: String,
+        reason: String,
+    },
     Ping {
         id: Ulid,
     },
@@ -264,6 +275,7 @@ impl OperatorClient {
         "help",
         "end",
         "wrap_up",
+        "flag",
         "ping",
     ];
 
@@ -282,6 +294,7 @@ impl OperatorClient {
             | Help { id, .. }
             | End { id, .. }
             | WrapUp { id, .. }
+            | Flag { id, .. }
             | Ping { id } => *id,
         }
     }
@@ -383,6 +396,7 @@ pub enum ErrorCode {
     UnsupportedVersion,
     Unavailable,
     RateLimited,
+    NotEnabled,
 }
 
 impl ErrorCode {
@@ -399,6 +413,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotEnabled => "not_enabled",
         }
     }
 
@@ -416,6 +431,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => "unsupported protocol version",
             ErrorCode::Unavailable => "storage unavailable; nothing was stored, retry",
             ErrorCode::RateLimited => "too many messages; slow down",
+            ErrorCode::NotEnabled => "this feature is not enabled on this gateway",
         }
     }
 }
@@ -470,6 +486,18 @@ pub struct ConversationSummary {
     pub visitor_connected: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub handover_note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub emergency: Option<EmergencySummary>,
+}
+
+/// The emergency state of a conversation, as consoles show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmergencySummary {
+    pub open: bool,
+    pub categories: Vec<String>,
+    pub raised_at: Millis,
+    pub raised_by: String,
+    pub acknowledged_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -531,6 +559,9 @@ pub enum ServerMsg {
         capacity: u32,
         heartbeat_ms: u64,
         categories: Vec<String>,
+        /// Empty when flagging is not enabled on this gateway.
+        emergency_categories: Vec<String>,
+        emergency_checklist: Vec<String>,
         conversations: Vec<ConversationSummary>,
         offers: Vec<Offer>,
     },
@@ -575,6 +606,9 @@ pub enum ServerMsg {
     Removed {
         conversation: Ulid,
         reason: RemovedReason,
+        /// After a flagged conversation closes: the console offers the operator a pause.
+        #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+        suggest_pause: bool,
     },
     Ack {
         id: Ulid,

@@ -28,9 +28,23 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let metrics = Arc::new(Metrics::new());
-        let engine = Arc::new(Engine::new(store, settings.conversation.clone(), metrics));
+        let escalations = crate::escalation::Escalations::open(&settings.escalation)?.map(Arc::new);
+        let engine = Arc::new(
+            Engine::new(store, settings.conversation.clone(), metrics)
+                .with_escalations(escalations),
+        );
         let accounts = Arc::new(Accounts::load(&settings.auth)?);
         let directory = Directory::load(&settings.directory)?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        // A LINE channel whose secret or token is missing stops the start here.
+        let line = crate::connectors::line::Line::build(
+            &settings.line,
+            settings.server.socket_queue,
+            Arc::clone(&engine),
+            shutdown.clone(),
+            tracker.clone(),
+        )?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .await
             .with_context(|| {
@@ -42,8 +56,9 @@ impl Application {
             engine,
             accounts,
             directory,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            shutdown,
+            tracker,
+            line,
         });
         Ok(Application {
             listener,
@@ -81,6 +96,14 @@ impl Application {
             state.shutdown.clone(),
             &state.tracker,
         );
+        if let Some(esc) = &state.engine.escalations {
+            timers::spawn_escalation_sweeper(
+                Arc::clone(esc),
+                Duration::from_millis(state.settings.escalation.sweep_ms),
+                state.shutdown.clone(),
+                &state.tracker,
+            );
+        }
         let router = crate::http::router(Arc::clone(&state));
         let shutdown = state.shutdown.clone();
         axum::serve(self.listener, router)

@@ -24,4 +24,6 @@ pub struct AppState {
     /// Websocket tasks and background tasks, so shutdown can wait for them (axum's graceful
     /// shutdown does not wait for upgraded connections).
     pub tracker: TaskTracker,
+    /// The LINE connector, when `[line]` has channels.
+    pub line: Option<Arc<crate::connectors::line::Line>>,
 }

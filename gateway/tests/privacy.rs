@@ -65,11 +65,21 @@ fn id() -> String {
     Ulid::new().to_string()
 }
 
+/// The process-wide log capture, at trace level (installed once for both tests).
+fn logs() -> Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        tsunagu::telemetry::init("trace", false, move || sink.clone());
+        logs
+    })
+    .clone()
+}
+
 #[tokio::test]
 async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
-    let logs = Captured::default();
-    let sink = logs.clone();
-    tsunagu::telemetry::init("trace", false, move || sink.clone());
+    let logs = logs();
 
     let dir = std::env::temp_dir().join(format!("tsunagu-privacy-{}", Ulid::new()));
     let mut settings = Settings::for_tests();
@@ -197,5 +207,107 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
             assert!(!content.contains(canary.as_str()));
         }
     }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_record() {
+    let logs = logs();
+    let dir = std::env::temp_dir().join(format!("tsunagu-privacy-flag-{}", Ulid::new()));
+    let mut settings = Settings::for_tests();
+    settings.auth.users_file = dir.join("users.json").display().to_string();
+    settings.escalation.key = Some("7f".repeat(32).into());
+    settings.escalation.dir = dir.join("escalations").display().to_string();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let server = tokio::spawn(app.run_until_stopped());
+    state
+        .accounts
+        .add_user("sakura", "Sakura", Role::Operator, "long enough password")
+        .unwrap();
+    let (_, token) = state
+        .accounts
+        .login("sakura", "long enough password")
+        .await
+        .unwrap();
+    let cookie = format!("tsunagu_session={token}");
+    let canary = format!("canary-flagged-{}", Ulid::new());
+    let reason = format!("canary-reason-{}", Ulid::new());
+
+    let mut op = connect(&base, "/ws/operator", Some(&cookie)).await;
+    send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
+    until(&mut op, |v| v["type"] == "welcome").await;
+    let mut visitor = connect(&base, "/ws/visitor", None).await;
+    send(
+        &mut visitor,
+        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
+    )
+    .await;
+    let conversation = until(&mut visitor, |v| v["type"] == "welcome").await["conversation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send(&mut op, json!({"type":"take_next","id":id()})).await;
+    until(&mut op, |v| v["type"] == "conversation").await;
+    send(&mut visitor, json!({"type":"send","id":id(),"text":canary})).await;
+    until(&mut op, |v| {
+        v["type"] == "event" && v["event"]["text"] == canary.as_str()
+    })
+    .await;
+    send(&mut op, json!({"type":"flag","id":id(),"conversation":conversation,"category":"self_harm","reason":reason})).await;
+    until(&mut op, |v| {
+        v["type"] == "conversation" && v["conversation"]["emergency"]["open"] == true
+    })
+    .await;
+    send(
+        &mut op,
+        json!({"type":"end","id":id(),"conversation":conversation}),
+    )
+    .await;
+    send(
+        &mut op,
+        json!({"type":"wrap_up","id":id(),"conversation":conversation,"category":"other"}),
+    )
+    .await;
+    until(&mut op, |v| v["type"] == "removed").await;
+
+    // Inside the record (decrypted by a coordinator's read) …
+    let esc = state.engine.escalations.clone().unwrap();
+    let list = esc.list("test");
+    let record = esc.read(list[0].id, "test").unwrap();
+    assert!(record.transcript.iter().any(|t| t.text == canary));
+    assert!(record.flags.iter().any(|f| f.reason == reason));
+    // … and nowhere else: not the store, not the logs, not in plaintext in any file.
+    assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    state.shutdown.cancel();
+    let _ = server.await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains(&canary), "canary in logs");
+    assert!(!text.contains(&reason), "flag reason in logs");
+    let mut files = 0;
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !content.contains(&canary),
+                "canary in plaintext in {}",
+                path.display()
+            );
+            assert!(
+                !content.contains(&reason),
+                "reason in plaintext in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 2, "the record and the audit trail were written");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -20,6 +20,7 @@ use ulid::Ulid;
 
 use crate::config::ConversationSettings;
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
+use crate::escalation::{Action, Escalations, FlagEntry};
 use crate::metrics::Metrics;
 use crate::protocol::{
     Channel, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason, ServerMsg,
@@ -65,6 +66,12 @@ pub struct Engine {
     stats: Mutex<StatsState>,
     /// Recent operator-level client ids (take_next, presence), so a retry is applied once.
     recent: Mutex<HashMap<OperatorId, VecDeque<Ulid>>>,
+    /// The channel identifier that routes replies to a person (a LINE user id, a caller's
+    /// number), per conversation. Memory only, never logged, never shown to operators; removed
+    /// when the conversation ends (an escalation record copies it first).
+    channel_refs: Mutex<HashMap<ConversationId, String>>,
+    /// Escalation records; `None` when flagging is not enabled.
+    pub escalations: Option<Arc<Escalations>>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -74,6 +81,9 @@ fn code_of(err: &ApplyError) -> ErrorCode {
     match err {
         ApplyError::NotFound => ErrorCode::NotFound,
         ApplyError::Refused(crate::conversation::TransitionError::NotYours) => ErrorCode::NotFound,
+        ApplyError::Refused(crate::conversation::TransitionError::UnknownCategory) => {
+            ErrorCode::Invalid
+        }
         ApplyError::Refused(_) => ErrorCode::OutOfOrder,
         ApplyError::Store(_) => ErrorCode::Unavailable,
     }
@@ -105,7 +115,36 @@ impl Engine {
             dispatch: Notify::new(),
             stats: Mutex::new(StatsState::default()),
             recent: Mutex::new(HashMap::new()),
+            channel_refs: Mutex::new(HashMap::new()),
+            escalations: None,
         }
+    }
+
+    pub fn with_escalations(mut self, escalations: Option<Arc<Escalations>>) -> Self {
+        self.escalations = escalations;
+        self
+    }
+
+    /// What the holding operator sees of a conversation, with the emergency acknowledgement.
+    pub fn summary_of(&self, conv: &Conversation) -> Option<ConversationSummary> {
+        let mut summary = conv.summary()?;
+        if let Some(e) = summary.emergency.as_mut() {
+            e.acknowledged_by = self.stats().emergency_acknowledged_by(conv.id);
+        }
+        Some(summary)
+    }
+
+    fn refs(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, String>> {
+        self.channel_refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers the channel identifier of a conversation's person (connectors call this).
+    pub fn set_channel_ref(&self, conv: ConversationId, reference: String) {
+        self.refs().insert(conv, reference);
+    }
+
+    pub fn channel_ref(&self, conv: ConversationId) -> Option<String> {
+        self.refs().get(&conv).cloned()
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, StatsState> {
@@ -212,11 +251,13 @@ impl Engine {
                     Outbound::Frame(ServerMsg::Removed {
                         conversation: id,
                         reason,
+                        suggest_pause: reason == RemovedReason::Closed
+                            && a.after.emergency.is_some(),
                     }),
                 );
             }
             if let Some(op) = held_after {
-                if let Some(summary) = a.after.summary() {
+                if let Some(summary) = self.summary_of(&a.after) {
                     self.registry.to_operator(
                         op,
                         Outbound::Frame(ServerMsg::Conversation {
@@ -230,7 +271,7 @@ impl Engine {
             if before.kind() != after.kind()
                 || a.before.visitor_connected != a.after.visitor_connected
             {
-                if let Some(summary) = a.after.summary() {
+                if let Some(summary) = self.summary_of(&a.after) {
                     self.registry.to_operator(
                         op,
                         Outbound::Frame(ServerMsg::Conversation {
@@ -257,8 +298,10 @@ impl Engine {
 
         // Statistics and metrics for what happened.
         self.record_transition(a, now);
+        self.escalation_follows(a, now);
 
         if after.is_terminal() {
+            self.refs().remove(&id);
             if let Err(e) = self.store.delete(id).await {
                 tracing::error!(conversation = %id, error = %e, "could not delete ended conversation");
             }
@@ -266,6 +309,41 @@ impl Engine {
         }
         if before.kind() != after.kind() {
             self.wake_dispatch();
+        }
+    }
+
+    /// A flagged conversation's record follows everything it logs, and is completed at close.
+    fn escalation_follows(&self, a: &Applied, now: Millis) {
+        let (Some(esc), Some(e)) = (&self.escalations, &a.after.emergency) else {
+            return;
+        };
+        if !a.appended.is_empty() {
+            if let Err(err) = esc.append_log(e.record, &a.appended) {
+                tracing::error!(record = %e.record, error = %err, "could not extend escalation record");
+            }
+        }
+        if a.after.state.is_terminal() {
+            let category = a.after.category.clone();
+            let closed = esc.update(e.record, |r| {
+                r.closed = true;
+                r.actions.push(Action {
+                    at: now,
+                    actor: "system".into(),
+                    action: "closed".into(),
+                    detail: category,
+                });
+            });
+            match closed {
+                Ok(_) => {
+                    let esc = Arc::clone(esc);
+                    tokio::spawn(async move {
+                        esc.deliver_pending(now_ms()).await;
+                    });
+                }
+                Err(err) => {
+                    tracing::error!(record = %e.record, error = %err, "could not close escalation record")
+                }
+            }
         }
     }
 
@@ -335,15 +413,27 @@ impl Engine {
         channel: Channel,
         language: Option<String>,
     ) -> Result<(Conversation, String), ErrorCode> {
+        self.start_conversation(channel, language, 0).await
+    }
+
+    /// Starts a conversation with a queue priority (0 is normal; higher is served first), for
+    /// connectors whose channels are configured with one.
+    pub async fn start_conversation(
+        &self,
+        channel: Channel,
+        language: Option<String>,
+        priority: u8,
+    ) -> Result<(Conversation, String), ErrorCode> {
         let token = new_token();
         let now = now_ms();
-        let conv = Conversation::new(
+        let mut conv = Conversation::new(
             Ulid::new(),
             channel,
             language,
             Some(hash_token(&token)),
             now,
         );
+        conv.priority = priority;
         self.store.create(conv.clone()).await.map_err(store_code)?;
         {
             let mut stats = self.stats();
@@ -436,6 +526,23 @@ impl Engine {
             .await;
     }
 
+    /// The person withdraws an earlier message (identified by its client id).
+    pub async fn visitor_retract(
+        &self,
+        id: ConversationId,
+        message: Ulid,
+        client_id: Ulid,
+    ) -> Result<(), ErrorCode> {
+        self.apply(
+            id,
+            Command::VisitorRetract { id: message },
+            Some(client_id),
+            WithdrawReason::Timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn visitor_end(&self, id: ConversationId, client_id: Ulid) -> Result<(), ErrorCode> {
         self.apply(
             id,
@@ -489,7 +596,7 @@ impl Engine {
         let held = held
             .iter()
             .filter(|c| !matches!(c.state, State::Offered { .. }))
-            .filter_map(|c| c.summary())
+            .filter_map(|c| self.summary_of(c))
             .collect();
         self.wake_dispatch();
         Ok(OperatorSnapshot {
@@ -745,8 +852,188 @@ impl Engine {
     }
 
     /// Acknowledges a help alert; false if there is no such alert.
-    pub fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
-        self.stats().ack_alert(alert, by)
+    pub async fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
+        let acked = self.stats().ack_alert(alert, by);
+        if let Some((conv, true)) = acked {
+            if let Ok(Some(c)) = self.store.get(conv).await {
+                if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
+                    let _ = esc.update(e.record, |r| {
+                        r.actions.push(Action {
+                            at: now_ms(),
+                            actor: by.to_owned(),
+                            action: "alert_acknowledged".into(),
+                            detail: None,
+                        })
+                    });
+                }
+                // The operator's banner shows who acknowledged.
+                self.send_summary(&c);
+            }
+        }
+        acked.is_some()
+    }
+
+    /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or
+    /// by a coordinator (`None`). Opens or extends the encrypted escalation record and alerts
+    /// the coordinators.
+    pub async fn flag(
+        &self,
+        operator: Option<OperatorId>,
+        by: &str,
+        conv: ConversationId,
+        category: String,
+        reason: String,
+        client_id: Option<Ulid>,
+    ) -> Result<(), ErrorCode> {
+        let esc = self.escalations.as_ref().ok_or(ErrorCode::NotEnabled)?;
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(ErrorCode::Invalid);
+        }
+        if reason.chars().count() > crate::protocol::MAX_NOTE_CHARS {
+            return Err(ErrorCode::TextTooLong);
+        }
+        let now = now_ms();
+        let current = self
+            .store
+            .get(conv)
+            .await
+            .map_err(store_code)?
+            .ok_or(ErrorCode::NotFound)?;
+        // Check what the state machine would refuse before writing anything.
+        let mut trial = current.clone();
+        let record = current
+            .emergency
+            .as_ref()
+            .map(|e| e.record)
+            .unwrap_or_else(Ulid::new);
+        let cmd = Command::Flag {
+            operator,
+            by: by.to_owned(),
+            category: category.clone(),
+            record,
+        };
+        trial
+            .apply(cmd.clone(), now)
+            .map_err(|e| code_of(&ApplyError::Refused(e)))?;
+
+        // The record first: if it cannot be written, nothing is stored and the client's retry
+        // (same id) tries again. Flag entries carry the client id, so a retry adds nothing twice.
+        let entry = FlagEntry {
+            id: client_id,
+            category: category.clone(),
+            reason,
+            by: by.to_owned(),
+            at: now,
+        };
+        let created = current.emergency.is_none();
+        let written = if created {
+            let log = self.store.read_log(conv, 0).await.map_err(store_code)?;
+            esc.create(&current, record, self.channel_ref(conv), entry, &log)
+        } else {
+            esc.update(record, |r| {
+                if client_id.is_some() && r.flags.iter().any(|f| f.id == client_id) {
+                    return;
+                }
+                r.flags.push(entry);
+                r.actions.push(Action {
+                    at: now,
+                    actor: by.to_owned(),
+                    action: "flag_added".into(),
+                    detail: Some(category.clone()),
+                });
+            })
+            .map(|_| ())
+        };
+        if let Err(err) = written {
+            tracing::error!(conversation = %conv, record = %record, error = %err, "could not write escalation record");
+            return Err(ErrorCode::Unavailable);
+        }
+        let a = match self.store.apply(conv, cmd, client_id, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                if created {
+                    esc.discard(record);
+                }
+                return Err(code_of(&e));
+            }
+        };
+        if a.duplicate.is_some() {
+            return Ok(());
+        }
+        if let Some(e) = a.after.emergency.as_ref().filter(|e| e.record != record) {
+            // Someone else flagged this conversation at the same moment: keep one record.
+            tracing::warn!(conversation = %conv, "concurrent first flags: merged into one record");
+            if created {
+                esc.discard(record);
+            }
+            let _ = esc.update(e.record, |r| {
+                r.actions.push(Action {
+                    at: now,
+                    actor: by.to_owned(),
+                    action: "flag_added".into(),
+                    detail: Some(category.clone()),
+                })
+            });
+        }
+        self.stats()
+            .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        self.metrics.emergency();
+        tracing::warn!(conversation = %conv, record = %record, "emergency flagged; coordinators alerted");
+        self.send_summary(&a.after);
+        Ok(())
+    }
+
+    /// A coordinator clears an open emergency; the record keeps the clearing and its reason.
+    pub async fn clear_flag(
+        &self,
+        by: &str,
+        conv: ConversationId,
+        reason: String,
+    ) -> Result<(), ErrorCode> {
+        let esc = self.escalations.as_ref().ok_or(ErrorCode::NotEnabled)?;
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() {
+            return Err(ErrorCode::Invalid);
+        }
+        if reason.chars().count() > crate::protocol::MAX_NOTE_CHARS {
+            return Err(ErrorCode::TextTooLong);
+        }
+        let a = self
+            .store
+            .apply(conv, Command::ClearFlag, None, now_ms())
+            .await
+            .map_err(|e| code_of(&e))?;
+        if let Some(e) = &a.after.emergency {
+            let _ = esc.update(e.record, |r| {
+                r.actions.push(Action {
+                    at: now_ms(),
+                    actor: by.to_owned(),
+                    action: "flag_cleared".into(),
+                    detail: Some(reason),
+                })
+            });
+        }
+        tracing::info!(conversation = %conv, "emergency cleared by a coordinator");
+        self.send_summary(&a.after);
+        Ok(())
+    }
+
+    /// Who acknowledged the latest emergency alert of a conversation, if anyone.
+    pub fn emergency_acknowledged_by(&self, conv: ConversationId) -> Option<String> {
+        self.stats().emergency_acknowledged_by(conv)
+    }
+
+    /// Sends the holding operator a fresh summary of the conversation.
+    fn send_summary(&self, conv: &Conversation) {
+        if let (Some(op), Some(summary)) = (conv.state.operator(), self.summary_of(conv)) {
+            self.registry.to_operator(
+                op,
+                Outbound::Frame(ServerMsg::Conversation {
+                    conversation: summary,
+                }),
+            );
+        }
     }
 
     /// On-duty, connected colleagues of `op`, for transfer.

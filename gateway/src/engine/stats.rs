@@ -34,9 +34,13 @@ pub struct Today {
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     pub id: Ulid,
+    /// `help` or `emergency`.
     pub kind: &'static str,
     pub operator: String,
     pub conversation: ConversationId,
+    /// For emergencies: the category flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     pub at: Millis,
     pub acknowledged_by: Option<String>,
     #[serde(skip)]
@@ -73,7 +77,8 @@ impl StatsState {
         self.handle_ewma_ms.unwrap_or(DEFAULT_HANDLE_MS)
     }
 
-    pub fn raise_help(&mut self, operator: &str, conversation: ConversationId, now: Millis) {
+    fn raise(&mut self, alert: Alert) {
+        let now = alert.at;
         self.alerts.retain(|a| {
             a.acknowledged_at
                 .is_none_or(|at| now.saturating_sub(at) < ALERT_KEEP_MS)
@@ -81,28 +86,59 @@ impl StatsState {
         if self.alerts.len() >= MAX_ALERTS {
             self.alerts.remove(0);
         }
-        self.alerts.push(Alert {
+        self.alerts.push(alert);
+    }
+
+    pub fn raise_help(&mut self, operator: &str, conversation: ConversationId, now: Millis) {
+        self.raise(Alert {
             id: Ulid::new(),
             kind: "help",
             operator: operator.to_owned(),
             conversation,
+            category: None,
             at: now,
             acknowledged_by: None,
             acknowledged_at: None,
         });
     }
 
-    pub fn ack_alert(&mut self, id: Ulid, by: &str) -> bool {
-        match self.alerts.iter_mut().find(|a| a.id == id) {
-            Some(a) => {
-                if a.acknowledged_by.is_none() {
-                    a.acknowledged_by = Some(by.to_owned());
-                    a.acknowledged_at = Some(now_ms());
-                }
-                true
-            }
-            None => false,
+    pub fn raise_emergency(
+        &mut self,
+        operator: Option<&str>,
+        conversation: ConversationId,
+        category: &str,
+        now: Millis,
+    ) {
+        self.raise(Alert {
+            id: Ulid::new(),
+            kind: "emergency",
+            operator: operator.unwrap_or_default().to_owned(),
+            conversation,
+            category: Some(category.to_owned()),
+            at: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+        });
+    }
+
+    /// Acknowledges an alert (the first coordinator's name sticks). Returns its conversation and
+    /// whether it was an emergency; `None` if there is no such alert.
+    pub fn ack_alert(&mut self, id: Ulid, by: &str) -> Option<(ConversationId, bool)> {
+        let a = self.alerts.iter_mut().find(|a| a.id == id)?;
+        if a.acknowledged_by.is_none() {
+            a.acknowledged_by = Some(by.to_owned());
+            a.acknowledged_at = Some(now_ms());
         }
+        Some((a.conversation, a.kind == "emergency"))
+    }
+
+    /// Who acknowledged the latest emergency alert of a conversation, if anyone.
+    pub fn emergency_acknowledged_by(&self, conversation: ConversationId) -> Option<String> {
+        self.alerts
+            .iter()
+            .rev()
+            .find(|a| a.kind == "emergency" && a.conversation == conversation)
+            .and_then(|a| a.acknowledged_by.clone())
     }
 }
 
@@ -137,6 +173,17 @@ pub struct Dashboard {
     pub conversations: ConversationCounts,
     pub today: Today,
     pub alerts: Vec<Alert>,
+    /// Open emergencies and who is on them.
+    pub emergencies: Vec<OpenEmergency>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenEmergency {
+    pub conversation: ConversationId,
+    pub operator: Option<String>,
+    pub categories: Vec<String>,
+    pub raised_at: Millis,
+    pub acknowledged_by: Option<String>,
 }
 
 impl Engine {
@@ -166,6 +213,15 @@ impl Engine {
             if let Some(op) = c.state.operator() {
                 *load.entry(op).or_default() += c.weight;
             }
+            if let Some(e) = c.emergency.as_ref().filter(|e| e.open) {
+                d.emergencies.push(OpenEmergency {
+                    conversation: c.id,
+                    operator: c.operator_name.clone(),
+                    categories: e.categories.clone(),
+                    raised_at: e.raised_at,
+                    acknowledged_by: None,
+                });
+            }
         }
         for o in &ops {
             match o.presence {
@@ -189,6 +245,10 @@ impl Engine {
         stats.roll_day(now);
         d.today = stats.today.clone();
         d.alerts = stats.alerts.clone();
+        for e in &mut d.emergencies {
+            e.acknowledged_by = stats.emergency_acknowledged_by(e.conversation);
+        }
+        d.emergencies.sort_by_key(|e| e.raised_at);
         Ok(d)
     }
 
@@ -235,12 +295,12 @@ mod tests {
         let mut s = StatsState::default();
         s.raise_help("Sakura", Ulid::new(), 1);
         let id = s.alerts[0].id;
-        assert!(s.ack_alert(id, "Coordinator A"));
-        assert!(s.ack_alert(id, "Coordinator B"));
+        assert!(s.ack_alert(id, "Coordinator A").is_some());
+        assert!(s.ack_alert(id, "Coordinator B").is_some());
         assert_eq!(
             s.alerts[0].acknowledged_by.as_deref(),
             Some("Coordinator A")
         );
-        assert!(!s.ack_alert(Ulid::new(), "x"));
+        assert!(s.ack_alert(Ulid::new(), "x").is_none());
     }
 }

@@ -51,6 +51,29 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
     });
 }
 
+/// Deletes escalation records past retention and retries webhook deliveries.
+pub fn spawn_escalation_sweeper(
+    escalations: Arc<crate::escalation::Escalations>,
+    every: Duration,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    escalations.sweep(now);
+                    escalations.deliver_pending(now).await;
+                }
+            }
+        }
+    });
+}
+
 impl Engine {
     /// Makes whatever offers routing allows now.
     pub async fn dispatch_once(&self) {
@@ -89,6 +112,8 @@ impl Engine {
         {
             return Some(Command::VisitorGone);
         }
+        // An open emergency is never closed for idleness or length.
+        let emergency_open = c.emergency.as_ref().is_some_and(|e| e.open);
         match &c.state {
             State::Offered {
                 operator,
@@ -98,14 +123,17 @@ impl Engine {
                 operator: *operator,
                 expires_at: *expires_at,
             }),
-            State::Active { .. } if now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms => {
+            State::Active { .. }
+                if !emergency_open && now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms =>
+            {
                 Some(Command::Timeout {
                     reason: EndReason::Idle,
                 })
             }
             State::Active { .. }
-                if c.answered_at
-                    .is_some_and(|t| now.saturating_sub(t) >= cfg.max_duration_ms) =>
+                if !emergency_open
+                    && c.answered_at
+                        .is_some_and(|t| now.saturating_sub(t) >= cfg.max_duration_ms) =>
             {
                 Some(Command::Timeout {
                     reason: EndReason::MaxDuration,

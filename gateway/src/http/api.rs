@@ -97,6 +97,25 @@ impl FromRequestParts<Arc<AppState>> for Coordinator {
     }
 }
 
+/// A signed-in admin.
+pub struct Admin(pub User);
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, app).await?;
+        if user.role == crate::auth::Role::Admin {
+            Ok(Admin(user))
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
 /// Mutating requests must come from an allowed origin (with SameSite=Strict cookies, this
 /// closes cross-site request forgery).
 fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -329,10 +348,137 @@ pub async fn ack_alert(
 ) -> Result<StatusCode, ApiError> {
     check_origin(&app, &headers)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
-    if app.engine.ack_alert(id, &user.display_name) {
+    if app.engine.ack_alert(id, &user.display_name).await {
         tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// Who did something, as recorded in escalation records and the audit trail.
+fn actor(user: &User) -> String {
+    format!("{} ({})", user.display_name, user.role.as_str())
+}
+
+fn parse_id(id: &str) -> Result<Ulid, ApiError> {
+    Ulid::from_string(id).map_err(|_| ApiError::Invalid("id"))
+}
+
+fn engine_error(code: crate::protocol::ErrorCode) -> ApiError {
+    use crate::protocol::ErrorCode as E;
+    match code {
+        E::NotFound => ApiError::NotFound,
+        E::Invalid | E::TextTooLong => ApiError::Invalid("category or reason"),
+        E::OutOfOrder => ApiError::Conflict,
+        E::NotEnabled => ApiError::NotFound,
+        _ => ApiError::Unavailable,
+    }
+}
+
+/// Live conversations without content, for coordinators.
+pub async fn conversations(
+    State(app): State<Arc<AppState>>,
+    _c: Coordinator,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let mut convs = app
+        .engine
+        .store
+        .conversations()
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    convs.sort_by_key(|c| c.created_at);
+    Ok(Json(
+        convs
+            .iter()
+            .map(|c| {
+                let emergency = c.emergency.as_ref().map(|e| {
+                    json!({"open": e.open, "categories": e.categories, "raised_at": e.raised_at,
+                           "raised_by": e.raised_by,
+                           "acknowledged_by": app.engine.emergency_acknowledged_by(c.id)})
+                });
+                json!({
+                    "id": c.id, "state": c.state.kind(), "channel": c.channel,
+                    "language": c.language, "operator": c.operator_name,
+                    "started_at": c.created_at, "emergency": emergency,
+                })
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct FlagBody {
+    category: String,
+    reason: String,
+}
+
+pub async fn raise_flag(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+    Path(id): Path<String>,
+    Json(body): Json<FlagBody>,
+) -> Result<StatusCode, ApiError> {
+    check_origin(&app, &headers)?;
+    let id = parse_id(&id)?;
+    app.engine
+        .flag(None, &actor(&user), id, body.category, body.reason, None)
+        .await
+        .map_err(engine_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct ClearBody {
+    reason: String,
+}
+
+pub async fn clear_flag(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+    Path(id): Path<String>,
+    Json(body): Json<ClearBody>,
+) -> Result<StatusCode, ApiError> {
+    check_origin(&app, &headers)?;
+    let id = parse_id(&id)?;
+    app.engine
+        .clear_flag(&actor(&user), id, body.reason)
+        .await
+        .map_err(engine_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn escalations(app: &AppState) -> Result<&crate::escalation::Escalations, ApiError> {
+    app.engine.escalations.as_deref().ok_or(ApiError::NotFound)
+}
+
+pub async fn list_escalations(
+    State(app): State<Arc<AppState>>,
+    Coordinator(user): Coordinator,
+) -> Result<Json<Vec<crate::escalation::RecordSummary>>, ApiError> {
+    Ok(Json(escalations(&app)?.list(&actor(&user))))
+}
+
+pub async fn read_escalation(
+    State(app): State<Arc<AppState>>,
+    Coordinator(user): Coordinator,
+    Path(id): Path<String>,
+) -> Result<Json<crate::escalation::Record>, ApiError> {
+    let id = parse_id(&id)?;
+    escalations(&app)?
+        .read(id, &actor(&user))
+        .map(Json)
+        .map_err(|e| match e {
+            crate::escalation::EscalationError::NotFound => ApiError::NotFound,
+            _ => ApiError::Unavailable,
+        })
+}
+
+pub async fn audit(
+    State(app): State<Arc<AppState>>,
+    _a: Admin,
+) -> Result<Json<Vec<crate::escalation::AuditEntry>>, ApiError> {
+    Ok(Json(escalations(&app)?.audit_trail()))
 }

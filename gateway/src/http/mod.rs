@@ -44,6 +44,13 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/dashboard/stream", get(api::dashboard_stream))
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
+        .route("/api/conversations", get(api::conversations))
+        .route("/api/conversations/{id}/flag", post(api::raise_flag))
+        .route("/api/conversations/{id}/flag/clear", post(api::clear_flag))
+        .route("/api/escalations", get(api::list_escalations))
+        .route("/api/escalations/{id}", get(api::read_escalation))
+        .route("/api/audit", get(api::audit))
+        .merge(crate::connectors::line::router(&app))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             security_headers,

@@ -134,6 +134,17 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
         capacity: snapshot.capacity,
         heartbeat_ms: app.settings.server.heartbeat_ms,
         categories: app.settings.conversation.categories.clone(),
+        emergency_categories: match &engine.escalations {
+            Some(_) => crate::conversation::EMERGENCY_CATEGORIES
+                .map(String::from)
+                .to_vec(),
+            None => Vec::new(),
+        },
+        emergency_checklist: engine
+            .escalations
+            .as_ref()
+            .map(|e| e.checklist().to_vec())
+            .unwrap_or_default(),
         conversations: snapshot.held,
         offers: snapshot.offers,
     };
@@ -323,6 +334,17 @@ impl Session<'_> {
                 conversation,
                 category,
             } => Self::reply(id, engine.wrap_up(op, conversation, category, id).await),
+            OperatorClient::Flag {
+                id,
+                conversation,
+                category,
+                reason,
+            } => Self::reply(
+                id,
+                engine
+                    .flag(Some(op), name, conversation, category, reason, Some(id))
+                    .await,
+            ),
         };
         if let ServerMsg::Error { code, .. } = &reply {
             engine.metrics.error(code.as_str());

@@ -1,0 +1,470 @@
+//! One LINE person's live conversation: the connector's stand-in for a visitor socket.
+//!
+//! Two tasks per conversation:
+//! - the **follower** is registered in the engine's [`crate::engine::Registry`] as the
+//!   conversation's visitor. It reads promptly (so the registry never finds its queue full),
+//!   reads the log after its cursor on every wake, and turns what the person must hear into
+//!   jobs: operator messages, "someone is here now", the closing message, the loading
+//!   indicator, mark-as-read once the operator has acknowledged a message.
+//! - the **sender** performs the jobs one at a time, in order, with the Messaging API (retries
+//!   and backoff in [`super::client`]). A slow or failing LINE API delays only this person's
+//!   messages, and never the follower.
+//!
+//! The LINE user id lives only here and in the connector's map of live conversations, both in
+//! memory; both forget it when the conversation ends.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use ulid::Ulid;
+
+use super::client::{retry_key, Outcome};
+use super::notices::Notices;
+use super::{ChannelCtx, Line};
+use crate::conversation::ConversationId;
+use crate::engine::Outbound;
+use crate::protocol::{EventBody, LeftReason, LogEntry, ServerMsg, Side};
+
+/// A reply token and when it arrived. No `Debug`: the token must not reach a log.
+pub struct ReplyToken {
+    pub value: String,
+    pub received: Instant,
+}
+
+impl ReplyToken {
+    pub fn new(value: String) -> Self {
+        ReplyToken {
+            value,
+            received: Instant::now(),
+        }
+    }
+}
+
+/// What the inbound side (webhook events) tells a conversation's follower.
+pub enum Control {
+    /// Notices for the person, through this reply token while fresh, else by push under the
+    /// retry key made of `key`.
+    Notice {
+        reply: Option<ReplyToken>,
+        texts: Vec<String>,
+        key: String,
+    },
+    /// An unused reply token: the next notice may use it.
+    FreshToken(ReplyToken),
+    /// The person's message `seq` may be marked read with this token once the operator has
+    /// acknowledged it.
+    ReadToken { seq: u64, token: String },
+    /// The conversation is gone without an `ended` entry reaching us: stop.
+    Stop,
+}
+
+/// The connector's handle on a live conversation (kept in `Line::people`).
+pub struct Link {
+    pub conversation: ConversationId,
+    pub ctl: mpsc::UnboundedSender<Control>,
+    /// Set when the person blocked the account: nothing more can reach them.
+    pub blocked: Arc<AtomicBool>,
+    /// The person has been told once in this conversation that only text is read.
+    pub told_text_only: bool,
+    /// LINE message ids that were stored in two parts (text over the gateway's limit).
+    pub split: Vec<String>,
+}
+
+/// What the follower asks the sender to do, in order.
+enum Job {
+    /// Send texts; `via_reply` allows a fresh reply token (notices), else push only (operator
+    /// messages: the retry key is what makes them exactly-once).
+    Send {
+        texts: Vec<String>,
+        key: String,
+        via_reply: bool,
+        reply: Option<ReplyToken>,
+        what: &'static str,
+        seq: Option<u64>,
+    },
+    FreshToken(ReplyToken),
+    Loading,
+    MarkRead(String),
+}
+
+/// Starts the follower and sender of a new conversation and registers the follower as its
+/// visitor. Returns the link for the connector's map.
+pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user: String) -> Link {
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let (job_tx, job_rx) = mpsc::unbounded_channel();
+    let blocked = Arc::new(AtomicBool::new(false));
+    let engine = &line.engine;
+    let (handle, rx) = engine.registry.handle(line.socket_queue);
+    let conn = handle.conn;
+    let too_slow = handle.too_slow.clone();
+    engine.registry.add_visitor(conv, handle);
+
+    let follower = Follower {
+        line: Arc::clone(line),
+        ch: Arc::clone(ch),
+        conv,
+        conn,
+        cursor: 0,
+        joined_before: false,
+        pending_read: VecDeque::new(),
+        jobs: job_tx,
+    };
+    line.tracker
+        .spawn(follower.run(rx, too_slow, ctl_rx, Arc::clone(&blocked)));
+    let sender = Sender {
+        line: Arc::clone(line),
+        ch: Arc::clone(ch),
+        conv,
+        user,
+        stash: None,
+        last_loading: None,
+        blocked: Arc::clone(&blocked),
+    };
+    line.tracker.spawn(sender.run(job_rx));
+    Link {
+        conversation: conv,
+        ctl: ctl_tx,
+        blocked,
+        told_text_only: false,
+        split: Vec::new(),
+    }
+}
+
+struct Follower {
+    line: Arc<Line>,
+    ch: Arc<ChannelCtx>,
+    conv: ConversationId,
+    /// Our registry handle's id, so clean-up never removes a successor.
+    conn: u64,
+    /// Highest log seq handled.
+    cursor: u64,
+    /// An operator joined before (a later join is a transfer).
+    joined_before: bool,
+    /// The person's messages with a mark-as-read token, oldest first, not yet marked.
+    pending_read: VecDeque<(u64, String)>,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Outbound>,
+        mut too_slow: tokio_util::sync::CancellationToken,
+        mut ctl: mpsc::UnboundedReceiver<Control>,
+        blocked: Arc<AtomicBool>,
+    ) {
+        let span = tracing::info_span!("line", conversation = %self.conv, channel = %self.ch.id);
+        tracing::info!(parent: &span, "LINE conversation followed");
+        let poll = Duration::from_millis(self.line.settings.read_poll_ms.max(10));
+        let shutdown = self.line.shutdown.clone();
+        loop {
+            let ended = tokio::select! {
+                // Control first: a notice queued before an engine step is sent before what
+                // that step produces.
+                biased;
+                c = ctl.recv() => match c {
+                    Some(Control::Stop) | None => break,
+                    Some(c) => { self.control(c).await; false }
+                },
+                out = rx.recv() => match out {
+                    Some(out) => self.outbound(out, &blocked).await,
+                    None => break,
+                },
+                _ = too_slow.cancelled() => {
+                    // Should not happen (this loop only queues jobs), but if it does: a fresh
+                    // handle, and a catch-up read so nothing is missed.
+                    tracing::warn!(parent: &span, "LINE follower fell behind; re-registering");
+                    let (handle, new_rx) = self.line.engine.registry.handle(self.line.socket_queue);
+                    self.conn = handle.conn;
+                    too_slow = handle.too_slow.clone();
+                    rx = new_rx;
+                    self.line.engine.registry.add_visitor(self.conv, handle);
+                    self.catch_up(&blocked).await
+                }
+                _ = tokio::time::sleep(poll), if !self.pending_read.is_empty() => {
+                    self.check_read().await;
+                    false
+                }
+                _ = shutdown.cancelled() => break,
+            };
+            if ended {
+                break;
+            }
+        }
+        self.line
+            .engine
+            .registry
+            .remove_visitor(self.conv, self.conn);
+        self.line.forget(&self.ch.id, self.conv);
+        tracing::info!(parent: &span, "LINE conversation no longer followed");
+    }
+
+    async fn control(&mut self, c: Control) {
+        match c {
+            Control::Notice { reply, texts, key } => self.job(Job::Send {
+                texts,
+                key: retry_key(&[&self.conv.to_string(), &key]),
+                via_reply: true,
+                reply,
+                what: "notice",
+                seq: None,
+            }),
+            Control::FreshToken(t) => self.job(Job::FreshToken(t)),
+            Control::ReadToken { seq, token } => {
+                self.pending_read.push_back((seq, token));
+                self.check_read().await;
+            }
+            Control::Stop => {}
+        }
+    }
+
+    fn job(&self, job: Job) {
+        // The sender only stops after the follower; a send error means shutdown.
+        let _ = self.jobs.send(job);
+    }
+
+    /// Handles one item from the engine; true when the conversation ended for the person.
+    async fn outbound(&mut self, out: Outbound, blocked: &AtomicBool) -> bool {
+        match out {
+            Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up(blocked).await,
+            Outbound::Frame(ServerMsg::Event { seq, at, event, .. }) => {
+                if seq > self.cursor + 1 && self.catch_up(blocked).await {
+                    return true;
+                }
+                self.entry(LogEntry { seq, at, event }, blocked)
+            }
+            Outbound::Frame(ServerMsg::Typing {
+                from: Side::Operator,
+                active: true,
+                ..
+            }) => {
+                self.job(Job::Loading);
+                false
+            }
+            // Queue positions change often; the person heard theirs when they joined.
+            Outbound::Frame(_) | Outbound::Release(_) => false,
+            Outbound::Close(..) => true,
+        }
+    }
+
+    /// Handles every log entry after the cursor; true when the conversation ended.
+    async fn catch_up(&mut self, blocked: &AtomicBool) -> bool {
+        let entries = match self
+            .line
+            .engine
+            .store
+            .read_log(self.conv, self.cursor)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(conversation = %self.conv, error = %e, "LINE follower could not read the log");
+                return false;
+            }
+        };
+        for entry in entries {
+            if self.entry(entry, blocked) {
+                return true;
+            }
+        }
+        if !self.pending_read.is_empty() {
+            self.check_read().await;
+        }
+        false
+    }
+
+    /// Handles one log entry (once, by seq); true when the conversation ended.
+    fn entry(&mut self, entry: LogEntry, blocked: &AtomicBool) -> bool {
+        if entry.seq <= self.cursor {
+            return false;
+        }
+        self.cursor = entry.seq;
+        let notices = Notices::for_language(&self.ch.language);
+        let conv = self.conv.to_string();
+        let seq = entry.seq.to_string();
+        let notice = |text: String| Job::Send {
+            texts: vec![text],
+            key: retry_key(&[&conv, "entry", &seq]),
+            via_reply: true,
+            reply: None,
+            what: "notice",
+            seq: Some(entry.seq),
+        };
+        match entry.event {
+            EventBody::Message {
+                from: Side::Operator,
+                text,
+                ..
+            } => self.job(Job::Send {
+                texts: vec![text],
+                key: retry_key(&[&conv, "entry", &seq]),
+                via_reply: false,
+                reply: None,
+                what: "operator message",
+                seq: Some(entry.seq),
+            }),
+            EventBody::OperatorJoined { .. } => {
+                let text = if self.joined_before {
+                    notices.joined_again
+                } else {
+                    notices.joined
+                };
+                self.joined_before = true;
+                self.job(notice(text.to_owned()));
+            }
+            EventBody::OperatorLeft {
+                reason: LeftReason::Requeued,
+            } => self.job(notice(notices.requeued.to_owned())),
+            EventBody::Ended { .. } => {
+                if !blocked.load(Ordering::SeqCst) {
+                    self.job(notice(notices.closing()));
+                }
+                return true;
+            }
+            // The person's own messages, retractions, transfers: nothing to tell them.
+            _ => {}
+        }
+        false
+    }
+
+    /// Marks read the newest pending message the operator has acknowledged.
+    async fn check_read(&mut self) {
+        let acked = match self.line.engine.store.get(self.conv).await {
+            Ok(Some(c)) => c.operator_acked,
+            Ok(None) => {
+                self.pending_read.clear();
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut newest = None;
+        while self.pending_read.front().is_some_and(|(s, _)| *s <= acked) {
+            newest = self.pending_read.pop_front();
+        }
+        if let Some((_, token)) = newest {
+            // Marking a message read marks everything before it read too.
+            self.job(Job::MarkRead(token));
+        }
+    }
+}
+
+struct Sender {
+    line: Arc<Line>,
+    ch: Arc<ChannelCtx>,
+    conv: ConversationId,
+    /// The LINE user id: the route back. Dropped with this task when the conversation ends.
+    user: String,
+    /// The freshest unused reply token.
+    stash: Option<ReplyToken>,
+    last_loading: Option<Instant>,
+    blocked: Arc<AtomicBool>,
+}
+
+impl Sender {
+    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            if self.line.shutdown.is_cancelled() {
+                break;
+            }
+            self.perform(job).await;
+        }
+    }
+
+    fn fresh(&self, t: &ReplyToken) -> bool {
+        t.received.elapsed() < Duration::from_millis(self.line.settings.reply_token_ttl_ms)
+    }
+
+    async fn perform(&mut self, job: Job) {
+        let api = &self.line.api;
+        let token = &self.ch.token;
+        match job {
+            Job::FreshToken(t) => self.stash = Some(t),
+            Job::Loading => {
+                let secs = self.line.settings.loading_seconds;
+                // Once per half period is enough: the indicator stays up for `secs`.
+                let recent = self
+                    .last_loading
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(u64::from(secs) / 2));
+                if !recent && !self.blocked.load(Ordering::SeqCst) {
+                    self.last_loading = Some(Instant::now());
+                    api.loading(token, &self.user, secs).await;
+                }
+            }
+            Job::MarkRead(mark) => {
+                let outcome = api.mark_read(token, &mark).await;
+                tracing::debug!(conversation = %self.conv, ok = outcome.delivered(), "LINE mark as read");
+            }
+            Job::Send {
+                texts,
+                key,
+                via_reply,
+                reply,
+                what,
+                seq,
+            } => {
+                if self.blocked.load(Ordering::SeqCst) {
+                    tracing::info!(conversation = %self.conv, what, seq, "not sent: the person blocked the account");
+                    return;
+                }
+                if via_reply {
+                    let candidate = reply.or_else(|| self.stash.take());
+                    if let Some(t) = candidate.filter(|t| self.fresh(t)) {
+                        let outcome = api.reply(token, &t.value, &texts).await;
+                        if outcome.delivered() {
+                            tracing::info!(conversation = %self.conv, what, seq, via = "reply", "sent to LINE");
+                            return;
+                        }
+                        // Expired or refused: fall back to push below.
+                    }
+                }
+                let started = Instant::now();
+                let outcome = api.push(token, &self.user, &texts, &key).await;
+                let ms = started.elapsed().as_millis() as u64;
+                match outcome {
+                    Outcome::Delivered | Outcome::AlreadyAccepted => {
+                        tracing::info!(conversation = %self.conv, what, seq, via = "push", ms, "sent to LINE")
+                    }
+                    Outcome::Rejected(status) => tracing::error!(
+                        conversation = %self.conv, what, seq, status, ms,
+                        "NOT delivered to LINE: the API refused it"
+                    ),
+                    Outcome::GaveUp => tracing::error!(
+                        conversation = %self.conv, what, seq, ms,
+                        "NOT delivered to LINE: retries exhausted"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// A client id for something that came from LINE, derived from LINE's own id so a redelivery
+/// (or the same message seen twice) maps to the same client id and is applied once.
+pub fn client_id(parts: &[&str]) -> Ulid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tsunagu/line/client-id");
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    Ulid::from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_deterministic_and_distinct() {
+        assert_eq!(client_id(&["c", "m1"]), client_id(&["c", "m1"]));
+        assert_ne!(client_id(&["c", "m1"]), client_id(&["c", "m2"]));
+        assert_ne!(client_id(&["c1", "m"]), client_id(&["c", "1m"]));
+    }
+}

@@ -1,0 +1,593 @@
+//! Emergency flags and escalation records: the one path to retention, and its guards.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A 32-byte test key; real keys come from the environment, never the repository.
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+fn temp_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tsunagu-esc-test-{}", ulid::Ulid::new()))
+}
+
+async fn flagging_app(
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut tsunagu::config::Settings),
+) -> TestApp {
+    let dir = dir.display().to_string();
+    spawn_app_with(move |s| {
+        s.escalation.key = Some(KEY.into());
+        s.escalation.dir = dir;
+        s.escalation.sweep_ms = 50;
+        tune(s);
+    })
+    .await
+}
+
+async fn get(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
+    app.http()
+        .get(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(app: &TestApp, cookie: &str, path: &str, body: Value) -> reqwest::Response {
+    app.http()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", cookie)
+        .header("origin", &app.base)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        String::from_utf8_lossy(&bytes).contains(needle)
+    })
+}
+
+#[tokio::test]
+async fn without_a_key_flagging_is_not_enabled() {
+    let app = spawn_app().await;
+    let (uid, cookie) = app
+        .session("sakura", tsunagu::auth::Role::Operator, Some(2))
+        .await;
+    let mut client = app
+        .connect("/ws/operator", Some(&app.base), Some(&cookie))
+        .await
+        .unwrap();
+    client.send(json!({"type":"hello","v":1,"id":id()})).await;
+    let w = client.expect_type("welcome").await;
+    assert_eq!(w["emergency_categories"], json!([]));
+    let mut op = Operator {
+        client,
+        id: uid,
+        cookie,
+    };
+    let _v = app.visitor("ja").await;
+    let c = op.take().await;
+    let r = op
+        .act("flag", &c, json!({"category":"self_harm","reason":"x"}))
+        .await;
+    assert_eq!(r["code"], "not_enabled");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only_they_can_read() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let mut v = app.visitor("ja").await;
+    let c = op.take().await;
+    let before = format!("canary-before-{}", ulid::Ulid::new());
+    v.say(&before).await;
+
+    // Bad flags are refused and change nothing.
+    let r = op
+        .act("flag", &c, json!({"category":"gossip","reason":"x"}))
+        .await;
+    assert_eq!(r["code"], "invalid");
+    let r = op
+        .act("flag", &c, json!({"category":"self_harm","reason":"  "}))
+        .await;
+    assert_eq!(r["code"], "invalid");
+
+    let r = op
+        .act(
+            "flag",
+            &c,
+            json!({"category":"self_harm","reason":"死にたいと話している"}),
+        )
+        .await;
+    assert_eq!(r["type"], "ack", "{r}");
+    let s = op
+        .client
+        .expect("flagged summary", |e| {
+            e["type"] == "conversation" && e["conversation"]["emergency"]["open"] == true
+        })
+        .await;
+    assert_eq!(
+        s["conversation"]["emergency"]["categories"],
+        json!(["self_harm"])
+    );
+
+    // The coordinators see it at once, with who is on it.
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let d: Value = get(&app, &coord, "/api/dashboard")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let alert = d["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "emergency")
+        .expect("emergency alert")
+        .clone();
+    assert_eq!(alert["category"], "self_harm");
+    assert_eq!(alert["operator"], "Op sakura");
+    assert_eq!(d["emergencies"][0]["operator"], "Op sakura");
+    let r = post(
+        &app,
+        &coord,
+        &format!("/api/alerts/{}/ack", alert["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let s = op
+        .client
+        .expect("acknowledged summary", |e| {
+            e["type"] == "conversation"
+                && e["conversation"]["emergency"]["acknowledged_by"] == "Op coord"
+        })
+        .await;
+    assert_eq!(s["conversation"]["id"], c.as_str());
+
+    // The conversation goes on; the record follows it.
+    let after = format!("canary-after-{}", ulid::Ulid::new());
+    v.say(&after).await;
+    let r = op
+        .act(
+            "flag",
+            &c,
+            json!({"category":"medical","reason":"薬を多く飲んだと言っている"}),
+        )
+        .await;
+    assert_eq!(r["type"], "ack");
+
+    // Operators cannot read records; coordinators can, and every read is audited.
+    assert_eq!(
+        get(&app, &op.cookie, "/api/escalations").await.status(),
+        403
+    );
+    let list: Value = get(&app, &coord, "/api/escalations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["categories"], json!(["self_harm", "medical"]));
+    let rid = list[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(&app, &op.cookie, &format!("/api/escalations/{rid}"))
+            .await
+            .status(),
+        403
+    );
+    let rec: Value = get(&app, &coord, &format!("/api/escalations/{rid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let texts: Vec<&str> = rec["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.contains(&before.as_str()),
+        "transcript so far: {texts:?}"
+    );
+    assert!(
+        texts.contains(&after.as_str()),
+        "and from then on: {texts:?}"
+    );
+    assert!(rec["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["action"] == "alert_acknowledged"));
+    let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    assert_eq!(
+        get(&app, &coord, "/api/audit").await.status(),
+        403,
+        "the audit trail is for admins"
+    );
+    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    assert!(trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["action"] == "view"
+            && a["record"] == rid.as_str()
+            && a["actor"].as_str().unwrap().contains("coord")));
+
+    // Never in plaintext on disk.
+    for canary in [&before, &after] {
+        assert!(
+            !files_contain(&dir, canary),
+            "{canary} in plaintext on disk"
+        );
+    }
+
+    // Close: the record is complete, the conversation gone, the operator offered a pause.
+    op.act("end", &c, json!({})).await;
+    op.act("wrap_up", &c, json!({"category":"health"})).await;
+    let removed = op.client.expect_type("removed").await;
+    assert_eq!(removed["suggest_pause"], true);
+    assert!(app
+        .state
+        .engine
+        .store
+        .conversations()
+        .await
+        .unwrap()
+        .is_empty());
+    let rec: Value = get(&app, &coord, &format!("/api/escalations/{rid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rec["closed"], true);
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |s| s.conversation.idle_limit_ms = 300).await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let _v = app.visitor("ja").await;
+    let c = op.take().await;
+    op.act(
+        "flag",
+        &c,
+        json!({"category":"abuse_dv","reason":"家で暴力を受けている"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let conv = app
+        .state
+        .engine
+        .store
+        .get(c.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        conv.state.kind(),
+        tsunagu::conversation::StateKind::Active,
+        "not idle-closed"
+    );
+
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let r = post(
+        &app,
+        &coord,
+        &format!("/api/conversations/{c}/flag/clear"),
+        json!({"reason":""}),
+    )
+    .await;
+    assert_eq!(r.status(), 400, "clearing needs a reason");
+    let r = post(
+        &app,
+        &coord,
+        &format!("/api/conversations/{c}/flag/clear"),
+        json!({"reason":"安全が確認できた"}),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    op.client
+        .expect("idle end after clearing", |e| {
+            e["type"] == "conversation" && e["conversation"]["state"] == "wrap_up"
+        })
+        .await;
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let (_, oper) = app
+        .session("sakura", tsunagu::auth::Role::Operator, None)
+        .await;
+    let list: Value = get(&app, &coord, "/api/conversations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], v.conversation.as_str());
+    assert!(list[0].get("token").is_none() && !list.to_string().contains(&v.token));
+    let path = format!("/api/conversations/{}/flag", v.conversation);
+    assert_eq!(
+        post(&app, &oper, &path, json!({"category":"crime","reason":"x"}))
+            .await
+            .status(),
+        403
+    );
+    let r = app
+        .http()
+        .post(format!("{}{path}", app.base))
+        .header("cookie", &coord)
+        .header("origin", "https://evil.example")
+        .json(&json!({"category":"crime","reason":"x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "cross-site requests refused");
+    assert_eq!(
+        post(
+            &app,
+            &coord,
+            &path,
+            json!({"category":"crime","reason":"脅されている"})
+        )
+        .await
+        .status(),
+        204
+    );
+    let list: Value = get(&app, &coord, "/api/conversations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["emergency"]["open"], true);
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_record_is_deleted_when_its_retention_ends() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |s| s.escalation.retention_ms = 400).await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let _v = app.visitor("ja").await;
+    let c = op.take().await;
+    op.act("flag", &c, json!({"category":"other","reason":"心配"}))
+        .await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let list: Value = get(&app, &coord, "/api/escalations")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rid = list[0]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        get(&app, &coord, &format!("/api/escalations/{rid}"))
+            .await
+            .status(),
+        404
+    );
+    assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "rec")));
+    let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    assert!(trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["action"] == "expired" && a["record"] == rid.as_str()));
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A fake case system: fails the first `fail` deliveries with 500, then records and accepts.
+async fn case_system(
+    fail: usize,
+) -> (
+    String,
+    tokio::sync::mpsc::Receiver<(axum::http::HeaderMap, String)>,
+) {
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let count = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            let count = Arc::clone(&count);
+            async move {
+                if count.fetch_add(1, Ordering::SeqCst) < fail {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let _ = tx.send((headers, body)).await;
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+/// Checks the signature with Python's own hmac module: an independent implementation.
+fn python_verifies(secret: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let script = "import hmac,hashlib,sys\nsecret,ts,sig=sys.argv[1],sys.argv[2],sys.argv[3]\nbody=sys.stdin.buffer.read()\nmac=hmac.new(secret.encode(),ts.encode()+b'.'+body,hashlib.sha256).hexdigest()\nsys.exit(0 if hmac.compare_digest('v1='+mac,sig) else 1)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, secret, timestamp, signature])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+#[tokio::test]
+async fn a_closed_record_is_delivered_signed_to_the_case_system_with_retries_then_removed() {
+    let dir = temp_dir();
+    let (url, mut received) = case_system(2).await;
+    let app = flagging_app(&dir, move |s| {
+        s.escalation.webhook_url = Some(url);
+        s.escalation.webhook_secret = Some("case-system-secret".into());
+        s.escalation.delete_after_delivery = true;
+        s.escalation.webhook_backoff_ms = 50;
+    })
+    .await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let mut v = app.visitor("ja").await;
+    let c = op.take().await;
+    v.say("助けてほしい").await;
+    op.act("flag", &c, json!({"category":"self_harm","reason":"危険"}))
+        .await;
+    op.act("end", &c, json!({})).await;
+    op.act("wrap_up", &c, json!({"category":"health"})).await;
+
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("delivered in time")
+        .unwrap();
+    let ts = headers["x-tsunagu-timestamp"].to_str().unwrap();
+    let sig = headers["x-tsunagu-signature"].to_str().unwrap();
+    assert!(
+        python_verifies("case-system-secret", ts, &body, sig),
+        "signature checks out independently"
+    );
+    assert!(!python_verifies("wrong-secret", ts, &body, sig));
+    assert!(!python_verifies(
+        "case-system-secret",
+        ts,
+        &body.replace("助けて", "たすけて"),
+        sig
+    ));
+    let rec: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rec["conversation"], c.as_str());
+    assert_eq!(rec["closed"], true);
+    assert_eq!(rec["transcript"][0]["text"], "助けてほしい");
+
+    // Removed locally once acknowledged, and the trail says so.
+    let mut gone = false;
+    for _ in 0..50 {
+        if !std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "rec"))
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "record removed after delivery");
+    let trail = app.state.engine.escalations.as_ref().unwrap().audit_trail();
+    assert!(trail.iter().any(|a| a.action == "delivered"));
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recorded_once() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let _v = app.visitor("ja").await;
+    let c = op.take().await;
+    // The disk fails: the records directory is replaced by a file.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let cid = id();
+    let frame =
+        json!({"type":"flag","id":cid,"conversation":c,"category":"self_harm","reason":"危険"});
+    op.client.send(frame.clone()).await;
+    let c1 = cid.clone();
+    let r = op
+        .client
+        .expect("flag reply", move |e| e["id"] == c1.as_str())
+        .await;
+    assert_eq!(r["code"], "unavailable", "{r}");
+    let conv = app
+        .state
+        .engine
+        .store
+        .get(c.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        conv.emergency.is_none(),
+        "nothing stored when the record could not be written"
+    );
+
+    // The disk is back; the console retries with the same id.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    op.client.send(frame.clone()).await;
+    let c2 = cid.clone();
+    let r = op
+        .client
+        .expect("retry reply", move |e| {
+            e["id"] == c2.as_str() && e["type"] == "ack"
+        })
+        .await;
+    assert_eq!(r["type"], "ack");
+    // A second retry (the ack was lost) changes nothing.
+    op.client.send(frame).await;
+    let c3 = cid.clone();
+    op.client
+        .expect("second retry reply", move |e| {
+            e["id"] == c3.as_str() && e["type"] == "ack"
+        })
+        .await;
+    let esc = app.state.engine.escalations.clone().unwrap();
+    let list = esc.list("test");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        esc.read(list[0].id, "test").unwrap().flags.len(),
+        1,
+        "recorded once"
+    );
+    let d = app.state.engine.dashboard().await.unwrap();
+    assert_eq!(
+        d.alerts.iter().filter(|a| a.kind == "emergency").count(),
+        1,
+        "alerted once"
+    );
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
