@@ -871,7 +871,8 @@ function renderPane() {
   renderEmergency(conv);
 
   const wrap = s.state === 'wrap_up';
-  E.composer.hidden = wrap;
+  // A call is talked on the phone: no chat input, only the notice (the timer is in the header).
+  E.composer.hidden = wrap || s.channel === 'phone';
   E.wrapForm.hidden = !wrap;
   E.transferButton.disabled = wrap;
   E.endButton.disabled = wrap;

@@ -21,11 +21,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import linebot' >/dev/null 2>&1; then
+if ! python3 -c 'import linebot.v3' >/dev/null 2>&1; then
   # LINE's official SDK signs and parses webhooks in the LINE connector's tests (gateway/tests/line.rs).
   step "Installing line-bot-sdk (pip)"
-  python3 -m pip install --quiet --disable-pip-version-check line-bot-sdk \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages line-bot-sdk
+  python3 -m pip install --quiet --disable-pip-version-check 'line-bot-sdk==3.27.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'line-bot-sdk==3.27.0'
+fi
+
+if ! python3 -c 'import twilio' >/dev/null 2>&1; then
+  # Twilio's official helper library signs voice webhooks in the phone connector's tests (gateway/tests/voice.rs).
+  step "Installing twilio (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'twilio==9.13.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'twilio==9.13.0'
 fi
 
 step "Installing browser-test packages (npm ci)"

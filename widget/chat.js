@@ -429,6 +429,7 @@
     ws.onopen = function () {
       if (S.ws !== ws) return;
       var hello = { type: 'hello', v: PROTOCOL_VERSION, id: ulid() };
+      S.helloId = hello.id;
       if (S.token) hello.resume = { token: S.token, last_seq: S.lastSeq };
       else hello.start = { lang: wireLang(S.lang) };
       try { ws.send(JSON.stringify(hello)); } catch (e) { /* onclose follows */ }
@@ -710,13 +711,22 @@
     var code = String(msg.code || '');
     if (code === 'not_found') { S.notFound = true; return; } // close 4004 follows
     if (code === 'unsupported_version') { S.fatal = true; showError(code, true); return; }
+    if (code === 'rate_limited' && msg.id && msg.id === S.helloId) {
+      // Too many new conversations from this network: say when, then try again by itself.
+      var wait = Math.min(Math.max(Number(msg.retry_after_ms) || 60000, 1000), 600000);
+      showError('start_limited', true, { minutes: Math.max(1, Math.ceil(wait / 60000)) });
+      clearTimeout(S.handshakeTimer);
+      S.handshakeTimer = setTimeout(function () { dropSocket(); }, wait);
+      return;
+    }
+    var retryMs = Math.min(Math.max(Number(msg.retry_after_ms) || 5000, 500), 60000);
     var item = msg.id ? findOutbox(msg.id) : null;
     if (item) {
       if (code === 'unavailable' || code === 'rate_limited') {
         // Nothing was stored: try again later with the same id.
         item.retry = true;
-        scheduleOutboxRetry(code === 'rate_limited' ? 5000 : 2000);
-        showError(code);
+        scheduleOutboxRetry(code === 'rate_limited' ? retryMs : 2000);
+        showError(code, false, { seconds: Math.ceil(retryMs / 1000) });
       } else {
         // text_too_long, invalid, out_of_order...: this message will never be accepted.
         removeFromOutbox(item.id);
@@ -988,10 +998,12 @@
     }
   }
 
-  function showError(code, sticky) {
+  function showError(code, sticky, vars) {
     var el = $('chat-error');
     var text = t('error_' + code) || t('error_generic');
-    el.textContent = text.replace('{max}', String(S.limits.max_text));
+    text = text.replace('{max}', String(S.limits.max_text));
+    if (vars) Object.keys(vars).forEach(function (k) { text = text.replace('{' + k + '}', String(vars[k])); });
+    el.textContent = text;
     el.hidden = false;
     clearTimeout(S.errorTimer);
     if (!sticky) S.errorTimer = setTimeout(function () { el.hidden = true; }, 8000);

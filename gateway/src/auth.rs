@@ -63,6 +63,10 @@ pub struct User {
     pub capacity: Option<u32>,
     #[serde(default)]
     pub disabled: bool,
+    /// Where phone calls are bridged when this operator accepts one: an E.164 number
+    /// (`+8190…`) or a browser voice client (`client:<identity>`). Never shown to callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 fn default_languages() -> Vec<String> {
@@ -88,6 +92,24 @@ pub enum AuthError {
     SetupUnavailable,
     #[error("could not save accounts")]
     Storage,
+    #[error("too many failed attempts; locked for {0} ms")]
+    Locked(u64),
+}
+
+/// Failed logins before an account locks, and the first lock's length; each further failure
+/// while locked out doubles it, up to [`LOCK_MAX_MS`].
+pub const LOCK_AFTER: u32 = 5;
+pub const LOCK_FIRST_MS: u64 = 30_000;
+pub const LOCK_MAX_MS: u64 = 60 * 60_000;
+/// Failure records kept at most (one per username tried), so a spray of names cannot grow
+/// memory without bound.
+const MAX_FAILURE_RECORDS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Failures {
+    count: u32,
+    locked_until: Millis,
+    last: Millis,
 }
 
 pub struct Accounts {
@@ -105,6 +127,8 @@ pub struct Accounts {
     /// Modification time of the accounts file when last read, so accounts added with
     /// `gateway user add` while the gateway runs are picked up at the next login.
     loaded_mtime: Mutex<Option<std::time::SystemTime>>,
+    /// Failed logins per username (known or not, so lockout reveals nothing), for lockout.
+    failures: Mutex<HashMap<String, Failures>>,
 }
 
 fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
@@ -158,6 +182,7 @@ impl Accounts {
         let loaded_mtime = Mutex::new(path.as_deref().and_then(mtime));
         Ok(Accounts {
             loaded_mtime,
+            failures: Mutex::new(HashMap::new()),
             cfg: cfg.clone(),
             path,
             users: RwLock::new(users),
@@ -227,6 +252,7 @@ impl Accounts {
             languages: default_languages(),
             capacity: None,
             disabled: false,
+            phone: None,
         };
         let snapshot = {
             let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
@@ -256,6 +282,29 @@ impl Accounts {
                 .ok_or(AuthError::Invalid("no such user"))?;
             u.languages = languages;
             u.capacity = capacity;
+            users.clone()
+        };
+        self.save(&snapshot)
+    }
+
+    /// Sets (or clears) where phone calls are bridged for this operator: `+` and 8-15 digits,
+    /// or `client:` and a voice client identity.
+    pub fn set_phone(&self, id: Ulid, phone: Option<String>) -> Result<(), AuthError> {
+        let phone = phone.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+        if let Some(p) = &phone {
+            if crate::connectors::voice::twiml::Target::parse(p).is_none() {
+                return Err(AuthError::Invalid(
+                    "phone: +<country code and number, digits only> or client:<identity>",
+                ));
+            }
+        }
+        let snapshot = {
+            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+            let u = users
+                .iter_mut()
+                .find(|u| u.id == id)
+                .ok_or(AuthError::Invalid("no such user"))?;
+            u.phone = phone;
             users.clone()
         };
         self.save(&snapshot)
@@ -339,6 +388,13 @@ impl Accounts {
         password: &str,
     ) -> Result<(User, String), AuthError> {
         self.refresh();
+        let name = username.trim().to_owned();
+        let now = now_ms();
+        if let Some(f) = self.failures_lock().get(&name) {
+            if f.locked_until > now {
+                return Err(AuthError::Locked(f.locked_until - now));
+            }
+        }
         let user = self
             .users()
             .iter()
@@ -354,6 +410,7 @@ impl Accounts {
             .unwrap_or(false);
         match (ok, user) {
             (true, Some(user)) => {
+                self.failures_lock().remove(&name);
                 let token = random_token();
                 let now = now_ms();
                 self.sessions().insert(
@@ -368,10 +425,43 @@ impl Accounts {
                 Ok((user, token))
             }
             _ => {
-                tracing::info!("login refused");
-                Err(AuthError::BadCredentials)
+                let locked = self.record_failure(&name, now);
+                tracing::info!(locked = locked.is_some(), "login refused");
+                match locked {
+                    Some(ms) => Err(AuthError::Locked(ms)),
+                    None => Err(AuthError::BadCredentials),
+                }
             }
         }
+    }
+
+    fn failures_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a failed login; returns the lock length if the account is now locked.
+    fn record_failure(&self, name: &str, now: Millis) -> Option<u64> {
+        let mut all = self.failures_lock();
+        if all.len() >= MAX_FAILURE_RECORDS && !all.contains_key(name) {
+            // Forget the record unused longest.
+            if let Some(oldest) = all
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| k.clone())
+            {
+                all.remove(&oldest);
+            }
+        }
+        let f = all.entry(name.to_owned()).or_default();
+        f.count += 1;
+        f.last = now;
+        if f.count < LOCK_AFTER {
+            return None;
+        }
+        let doublings = (f.count - LOCK_AFTER).min(16);
+        let ms = (LOCK_FIRST_MS << doublings).min(LOCK_MAX_MS);
+        f.locked_until = now + ms;
+        Some(ms)
     }
 
     /// The user of a live session, refreshing its idle timer. Expired sessions are removed.
@@ -451,6 +541,43 @@ mod tests {
             a.session_user(&token).is_none(),
             "revoked sessions are gone"
         );
+    }
+
+    #[tokio::test]
+    async fn repeated_failures_lock_the_account_with_growing_delays() {
+        let a = accounts();
+        a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
+            .unwrap();
+        for _ in 0..LOCK_AFTER - 1 {
+            assert_eq!(
+                a.login("sakura", "wrong password!!").await.unwrap_err(),
+                AuthError::BadCredentials
+            );
+        }
+        let first = a.login("sakura", "wrong password!!").await.unwrap_err();
+        assert_eq!(first, AuthError::Locked(LOCK_FIRST_MS));
+        // Locked: even the right password is refused, without being checked.
+        assert!(matches!(
+            a.login("sakura", "correct horse battery").await,
+            Err(AuthError::Locked(_))
+        ));
+        // Past the lock, another failure locks twice as long.
+        a.failures_lock().get_mut("sakura").unwrap().locked_until = 0;
+        assert_eq!(
+            a.login("sakura", "wrong password!!").await.unwrap_err(),
+            AuthError::Locked(2 * LOCK_FIRST_MS)
+        );
+        a.failures_lock().get_mut("sakura").unwrap().locked_until = 0;
+        assert!(a.login("sakura", "correct horse battery").await.is_ok());
+        assert!(a.failures_lock().get("sakura").is_none(), "success resets");
+        // Unknown names lock the same way, so a lock says nothing about who exists.
+        for _ in 0..LOCK_AFTER {
+            let _ = a.login("nobody", "whatever password").await;
+        }
+        assert!(matches!(
+            a.login("nobody", "whatever password").await,
+            Err(AuthError::Locked(_))
+        ));
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct Settings {
     pub escalation: EscalationSettings,
     /// LINE official accounts (`docs/connectors-line.md`); no channels: the connector is off.
     pub line: crate::connectors::line::LineSettings,
+    /// Phone intake through a Twilio-compatible provider (`docs/connectors-phone.md`); off
+    /// unless `enabled`.
+    pub voice: crate::connectors::voice::VoiceSettings,
+    /// Rate limits and connection caps (`gateway/src/limits.rs`).
+    pub limits: crate::limits::LimitSettings,
     pub log: LogSettings,
 }
 
@@ -39,6 +44,12 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// Outbound frames buffered per socket before a client counts as too slow.
     pub socket_queue: usize,
+    /// Serve HTTPS with this PEM certificate chain and key (both or neither). Reloaded on
+    /// SIGHUP and when the files change.
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    /// How often the certificate files are checked for changes.
+    pub tls_reload_poll_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +63,9 @@ impl Default for ServerSettings {
             // Kubernetes gives a terminating pod 30 s by default; leave room for the rest.
             shutdown_grace_ms: 10_000,
             socket_queue: 256,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_poll_ms: 2_000,
         }
     }
 }
@@ -274,6 +288,8 @@ impl Settings {
             .with_list_parse_key("widget.languages")
             .with_list_parse_key("conversation.categories")
             .with_list_parse_key("escalation.checklist")
+            .with_list_parse_key("voice.helplines")
+            .with_list_parse_key("limits.trusted_proxies")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
@@ -296,6 +312,10 @@ impl Settings {
         anyhow::ensure!(
             self.server.socket_queue >= 8,
             "server.socket_queue must be at least 8"
+        );
+        anyhow::ensure!(
+            self.server.tls_cert_file.is_some() == self.server.tls_key_file.is_some(),
+            "server.tls_cert_file and server.tls_key_file go together"
         );
         let esc = &self.escalation;
         if esc.is_enabled() {

@@ -331,6 +331,16 @@ impl Conversation {
         }
     }
 
+    /// How much of an operator's `capacity` this conversation takes: a phone call takes all of
+    /// it (an operator on the phone cannot also chat); others take their `weight`.
+    pub fn weight_on(&self, capacity: u32) -> u32 {
+        if self.channel == Channel::Phone {
+            capacity.max(1)
+        } else {
+            self.weight
+        }
+    }
+
     pub fn queue_key(&self) -> QueueKey {
         QueueKey {
             inverse_priority: u8::MAX - self.priority,

@@ -32,6 +32,7 @@ pub mod directory;
 pub mod engine;
 pub mod escalation;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod routing;
@@ -39,6 +40,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod ws;
 
 pub use startup::Application;

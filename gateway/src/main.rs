@@ -48,6 +48,9 @@ enum UserCommand {
         /// Conversations at once (default: conversation.default_capacity).
         #[arg(long)]
         capacity: Option<u32>,
+        /// Where accepted phone calls ring: +81… (E.164) or client:<identity> (browser client).
+        #[arg(long)]
+        phone: Option<String>,
     },
     /// List accounts.
     List,
@@ -136,7 +139,14 @@ fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
             password_stdin,
             languages,
             capacity,
+            phone,
         } => {
+            if let Some(p) = &phone {
+                anyhow::ensure!(
+                    tsunagu::connectors::voice::twiml::Target::parse(p).is_some(),
+                    "--phone must be +<country code and number> (e.g. +819012345678) or client:<identity>"
+                );
+            }
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().lock().read_line(&mut line)?;
@@ -150,6 +160,11 @@ fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
             accounts
                 .set_routing(user.id, languages, capacity)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if phone.is_some() {
+                accounts
+                    .set_phone(user.id, phone)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             println!(
                 "created {} ({}) as {} in {}",
                 user.username,

@@ -29,6 +29,8 @@ pub struct Metrics {
     emergencies: Counter,
     /// Seconds from arrival to an operator answering.
     pub wait_seconds: Histogram,
+    /// Seconds people waited before leaving unanswered.
+    pub abandoned_wait_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
             emergencies: Counter::default(),
             // 1 s … about 4.5 h in doublings.
             wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            abandoned_wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             registry: Registry::default(),
         };
         registry.register(
@@ -104,6 +107,11 @@ impl Metrics {
             "emergency_flags",
             "Emergency flags recorded",
             m.emergencies.clone(),
+        );
+        registry.register(
+            "abandoned_wait_seconds",
+            "Time people waited before leaving unanswered",
+            m.abandoned_wait_seconds.clone(),
         );
         registry.register(
             "wait_seconds",

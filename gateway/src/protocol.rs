@@ -619,6 +619,9 @@ pub enum ServerMsg {
         id: Option<Ulid>,
         code: ErrorCode,
         message: String,
+        /// With `rate_limited`: when the client may try again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after_ms: Option<u64>,
     },
     Pong {
         id: Ulid,
@@ -631,6 +634,17 @@ impl ServerMsg {
             id,
             code,
             message: code.message().to_owned(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// `rate_limited`, saying when to try again.
+    pub fn rate_limited(id: Option<Ulid>, retry_after_ms: u64) -> Self {
+        ServerMsg::Error {
+            id,
+            code: ErrorCode::RateLimited,
+            message: ErrorCode::RateLimited.message().to_owned(),
+            retry_after_ms: Some(retry_after_ms),
         }
     }
 

@@ -17,7 +17,7 @@
 //! A conversation that no operator is eligible for is skipped, not blocking those behind it.
 
 use crate::conversation::{Conversation, ConversationId, OperatorId};
-use crate::protocol::{Millis, Presence};
+use crate::protocol::{Channel, Millis, Presence};
 
 /// An operator as routing sees them.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,8 @@ pub struct OperatorSlot {
     pub has_offer: bool,
     /// When they were last given a conversation (for fairness between equally loaded operators).
     pub last_assigned: Millis,
+    /// Can be bridged phone calls.
+    pub takes_calls: bool,
 }
 
 impl OperatorSlot {
@@ -70,13 +72,14 @@ pub fn plan<'a>(
         }
         let best = ops
             .iter_mut()
-            .filter(|o| !o.has_offer && o.free_for(conv.weight))
+            .filter(|o| !o.has_offer && o.free_for(conv.weight_on(o.capacity)))
             .filter(|o| !conv.declined_by.contains(&o.id))
             .filter(|o| language_matches(conv, &o.languages, now, fallback_ms))
+            .filter(|o| conv.channel != Channel::Phone || o.takes_calls)
             .min_by_key(|o| (o.load, o.last_assigned));
         if let Some(op) = best {
             op.has_offer = true;
-            op.load += conv.weight;
+            op.load += conv.weight_on(op.capacity);
             op.last_assigned = now;
             offers.push((conv.id, op.id));
         }
@@ -94,7 +97,8 @@ pub fn next_for<'a>(
     queue
         .into_iter()
         .find(|c| {
-            op.load + c.weight <= op.capacity
+            op.load + c.weight_on(op.capacity) <= op.capacity
+                && (c.channel != Channel::Phone || op.takes_calls)
                 && language_matches(c, &op.languages, now, fallback_ms)
         })
         .map(|c| c.id)
@@ -103,7 +107,6 @@ pub fn next_for<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Channel;
     use ulid::Ulid;
 
     const FALLBACK: u64 = 120_000;
@@ -128,6 +131,7 @@ mod tests {
             connected: true,
             has_offer: false,
             last_assigned: 0,
+            takes_calls: true,
         }
     }
 
@@ -220,6 +224,29 @@ mod tests {
         let mut ops = vec![o.clone()];
         assert!(plan(&q, &mut ops, 10, FALLBACK).is_empty());
         assert_eq!(next_for(&q, &o, 10, FALLBACK), Some(q[0].id));
+    }
+
+    #[test]
+    fn a_phone_call_takes_an_operators_whole_capacity() {
+        let mut call = conv(None, 0);
+        call.channel = Channel::Phone;
+        let q = sorted(vec![call.clone()]);
+        let mut busy = vec![op(&[], 2, 1)];
+        assert!(
+            plan(&q, &mut busy, 10, FALLBACK).is_empty(),
+            "not while chatting"
+        );
+        let mut free = vec![op(&[], 2, 0)];
+        assert_eq!(plan(&q, &mut free, 10, FALLBACK).len(), 1);
+        assert_eq!(free[0].load, 2, "the call fills the operator");
+        assert_eq!(next_for(&q, &op(&[], 3, 1), 10, FALLBACK), None);
+        let mut no_phone = op(&[], 2, 0);
+        no_phone.takes_calls = false;
+        assert!(
+            plan(&q, &mut [no_phone.clone()], 10, FALLBACK).is_empty(),
+            "calls go only to operators with a phone to bridge to"
+        );
+        assert_eq!(next_for(&q, &no_phone, 10, FALLBACK), None);
     }
 
     #[test]

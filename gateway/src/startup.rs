@@ -22,10 +22,19 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
+    /// Set when the gateway terminates TLS itself.
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        // One rustls crypto provider, explicitly, before anything (TLS, webhook clients) uses it.
+        crate::tls::install_crypto_provider();
+        let tls = crate::tls::Tls::load(&settings.server).await?;
+        if tls.is_some() {
+            // Served over HTTPS: the session cookie is Secure and `__Host-` prefixed.
+            settings.auth.cookie_secure = true;
+        }
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let metrics = Arc::new(Metrics::new());
         let escalations = crate::escalation::Escalations::open(&settings.escalation)?.map(Arc::new);
@@ -45,25 +54,38 @@ impl Application {
             shutdown.clone(),
             tracker.clone(),
         )?;
+        // So does a missing provider credential when `[voice]` is enabled.
+        let voice = crate::connectors::voice::Voice::build(
+            &settings.voice,
+            settings.server.socket_queue,
+            Arc::clone(&engine),
+            Arc::clone(&accounts),
+            shutdown.clone(),
+            tracker.clone(),
+        )?;
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .await
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let addr = listener.local_addr()?;
+        let limits = Arc::new(crate::limits::Limits::new(&settings.limits));
         let state = Arc::new(AppState {
             settings,
             engine,
             accounts,
             directory,
+            limits,
             shutdown,
             tracker,
             line,
+            voice,
         });
         Ok(Application {
             listener,
             addr,
             state,
+            tls,
         })
     }
 
@@ -83,6 +105,7 @@ impl Application {
     pub fn base_url(&self) -> String {
         match &self.state.settings.server.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
+            None if self.tls.is_some() => format!("https://{}", self.addr),
             None => format!("http://{}", self.addr),
         }
     }
@@ -106,9 +129,29 @@ impl Application {
         }
         let router = crate::http::router(Arc::clone(&state));
         let shutdown = state.shutdown.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
+        spawn_limit_shedder(&state);
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            None => {
+                axum::serve(self.listener, service)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await?;
+            }
+            Some(tls) => {
+                tls.watch(state.shutdown.clone(), &state.tracker);
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.cancelled().await;
+                    // Stop accepting; open sockets close themselves with 1001 (tracked below).
+                    stopper.graceful_shutdown(Some(Duration::from_millis(500)));
+                });
+                axum_server::from_tcp_rustls(self.listener.into_std()?, tls.config.clone())?
+                    .handle(handle)
+                    .serve(service)
+                    .await?;
+            }
+        }
         state.tracker.close();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
         if tokio::time::timeout(grace, state.tracker.wait())
@@ -120,4 +163,21 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// How often rate limiters forget quiet addresses.
+const SHED_INTERVAL: Duration = Duration::from_secs(60);
+
+fn spawn_limit_shedder(state: &Arc<AppState>) {
+    let limits = Arc::clone(&state.limits);
+    let shutdown = state.shutdown.clone();
+    state.tracker.spawn(async move {
+        let mut tick = tokio::time::interval(SHED_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => limits.shed(),
+            }
+        }
+    });
 }

@@ -11,14 +11,30 @@ use crate::config::Settings;
 use crate::directory::Directory;
 use crate::engine::Engine;
 
-/// Name of the operator session cookie (HttpOnly, SameSite=Strict).
+/// Name of the operator session cookie (HttpOnly, SameSite=Strict) over plain HTTP.
 pub const SESSION_COOKIE: &str = "tsunagu_session";
+/// Its name over HTTPS: the `__Host-` prefix makes browsers insist on Secure, Path=/ and no
+/// Domain, so no other host can set or shadow it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-tsunagu_session";
+
+impl AppState {
+    /// The session cookie's name: `__Host-` prefixed when the cookie is Secure.
+    pub fn session_cookie(&self) -> &'static str {
+        if self.settings.auth.cookie_secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+}
 
 pub struct AppState {
     pub settings: Settings,
     pub engine: Arc<Engine>,
     pub accounts: Arc<Accounts>,
     pub directory: Directory,
+    /// Rate limits and connection caps, keyed by anonymous address keys.
+    pub limits: Arc<crate::limits::Limits>,
     /// Cancelled on SIGTERM / Ctrl-C: sockets close with 1001 and background tasks stop.
     pub shutdown: CancellationToken,
     /// Websocket tasks and background tasks, so shutdown can wait for them (axum's graceful
@@ -26,4 +42,6 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// The LINE connector, when `[line]` has channels.
     pub line: Option<Arc<crate::connectors::line::Line>>,
+    /// The phone connector, when `[voice]` is enabled.
+    pub voice: Option<Arc<crate::connectors::voice::Voice>>,
 }

@@ -45,6 +45,8 @@ pub struct OperatorProfile {
     pub name: String,
     pub languages: Vec<String>,
     pub capacity: u32,
+    /// Has a phone number or voice client to bridge calls to.
+    pub takes_calls: bool,
 }
 
 /// What an operator's socket needs at hello.
@@ -374,7 +376,15 @@ impl Engine {
                         stats.observe_handle_time(now.saturating_sub(answered));
                     }
                 }
-                _ => stats.today.abandoned += 1,
+                _ => {
+                    stats.today.abandoned += 1;
+                    if a.after.answered_at.is_none() {
+                        let waited = now.saturating_sub(a.after.created_at);
+                        self.metrics
+                            .abandoned_wait_seconds
+                            .observe(waited as f64 / 1000.0);
+                    }
+                }
             }
             self.metrics.ended(after.as_str());
         }
@@ -573,6 +583,7 @@ impl Engine {
                 rec.name = profile.name.clone();
                 rec.languages = profile.languages.clone();
                 rec.capacity = profile.capacity;
+                rec.takes_calls = profile.takes_calls;
                 rec
             }
             None => OperatorRecord {
@@ -584,6 +595,7 @@ impl Engine {
                 connected: true,
                 disconnected_since: None,
                 last_assigned: 0,
+                takes_calls: profile.takes_calls,
             },
         };
         self.store
@@ -645,7 +657,7 @@ impl Engine {
             .await
             .map_err(store_code)?
             .iter()
-            .map(|c| c.weight)
+            .map(|c| c.weight_on(rec.capacity))
             .sum();
         Ok(ServerMsg::Presence {
             state: rec.presence,
@@ -680,7 +692,7 @@ impl Engine {
             .into_iter()
             .find(|o| o.id == op)
             .ok_or(ErrorCode::NotFound)?;
-        if held.iter().map(|c| c.weight).sum::<u32>() >= rec.capacity {
+        if held.iter().map(|c| c.weight_on(rec.capacity)).sum::<u32>() >= rec.capacity {
             return Err(ErrorCode::Capacity);
         }
         let taken = self
@@ -776,6 +788,24 @@ impl Engine {
                     .into_iter()
                     .find(|o| o.id == to && o.connected && o.presence == Presence::OnDuty)
                     .ok_or(ErrorCode::NotFound)?;
+                // The colleague must have room for it (a chat never lands on someone on a call).
+                let this = self
+                    .store
+                    .get(conv)
+                    .await
+                    .map_err(store_code)?
+                    .ok_or(ErrorCode::NotFound)?;
+                let load: u32 = self
+                    .store
+                    .held_by(target.id)
+                    .await
+                    .map_err(store_code)?
+                    .iter()
+                    .map(|c| c.weight_on(target.capacity))
+                    .sum();
+                if load + this.weight_on(target.capacity) > target.capacity {
+                    return Err(ErrorCode::Capacity);
+                }
                 Command::Transfer {
                     from: op,
                     to: target.id,
@@ -1047,7 +1077,7 @@ impl Engine {
                 let load: u32 = convs
                     .iter()
                     .filter(|c| c.state.operator() == Some(o.id))
-                    .map(|c| c.weight)
+                    .map(|c| c.weight_on(o.capacity))
                     .sum();
                 serde_json::json!({
                     "id": o.id, "name": o.name, "state": o.presence,

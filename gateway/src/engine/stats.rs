@@ -211,7 +211,8 @@ impl Engine {
                 _ => {}
             }
             if let Some(op) = c.state.operator() {
-                *load.entry(op).or_default() += c.weight;
+                let capacity = ops.iter().find(|o| o.id == op).map_or(1, |o| o.capacity);
+                *load.entry(op).or_default() += c.weight_on(capacity);
             }
             if let Some(e) = c.emergency.as_ref().filter(|e| e.open) {
                 d.emergencies.push(OpenEmergency {

@@ -112,8 +112,11 @@ impl Engine {
         {
             return Some(Command::VisitorGone);
         }
-        // An open emergency is never closed for idleness or length.
+        // An open emergency is never closed for idleness or length; a phone call logs no
+        // messages while people talk, so idleness says nothing about it (its status callbacks
+        // end it).
         let emergency_open = c.emergency.as_ref().is_some_and(|e| e.open);
+        let idle_applies = !emergency_open && c.channel != crate::protocol::Channel::Phone;
         match &c.state {
             State::Offered {
                 operator,
@@ -124,7 +127,7 @@ impl Engine {
                 expires_at: *expires_at,
             }),
             State::Active { .. }
-                if !emergency_open && now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms =>
+                if idle_applies && now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms =>
             {
                 Some(Command::Timeout {
                     reason: EndReason::Idle,

@@ -20,7 +20,7 @@ use serde_json::json;
 use ulid::Ulid;
 
 use crate::auth::{AuthError, User};
-use crate::state::{AppState, SESSION_COOKIE};
+use crate::state::AppState;
 
 /// What a client is told when a request fails.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,9 @@ pub enum ApiError {
     Conflict,
     #[error("unavailable")]
     Unavailable,
+    /// Rate limited or locked out: retry after this many seconds.
+    #[error("too many requests")]
+    TooMany(u64),
 }
 
 impl IntoResponse for ApiError {
@@ -51,7 +54,16 @@ impl IntoResponse for ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         };
+        if let ApiError::TooMany(secs) = self {
+            return (
+                status,
+                [(header::RETRY_AFTER, secs.to_string())],
+                Json(json!({ "error": code, "retry_after_s": secs })),
+            )
+                .into_response();
+        }
         let detail = match self {
             ApiError::Invalid(why) => Some(why),
             _ => None,
@@ -71,7 +83,7 @@ impl FromRequestParts<Arc<AppState>> for CurrentUser {
         app: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        jar.get(SESSION_COOKIE)
+        jar.get(app.session_cookie())
             .and_then(|c| app.accounts.session_user(c.value()))
             .map(CurrentUser)
             .ok_or(ApiError::Unauthorized)
@@ -127,7 +139,7 @@ fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn session_cookie(app: &AppState, token: String) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token))
+    Cookie::build((app.session_cookie(), token))
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(app.settings.auth.cookie_secure)
@@ -199,20 +211,28 @@ pub struct LoginBody {
 
 pub async fn login(
     State(app): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<LoginBody>,
 ) -> Result<(CookieJar, Json<serde_json::Value>), ApiError> {
     check_origin(&app, &headers)?;
+    let key = app.limits.key(app.limits.client_ip(peer, &headers));
+    app.limits
+        .login(key)
+        .map_err(|wait| ApiError::TooMany(wait.seconds()))?;
     // A new session on every login; the previous one from this browser is revoked.
-    if let Some(old) = jar.get(SESSION_COOKIE) {
+    if let Some(old) = jar.get(app.session_cookie()) {
         app.accounts.revoke(old.value());
     }
     let (user, token) = app
         .accounts
         .login(&body.username, &body.password)
         .await
-        .map_err(|_| ApiError::Unauthorized)?;
+        .map_err(|e| match e {
+            AuthError::Locked(ms) => ApiError::TooMany(ms.div_ceil(1000).max(1)),
+            _ => ApiError::Unauthorized,
+        })?;
     let jar = jar.add(session_cookie(&app, token));
     Ok((jar, Json(me_json(&user))))
 }
@@ -223,10 +243,10 @@ pub async fn logout(
     jar: CookieJar,
 ) -> Result<(CookieJar, StatusCode), ApiError> {
     check_origin(&app, &headers)?;
-    if let Some(c) = jar.get(SESSION_COOKIE) {
+    if let Some(c) = jar.get(app.session_cookie()) {
         app.accounts.revoke(c.value());
     }
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    let jar = jar.remove(Cookie::build(app.session_cookie()).path("/"));
     Ok((jar, StatusCode::NO_CONTENT))
 }
 
@@ -314,7 +334,7 @@ pub async fn dashboard_stream(
     _c: Coordinator,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let token = jar
-        .get(SESSION_COOKIE)
+        .get(app.session_cookie())
         .map(|c| c.value().to_owned())
         .unwrap_or_default();
     let stream =
@@ -481,4 +501,39 @@ pub async fn audit(
     _a: Admin,
 ) -> Result<Json<Vec<crate::escalation::AuditEntry>>, ApiError> {
     Ok(Json(escalations(&app)?.audit_trail()))
+}
+
+/// An admin ends every session of a user; their open console closes at once (4010).
+pub async fn revoke_user(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_origin(&app, &headers)?;
+    let id = parse_id(&id)?;
+    app.accounts.user(id).ok_or(ApiError::NotFound)?;
+    let revoked = app.accounts.revoke_user(id);
+    app.engine.registry.to_operator(
+        id,
+        crate::engine::Outbound::Close(crate::protocol::close::REVOKED, "session revoked"),
+    );
+    tracing::info!(user = %id, by = %admin.id, sessions = revoked, "sessions revoked by an admin");
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// Webhook requests per source address (LINE, telephony): 429 with `Retry-After` over it.
+pub async fn limit_webhooks(
+    State(app): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.uri().path().starts_with("/connectors/") {
+        let key = app.limits.key(app.limits.client_ip(peer, req.headers()));
+        if let Err(wait) = app.limits.webhook(key) {
+            return ApiError::TooMany(wait.seconds()).into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -50,7 +50,13 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/escalations", get(api::list_escalations))
         .route("/api/escalations/{id}", get(api::read_escalation))
         .route("/api/audit", get(api::audit))
+        .route("/api/users/{id}/revoke", post(api::revoke_user))
         .merge(crate::connectors::line::router(&app))
+        .merge(crate::connectors::voice::router(&app))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            api::limit_webhooks,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             security_headers,
@@ -97,6 +103,13 @@ async fn security_headers(State(app): State<Arc<AppState>>, req: Request, next: 
     );
     if is_api {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if app.settings.auth.cookie_secure {
+        // Served over HTTPS (here or at the proxy): browsers must not fall back to HTTP.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
     }
     res
 }

@@ -33,6 +33,7 @@ fn operator(name: &str, capacity: u32) -> OperatorRecord {
         connected: true,
         disconnected_since: None,
         last_assigned: 0,
+        takes_calls: false,
     }
 }
 

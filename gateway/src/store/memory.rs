@@ -133,7 +133,7 @@ impl Inner {
         let mut has_offer = false;
         for id in self.held.get(&rec.id).into_iter().flatten() {
             if let Some(e) = self.conversations.get(id) {
-                load += e.conv.weight;
+                load += e.conv.weight_on(rec.capacity);
                 has_offer |= matches!(e.conv.state, State::Offered { .. });
             }
         }
@@ -146,6 +146,7 @@ impl Inner {
             connected: rec.connected,
             has_offer,
             last_assigned: rec.last_assigned,
+            takes_calls: rec.takes_calls,
         }
     }
 

@@ -64,6 +64,9 @@ pub struct OperatorRecord {
     /// When the console socket closed; the operator grace period counts from here.
     pub disconnected_since: Option<Millis>,
     pub last_assigned: Millis,
+    /// Has a phone (or voice client) to bridge calls to; only such operators are offered calls.
+    #[serde(default)]
+    pub takes_calls: bool,
 }
 
 /// A change to an operator's presence record.

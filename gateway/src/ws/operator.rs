@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -21,10 +23,11 @@ use crate::protocol::{
     close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
     MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
-use crate::state::{AppState, SESSION_COOKIE};
+use crate::state::AppState;
 
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     ws: WebSocketUpgrade,
@@ -33,12 +36,23 @@ pub async fn upgrade(
         tracing::info!("operator websocket refused: origin not allowed");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let key = app.limits.key(app.limits.client_ip(peer, &headers));
+    let Some(slot) = app.limits.open_connection(key) else {
+        tracing::info!("operator websocket refused: too many connections from one address");
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
+    };
+    let token = jar.get(app.session_cookie()).map(|c| c.value().to_owned());
     let user = token.as_deref().and_then(|t| app.accounts.session_user(t));
     let tracker = app.tracker.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket, user.zip(token))))
+        .on_upgrade(move |socket| {
+            tracker.track_future(async move {
+                // The address's connection slot, held for the socket's life.
+                let _slot = slot;
+                run(app, socket, user.zip(token)).await
+            })
+        })
 }
 
 pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, String)>) {
@@ -89,6 +103,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
         capacity: user
             .capacity
             .unwrap_or(app.settings.conversation.default_capacity),
+        takes_calls: user.phone.is_some(),
     };
     let span = tracing::info_span!("operator", operator = %user.id);
     let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);

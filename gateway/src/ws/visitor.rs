@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
@@ -12,6 +14,7 @@ use futures_util::stream::SplitStream;
 use super::{next_inbound, Conn, Flow, Inbound};
 use crate::conversation::Conversation;
 use crate::engine::Outbound;
+use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
     close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
     MAX_FRAME_BYTES, PROTOCOL_VERSION,
@@ -20,6 +23,7 @@ use crate::state::AppState;
 
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -27,10 +31,15 @@ pub async fn upgrade(
         tracing::info!("visitor websocket refused: origin not allowed");
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
+    let key = app.limits.key(app.limits.client_ip(peer, &headers));
+    let Some(slot) = app.limits.open_connection(key) else {
+        tracing::info!("visitor websocket refused: too many connections from one address");
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
+    };
     let tracker = app.tracker.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket)))
+        .on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
 }
 
 /// Accepts only a language tag like `ja`, `en` or `pt-BR`.
@@ -45,6 +54,7 @@ async fn handshake(
     app: &AppState,
     conn: &mut Conn,
     stream: &mut SplitStream<WebSocket>,
+    key: AddrKey,
 ) -> Result<(Conversation, String, u64, bool), (u16, &'static str)> {
     let deadline = conn.heartbeat * 3;
     loop {
@@ -53,7 +63,10 @@ async fn handshake(
             .map_err(|_| (close::HEARTBEAT_TIMEOUT, "no hello"))?;
         match inbound {
             Inbound::Frame(VisitorClient::Hello {
-                v, start, resume, ..
+                v,
+                start,
+                resume,
+                id,
             }) => {
                 if v != PROTOCOL_VERSION {
                     let _ = conn
@@ -79,6 +92,13 @@ async fn handshake(
                         .min(conv.last_seq);
                     return Ok((conv, resume.token, cursor, true));
                 }
+                if let Err(wait) = app.limits.new_conversation(key) {
+                    // Told when to come back; the socket stays open for the retry.
+                    app.engine.metrics.error(ErrorCode::RateLimited.as_str());
+                    conn.send(&ServerMsg::rate_limited(Some(id), wait.millis()))
+                        .await;
+                    continue;
+                }
                 let lang = clean_lang(start.and_then(|s| s.lang));
                 let (conv, token) = app
                     .engine
@@ -86,6 +106,10 @@ async fn handshake(
                     .await
                     .map_err(|_| (close::GOING_AWAY, "store unavailable"))?;
                 return Ok((conv, token, 0, false));
+            }
+            Inbound::Frame(VisitorClient::Ping { id }) => {
+                conn.last_seen = std::time::Instant::now();
+                conn.send(&ServerMsg::Pong { id }).await;
             }
             Inbound::Frame(other) => {
                 if conn
@@ -108,12 +132,14 @@ async fn handshake(
     }
 }
 
-pub async fn run(app: Arc<AppState>, socket: WebSocket) {
+pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: ConnectionGuard) {
+    // Held for the socket's life: the address's connection slot.
+    let _slot = slot;
     let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
     let (mut conn, mut stream) = Conn::new(socket, heartbeat, "visitor");
     let metrics = Arc::clone(&app.engine.metrics);
     metrics.connection("visitor", 1);
-    let (conv, token, cursor, resumed) = match handshake(&app, &mut conn, &mut stream).await {
+    let (conv, token, cursor, resumed) = match handshake(&app, &mut conn, &mut stream, key).await {
         Ok(v) => v,
         Err((code, reason)) => {
             conn.close(code, reason).await;
@@ -136,6 +162,9 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket) {
         id,
         cursor,
         ended: false,
+        limiter: app.limits.per_connection(),
+        throttled_until: None,
+        refusals: 0,
     };
     let welcome = ServerMsg::VisitorWelcome {
         v: PROTOCOL_VERSION,
@@ -160,8 +189,18 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket) {
     let mut tick = tokio::time::interval(heartbeat);
     tick.reset();
     while flow == Flow::Continue {
+        let throttled = session.throttled_until.is_some();
+        let resume_reading = session
+            .throttled_until
+            .unwrap_or_else(tokio::time::Instant::now);
         flow = tokio::select! {
-            inbound = next_inbound::<VisitorClient>(&mut stream) => {
+            // While over the message allowance, stop reading: TCP pushes a flood back onto the
+            // sender instead of costing the gateway a refusal per frame.
+            _ = tokio::time::sleep_until(resume_reading), if throttled => {
+                session.throttled_until = None;
+                Flow::Continue
+            }
+            inbound = next_inbound::<VisitorClient>(&mut stream), if !throttled => {
                 conn.last_seen = std::time::Instant::now();
                 match inbound {
                     Inbound::Frame(msg) => session.handle(&mut conn, msg).await,
@@ -197,7 +236,17 @@ struct Session<'a> {
     cursor: u64,
     /// True once the person's side has ended: the socket closes after the `ended` entry.
     ended: bool,
+    /// Messages (and typing) per connection.
+    limiter: ConnectionLimiter,
+    /// Set after a refusal: the socket is not read again until then.
+    throttled_until: Option<tokio::time::Instant>,
+    /// Refusals in a row; past [`FLOOD_REFUSALS`] the socket is closed as a flood.
+    refusals: u32,
 }
+
+/// Refused messages in a row after which a connection counts as a flood, not a person in a
+/// hurry (the widget waits `retry_after_ms` before retrying, so a person never gets near it).
+const FLOOD_REFUSALS: u32 = 20;
 
 impl Session<'_> {
     /// Sends every log entry after the cursor.
@@ -278,6 +327,19 @@ impl Session<'_> {
                 conn.error(metrics, Some(id), ErrorCode::OutOfOrder).await
             }
             VisitorClient::Send { id, text } => {
+                if let Err(wait) = self.limiter.check() {
+                    metrics.error(ErrorCode::RateLimited.as_str());
+                    self.refusals += 1;
+                    if self.refusals > FLOOD_REFUSALS {
+                        tracing::info!(conversation = %self.id, "visitor socket closed for flooding");
+                        return Flow::Close(close::POLICY, "flooding");
+                    }
+                    self.throttled_until = Some(tokio::time::Instant::now() + wait.0);
+                    return conn
+                        .send(&ServerMsg::rate_limited(Some(id), wait.millis()))
+                        .await;
+                }
+                self.refusals = 0;
                 let text = match validate_text(&text) {
                     Ok(t) => t,
                     Err(code) => return conn.error(metrics, Some(id), code).await,
@@ -288,7 +350,10 @@ impl Session<'_> {
                 }
             }
             VisitorClient::Typing { active, .. } => {
-                engine.visitor_typing(self.id, active).await;
+                // Typing indicators share the message allowance; over it they are dropped.
+                if self.limiter.check().is_ok() {
+                    engine.visitor_typing(self.id, active).await;
+                }
                 Flow::Continue
             }
             VisitorClient::Ack { seq, .. } => {

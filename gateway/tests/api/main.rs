@@ -5,5 +5,7 @@ mod escalation;
 mod flow;
 mod helpers;
 mod http;
+mod limits;
 mod queue;
 mod resume;
+mod tls;

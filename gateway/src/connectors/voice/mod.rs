@@ -1,0 +1,238 @@
+//! # Phone connector (Twilio-compatible voice webhooks)
+//!
+//! People call the helpline's number at a telephony provider; each call becomes an anonymous
+//! conversation in the same queue as chat (channel `phone`), and when an operator accepts it in
+//! the console the provider bridges the call to the operator's phone or browser voice client.
+//! The gateway never touches audio and never records. Setup and data handling:
+//! `docs/connectors-phone.md`.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the `[voice]` section; account SID and auth token from environment
+//!   variables (missing ones are a startup error when the connector is enabled).
+//! - [`webhook`]: `POST /connectors/voice/{incoming,wait,dial-done,status}`: signature check
+//!   ([`signature`]) before any field is used, then the call's next TwiML ([`twiml`]).
+//! - [`call`]: per call, a follower registered as the conversation's visitor in the engine's
+//!   registry: an operator joined → bridge; requeued → back on hold; ended → polite hang-up.
+//!   Its REST calls go through a sequential sender and [`client`] (retries, backoff).
+//!
+//! Data flow: provider webhook → signature → `Engine` calls + TwiML answer; engine publish →
+//! follower reads the log → sender → provider REST API (update the live call).
+//!
+//! Privacy: the caller's number arrives in every webhook (`From`). It is kept only in the
+//! engine's channel reference (memory; removed when the conversation ends; copied into an
+//! encrypted escalation record only if an operator flags an emergency). Operators see the
+//! helpline's own number as caller id, never the caller's. Nothing here logs a number, a call
+//! SID or the auth token: logs carry conversation ids, states and timings.
+
+pub mod call;
+pub mod client;
+pub mod settings;
+pub mod signature;
+pub mod twiml;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use ulid::Ulid;
+
+use crate::auth::Accounts;
+use crate::conversation::ConversationId;
+use crate::engine::Engine;
+use crate::protocol::Presence;
+pub use settings::VoiceSettings;
+pub use webhook::router;
+
+use client::VoiceApi;
+use twiml::{Documents, Target};
+
+/// Where a live call is in its life, as far as the connector knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// In the hold loop.
+    Waiting,
+    /// An operator accepted; the bridge request is on its way.
+    Bridging,
+    /// The provider took the bridge: the call is with the operator (or ringing them).
+    Bridged,
+    /// The call is being ended politely; nothing more is sent.
+    Ending,
+}
+
+/// The connector's handle on a live call (kept in `Voice::calls`, by call SID, in memory).
+#[derive(Debug, Clone)]
+pub struct CallLink {
+    pub conversation: ConversationId,
+    pub phase: Phase,
+    /// The URL prefix the provider reached us at, for the URLs in TwiML we send later.
+    pub base: String,
+    /// Caller id for the bridge: the helpline's number (never the caller's).
+    pub caller_id: String,
+    /// Since when the caller has been waiting, for `max_wait_secs`.
+    pub waiting_since: Instant,
+    /// When the hold loop last came back, so a call whose status callback was lost is noticed.
+    pub last_hold: Instant,
+}
+
+pub struct Voice {
+    pub(crate) settings: VoiceSettings,
+    auth_token: SecretString,
+    pub(crate) api: VoiceApi,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    /// Frames queued per follower before the registry counts it as too slow.
+    pub(crate) socket_queue: usize,
+    /// Live calls by call SID. Memory only; an entry goes when its call or conversation ends.
+    calls: Mutex<HashMap<String, CallLink>>,
+}
+
+impl Voice {
+    /// Builds the connector if `[voice]` is enabled (`None` otherwise). Missing credentials
+    /// are an error.
+    pub fn build(
+        settings: &VoiceSettings,
+        socket_queue: usize,
+        engine: Arc<Engine>,
+        accounts: Arc<Accounts>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> anyhow::Result<Option<Arc<Voice>>> {
+        Self::build_with_env(
+            settings,
+            socket_queue,
+            engine,
+            accounts,
+            shutdown,
+            tracker,
+            |k| std::env::var(k).ok(),
+        )
+    }
+
+    pub fn build_with_env(
+        settings: &VoiceSettings,
+        socket_queue: usize,
+        engine: Arc<Engine>,
+        accounts: Arc<Accounts>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<Arc<Voice>>> {
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let creds = settings.resolve(env)?;
+        let api = VoiceApi::new(
+            settings,
+            creds.account_sid,
+            creds.auth_token.clone(),
+            shutdown.clone(),
+        )?;
+        tracing::info!(
+            public_url = settings.public_url.is_some(),
+            "voice connector ready"
+        );
+        Ok(Some(Arc::new(Voice {
+            settings: settings.clone(),
+            auth_token: creds.auth_token,
+            api,
+            engine,
+            accounts,
+            shutdown,
+            tracker,
+            socket_queue,
+            calls: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallLink>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn docs(&self) -> Documents<'_> {
+        Documents { s: &self.settings }
+    }
+
+    /// Number of live calls followed (for tests and metrics).
+    pub fn live(&self) -> usize {
+        self.calls().len()
+    }
+
+    pub(crate) fn link(&self, call_sid: &str) -> Option<CallLink> {
+        self.calls().get(call_sid).cloned()
+    }
+
+    pub(crate) fn update_link(&self, call_sid: &str, f: impl FnOnce(&mut CallLink)) -> bool {
+        match self.calls().get_mut(call_sid) {
+            Some(link) => {
+                f(link);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a call (its conversation ended, or the call did).
+    pub(crate) fn forget(&self, call_sid: &str, conv: ConversationId) -> Option<CallLink> {
+        let mut calls = self.calls();
+        if calls.get(call_sid).is_some_and(|l| l.conversation == conv) {
+            calls.remove(call_sid)
+        } else {
+            None
+        }
+    }
+
+    /// Operators who could answer a call now: connected, on duty, with a phone number or
+    /// voice client set on their account.
+    pub async fn answerable(&self) -> usize {
+        let Ok(ops) = self.engine.store.operators().await else {
+            return 0;
+        };
+        ops.iter()
+            .filter(|o| o.connected && o.presence == Presence::OnDuty)
+            .filter(|o| self.target_of(o.id).is_some())
+            .count()
+    }
+
+    /// Where to bridge a call for operator `op`, from their account.
+    pub(crate) fn target_of(&self, op: Ulid) -> Option<Target> {
+        self.accounts
+            .user(op)
+            .and_then(|u| u.phone)
+            .and_then(|p| Target::parse(&p))
+    }
+}
+
+/// A client id for an engine call caused by the provider, derived from the call SID and the
+/// event, so a repeated callback maps to the same client id and is applied once.
+pub fn client_id(parts: &[&str]) -> Ulid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tsunagu/voice/client-id");
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    Ulid::from_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_deterministic_and_distinct() {
+        assert_eq!(client_id(&["CA1", "end"]), client_id(&["CA1", "end"]));
+        assert_ne!(client_id(&["CA1", "end"]), client_id(&["CA2", "end"]));
+        assert_ne!(client_id(&["CA1", "x"]), client_id(&["CA1x", ""]));
+    }
+}

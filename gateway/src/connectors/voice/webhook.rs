@@ -1,0 +1,361 @@
+//! The provider's webhooks. Every request is checked first: its `X-Twilio-Signature` over the
+//! external URL and the form parameters (403, and only that fact is logged), before any field
+//! is used. Then:
+//!
+//! | path | when the provider calls it | answer |
+//! | --- | --- | --- |
+//! | `incoming` | a call arrives (the number's "a call comes in" webhook) | greeting, privacy notice, position, hold; or other helplines and hang-up when nobody can answer |
+//! | `wait` | the hold loop comes back (`<Redirect>`) | the next position announcement and hold; other helplines and hang-up past the maximum wait or with nobody on duty |
+//! | `dial-done` | the operator's leg ended (`<Dial action>`) | goodbye after a conversation; back on hold if the operator did not answer |
+//! | `status` | the call's status changed (the number's "call status changes" webhook) | 204; a finished call ends its conversation (abandoned if it was still waiting) |
+//!
+//! A callback repeated by the provider is harmless: a known call is not started twice, and the
+//! engine calls carry client ids derived from the call SID and the event.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+
+use super::twiml::Words;
+use super::{call, client_id, signature, CallLink, Phase, Voice};
+use crate::conversation::StateKind;
+use crate::protocol::{Channel, ServerMsg};
+use crate::state::AppState;
+
+pub const INCOMING: &str = "/connectors/voice/incoming";
+pub const WAIT: &str = "/connectors/voice/wait";
+pub const DIAL_DONE: &str = "/connectors/voice/dial-done";
+pub const STATUS: &str = "/connectors/voice/status";
+
+/// The routes of the phone connector, merged into the main router. When the connector is off
+/// they answer 404.
+pub fn router(app: &AppState) -> Router<Arc<AppState>> {
+    let limit = app.settings.voice.max_body_bytes;
+    Router::new()
+        .route(INCOMING, post(incoming))
+        .route(WAIT, post(wait))
+        .route(DIAL_DONE, post(dial_done))
+        .route(STATUS, post(status))
+        .layer(DefaultBodyLimit::max(limit))
+}
+
+/// A verified webhook: its parameters and the URL prefix the provider used.
+struct Hook {
+    voice: Arc<Voice>,
+    params: Vec<(String, String)>,
+    base: String,
+}
+
+impl Hook {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn xml(doc: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], doc).into_response()
+}
+
+/// The URL prefix the provider called: `voice.public_url`, else `server.public_url`, else the
+/// request's `Host` over plain http (private setups and tests only).
+fn public_base(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(u) = app.settings.voice.public_url.as_ref().or(app
+        .settings
+        .server
+        .public_url
+        .as_ref())
+    {
+        return Some(u.trim_end_matches('/').to_owned());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    Some(format!("http://{host}"))
+}
+
+/// Checks the signature; the parameters are parsed only to be signed, and used only after.
+fn verify(app: &AppState, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Hook, StatusCode> {
+    let Some(voice) = app.voice.clone() else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let Some(base) = public_base(app, headers) else {
+        tracing::warn!(
+            path = uri.path(),
+            "voice webhook refused: no public URL and no Host"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let sig = headers.get("x-twilio-signature").map(|v| v.as_bytes());
+    if !signature::verify(&voice.auth_token, &format!("{base}{path}"), &params, sig) {
+        tracing::warn!(
+            path = uri.path(),
+            bytes = body.len(),
+            signed = sig.is_some(),
+            "voice webhook refused: signature does not match"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(Hook {
+        voice,
+        params,
+        base,
+    })
+}
+
+fn call_sid(hook: &Hook) -> Result<String, StatusCode> {
+    match hook
+        .get("CallSid")
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+    {
+        Some(s) => Ok(s.to_owned()),
+        None => {
+            tracing::warn!("voice webhook without a CallSid");
+            Err(StatusCode::BAD_REQUEST)
+        }
+    }
+}
+
+macro_rules! verified {
+    ($app:expr, $headers:expr, $uri:expr, $body:expr) => {
+        match verify(&$app, &$headers, &$uri, &$body).and_then(|h| call_sid(&h).map(|c| (h, c))) {
+            Ok(v) => v,
+            Err(code) => return code.into_response(),
+        }
+    };
+}
+
+/// The position announcement for a waiting conversation ("connecting soon" once offered).
+async fn announcement(voice: &Voice, conv: crate::conversation::ConversationId) -> String {
+    match voice.engine.position_of(conv).await {
+        Some(ServerMsg::QueuePosition {
+            position,
+            wait_minutes,
+            ..
+        }) => Words::position(position, wait_minutes),
+        _ => Words::CONNECTING_SOON.to_owned(),
+    }
+}
+
+async fn incoming(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (hook, sid) = verified!(app, headers, uri, body);
+    let voice = &hook.voice;
+    let docs = voice.docs();
+    let wait_url = format!("{}{WAIT}", hook.base);
+    // The provider retried the webhook: the call is already ours.
+    if let Some(link) = voice.link(&sid) {
+        tracing::info!(conversation = %link.conversation, "voice incoming repeated");
+        return xml(docs.hold(None, &wait_url));
+    }
+    let caller_id = voice
+        .settings
+        .caller_id
+        .clone()
+        .or_else(|| hook.get("To").map(str::to_owned))
+        .filter(|c| !c.is_empty());
+    let Some(caller_id) = caller_id else {
+        // Without it the operator's phone would show the caller's own number.
+        tracing::warn!("voice incoming without `To` and no voice.caller_id: refused");
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if voice.answerable().await == 0 {
+        tracing::info!(
+            outcome = "no_operator",
+            "voice call turned away: nobody on duty can answer"
+        );
+        return xml(docs.turn_away(Words::NOBODY_ON_DUTY));
+    }
+    let started = voice
+        .engine
+        .start_conversation(
+            Channel::Phone,
+            Some(voice.settings.language.clone()),
+            voice.settings.priority,
+        )
+        .await;
+    let conv = match started {
+        Ok((conv, _token)) => conv.id,
+        Err(code) => {
+            tracing::error!(code = code.as_str(), "voice conversation could not start");
+            return xml(docs.turn_away(Words::NOBODY_ON_DUTY));
+        }
+    };
+    // The route back, kept only for an escalation record should an operator flag one.
+    let from = hook.get("From").unwrap_or_default();
+    voice
+        .engine
+        .set_channel_ref(conv, format!("voice:{sid}:{from}"));
+    let now = Instant::now();
+    let link = CallLink {
+        conversation: conv,
+        phase: Phase::Waiting,
+        base: hook.base.clone(),
+        caller_id,
+        waiting_since: now,
+        last_hold: now,
+    };
+    call::spawn(voice, conv, sid, link);
+    tracing::info!(conversation = %conv, "voice call queued");
+    let position = announcement(voice, conv).await;
+    xml(docs.welcome(Some(position), &wait_url))
+}
+
+async fn wait(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (hook, sid) = verified!(app, headers, uri, body);
+    let voice = &hook.voice;
+    let docs = voice.docs();
+    let wait_url = format!("{}{WAIT}", hook.base);
+    let now = Instant::now();
+    let Some(link) = voice.link(&sid) else {
+        // The conversation is over (or was never ours): end the call kindly.
+        return xml(docs.goodbye());
+    };
+    voice.update_link(&sid, |l| l.last_hold = now);
+    match link.phase {
+        Phase::Waiting => {}
+        Phase::Bridging | Phase::Bridged => {
+            return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url))
+        }
+        Phase::Ending => return xml(docs.goodbye()),
+    }
+    let conv = link.conversation;
+    let state = match voice.engine.store.get(conv).await {
+        Ok(Some(c)) => c.state.kind(),
+        Ok(None) => {
+            voice.forget(&sid, conv);
+            return xml(docs.goodbye());
+        }
+        Err(_) => return xml(docs.hold(None, &wait_url)),
+    };
+    if state != StateKind::Queued {
+        // Being offered, or an operator just accepted: the bridge follows.
+        return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url));
+    }
+    let waited = now.duration_since(link.waiting_since);
+    let why = if waited.as_secs() >= voice.settings.max_wait_secs {
+        Some(("max_wait", Words::TOO_LONG))
+    } else if voice.answerable().await == 0 {
+        Some(("no_operator", Words::NOBODY_ON_DUTY))
+    } else {
+        None
+    };
+    if let Some((outcome, words)) = why {
+        voice.update_link(&sid, |l| l.phase = Phase::Ending);
+        let result = voice
+            .engine
+            .visitor_end(conv, client_id(&[&sid, "turned-away"]))
+            .await;
+        tracing::info!(
+            conversation = %conv,
+            outcome,
+            waited_ms = waited.as_millis() as u64,
+            ended = result.is_ok(),
+            "voice caller told about other helplines; call ends"
+        );
+        return xml(docs.turn_away(words));
+    }
+    let position = announcement(voice, conv).await;
+    xml(docs.hold(Some(&position), &wait_url))
+}
+
+async fn dial_done(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (hook, sid) = verified!(app, headers, uri, body);
+    let voice = &hook.voice;
+    let docs = voice.docs();
+    let Some(link) = voice.link(&sid) else {
+        return xml(docs.goodbye());
+    };
+    let conv = link.conversation;
+    let dial_status = hook.get("DialCallStatus").unwrap_or_default().to_owned();
+    if matches!(dial_status.as_str(), "completed" | "answered") || link.phase == Phase::Ending {
+        // The operator's leg ended after a conversation: say goodbye. The status callback that
+        // follows ends the conversation (to the operator's wrap-up).
+        voice.update_link(&sid, |l| l.phase = Phase::Ending);
+        tracing::info!(conversation = %conv, "voice call: operator's line ended");
+        return xml(docs.goodbye());
+    }
+    // The operator did not answer (busy, no-answer, failed, canceled): back to the queue.
+    voice.update_link(&sid, |l| l.phase = Phase::Waiting);
+    let holder = match voice.engine.store.get(conv).await {
+        Ok(Some(c)) if c.state.kind() == StateKind::Active => c.state.operator(),
+        _ => None,
+    };
+    if let Some(op) = holder {
+        let cid = client_id(&[
+            &sid,
+            "dial-done",
+            hook.get("DialCallSid").unwrap_or_default(),
+        ]);
+        let requeued = voice.engine.transfer(op, conv, None, None, cid).await;
+        tracing::warn!(
+            conversation = %conv,
+            operator = %op,
+            dial_status = %dial_status,
+            requeued = requeued.is_ok(),
+            "voice call: the operator's line did not answer; back to the queue"
+        );
+    }
+    xml(docs.rehold(Words::NOT_ANSWERED, &format!("{}{WAIT}", hook.base)))
+}
+
+async fn status(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (hook, sid) = verified!(app, headers, uri, body);
+    let voice = &hook.voice;
+    let call_status = hook.get("CallStatus").unwrap_or_default().to_owned();
+    if !matches!(
+        call_status.as_str(),
+        "completed" | "busy" | "no-answer" | "canceled" | "failed"
+    ) {
+        tracing::debug!(call_status = %call_status, "voice status: call still up");
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let Some(link) = voice.link(&sid) else {
+        tracing::debug!(call_status = %call_status, "voice status for a call no longer followed");
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let conv = link.conversation;
+    // Forget the call first: nothing may be sent to it any more.
+    voice.forget(&sid, conv);
+    let waiting = link.phase == Phase::Waiting;
+    let result = voice
+        .engine
+        .visitor_end(conv, client_id(&[&sid, "status-end"]))
+        .await;
+    tracing::info!(
+        conversation = %conv,
+        call_status = %call_status,
+        waiting,
+        waited_ms = waiting.then(|| link.waiting_since.elapsed().as_millis() as u64),
+        ended = result.is_ok(),
+        "voice call finished"
+    );
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,140 @@
+//! Starting a real gateway process for a benchmark: a fresh accounts file, operator accounts
+//! created with the gateway's own CLI, limits raised so that one loopback address can carry the
+//! whole load, and the server pinned to its own core with `taskset` when asked.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const PASSWORD: &str = "load-test-password";
+
+pub struct Gateway {
+    pub base: String,
+    pub pid: u32,
+    child: Child,
+    dir: PathBuf,
+}
+
+fn env(dir: &Path) -> Vec<(String, String)> {
+    [
+        (
+            "TSUNAGU_AUTH__USERS_FILE",
+            dir.join("users.json").display().to_string(),
+        ),
+        ("TSUNAGU_SERVER__PORT", "0".into()),
+        ("TSUNAGU_LOG__FILTER", "warn".into()),
+        ("TSUNAGU_CONVERSATION__AUTO_OFFER", "false".into()),
+        // One loopback address carries every simulated person: lift the per-address caps that
+        // protect a real deployment, but keep the per-connection message limit (the flood
+        // scenario measures exactly that).
+        ("TSUNAGU_LIMITS__CONVERSATIONS_PER_HOUR", "1000000".into()),
+        ("TSUNAGU_LIMITS__CONNECTIONS_PER_ADDRESS", "1000000".into()),
+        ("TSUNAGU_LIMITS__LOGINS_PER_MINUTE", "100000".into()),
+        ("TSUNAGU_LIMITS__LOGIN_BURST", "100000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+impl Gateway {
+    /// Creates `operators` accounts (op0, op1, …) and starts the gateway, optionally on `core`.
+    pub async fn start(
+        bin: &Path,
+        operators: usize,
+        capacity: u32,
+        core: Option<usize>,
+    ) -> anyhow::Result<Gateway> {
+        let dir = std::env::temp_dir().join(format!("tsunagu-load-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir)?;
+        let vars = env(&dir);
+        for i in 0..operators {
+            let mut add = Command::new(bin);
+            add.args(["user", "add", "--username", &format!("op{i}")])
+                .args(["--display-name", &format!("Op {i}"), "--role", "operator"])
+                .args(["--password-stdin", "--capacity", &capacity.to_string()])
+                .args(["--languages", "ja,en"])
+                .envs(vars.iter().cloned())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null());
+            let mut child = add.spawn().context("running gateway user add")?;
+            use tokio::io::AsyncWriteExt;
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(format!("{PASSWORD}\n").as_bytes())
+                .await?;
+            if !child.wait().await?.success() {
+                bail!("gateway user add failed");
+            }
+        }
+        let mut cmd = match core {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", &c.to_string()]).arg(bin);
+                t
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
+            .envs(vars)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the gateway")?;
+        let pid = child.id().context("gateway pid")?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let base = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.trim().strip_prefix("Landing page") {
+                    return Ok::<_, anyhow::Error>(url.trim().trim_end_matches('/').to_owned());
+                }
+            }
+            bail!("the gateway exited before printing its address")
+        })
+        .await
+        .context("the gateway did not start in time")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Gateway {
+            base,
+            pid,
+            child,
+            dir,
+        })
+    }
+
+    /// CPU time (user + system) the gateway process has used so far.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// User + system CPU time of a process, from /proc (Linux).
+pub fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat: 12 and 13 after the command name.
+    let total = ticks(11) + ticks(12);
+    // Linux reports in clock ticks of 1/100 s on every platform this runs on.
+    Duration::from_millis(total * 10)
+}
