@@ -116,6 +116,12 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
     .await;
     let welcome = until(&mut visitor, |v| v["type"] == "welcome").await;
     let conversation = welcome["conversation"].as_str().unwrap().to_owned();
+    // A channel identifier as a connector would hold it (here a caller's number).
+    let fake_number = format!("+8190{}", &Ulid::new().0.to_string()[..8]);
+    let conv_ulid: Ulid = conversation.parse().unwrap();
+    state
+        .engine
+        .set_channel_ref(conv_ulid, format!("voice:CAfake:{fake_number}"));
 
     send(&mut op, json!({"type":"take_next","id":id()})).await;
     until(&mut op, |v| v["type"] == "conversation").await;
@@ -171,8 +177,9 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
     .await;
     until(&mut op, |v| v["type"] == "removed").await;
 
-    // Nothing in the store.
+    // Nothing in the store, and the channel identifier is gone from memory.
     assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    assert_eq!(state.engine.channel_ref(conv_ulid), None);
     let conv_id: Ulid = conversation.parse().unwrap();
     assert!(state
         .engine
@@ -190,7 +197,12 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
         text.contains(&conversation),
         "logs carry the conversation id"
     );
-    for canary in [&canary_visitor, &canary_operator, &canary_note] {
+    for canary in [
+        &canary_visitor,
+        &canary_operator,
+        &canary_note,
+        &fake_number,
+    ] {
         assert!(
             !text.contains(canary.as_str()),
             "canary {canary} found in logs"
@@ -203,7 +215,12 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let content = String::from_utf8_lossy(&bytes);
-        for canary in [&canary_visitor, &canary_operator, &canary_note] {
+        for canary in [
+            &canary_visitor,
+            &canary_operator,
+            &canary_note,
+            &fake_number,
+        ] {
             assert!(!content.contains(canary.as_str()));
         }
     }
@@ -248,6 +265,12 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
         .as_str()
         .unwrap()
         .to_owned();
+    // The LINE user id a connector would hold as the route back.
+    let fake_line_id = format!("U{}", Ulid::new().to_string().to_lowercase());
+    let conv_ulid: Ulid = conversation.parse().unwrap();
+    state
+        .engine
+        .set_channel_ref(conv_ulid, format!("line:npo1:{fake_line_id}"));
     send(&mut op, json!({"type":"take_next","id":id()})).await;
     until(&mut op, |v| v["type"] == "conversation").await;
     send(&mut visitor, json!({"type":"send","id":id(),"text":canary})).await;
@@ -278,6 +301,14 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     let record = esc.read(list[0].id, "test").unwrap();
     assert!(record.transcript.iter().any(|t| t.text == canary));
     assert!(record.flags.iter().any(|f| f.reason == reason));
+    assert!(
+        record
+            .channel_ref
+            .as_deref()
+            .is_some_and(|r| r.ends_with(&fake_line_id)),
+        "the route back to the person is kept in the record"
+    );
+    assert_eq!(state.engine.channel_ref(conv_ulid), None, "and only there");
     // … and nowhere else: not the store, not the logs, not in plaintext in any file.
     assert!(state.engine.store.conversations().await.unwrap().is_empty());
     state.shutdown.cancel();
@@ -285,6 +316,7 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(!text.contains(&canary), "canary in logs");
     assert!(!text.contains(&reason), "flag reason in logs");
+    assert!(!text.contains(&fake_line_id), "LINE user id in logs");
     let mut files = 0;
     let mut stack = vec![dir.clone()];
     while let Some(d) = stack.pop() {
@@ -304,6 +336,11 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
             assert!(
                 !content.contains(&reason),
                 "reason in plaintext in {}",
+                path.display()
+            );
+            assert!(
+                !content.contains(&fake_line_id),
+                "LINE user id in plaintext in {}",
                 path.display()
             );
         }
