@@ -517,8 +517,26 @@ function onError(m) {
     toast(errorText(m.code, p.type), 'error');
     return;
   }
+  // A message already stored (acknowledged) that a connector could not deliver, e.g. LINE refused it.
+  if (m.id && m.code === 'unavailable' && markUndelivered(m.id)) return;
   if (m.code === 'unsupported_version') { setConn('offline', 'conn.version'); }
   toast(errorText(m.code), 'error');
+}
+
+/** Marks our sent message with client id `id` as not delivered; false if it is not shown. */
+function markUndelivered(id) {
+  for (const conv of state.convs.values()) {
+    const li = conv.list && conv.list.querySelector(`li[data-client-id="${id}"]`);
+    if (!li) continue;
+    li.dataset.state = 'failed';
+    li.classList.add('failed');
+    if (!li.querySelector('[data-role="undelivered"]')) {
+      li.append(el('div', { class: 'msg-failed-actions small', data: { role: 'undelivered' }, i18n: ['msg.notDelivered'] }));
+    }
+    toast(t('msg.notDelivered'), 'error');
+    return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------- offers

@@ -104,6 +104,8 @@ const E = {
   auditEmpty: $('#audit-empty'),
   auditStatus: $('#audit-status'),
   auditUpdated: $('#audit-updated'),
+  overloadedState: $('#overloaded-state'),
+  overloadedToggle: $('#overloaded-toggle'),
   flagDialog: $('#flag-dialog'),
   flagForm: $('#flag-form'),
   flagHeading: $('#flag-heading'),
@@ -327,6 +329,8 @@ function render(s) {
   const sig = `${thin ? onDuty : '-'}|${long ? waiting : '-'}`;
   if (E.banners.dataset.sig !== sig) { E.banners.dataset.sig = sig; E.banners.replaceChildren(...banners); }
 
+  renderOverloaded(s.overloaded === true);
+
   E.updated.textContent = t('coord.updated', { time: fmtClock(Date.now(), true) });
   renderAlerts(Array.isArray(s.alerts) ? s.alerts : []);
   renderEmergencies(Array.isArray(s.emergencies) ? s.emergencies : []);
@@ -461,6 +465,35 @@ async function ackAlert(id, btn) {
   state.ackedLocally.set(id, (state.me && state.me.name) || '');
   if (state.snapshot) render(state.snapshot);
 }
+
+// ---------------------------------------------------------------- overloaded mode
+
+function renderOverloaded(on) {
+  E.overloadedState.textContent = t(on ? 'coord.overloadedOn' : 'coord.overloadedOff');
+  E.overloadedState.classList.toggle('hot', on);
+  E.overloadedToggle.textContent = t(on ? 'coord.overloadedTurnOff' : 'coord.overloadedTurnOn');
+  E.overloadedToggle.setAttribute('aria-pressed', on ? 'true' : 'false');
+  E.overloadedToggle.dataset.state = on ? 'on' : 'off';
+  if (!E.overloadedToggle.dataset.busy) E.overloadedToggle.disabled = false;
+}
+
+async function toggleOverloaded() {
+  if (!state.snapshot) return;
+  const on = state.snapshot.overloaded !== true;
+  if (!window.confirm(t(on ? 'coord.overloadedConfirmOn' : 'coord.overloadedConfirmOff'))) return;
+  const btn = E.overloadedToggle;
+  btn.disabled = true;
+  btn.dataset.busy = '1';
+  const r = await api('/api/service/overloaded', { method: 'POST', body: { on } });
+  delete btn.dataset.busy;
+  btn.disabled = false;
+  if (r.status === 401) { showLogin('login.expired'); return; }
+  if (!r.ok) { toast(t('coord.overloadedFailed', { status: r.status || '—' }), 'error'); return; }
+  state.snapshot.overloaded = on;
+  render(state.snapshot);
+}
+
+E.overloadedToggle.addEventListener('click', toggleOverloaded);
 
 function updateTitle() {
   const base = `${t('app.name')} ${t('coord.subtitle')}`;

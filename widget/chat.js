@@ -585,7 +585,8 @@
     S.queue = {
       position: Number(msg.position) || 0,
       wait_minutes: (msg.wait_minutes === null || msg.wait_minutes === undefined) ? null : Number(msg.wait_minutes),
-      operators_on_duty: Number(msg.operators_on_duty) || 0
+      operators_on_duty: Number(msg.operators_on_duty) || 0,
+      overloaded: msg.overloaded === true
     };
     renderQueue();
   }
@@ -598,21 +599,27 @@
     var pos = $('queue-position');
     var wait = $('queue-wait');
     var none = $('queue-none');
+    var busy = $('queue-overloaded');
     var q = S.queue;
     if (!q || !q.position) {
       pos.textContent = S.requeued ? t('queue_requeued') : t('queue_connecting');
       wait.textContent = '';
       none.hidden = true;
+      busy.hidden = true;
       return;
     }
     pos.textContent = t('queue_position', { position: q.position });
+    // Overloaded mode: many people are reaching out; they may keep waiting, and other
+    // helplines are listed (the same list as when nobody is on duty).
+    busy.hidden = !q.overloaded;
     if (q.wait_minutes === null) {
       wait.textContent = '';
-      none.hidden = false;
+      none.hidden = q.overloaded;
       $('queue-helplines').open = true;
     } else {
       none.hidden = true;
       wait.textContent = q.wait_minutes <= 1 ? t('queue_wait_soon') : t('queue_wait_minutes', { minutes: q.wait_minutes });
+      if (q.overloaded) $('queue-helplines').open = true;
     }
   }
 

@@ -571,6 +571,9 @@ pub enum ServerMsg {
         position: u32,
         wait_minutes: Option<u32>,
         operators_on_duty: u32,
+        /// The service is in overloaded mode: tell the person about other helplines (they may
+        /// keep waiting).
+        overloaded: bool,
     },
     /// Queue load, for operators.
     #[serde(rename = "queue")]

@@ -428,26 +428,97 @@ async fn an_operator_reply_reaches_line_exactly_once_through_500_429_and_dropped
 }
 
 #[tokio::test]
-async fn a_message_line_never_accepts_is_logged_by_id_and_the_next_one_still_goes() {
+async fn an_operator_message_outlasts_a_line_outage_longer_than_the_retry_budget() {
+    // Two attempts per request would be the whole budget of a notice: the outage below is six
+    // times longer, and the operator's message must still arrive, once, in order.
+    let t = LineTest::start_with(&["npo1"], |s| s.line.retry_attempts = 2).await;
+    let user = new_user();
+    let (mut op, conv, _) = person_with_operator(&t, &user, &canary("outage")).await;
+    t.fake.plan(PUSH, &[Plan::Status(503); 12]);
+    let (kept, next) = (canary("kept"), canary("next"));
+    op.say(&conv, &kept).await;
+    op.say(&conv, &next).await;
+    let u = user.clone();
+    t.fake
+        .wait_for("both messages after the outage", |_| {
+            t.fake.pushed_to(&u).contains(&next)
+        })
+        .await;
+    let attempts: Vec<_> = t
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == PUSH && r.texts().contains(&kept))
+        .collect();
+    let statuses: Vec<u16> = attempts.iter().map(|r| r.status).collect();
+    let mut want = vec![503u16; 12];
+    want.push(200);
+    assert_eq!(statuses, want);
+    let key = attempts[0].retry_key.clone().unwrap();
+    assert!(attempts
+        .iter()
+        .all(|r| r.retry_key.as_deref() == Some(key.as_str())));
+    let pushed = t.fake.pushed_to(&user);
+    assert_eq!(pushed.iter().filter(|m| **m == kept).count(), 1, "once");
+    assert_eq!(pushed.iter().filter(|m| **m == next).count(), 1, "once");
+    let (ik, inx) = (
+        pushed.iter().position(|m| *m == kept).unwrap(),
+        pushed.iter().position(|m| *m == next).unwrap(),
+    );
+    assert!(ik < inx, "in order");
+    // The later message waited: its only attempt came after the outage.
+    let next_attempts: Vec<u16> = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == PUSH && r.texts().contains(&next))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(next_attempts, [200]);
+    t.finish().await;
+}
+
+#[tokio::test]
+async fn a_message_line_refuses_is_reported_to_the_operator_by_id_and_the_next_one_still_goes() {
     let t = LineTest::start().await;
     let user = new_user();
-    let (mut op, conv, _) = person_with_operator(&t, &user, &canary("give-up")).await;
-    // Every attempt fails (the test settings allow 6).
-    t.fake.plan(PUSH, &[Plan::Status(503); 6]);
-    let (lost, next) = (canary("lost"), canary("next"));
-    let lost_seq = op.say(&conv, &lost).await;
+    let (mut op, conv, _) = person_with_operator(&t, &user, &canary("refused")).await;
+    t.fake.plan(PUSH, &[Plan::Status(400)]);
+    let (refused, next) = (canary("refused"), canary("next"));
+    let ack = op.act("send", &conv, json!({"text": refused})).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let cid = ack["id"].as_str().unwrap().to_owned();
+    let refused_seq = ack["seq"].as_u64().unwrap();
+    let want = cid.clone();
+    let err = op
+        .client
+        .expect("the error frame for the refused message", move |v| {
+            v["type"] == "error" && v["id"] == want.as_str()
+        })
+        .await;
+    assert_eq!(err["code"], "unavailable", "{err}");
+    assert_eq!(err["message"], "LINE did not accept this message", "{err}");
+    // Not retried: a refusal cannot succeed by trying again.
+    let refused_attempts = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == PUSH && r.texts().contains(&refused))
+        .count();
+    assert_eq!(refused_attempts, 1);
     op.say(&conv, &next).await;
     let u = user.clone();
     t.fake
         .wait_for("the next message", |_| t.fake.pushed_to(&u).contains(&next))
         .await;
-    assert!(!t.fake.pushed_to(&user).contains(&lost));
+    assert!(!t.fake.pushed_to(&user).contains(&refused));
     let logs = logs();
     let line = logs
         .lines()
         .find(|l| l.contains("NOT delivered to LINE") && l.contains(&conv))
-        .expect("the failure is logged with the conversation id");
-    assert!(line.contains(&format!("seq={lost_seq}")), "{line}");
+        .expect("the refusal is logged with the conversation id");
+    assert!(line.contains(&format!("seq={refused_seq}")), "{line}");
+    assert!(line.contains("status=400"), "{line}");
     t.finish().await;
 }
 

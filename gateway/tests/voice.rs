@@ -325,6 +325,52 @@ async fn with_nobody_on_duty_the_caller_hears_other_helplines_and_the_call_ends(
 }
 
 #[tokio::test]
+async fn in_overloaded_mode_callers_hear_other_helplines_and_the_call_ends() {
+    let t = VoiceTest::start().await;
+    let (_op, _) = t.phone_operator("overload-op").await;
+    // A caller already on hold before the mode is switched on.
+    let holding = new_caller();
+    assert_eq!(t.incoming(&holding).await.0, 200);
+    assert_eq!(verbs(&t.wait(&holding).await).last().unwrap(), "Redirect");
+    t.app.state.engine.set_overloaded(true, "test-coordinator");
+
+    // A new call is turned away at once, with the other helplines.
+    let (status, doc) = t.incoming(&new_caller()).await;
+    assert_eq!(status, 200);
+    let words = said(&doc);
+    for needle in ["多くの方", "よりそいホットライン", "0120-279-338"] {
+        assert!(words.contains(needle), "{needle} not in {words}");
+    }
+    let v = verbs(&doc);
+    assert_eq!(v.last().unwrap(), "Hangup", "{v:?}");
+    assert!(!v.contains(&"Redirect".to_owned()) && !v.contains(&"Dial".to_owned()));
+    let convs = t.conversations().await;
+    assert_eq!(
+        convs.len(),
+        1,
+        "only the caller already holding has a conversation"
+    );
+
+    // The caller on hold hears the same at the next turn of the hold loop.
+    let doc = t.wait(&holding).await;
+    let words = said(&doc);
+    assert!(
+        words.contains("多くの方") && words.contains("0120-279-338"),
+        "{words}"
+    );
+    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
+    t.wait_conversations("ended", |c| c.is_empty()).await;
+    assert_eq!(t.status(&holding, "completed").await, 204);
+
+    // Switched off again, calls are queued as usual.
+    t.app.state.engine.set_overloaded(false, "test-coordinator");
+    let (_, doc) = t.incoming(&new_caller()).await;
+    assert_eq!(verbs(&doc).last().unwrap(), "Redirect");
+    assert_eq!(t.conversations().await.len(), 1);
+    t.finish().await;
+}
+
+#[tokio::test]
 async fn configured_helplines_are_what_callers_hear() {
     let t = VoiceTest::start_with(|s| {
         s.voice.helplines = vec!["テスト窓口、0120-000-000。".into()];

@@ -12,6 +12,7 @@ pub mod stats;
 pub mod timers;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -74,6 +75,9 @@ pub struct Engine {
     channel_refs: Mutex<HashMap<ConversationId, String>>,
     /// Escalation records; `None` when flagging is not enabled.
     pub escalations: Option<Arc<Escalations>>,
+    /// Overloaded mode, switched by a coordinator: waiting people are told about other
+    /// helplines (and may keep waiting); new phone calls are turned away politely.
+    overloaded: AtomicBool,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -119,6 +123,7 @@ impl Engine {
             recent: Mutex::new(HashMap::new()),
             channel_refs: Mutex::new(HashMap::new()),
             escalations: None,
+            overloaded: AtomicBool::new(false),
         }
     }
 
@@ -147,6 +152,20 @@ impl Engine {
 
     pub fn channel_ref(&self, conv: ConversationId) -> Option<String> {
         self.refs().get(&conv).cloned()
+    }
+
+    /// Switches overloaded mode on or off (`by`: the coordinator's account id). Waiting people
+    /// get their queue position again, with the mode, on the next position tick.
+    pub fn set_overloaded(&self, on: bool, by: &str) {
+        let was = self.overloaded.swap(on, Ordering::SeqCst);
+        if was != on {
+            tracing::info!(overloaded = on, by = %by, "overloaded mode switched");
+        }
+    }
+
+    /// Whether the service is in overloaded mode.
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::SeqCst)
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, StatsState> {

@@ -175,6 +175,8 @@ pub struct Dashboard {
     pub alerts: Vec<Alert>,
     /// Open emergencies and who is on them.
     pub emergencies: Vec<OpenEmergency>,
+    /// Overloaded mode (waiting people are told about other helplines).
+    pub overloaded: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,7 +194,10 @@ impl Engine {
         let now = now_ms();
         let convs = self.store.conversations().await?;
         let ops = self.store.operators().await?;
-        let mut d = Dashboard::default();
+        let mut d = Dashboard {
+            overloaded: self.is_overloaded(),
+            ..Dashboard::default()
+        };
         let mut load: BTreeMap<Ulid, u32> = BTreeMap::new();
         for c in &convs {
             match c.state.kind() {

@@ -40,7 +40,7 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(POSITION_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last: HashMap<ConversationId, (u32, Option<u32>)> = HashMap::new();
+        let mut last: HashMap<ConversationId, (u32, Option<u32>, bool)> = HashMap::new();
         let mut last_load = None;
         loop {
             tokio::select! {
@@ -195,11 +195,11 @@ impl Engine {
         }
     }
 
-    /// Sends queue positions to waiting people whose position changed, and queue load to
-    /// operators.
+    /// Sends queue positions to waiting people whose position (or wait, or the overloaded mode)
+    /// changed, and queue load to operators.
     async fn send_positions(
         &self,
-        last: &mut HashMap<ConversationId, (u32, Option<u32>)>,
+        last: &mut HashMap<ConversationId, (u32, Option<u32>, bool)>,
         last_load: &mut Option<(u32, u64)>,
     ) {
         let Ok(queue) = self.store.queue().await else {
@@ -214,18 +214,20 @@ impl Engine {
             .collect();
         let capacity: u32 = on_duty.iter().map(|o| o.capacity).sum();
         let now = now_ms();
+        let overloaded = self.is_overloaded();
         let mut seen = HashMap::with_capacity(queue.len());
         for (i, c) in queue.iter().enumerate() {
             let position = i as u32 + 1;
             let wait = self.estimate_wait(position, capacity);
-            seen.insert(c.id, (position, wait));
-            if last.get(&c.id) != Some(&(position, wait)) {
+            seen.insert(c.id, (position, wait, overloaded));
+            if last.get(&c.id) != Some(&(position, wait, overloaded)) {
                 self.registry.to_visitor(
                     c.id,
                     Outbound::Frame(ServerMsg::QueuePosition {
                         position,
                         wait_minutes: wait,
                         operators_on_duty: on_duty.len() as u32,
+                        overloaded,
                     }),
                 );
             }
@@ -266,6 +268,7 @@ impl Engine {
             position,
             wait_minutes: self.estimate_wait(position, capacity),
             operators_on_duty: on_duty.len() as u32,
+            overloaded: self.is_overloaded(),
         })
     }
 }

@@ -470,6 +470,24 @@ pub async fn clear_flag(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+pub struct OverloadedBody {
+    on: bool,
+}
+
+/// Switches overloaded mode (coordinators and admins): waiting people are told about other
+/// helplines, new phone calls are turned away politely.
+pub async fn set_overloaded(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+    Json(body): Json<OverloadedBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    check_origin(&app, &headers)?;
+    app.engine.set_overloaded(body.on, &user.id.to_string());
+    Ok(Json(json!({ "overloaded": app.engine.is_overloaded() })))
+}
+
 fn escalations(app: &AppState) -> Result<&crate::escalation::Escalations, ApiError> {
     app.engine.escalations.as_deref().ok_or(ApiError::NotFound)
 }

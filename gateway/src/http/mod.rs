@@ -44,6 +44,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/dashboard/stream", get(api::dashboard_stream))
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
+        .route("/api/service/overloaded", post(api::set_overloaded))
         .route("/api/conversations", get(api::conversations))
         .route("/api/conversations/{id}/flag", post(api::raise_flag))
         .route("/api/conversations/{id}/flag/clear", post(api::clear_flag))

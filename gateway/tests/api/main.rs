@@ -6,6 +6,7 @@ mod flow;
 mod helpers;
 mod http;
 mod limits;
+mod overload;
 mod queue;
 mod resume;
 mod tls;

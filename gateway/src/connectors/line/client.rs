@@ -1,8 +1,10 @@
 //! The calls the connector makes to the Messaging API (`messaging-api.yml`): push, reply,
-//! loading indicator, mark as read. Each call retries 429, 5xx and network errors with
-//! exponential backoff and jitter, a bounded number of times. A push carries an
-//! `X-Line-Retry-Key` that stays the same on every attempt, so LINE accepts it once (a 409 on a
-//! retry means an earlier attempt got through).
+//! loading indicator, mark as read. Each call retries 429, 5xx and network errors with capped
+//! exponential backoff and jitter: a bounded number of times (`line.retry_attempts`), except
+//! [`LineApi::push_until_accepted`] (an operator's message), which keeps trying while its
+//! conversation lives and the gateway runs. A push carries an `X-Line-Retry-Key` that stays the
+//! same on every attempt, so LINE accepts it once (a 409 on a retry means an earlier attempt got
+//! through).
 //!
 //! Logs carry the operation, status, attempt and timing: never the body, the user id, a reply
 //! token or the access token.
@@ -26,7 +28,9 @@ pub enum Outcome {
     AlreadyAccepted,
     /// LINE refused it for good (4xx other than 409 and 429): retrying would not help.
     Rejected(u16),
-    /// Every attempt failed with a 429, a 5xx or a network error (or shutdown came first).
+    /// Every attempt failed with a 429, a 5xx or a network error (or shutdown came first, or,
+    /// for [`LineApi::push_until_accepted`], the conversation ended and the bounded attempts
+    /// after its end failed too).
     GaveUp,
 }
 
@@ -111,6 +115,32 @@ impl LineApi {
             token,
             &body,
             Some(retry_key),
+            None,
+        )
+        .await
+    }
+
+    /// A push that is not given up while `live` (the conversation) is not cancelled and the
+    /// gateway runs: 429, 5xx and network errors are retried with the same retry key, the delay
+    /// capped at `line.retry_max_ms`. Once `live` is cancelled it gets `line.retry_attempts`
+    /// more attempts. Ends early only with a permanent refusal ([`Outcome::Rejected`]) or at
+    /// shutdown.
+    pub async fn push_until_accepted(
+        &self,
+        token: &SecretString,
+        to: &str,
+        texts: &[String],
+        retry_key: &str,
+        live: &CancellationToken,
+    ) -> Outcome {
+        let body = json!({"to": to, "messages": text_messages(texts)});
+        self.call(
+            "push",
+            "/v2/bot/message/push",
+            token,
+            &body,
+            Some(retry_key),
+            Some(live),
         )
         .await
     }
@@ -124,22 +154,36 @@ impl LineApi {
         texts: &[String],
     ) -> Outcome {
         let body = json!({"replyToken": reply_token, "messages": text_messages(texts)});
-        self.call("reply", "/v2/bot/message/reply", token, &body, None)
+        self.call("reply", "/v2/bot/message/reply", token, &body, None, None)
             .await
     }
 
     /// `POST /v2/bot/chat/loading/start`: the "…" the person sees while an operator types.
     pub async fn loading(&self, token: &SecretString, chat_id: &str, seconds: u32) -> Outcome {
         let body = json!({"chatId": chat_id, "loadingSeconds": seconds});
-        self.call("loading", "/v2/bot/chat/loading/start", token, &body, None)
-            .await
+        self.call(
+            "loading",
+            "/v2/bot/chat/loading/start",
+            token,
+            &body,
+            None,
+            None,
+        )
+        .await
     }
 
     /// `POST /v2/bot/chat/markAsRead`: the person sees "read" (既読).
     pub async fn mark_read(&self, token: &SecretString, mark_token: &str) -> Outcome {
         let body = json!({"markAsReadToken": mark_token});
-        self.call("mark_read", "/v2/bot/chat/markAsRead", token, &body, None)
-            .await
+        self.call(
+            "mark_read",
+            "/v2/bot/chat/markAsRead",
+            token,
+            &body,
+            None,
+            None,
+        )
+        .await
     }
 
     /// The delay before attempt `attempt + 1`: exponential, capped, with jitter (half to all
@@ -161,10 +205,27 @@ impl LineApi {
         token: &SecretString,
         body: &Value,
         retry_key: Option<&str>,
+        live: Option<&CancellationToken>,
     ) -> Outcome {
         let url = format!("{}{}", self.base, path);
         let started = Instant::now();
-        for attempt in 0..self.attempts {
+        // Bounded calls stop after `attempts`; a call tied to a live conversation has no limit
+        // until the conversation ends, then `attempts` more.
+        let mut limit = match live {
+            Some(_) => None,
+            None => Some(self.attempts),
+        };
+        // Attempts made so far.
+        let mut tried: u32 = 0;
+        loop {
+            if limit.is_none() && live.is_some_and(CancellationToken::is_cancelled) {
+                limit = Some(tried.saturating_add(self.attempts));
+            }
+            if limit.is_some_and(|l| tried >= l) || tried == u32::MAX {
+                break;
+            }
+            let attempt = tried;
+            tried += 1;
             if attempt > 0 {
                 let delay = self.backoff(attempt - 1);
                 tokio::select! {
@@ -224,7 +285,7 @@ impl LineApi {
         }
         tracing::error!(
             op,
-            attempts = self.attempts,
+            attempts = tried,
             ms = started.elapsed().as_millis() as u64,
             "LINE API call given up"
         );

@@ -10,6 +10,19 @@
 //!   and backoff in [`super::client`]). A slow or failing LINE API delays only this person's
 //!   messages, and never the follower.
 //!
+//! An operator's message is never given up while the conversation lives and the gateway runs:
+//! on 429, 5xx or a network error its push is retried (same retry key, capped backoff), and the
+//! jobs after it wait. Once the conversation has ended it gets the bounded budget of a notice.
+//! If LINE refuses it for good (a 4xx other than 409 and 429), or it could not be delivered
+//! after the end, the operator holding the conversation gets an `error` frame (`unavailable`)
+//! carrying the message's client id, so the console marks that message as not delivered.
+//!
+//! Memory: the job queue holds at most one job per log entry of the conversation (operator
+//! messages and notices, each text bounded by the engine's text limit), plus at most one
+//! pending loading indicator and one mark-as-read per message of the person. The engine bounds
+//! how many entries a conversation can have (message rate limits, idle and maximum duration),
+//! so a LINE outage grows the queue by at most what the operator writes during it.
+//!
 //! The LINE user id lives only here and in the connector's map of live conversations, both in
 //! memory; both forget it when the conversation ends.
 
@@ -19,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
 use super::client::{retry_key, Outcome};
@@ -26,7 +40,7 @@ use super::notices::Notices;
 use super::{ChannelCtx, Line};
 use crate::conversation::ConversationId;
 use crate::engine::Outbound;
-use crate::protocol::{EventBody, LeftReason, LogEntry, ServerMsg, Side};
+use crate::protocol::{ErrorCode, EventBody, LeftReason, LogEntry, ServerMsg, Side};
 
 /// A reply token and when it arrived. No `Debug`: the token must not reach a log.
 pub struct ReplyToken {
@@ -84,6 +98,9 @@ enum Job {
         reply: Option<ReplyToken>,
         what: &'static str,
         seq: Option<u64>,
+        /// An operator's message: its client id. Such a push is retried while the
+        /// conversation lives, and the operator is told if LINE does not take it.
+        operator_msg: Option<Ulid>,
     },
     FreshToken(ReplyToken),
     Loading,
@@ -96,6 +113,9 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let (job_tx, job_rx) = mpsc::unbounded_channel();
     let blocked = Arc::new(AtomicBool::new(false));
+    // Cancelled when the follower stops (the conversation ended, or shutdown).
+    let live = CancellationToken::new();
+    let loading_queued = Arc::new(AtomicBool::new(false));
     let engine = &line.engine;
     let (handle, rx) = engine.registry.handle(line.socket_queue);
     let conn = handle.conn;
@@ -111,6 +131,8 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
         joined_before: false,
         pending_read: VecDeque::new(),
         jobs: job_tx,
+        live: live.clone(),
+        loading_queued: Arc::clone(&loading_queued),
     };
     line.tracker
         .spawn(follower.run(rx, too_slow, ctl_rx, Arc::clone(&blocked)));
@@ -122,6 +144,8 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
         stash: None,
         last_loading: None,
         blocked: Arc::clone(&blocked),
+        live,
+        loading_queued,
     };
     line.tracker.spawn(sender.run(job_rx));
     Link {
@@ -146,6 +170,10 @@ struct Follower {
     /// The person's messages with a mark-as-read token, oldest first, not yet marked.
     pending_read: VecDeque<(u64, String)>,
     jobs: mpsc::UnboundedSender<Job>,
+    /// Cancelled when this follower stops: the sender's unlimited retries end then.
+    live: CancellationToken,
+    /// A loading-indicator job is queued and not yet performed (at most one at a time).
+    loading_queued: Arc<AtomicBool>,
 }
 
 impl Follower {
@@ -194,6 +222,7 @@ impl Follower {
                 break;
             }
         }
+        self.live.cancel();
         self.line
             .engine
             .registry
@@ -211,6 +240,7 @@ impl Follower {
                 reply,
                 what: "notice",
                 seq: None,
+                operator_msg: None,
             }),
             Control::FreshToken(t) => self.job(Job::FreshToken(t)),
             Control::ReadToken { seq, token } => {
@@ -241,7 +271,10 @@ impl Follower {
                 active: true,
                 ..
             }) => {
-                self.job(Job::Loading);
+                // One pending indicator is enough (LINE may be slow or down meanwhile).
+                if !self.loading_queued.swap(true, Ordering::SeqCst) {
+                    self.job(Job::Loading);
+                }
                 false
             }
             // Queue positions change often; the person heard theirs when they joined.
@@ -292,10 +325,12 @@ impl Follower {
             reply: None,
             what: "notice",
             seq: Some(entry.seq),
+            operator_msg: None,
         };
         match entry.event {
             EventBody::Message {
                 from: Side::Operator,
+                id,
                 text,
                 ..
             } => self.job(Job::Send {
@@ -305,6 +340,7 @@ impl Follower {
                 reply: None,
                 what: "operator message",
                 seq: Some(entry.seq),
+                operator_msg: Some(id),
             }),
             EventBody::OperatorJoined { .. } => {
                 let text = if self.joined_before {
@@ -361,6 +397,9 @@ struct Sender {
     stash: Option<ReplyToken>,
     last_loading: Option<Instant>,
     blocked: Arc<AtomicBool>,
+    /// Cancelled when the conversation is no longer followed.
+    live: CancellationToken,
+    loading_queued: Arc<AtomicBool>,
 }
 
 impl Sender {
@@ -383,6 +422,7 @@ impl Sender {
         match job {
             Job::FreshToken(t) => self.stash = Some(t),
             Job::Loading => {
+                self.loading_queued.store(false, Ordering::SeqCst);
                 let secs = self.line.settings.loading_seconds;
                 // Once per half period is enough: the indicator stays up for `secs`.
                 let recent = self
@@ -404,6 +444,7 @@ impl Sender {
                 reply,
                 what,
                 seq,
+                operator_msg,
             } => {
                 if self.blocked.load(Ordering::SeqCst) {
                     tracing::info!(conversation = %self.conv, what, seq, "not sent: the person blocked the account");
@@ -421,7 +462,13 @@ impl Sender {
                     }
                 }
                 let started = Instant::now();
-                let outcome = api.push(token, &self.user, &texts, &key).await;
+                let outcome = match operator_msg {
+                    Some(_) => {
+                        api.push_until_accepted(token, &self.user, &texts, &key, &self.live)
+                            .await
+                    }
+                    None => api.push(token, &self.user, &texts, &key).await,
+                };
                 let ms = started.elapsed().as_millis() as u64;
                 match outcome {
                     Outcome::Delivered | Outcome::AlreadyAccepted => {
@@ -436,8 +483,40 @@ impl Sender {
                         "NOT delivered to LINE: retries exhausted"
                     ),
                 }
+                if let Some(id) = operator_msg {
+                    if !outcome.delivered() && !self.line.shutdown.is_cancelled() {
+                        self.tell_operator(id).await;
+                    }
+                }
             }
         }
+    }
+
+    /// Tells the operator holding the conversation that their message `id` did not reach the
+    /// person: an `error` frame with its client id, which the console shows on that message.
+    async fn tell_operator(&self, id: Ulid) {
+        let engine = &self.line.engine;
+        let op = match engine.store.get(self.conv).await {
+            Ok(Some(conv)) => conv.state.operator(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(conversation = %self.conv, error = %e, "could not look up the operator to tell");
+                None
+            }
+        };
+        let Some(op) = op else {
+            tracing::warn!(conversation = %self.conv, "no operator holds the conversation to tell of an undelivered message");
+            return;
+        };
+        engine.registry.to_operator(
+            op,
+            Outbound::Frame(ServerMsg::Error {
+                id: Some(id),
+                code: ErrorCode::Unavailable,
+                message: "LINE did not accept this message".into(),
+                retry_after_ms: None,
+            }),
+        );
     }
 }
 

@@ -25,7 +25,10 @@ pub struct LineSettings {
     pub retry_base_ms: u64,
     /// Largest delay between two attempts.
     pub retry_max_ms: u64,
-    /// Attempts per outgoing request before it is given up (and logged as undelivered).
+    /// Attempts per outgoing notice, reply, loading indicator or mark-as-read before it is given
+    /// up (and logged as undelivered). An operator's message is not limited by this while its
+    /// conversation lives: it is retried until LINE accepts or refuses it, and gets this many
+    /// more attempts once the conversation has ended.
     pub retry_attempts: u32,
     /// Time limit of one request to the Messaging API.
     pub request_timeout_ms: u64,
@@ -48,8 +51,9 @@ impl Default for LineSettings {
             reply_token_ttl_ms: 50_000,
             retry_base_ms: 1_000,
             retry_max_ms: 60_000,
-            // With the defaults above: about 5 minutes of trying. A retry key is honoured by
-            // LINE for 24 hours, so every attempt is safe against duplicates.
+            // With the defaults above: about 5 minutes of trying (notices; an operator's message
+            // keeps trying while its conversation lives). A retry key is honoured by LINE for 24
+            // hours, so every attempt is safe against duplicates.
             retry_attempts: 10,
             request_timeout_ms: 10_000,
             // LINE redelivers failed webhooks for a while; an hour covers its retry schedule.

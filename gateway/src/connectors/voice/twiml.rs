@@ -142,6 +142,9 @@ impl Words {
     pub const CONNECTING: &'static str = "相談員におつなぎします。";
     pub const NOBODY_ON_DUTY: &'static str =
         "申し訳ありません。ただいま電話でお話しできる相談員がいません。";
+    pub const OVERLOADED: &'static str =
+        "申し訳ありません。ただいま多くの方からご相談をいただいていて、おつなぎできません。\
+        ほかの相談窓口をご案内します。";
     pub const TOO_LONG: &'static str =
         "お待たせして申し訳ありません。ただいま混み合っていて、おつなぎできません。\
         時間をおいて、もう一度おかけください。";

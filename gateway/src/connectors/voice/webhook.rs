@@ -4,8 +4,8 @@
 //!
 //! | path | when the provider calls it | answer |
 //! | --- | --- | --- |
-//! | `incoming` | a call arrives (the number's "a call comes in" webhook) | greeting, privacy notice, position, hold; or other helplines and hang-up when nobody can answer |
-//! | `wait` | the hold loop comes back (`<Redirect>`) | the next position announcement and hold; other helplines and hang-up past the maximum wait or with nobody on duty |
+//! | `incoming` | a call arrives (the number's "a call comes in" webhook) | greeting, privacy notice, position, hold; or other helplines and hang-up when nobody can answer or the service is overloaded |
+//! | `wait` | the hold loop comes back (`<Redirect>`) | the next position announcement and hold; other helplines and hang-up past the maximum wait, with nobody on duty, or in overloaded mode |
 //! | `dial-done` | the operator's leg ended (`<Dial action>`) | goodbye after a conversation; back on hold if the operator did not answer |
 //! | `status` | the call's status changed (the number's "call status changes" webhook) | 204; a finished call ends its conversation (abandoned if it was still waiting) |
 //!
@@ -171,6 +171,13 @@ async fn incoming(
         tracing::warn!("voice incoming without `To` and no voice.caller_id: refused");
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if voice.engine.is_overloaded() {
+        tracing::info!(
+            outcome = "overloaded",
+            "voice call turned away: the service is in overloaded mode"
+        );
+        return xml(docs.turn_away(Words::OVERLOADED));
+    }
     if voice.answerable().await == 0 {
         tracing::info!(
             outcome = "no_operator",
@@ -252,6 +259,8 @@ async fn wait(
     let waited = now.duration_since(link.waiting_since);
     let why = if waited.as_secs() >= voice.settings.max_wait_secs {
         Some(("max_wait", Words::TOO_LONG))
+    } else if voice.engine.is_overloaded() {
+        Some(("overloaded", Words::OVERLOADED))
     } else if voice.answerable().await == 0 {
         Some(("no_operator", Words::NOBODY_ON_DUTY))
     } else {
