@@ -163,6 +163,15 @@ impl Engine {
         self.registry.to_visitor(conv, out);
     }
 
+    /// Coordinators on every node see an alert raised on this one.
+    fn share_alert(&self, alert: stats::Alert) {
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::Alert {
+                alert: Box::new(alert),
+            });
+        }
+    }
+
     /// What another node published.
     pub fn on_bus(&self, msg: BusMsg) {
         match msg {
@@ -177,6 +186,10 @@ impl Engine {
             }
             BusMsg::ToVisitor { conversation, out } => {
                 self.registry.to_visitor(conversation, out.into_outbound())
+            }
+            BusMsg::Alert { alert } => self.stats().raise(*alert),
+            BusMsg::AlertAcknowledged { id, by } => {
+                self.stats().ack_alert(id, &by);
             }
             BusMsg::Overloaded { on } => {
                 let was = self.overloaded.swap(on, Ordering::SeqCst);
@@ -321,7 +334,7 @@ impl Engine {
 
         // Statistics and metrics for what happened.
         self.record_transition(a, now);
-        self.escalation_follows(a, now);
+        self.escalation_follows(a, now).await;
 
         if after.is_terminal() {
             self.refs().remove(&id);
@@ -433,12 +446,24 @@ impl Engine {
     }
 
     /// A flagged conversation's record follows everything it logs, and is completed at close.
-    fn escalation_follows(&self, a: &Applied, now: Millis) {
+    /// Entries another node appended (with a shared store, each node extends the record with
+    /// the steps it applies) are read from the log, so the transcript has no gap.
+    async fn escalation_follows(&self, a: &Applied, now: Millis) {
         let (Some(esc), Some(e)) = (&self.escalations, &a.after.emergency) else {
             return;
         };
-        if !a.appended.is_empty() {
-            if let Err(err) = esc.append_log(e.record, &a.appended) {
+        if let Some(first) = a.appended.first() {
+            let mut entries = a.appended.clone();
+            if let Ok(last) = esc.last_seq(e.record) {
+                if last + 1 < first.seq {
+                    if let Ok(mut missing) = self.store.read_log(a.after.id, last).await {
+                        missing.retain(|m| m.seq < first.seq);
+                        missing.append(&mut entries);
+                        entries = missing;
+                    }
+                }
+            }
+            if let Err(err) = esc.append_log(e.record, &entries) {
                 tracing::error!(record = %e.record, error = %err, "could not extend escalation record");
             }
         }
@@ -994,7 +1019,8 @@ impl Engine {
         if c.state.operator() != Some(op) {
             return Err(ErrorCode::NotFound);
         }
-        self.stats().raise_help(name, conv, now_ms());
+        let alert = self.stats().raise_help(name, conv, now_ms());
+        self.share_alert(alert);
         tracing::info!(operator = %op, conversation = %conv, "help requested");
         Ok(())
     }
@@ -1002,6 +1028,14 @@ impl Engine {
     /// Acknowledges a help alert; false if there is no such alert.
     pub async fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
         let acked = self.stats().ack_alert(alert, by);
+        if acked.is_some() {
+            if let Some(bus) = &self.bus {
+                bus.send(BusMsg::AlertAcknowledged {
+                    id: alert,
+                    by: by.to_owned(),
+                });
+            }
+        }
         if let Some((conv, true)) = acked {
             if let Ok(Some(c)) = self.store.get(conv).await {
                 if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
@@ -1124,8 +1158,10 @@ impl Engine {
                 })
             });
         }
-        self.stats()
-            .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        let alert =
+            self.stats()
+                .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        self.share_alert(alert);
         self.metrics.emergency();
         tracing::warn!(conversation = %conv, record = %record, "emergency flagged; coordinators alerted");
         self.send_summary(&a.after);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::{now_ms, Engine};
@@ -31,11 +31,11 @@ pub struct Today {
     pub abandoned: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub id: Ulid,
     /// `help` or `emergency`.
-    pub kind: &'static str,
+    pub kind: String,
     pub operator: String,
     pub conversation: ConversationId,
     /// For emergencies: the category flagged.
@@ -77,7 +77,11 @@ impl StatsState {
         self.handle_ewma_ms.unwrap_or(DEFAULT_HANDLE_MS)
     }
 
-    fn raise(&mut self, alert: Alert) {
+    /// Keeps an alert (raised here or, with several nodes, on another node).
+    pub fn raise(&mut self, alert: Alert) {
+        if self.alerts.iter().any(|a| a.id == alert.id) {
+            return;
+        }
         let now = alert.at;
         self.alerts.retain(|a| {
             a.acknowledged_at
@@ -89,17 +93,24 @@ impl StatsState {
         self.alerts.push(alert);
     }
 
-    pub fn raise_help(&mut self, operator: &str, conversation: ConversationId, now: Millis) {
-        self.raise(Alert {
+    pub fn raise_help(
+        &mut self,
+        operator: &str,
+        conversation: ConversationId,
+        now: Millis,
+    ) -> Alert {
+        let alert = Alert {
             id: Ulid::new(),
-            kind: "help",
+            kind: "help".into(),
             operator: operator.to_owned(),
             conversation,
             category: None,
             at: now,
             acknowledged_by: None,
             acknowledged_at: None,
-        });
+        };
+        self.raise(alert.clone());
+        alert
     }
 
     pub fn raise_emergency(
@@ -108,17 +119,19 @@ impl StatsState {
         conversation: ConversationId,
         category: &str,
         now: Millis,
-    ) {
-        self.raise(Alert {
+    ) -> Alert {
+        let alert = Alert {
             id: Ulid::new(),
-            kind: "emergency",
+            kind: "emergency".into(),
             operator: operator.unwrap_or_default().to_owned(),
             conversation,
             category: Some(category.to_owned()),
             at: now,
             acknowledged_by: None,
             acknowledged_at: None,
-        });
+        };
+        self.raise(alert.clone());
+        alert
     }
 
     /// Acknowledges an alert (the first coordinator's name sticks). Returns its conversation and
