@@ -333,7 +333,9 @@ impl Engine {
         let (before, after) = (&a.before.state, &a.after.state);
 
         // Statistics and metrics for what happened.
-        self.record_transition(a, now);
+        if let Some(event) = self.record_transition(a, now) {
+            self.count_today(now, event).await;
+        }
         self.escalation_follows(a, now).await;
 
         if after.is_terminal() {
@@ -492,10 +494,18 @@ impl Engine {
         }
     }
 
-    fn record_transition(&self, a: &Applied, now: Millis) {
+    /// Counts an event of today in the shared store, if there is one.
+    async fn count_today(&self, now: Millis, event: &'static str) {
+        if let Err(e) = self.store.count_today(stats::jst_day(now), event).await {
+            tracing::warn!(error = %e, event, "could not count in the shared store");
+        }
+    }
+
+    /// Metrics and today's counts for a change of state; returns the counted event, if any.
+    fn record_transition(&self, a: &Applied, now: Millis) -> Option<&'static str> {
         let (before, after) = (a.before.state.kind(), a.after.state.kind());
         if before == after {
-            return;
+            return None;
         }
         tracing::info!(
             conversation = %a.after.id,
@@ -530,7 +540,13 @@ impl Engine {
                 }
             }
             self.metrics.ended(after.as_str());
+            return Some(if after == K::Closed {
+                "closed"
+            } else {
+                "abandoned"
+            });
         }
+        None
     }
 
     async fn apply(
@@ -593,6 +609,7 @@ impl Engine {
             stats.roll_day(now);
             stats.today.started += 1;
         }
+        self.count_today(now, "started").await;
         self.metrics.started(channel.as_str());
         tracing::info!(conversation = %conv.id, channel = channel.as_str(), "conversation started");
         self.wake_dispatch();

@@ -54,9 +54,14 @@ pub struct StatsState {
     handle_ewma_ms: Option<f64>,
 }
 
+/// Days since the epoch in Japan time: today's counters roll over at midnight JST.
+pub fn jst_day(now: Millis) -> u64 {
+    (now + JST_OFFSET_MS) / DAY_MS
+}
+
 impl StatsState {
     pub fn roll_day(&mut self, now: Millis) {
-        let day = (now + JST_OFFSET_MS) / DAY_MS;
+        let day = jst_day(now);
         if day != self.today.day {
             self.today = Today {
                 day,
@@ -260,9 +265,17 @@ impl Engine {
                 d.operators.free_capacity += o.capacity.saturating_sub(l);
             }
         }
+        let shared = self.store.today_counts(jst_day(now)).await.ok().flatten();
         let mut stats = self.stats();
         stats.roll_day(now);
         d.today = stats.today.clone();
+        if let Some(counts) = shared {
+            // Every node's counts, from the shared store.
+            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+            d.today.started = get("started");
+            d.today.closed = get("closed");
+            d.today.abandoned = get("abandoned");
+        }
         d.alerts = stats.alerts.clone();
         for e in &mut d.emergencies {
             e.acknowledged_by = stats.emergency_acknowledged_by(e.conversation);

@@ -156,4 +156,17 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, _now: Millis) -> Result<Vec<Applied>, StoreError> {
         Ok(Vec::new())
     }
+    /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
+    /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
+    /// engine counts in memory.
+    async fn count_today(&self, _day: u64, _event: &'static str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Shared stores: the day's counts from every node; `None` when the engine's own are all.
+    async fn today_counts(
+        &self,
+        _day: u64,
+    ) -> Result<Option<std::collections::HashMap<String, u64>>, StoreError> {
+        Ok(None)
+    }
 }

@@ -14,6 +14,8 @@
 //! | `P:ops` | set | operator ids |
 //! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
+//! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
+//! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
 //! ([`crate::conversation`], [`crate::routing`]), then write with `commit.lua`, which checks every
@@ -876,6 +878,28 @@ impl Store for RedisStore {
             .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
         Ok(())
+    }
+
+    async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        self.run(|mut c| async move {
+            redis::pipe()
+                .hincr(&key, event, 1)
+                .ignore()
+                .expire(&key, 8 * 24 * 3600)
+                .ignore()
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn today_counts(&self, day: u64) -> Result<Option<HashMap<String, u64>>, StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        let counts: HashMap<String, u64> = self
+            .run(|mut c| async move { c.hgetall(&key).await })
+            .await?;
+        Ok(Some(counts))
     }
 
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {

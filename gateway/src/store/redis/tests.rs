@@ -287,3 +287,18 @@ async fn an_unreachable_redis_is_reported_unavailable_not_empty() {
         Err(ApplyError::Store(_))
     ));
 }
+
+#[tokio::test]
+async fn every_node_counts_into_the_same_day() {
+    let prefix = format!("today{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    a.count_today(20_000, "started").await.unwrap();
+    b.count_today(20_000, "started").await.unwrap();
+    b.count_today(20_000, "closed").await.unwrap();
+    a.count_today(20_001, "started").await.unwrap();
+    let counts = a.today_counts(20_000).await.unwrap().unwrap();
+    assert_eq!(counts.get("started"), Some(&2));
+    assert_eq!(counts.get("closed"), Some(&1));
+    assert_eq!(counts.get("abandoned"), None);
+}
