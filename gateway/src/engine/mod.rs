@@ -201,12 +201,26 @@ impl Engine {
     }
 
     /// Wakes every socket of this node, so each reads what it has not sent yet from the store
-    /// (after cross-node wake-ups may have been missed).
+    /// (after cross-node wake-ups may have been missed), and records again that the people and
+    /// operators of these sockets are connected here (after an outage of Redis, another node
+    /// may have taken this one for dead).
     pub async fn wake_local_sockets(&self) {
         for conv in self.registry.visitor_ids() {
+            if let Ok(Some(c)) = self.store.get(conv).await {
+                if !c.visitor_connected && !c.state.is_terminal() {
+                    self.visitor_connection(conv, true).await;
+                }
+            }
             self.registry.to_visitor(conv, Outbound::Wake(conv));
         }
         for op in self.registry.operator_ids() {
+            if let Ok(Some(rec)) = self
+                .store
+                .update_operator(op, OperatorUpdate::Connected)
+                .await
+            {
+                tracing::debug!(operator = %rec.id, "operator connection recorded again");
+            }
             if let Ok(held) = self.store.held_by(op).await {
                 for c in held {
                     self.registry.to_operator(op, Outbound::Hold(c.id));

@@ -70,6 +70,10 @@ pub struct RedisStore {
     opts: RedisOptions,
     commit: Script,
     delete: Script,
+    /// Since when this node's heartbeats have succeeded without a break. Other nodes are judged
+    /// only after [`NODE_TTL_SECS`] of that: after an outage of Redis every node's heartbeat has
+    /// expired, and each must have had the time to renew its own first.
+    beating_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -162,6 +166,7 @@ impl RedisStore {
             opts,
             commit: Script::new(include_str!("commit.lua")),
             delete: Script::new(include_str!("delete.lua")),
+            beating_since: std::sync::Mutex::new(None),
         })
     }
 
@@ -904,9 +909,22 @@ impl Store for RedisStore {
 
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {
         let beat = self.key(&["node", &self.opts.node]);
-        let _: () = self
-            .run(|mut c| async move { c.set_ex(&beat, now, NODE_TTL_SECS).await })
-            .await?;
+        let beaten = self
+            .run(|mut c| async move { c.set_ex::<_, _, ()>(&beat, now, NODE_TTL_SECS).await })
+            .await;
+        let steady = {
+            let mut since = self.beating_since.lock().unwrap_or_else(|e| e.into_inner());
+            match (&beaten, *since) {
+                (Err(_), _) => *since = None,
+                (Ok(()), None) => *since = Some(std::time::Instant::now()),
+                _ => {}
+            }
+            since.is_some_and(|t| t.elapsed() > Duration::from_secs(NODE_TTL_SECS + 1))
+        };
+        beaten?;
+        if !steady {
+            return Ok(vec![]);
+        }
         // The nodes that people and operators are attributed to, and which of them are gone.
         let ids = self.members(self.key(&["convs"])).await?;
         let convs = self.load_many(&ids).await?;

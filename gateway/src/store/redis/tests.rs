@@ -240,6 +240,10 @@ async fn the_people_of_a_node_that_stopped_beating_are_disconnected_once() {
     let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
     a.heartbeat(1_000).await.unwrap();
     b.heartbeat(1_000).await.unwrap();
+    // A node judges others only once its own heartbeats have been steady for a node TTL.
+    assert!(b.heartbeat(1_500).await.unwrap().is_empty());
+    *b.beating_since.lock().unwrap() =
+        Some(std::time::Instant::now() - Duration::from_secs(NODE_TTL_SECS + 2));
     let c = queued(1_000);
     let id = c.id;
     a.create(c).await.unwrap();
