@@ -56,6 +56,7 @@ impl Application {
                     wait_replicas: settings.store.wait_replicas,
                     wait_timeout_ms: settings.store.wait_timeout_ms,
                     node: node.clone(),
+                    tls_ca_file: settings.store.tls_ca_file.clone().map(Into::into),
                 })?;
                 // Alive before any socket is attributed to this node. A Redis that is down now
                 // is not fatal: readiness says so and the store reconnects by itself.

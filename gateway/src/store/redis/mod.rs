@@ -63,6 +63,8 @@ pub struct RedisOptions {
     pub wait_timeout_ms: u64,
     /// This node's id (unique per process).
     pub node: String,
+    /// PEM certificates a `rediss://` server must chain to (else the system's roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 pub struct RedisStore {
@@ -160,7 +162,14 @@ fn parse_op(
 impl RedisStore {
     /// Opens the store (connecting lazily) and loads its scripts.
     pub fn open(opts: RedisOptions) -> Result<RedisStore, StoreError> {
-        let redis = Redis::open(&opts.url).map_err(unavailable)?;
+        let ca =
+            match &opts.tls_ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Unavailable(format!("reading store.tls_ca_file: {e}"))
+                })?),
+                None => None,
+            };
+        let redis = Redis::open_with_ca(&opts.url, ca).map_err(unavailable)?;
         Ok(RedisStore {
             redis: Arc::new(redis),
             opts,

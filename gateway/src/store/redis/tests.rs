@@ -60,6 +60,7 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
         wait_replicas: 0,
         wait_timeout_ms: 100,
         node: node.to_owned(),
+        tls_ca_file: None,
     }
 }
 
@@ -305,4 +306,77 @@ async fn every_node_counts_into_the_same_day() {
     assert_eq!(counts.get("started"), Some(&2));
     assert_eq!(counts.get("closed"), Some(&1));
     assert_eq!(counts.get("abandoned"), None);
+}
+
+/// A self-signed certificate for 127.0.0.1, as PEM (certificate, key).
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_store_speaks_tls_to_redis_and_checks_the_servers_certificate() {
+    crate::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("tsunagu-redis-tls-{}", Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let (other, _) = self_signed();
+    std::fs::write(dir.join("other.pem"), &other).unwrap();
+    let port = free_port();
+    let mut child = Proc::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.join("cert.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let open = |ca: &str| {
+        let mut o = options(&format!("tls{}", Ulid::new()), "n1");
+        o.url = format!("rediss://127.0.0.1:{port}/");
+        o.tls_ca_file = Some(dir.join(ca));
+        RedisStore::open(o).unwrap()
+    };
+    let trusted = open("cert.pem");
+    trusted.ping().await.expect("TLS with the server's own CA");
+    let c = queued(1_000);
+    trusted.create(c.clone()).await.unwrap();
+    assert_eq!(trusted.get(c.id).await.unwrap().unwrap().id, c.id);
+    let untrusted = open("other.pem");
+    assert!(
+        untrusted.ping().await.is_err(),
+        "a server whose certificate does not chain to the CA is refused"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
 }
