@@ -11,7 +11,7 @@
 //! | `P:tok:{hash}` | string | resume-token hash → conversation id |
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console |
-//! | `P:ops` | set | operator ids |
+//! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
@@ -918,8 +918,17 @@ impl Store for RedisStore {
 
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {
         let beat = self.key(&["node", &self.opts.node]);
+        let (nodes, me) = (self.key(&["nodes"]), self.opts.node.clone());
         let beaten = self
-            .run(|mut c| async move { c.set_ex::<_, _, ()>(&beat, now, NODE_TTL_SECS).await })
+            .run(|mut c| async move {
+                redis::pipe()
+                    .sadd(&nodes, &me)
+                    .ignore()
+                    .set_ex(&beat, now, NODE_TTL_SECS)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
             .await;
         let steady = {
             let mut since = self.beating_since.lock().unwrap_or_else(|e| e.into_inner());
@@ -934,19 +943,20 @@ impl Store for RedisStore {
         if !steady {
             return Ok(vec![]);
         }
-        // The nodes that people and operators are attributed to, and which of them are gone.
+        // Known nodes whose heartbeat has expired; usually none, and then nothing more is read.
+        let known: Vec<String> = self
+            .members(self.key(&["nodes"]))
+            .await?
+            .into_iter()
+            .filter(|n| *n != self.opts.node)
+            .collect();
+        let dead = self.dead_among(known).await?;
+        if dead.is_empty() {
+            return Ok(vec![]);
+        }
         let ids = self.members(self.key(&["convs"])).await?;
         let convs = self.load_many(&ids).await?;
         let ops = self.load_ops().await?;
-        let mut named: Vec<String> = convs
-            .iter()
-            .map(|l| l.node.clone())
-            .chain(ops.iter().map(|o| o.node.clone()))
-            .filter(|n| !n.is_empty() && *n != self.opts.node)
-            .collect();
-        named.sort();
-        named.dedup();
-        let dead = self.dead_among(named).await?;
         let mut steps = Vec::new();
         for d in &dead {
             tracing::warn!(node = %d, "gateway node stopped; its people and operators count as disconnected");
@@ -957,6 +967,7 @@ impl Store for RedisStore {
                 {
                     Ok(a) => steps.push(a),
                     Err(ApplyError::Store(e)) => return Err(e),
+                    // Reconnected elsewhere meanwhile, or already ended.
                     Err(_) => {}
                 }
             }
@@ -964,6 +975,12 @@ impl Store for RedisStore {
                 self.update_op(o.rec.id, OperatorUpdate::Disconnected { at: now }, Some(d))
                     .await?;
             }
+            // Everything of it handled (a store error above returns early and leaves the node
+            // to the next heartbeat): forget it.
+            let (nodes, d) = (self.key(&["nodes"]), d.clone());
+            let _: i64 = self
+                .run(|mut c| async move { c.srem(&nodes, &d).await })
+                .await?;
         }
         Ok(steps)
     }
