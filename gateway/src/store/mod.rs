@@ -74,6 +74,30 @@ pub(crate) fn advance(
     Ok((after, appended))
 }
 
+/// Routing's view of an operator: their record and the conversations they hold.
+pub(crate) fn slot_of<'a>(
+    rec: &OperatorRecord,
+    held: impl Iterator<Item = &'a Conversation>,
+) -> crate::routing::OperatorSlot {
+    let mut load = 0;
+    let mut has_offer = false;
+    for c in held {
+        load += c.weight_on(rec.capacity);
+        has_offer |= matches!(c.state, crate::conversation::State::Offered { .. });
+    }
+    crate::routing::OperatorSlot {
+        id: rec.id,
+        languages: rec.languages.clone(),
+        capacity: rec.capacity,
+        load,
+        presence: rec.presence,
+        connected: rec.connected,
+        has_offer,
+        last_assigned: rec.last_assigned,
+        takes_calls: rec.takes_calls,
+    }
+}
+
 /// An operator's presence as shared between gateway nodes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRecord {

@@ -41,7 +41,9 @@ use ulid::Ulid;
 pub use conn::{redacted, Redis};
 pub use sessions::RedisSessions;
 
-use super::{advance, Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{
+    advance, slot_of, Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError,
+};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::protocol::{LogEntry, Millis};
 use crate::routing::{self, OperatorSlot};
@@ -495,30 +497,13 @@ impl RedisStore {
         Ok(ops
             .iter()
             .map(|o| {
-                let rec = &o.rec;
-                let mut load = 0;
-                let mut has_offer = false;
-                for id in held_ids.get(&rec.id).into_iter().flatten() {
-                    let Some(c) = id.parse().ok().and_then(|id: Ulid| held.get(&id)) else {
-                        continue;
-                    };
-                    if c.state.operator() != Some(rec.id) {
-                        continue;
-                    }
-                    load += c.weight_on(rec.capacity);
-                    has_offer |= matches!(c.state, State::Offered { .. });
-                }
-                OperatorSlot {
-                    id: rec.id,
-                    languages: rec.languages.clone(),
-                    capacity: rec.capacity,
-                    load,
-                    presence: rec.presence,
-                    connected: rec.connected,
-                    has_offer,
-                    last_assigned: rec.last_assigned,
-                    takes_calls: rec.takes_calls,
-                }
+                let mine = held_ids
+                    .get(&o.rec.id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| id.parse::<Ulid>().ok().and_then(|id| held.get(&id)))
+                    .filter(|c| c.state.operator() == Some(o.rec.id));
+                slot_of(&o.rec, mine)
             })
             .collect())
     }

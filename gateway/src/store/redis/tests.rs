@@ -15,6 +15,16 @@ struct Server {
     _child: Child,
 }
 
+/// Waits (up to 5 s) until something listens on `port`.
+fn wait_for(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -39,12 +49,7 @@ fn server() -> &'static Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("sh runs redis-server (scripts/test.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(port);
         Server {
             port,
             _child: child,
@@ -354,12 +359,7 @@ async fn the_store_speaks_tls_to_redis_and_checks_the_servers_certificate() {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(port);
     let open = |ca: &str| {
         let mut o = options(&format!("tls{}", Ulid::new()), "n1");
         o.url = format!("rediss://127.0.0.1:{port}/");
