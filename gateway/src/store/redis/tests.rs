@@ -380,3 +380,19 @@ async fn the_store_speaks_tls_to_redis_and_checks_the_servers_certificate() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn one_node_at_a_time_holds_a_lease_and_another_takes_over_when_it_lapses() {
+    let prefix = format!("lease{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    assert!(a.lead("sweep", 300).await.unwrap());
+    assert!(!b.lead("sweep", 300).await.unwrap());
+    assert!(a.lead("sweep", 300).await.unwrap(), "the holder renews");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        b.lead("sweep", 300).await.unwrap(),
+        "taken over after it lapsed"
+    );
+    assert!(!a.lead("sweep", 300).await.unwrap());
+}
