@@ -1,35 +1,32 @@
 -- One atomic step of the Redis store: checks versions, then writes conversations, their log
 -- entries, client ids, indexes and operator records. Nothing is written unless every check
--- passes. Returns 1 (written) or 0 (a version, the routing version or the client ids moved on:
--- read again and retry).
+-- passes. Returns 1 (written) or 0 (a version or the client ids moved on: read again and retry).
 --
--- ARGV: prefix, ttl seconds, expected routing version ('' to skip), conversation count,
--- operator count, then per conversation:
+-- An operator's record carries two versions: `v` (the record) and `l` (their load: it grows
+-- whenever a conversation starts or stops being held by them). An offer or a take checks the
+-- operator's `l`, so two nodes can never both fill the same free place.
+--
+-- ARGV: prefix, ttl seconds, conversation count, operator count, then per conversation:
 --   id, expected version ('0': must not exist), json, token hash, holder, queued ('1'/'0'),
 --   visitor node ('-' keep, '' clear, else set), client id ('' none), client seq,
---   bump routing version ('1'/'0'), entry count, then entry count x (seq, json)
--- and per operator: id, expected version, json, node ('-' keep, '' clear, else set), bump.
+--   entry count, then entry count x (seq, json)
+-- and per operator: id, expected version, expected load version ('' not checked), json,
+-- console node ('-' keep, '' clear, else set).
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
-local rv_key = p .. ':rv'
-if ARGV[3] ~= '' then
-  local rv = redis.call('GET', rv_key) or '0'
-  if rv ~= ARGV[3] then return 0 end
-end
-local nconv = tonumber(ARGV[4])
-local nops = tonumber(ARGV[5])
+local nconv = tonumber(ARGV[3])
+local nops = tonumber(ARGV[4])
 
 -- First pass: every check, no writes.
-local i = 6
+local i = 5
 local convs = {}
 for _ = 1, nconv do
   local c = {
     id = ARGV[i], expect = ARGV[i + 1], json = ARGV[i + 2], token = ARGV[i + 3],
     holder = ARGV[i + 4], queued = ARGV[i + 5], node = ARGV[i + 6],
-    cid = ARGV[i + 7], cseq = ARGV[i + 8], bump = ARGV[i + 9],
-    n = tonumber(ARGV[i + 10]), at = i + 11,
+    cid = ARGV[i + 7], cseq = ARGV[i + 8], n = tonumber(ARGV[i + 9]), at = i + 10,
   }
-  i = i + 11 + 2 * c.n
+  i = i + 10 + 2 * c.n
   local key = p .. ':c:' .. c.id
   local v = redis.call('HGET', key, 'v') or '0'
   if v ~= c.expect then return 0 end
@@ -38,22 +35,29 @@ for _ = 1, nconv do
 end
 local ops = {}
 for _ = 1, nops do
-  local o = { id = ARGV[i], expect = ARGV[i + 1], json = ARGV[i + 2], node = ARGV[i + 3],
-    bump = ARGV[i + 4] }
+  local o = { id = ARGV[i], expect = ARGV[i + 1], load = ARGV[i + 2], json = ARGV[i + 3],
+    node = ARGV[i + 4] }
   i = i + 5
-  local v = redis.call('HGET', p .. ':o:' .. o.id, 'v') or '0'
-  if v ~= o.expect then return 0 end
+  local key = p .. ':o:' .. o.id
+  local cur = redis.call('HMGET', key, 'v', 'l')
+  if (cur[1] or '0') ~= o.expect then return 0 end
+  if o.load ~= '' and (cur[2] or '0') ~= o.load then return 0 end
   ops[#ops + 1] = o
 end
 
 -- Second pass: writes.
-local bump = false
 for _, c in ipairs(convs) do
   local key = p .. ':c:' .. c.id
-  local old = redis.call('HMGET', key, 't', 'h', 'q')
+  local old = redis.call('HMGET', key, 't', 'h')
   local old_token, old_holder = old[1] or '', old[2] or ''
   if old_token ~= '' and old_token ~= c.token then redis.call('DEL', p .. ':tok:' .. old_token) end
-  if old_holder ~= '' and old_holder ~= c.holder then redis.call('SREM', p .. ':held:' .. old_holder, c.id) end
+  if old_holder ~= c.holder then
+    if old_holder ~= '' then
+      redis.call('SREM', p .. ':held:' .. old_holder, c.id)
+      redis.call('HINCRBY', p .. ':o:' .. old_holder, 'l', 1)
+    end
+    if c.holder ~= '' then redis.call('HINCRBY', p .. ':o:' .. c.holder, 'l', 1) end
+  end
   redis.call('HSET', key, 'v', tostring(tonumber(c.expect) + 1), 'd', c.json, 't', c.token,
     'h', c.holder, 'q', c.queued)
   if c.node ~= '-' then redis.call('HSET', key, 'n', c.node) end
@@ -74,14 +78,11 @@ for _, c in ipairs(convs) do
     redis.call('HSET', ck, c.cid, c.cseq)
     redis.call('EXPIRE', ck, ttl)
   end
-  if c.bump == '1' then bump = true end
 end
 for _, o in ipairs(ops) do
   local key = p .. ':o:' .. o.id
   redis.call('HSET', key, 'v', tostring(tonumber(o.expect) + 1), 'd', o.json)
   if o.node ~= '-' then redis.call('HSET', key, 'n', o.node) end
   redis.call('SADD', p .. ':ops', o.id)
-  if o.bump == '1' then bump = true end
 end
-if bump then redis.call('INCR', rv_key) end
 return 1

@@ -4,10 +4,12 @@ local p, id = ARGV[1], ARGV[2]
 local key = p .. ':c:' .. id
 local old = redis.call('HMGET', key, 't', 'h')
 if old[1] and old[1] ~= '' then redis.call('DEL', p .. ':tok:' .. old[1]) end
-if old[2] and old[2] ~= '' then redis.call('SREM', p .. ':held:' .. old[2], id) end
+if old[2] and old[2] ~= '' then
+  redis.call('SREM', p .. ':held:' .. old[2], id)
+  redis.call('HINCRBY', p .. ':o:' .. old[2], 'l', 1)
+end
 redis.call('SREM', p .. ':convs', id)
 redis.call('SREM', p .. ':q', id)
 local existed = redis.call('DEL', key, p .. ':log:' .. id, p .. ':cid:' .. id)
-redis.call('INCR', p .. ':rv')
 if existed > 0 then return 1 end
 return 0

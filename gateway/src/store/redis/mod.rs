@@ -10,9 +10,8 @@
 //! | `P:cid:{id}` | hash | client ids already applied → the seq they answered with |
 //! | `P:tok:{hash}` | string | resume-token hash → conversation id |
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
-//! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console |
+//! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
-//! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
 //! | `P:seen:{op}:{id}` | string | an operator-level client id already applied (10 minutes) |
 //! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
@@ -21,9 +20,10 @@
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
 //! ([`crate::conversation`], [`crate::routing`]), then write with `commit.lua`, which checks every
-//! version it was given (and, for offers and takes, the routing version) and writes nothing if
-//! one moved on; the step is then read and tried again. So no conversation is offered to two
-//! operators and no operator exceeds capacity, whichever nodes race. Every key of a
+//! version it was given (for offers and takes also the operator's load version) and writes
+//! nothing if one moved on; the step is then read and tried again. So no conversation is offered
+//! to two operators and no operator exceeds capacity, whichever nodes race, while steps on
+//! different conversations and operators do not hold each other up. Every key of a
 //! conversation carries a TTL (`store.ttl_secs`) as a backstop and is deleted by `delete.lua`
 //! at close. With `store.wait_replicas` > 0 a write is acknowledged only once that many replicas
 //! have it (`WAIT`), which bounds what a failover can lose.
@@ -113,10 +113,12 @@ struct Loaded {
     node: String,
 }
 
-/// An operator record as read, with its version and console node.
+/// An operator record as read, with its versions and console node.
 #[derive(Debug, Clone)]
 struct LoadedOp {
     version: u64,
+    /// Grows whenever a conversation starts or stops being held by this operator.
+    load_version: u64,
     rec: OperatorRecord,
     node: String,
 }
@@ -129,25 +131,15 @@ struct ConvWrite<'a> {
     node: Option<&'a str>,
     client: Option<(Ulid, Option<u64>)>,
     entries: &'a [LogEntry],
-    bump: bool,
 }
 
 /// One operator write of a commit.
 struct OpWrite<'a> {
     expect: u64,
+    /// Checked for offers and takes: nobody else gave or took a conversation of theirs meanwhile.
+    expect_load: Option<u64>,
     rec: &'a OperatorRecord,
     node: Option<&'a str>,
-    bump: bool,
-}
-
-/// Whether routing may decide differently after this change (the routing version then grows).
-fn routing_changed(before: &Conversation, after: &Conversation) -> bool {
-    before.state != after.state
-        || before.queue_key() != after.queue_key()
-        || before.declined_by != after.declined_by
-        || before.language != after.language
-        || before.weight != after.weight
-        || before.channel != after.channel
 }
 
 fn parse_conv(
@@ -164,15 +156,19 @@ fn parse_conv(
     })
 }
 
-fn parse_op(
-    version: Option<String>,
-    data: Option<String>,
-    node: Option<String>,
-) -> Option<LoadedOp> {
+type OpRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn parse_op((version, data, node, load): OpRow) -> Option<LoadedOp> {
     let version = version?.parse().ok()?;
     let rec = serde_json::from_str(&data?).ok()?;
     Some(LoadedOp {
         version,
+        load_version: load.and_then(|l| l.parse().ok()).unwrap_or(0),
         rec,
         node: node.unwrap_or_default(),
     })
@@ -276,50 +272,39 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.hmget(self.key(&["o", id]), &["v", "d", "n"]);
+            pipe.hmget(self.key(&["o", id]), &["v", "d", "n", "l"]);
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self
+        let rows: Vec<OpRow> = self
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
-        let mut ops: Vec<LoadedOp> = rows
-            .into_iter()
-            .filter_map(|(v, d, n)| parse_op(v, d, n))
-            .collect();
+        let mut ops: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
         ops.sort_by_key(|o| o.rec.id);
         Ok(ops)
     }
 
     async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {
         let key = self.key(&["o", &id.to_string()]);
-        let (v, d, n): (Option<String>, Option<String>, Option<String>) = self
-            .run(|mut c| async move { c.hmget(&key, &["v", "d", "n"]).await })
+        let row: OpRow = self
+            .run(|mut c| async move { c.hmget(&key, &["v", "d", "n", "l"]).await })
             .await?;
-        if v.is_none() {
+        if row.0.is_none() {
             return Ok(None);
         }
-        parse_op(v, d, n)
+        parse_op(row)
             .map(Some)
             .ok_or_else(|| corrupt("operator record"))
     }
 
-    async fn rv(&self) -> Result<String, StoreError> {
-        let key = self.key(&["rv"]);
-        let v: Option<String> = self.run(|mut c| async move { c.get(&key).await }).await?;
-        Ok(v.unwrap_or_else(|| "0".into()))
-    }
-
-    /// Writes conversations and operator records if every version still holds (and the
-    /// routing version, when given). `Ok(false)`: something moved on; read again.
+    /// Writes conversations and operator records if every version still holds.
+    /// `Ok(false)`: something moved on; read again.
     async fn commit(
         &self,
-        rv: Option<&str>,
         convs: &[ConvWrite<'_>],
         ops: &[OpWrite<'_>],
     ) -> Result<bool, StoreError> {
         let mut inv = self.commit.prepare_invoke();
         inv.arg(&self.opts.key_prefix)
             .arg(self.opts.ttl_secs)
-            .arg(rv.unwrap_or(""))
             .arg(convs.len())
             .arg(ops.len());
         for w in convs {
@@ -350,7 +335,6 @@ impl RedisStore {
                 .arg(w.node.unwrap_or("-"))
                 .arg(cid)
                 .arg(cseq)
-                .arg(if w.bump { "1" } else { "0" })
                 .arg(w.entries.len());
             for e in w.entries {
                 let json = serde_json::to_string(e).map_err(|_| corrupt("log entry"))?;
@@ -361,9 +345,9 @@ impl RedisStore {
             let json = serde_json::to_string(w.rec).map_err(|_| corrupt("operator record"))?;
             inv.arg(w.rec.id.to_string())
                 .arg(w.expect)
+                .arg(w.expect_load.map(|l| l.to_string()).unwrap_or_default())
                 .arg(json)
-                .arg(w.node.unwrap_or("-"))
-                .arg(if w.bump { "1" } else { "0" });
+                .arg(w.node.unwrap_or("-"));
         }
         let written: i64 = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -430,6 +414,9 @@ impl RedisStore {
         only_if_node: Option<&str>,
     ) -> Result<Applied, ApplyError> {
         let cid_key = self.key(&["cid", &id.to_string()]);
+        // A message is acknowledged to its sender only once replicated (`wait_replicas`); other
+        // steps are not waited for (their retries would not re-announce them).
+        let is_message = matches!(cmd, Command::Message { .. });
         for attempt in 0..ATTEMPTS {
             let loaded = self.load(id).await?.ok_or(ApplyError::NotFound)?;
             if let Some(cid) = client_id {
@@ -439,7 +426,9 @@ impl RedisStore {
                     .run(|mut c| async move { c.hget(&key, &field).await })
                     .await?;
                 if let Some(seq) = seen {
-                    self.replicated().await?;
+                    if is_message {
+                        self.replicated().await?;
+                    }
                     return Ok(Applied {
                         before: loaded.conv.clone(),
                         after: loaded.conv,
@@ -474,10 +463,11 @@ impl RedisStore {
                 node: self.node_after(&cmd),
                 client: client_id.map(|c| (c, appended.last().map(|e| e.seq))),
                 entries: &appended,
-                bump: routing_changed(&before, &after),
             };
-            if self.commit(None, &[write], &[]).await? {
-                self.replicated().await?;
+            if self.commit(&[write], &[]).await? {
+                if is_message {
+                    self.replicated().await?;
+                }
                 return Ok(Applied {
                     before,
                     after,
@@ -579,11 +569,11 @@ impl RedisStore {
             };
             let write = OpWrite {
                 expect: loaded.version,
+                expect_load: None,
                 rec: &rec,
                 node,
-                bump: true,
             };
-            if self.commit(None, &[], &[write]).await? {
+            if self.commit(&[], &[write]).await? {
                 return Ok(Some(rec));
             }
             Self::back_off(attempt).await;
@@ -615,20 +605,23 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn create(&self, conv: Conversation) -> Result<(), StoreError> {
+        // Attributed to this node from the start, so that if it dies before the person's socket
+        // says more, the conversation is still taken as disconnected and its grace runs.
         let write = ConvWrite {
             expect: 0,
             conv: &conv,
-            node: None,
+            node: conv.visitor_connected.then_some(self.opts.node.as_str()),
             client: None,
             entries: &[],
-            bump: true,
         };
-        if !self.commit(None, &[write], &[]).await? {
+        if !self.commit(&[write], &[]).await? {
             return Err(StoreError::Unavailable(
                 "conversation id already taken".into(),
             ));
         }
-        self.replicated().await
+        // Not waited for: a conversation lost in a failover is started again by its person,
+        // and a creation refused after it was written would leave a person nobody is talking to.
+        Ok(())
     }
 
     async fn get(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
@@ -714,15 +707,15 @@ impl Store for RedisStore {
             let current = self.load_op(record.id).await?;
             let write = OpWrite {
                 expect: current.as_ref().map_or(0, |c| c.version),
+                expect_load: None,
                 rec: &record,
                 node: Some(if record.connected {
                     &self.opts.node
                 } else {
                     ""
                 }),
-                bump: true,
             };
-            if self.commit(None, &[], &[write]).await? {
+            if self.commit(&[], &[write]).await? {
                 return Ok(());
             }
             Self::back_off(attempt).await;
@@ -749,7 +742,6 @@ impl Store for RedisStore {
         language_fallback_ms: u64,
     ) -> Result<Vec<Applied>, StoreError> {
         for attempt in 0..ATTEMPTS {
-            let rv = self.rv().await?;
             let ops = self.load_ops().await?;
             let mut slots = self.slots(&ops).await?;
             if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
@@ -771,7 +763,7 @@ impl Store for RedisStore {
             let by_id: HashMap<ConversationId, &Loaded> =
                 queued.iter().map(|l| (l.conv.id, l)).collect();
             let mut steps = Vec::with_capacity(plan.len());
-            let mut recs: HashMap<OperatorId, (u64, OperatorRecord)> = HashMap::new();
+            let mut recs: HashMap<OperatorId, (&LoadedOp, OperatorRecord)> = HashMap::new();
             for (conv, operator) in plan {
                 let Some(loaded) = by_id.get(&conv) else {
                     continue;
@@ -784,9 +776,7 @@ impl Store for RedisStore {
                     continue;
                 };
                 if let Some(o) = ops.iter().find(|o| o.rec.id == operator) {
-                    let entry = recs
-                        .entry(operator)
-                        .or_insert_with(|| (o.version, o.rec.clone()));
+                    let entry = recs.entry(operator).or_insert_with(|| (o, o.rec.clone()));
                     entry.1.last_assigned = now;
                 }
                 steps.push((loaded.version, loaded.conv.clone(), after, appended));
@@ -799,19 +789,18 @@ impl Store for RedisStore {
                     node: None,
                     client: None,
                     entries: appended,
-                    bump: true,
                 })
                 .collect();
             let op_writes: Vec<OpWrite<'_>> = recs
                 .values()
-                .map(|(version, rec)| OpWrite {
-                    expect: *version,
+                .map(|(loaded, rec)| OpWrite {
+                    expect: loaded.version,
+                    expect_load: Some(loaded.load_version),
                     rec,
                     node: None,
-                    bump: false,
                 })
                 .collect();
-            if self.commit(Some(&rv), &conv_writes, &op_writes).await? {
+            if self.commit(&conv_writes, &op_writes).await? {
                 return Ok(steps
                     .into_iter()
                     .map(|(_, before, after, appended)| Applied {
@@ -834,7 +823,6 @@ impl Store for RedisStore {
         language_fallback_ms: u64,
     ) -> Result<Option<Applied>, ApplyError> {
         for attempt in 0..ATTEMPTS {
-            let rv = self.rv().await?;
             let Some(op) = self.load_op(operator).await? else {
                 return Ok(None);
             };
@@ -868,16 +856,14 @@ impl Store for RedisStore {
                 node: None,
                 client: None,
                 entries: &appended,
-                bump: true,
             };
             let op_write = OpWrite {
                 expect: op.version,
+                expect_load: Some(op.load_version),
                 rec: &rec,
                 node: None,
-                bump: false,
             };
-            if self.commit(Some(&rv), &[conv_write], &[op_write]).await? {
-                self.replicated().await?;
+            if self.commit(&[conv_write], &[op_write]).await? {
                 return Ok(Some(Applied {
                     before: loaded.conv.clone(),
                     after,
