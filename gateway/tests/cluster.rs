@@ -12,12 +12,16 @@
 
 #[path = "cluster/client.rs"]
 mod client;
+#[path = "cluster/conversation.rs"]
+mod conversation;
 #[path = "cluster/harness_tests.rs"]
 mod harness_tests;
 #[path = "cluster/node.rs"]
 mod node;
 #[path = "cluster/redis.rs"]
 mod redis;
+#[path = "cluster/setup.rs"]
+mod setup;
 
 /// One cluster test at a time (a tokio mutex: each test has its own runtime).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

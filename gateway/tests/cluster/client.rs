@@ -26,6 +26,23 @@ pub fn is_event(v: &Value, kind: &str) -> bool {
     v["type"] == "event" && v["event"]["kind"] == kind
 }
 
+/// The log entries of `conversation` in `log`, in arrival order, as (seq, entry).
+pub fn events_of(log: &[Value], conversation: &str) -> Vec<(u64, Value)> {
+    log.iter()
+        .filter(|v| v["type"] == "event" && v["conversation"] == conversation)
+        .map(|v| (v["seq"].as_u64().unwrap_or(0), v["event"].clone()))
+        .collect()
+}
+
+/// Client ids of chat messages in `log` for `conversation`, in arrival order.
+pub fn message_ids(log: &[Value], conversation: &str) -> Vec<String> {
+    events_of(log, conversation)
+        .into_iter()
+        .filter(|(_, e)| e["kind"] == "message")
+        .filter_map(|(_, e)| e["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 
 #[derive(Debug)]
@@ -40,6 +57,8 @@ pub struct Ws {
     rx: mpsc::UnboundedReceiver<Frame>,
     pub backlog: VecDeque<Value>,
     pub closed: Option<Option<u16>>,
+    /// Every frame received, in order (whether a helper consumed it or not).
+    pub log: Vec<Value>,
 }
 
 impl Ws {
@@ -83,6 +102,7 @@ impl Ws {
             rx,
             backlog: VecDeque::new(),
             closed: None,
+            log: Vec::new(),
         })
     }
 
@@ -110,7 +130,10 @@ impl Ws {
         }
         match tokio::time::timeout(within, self.rx.recv()).await {
             Err(_) => Ok(None),
-            Ok(Some(Frame::Json(v))) => Ok(Some(v)),
+            Ok(Some(Frame::Json(v))) => {
+                self.log.push(v.clone());
+                Ok(Some(v))
+            }
             Ok(Some(Frame::Closed(c))) => {
                 self.closed = Some(c);
                 bail!("socket closed ({c:?})")
@@ -173,11 +196,36 @@ impl Ws {
         let mut out: Vec<Value> = self.backlog.drain(..).collect();
         while let Ok(f) = self.rx.try_recv() {
             match f {
-                Frame::Json(v) => out.push(v),
+                Frame::Json(v) => {
+                    self.log.push(v.clone());
+                    out.push(v)
+                }
                 Frame::Closed(c) => self.closed = Some(c),
             }
         }
         out
+    }
+
+    /// Reads frames (into the backlog and the log) until `cond(log)` holds.
+    pub async fn pump_until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if cond(&self.log) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                bail!("timed out waiting for {what}");
+            }
+            if let Some(v) = self.recv_wire(left).await? {
+                self.backlog.push_back(v);
+            }
+        }
     }
 
     /// Drops the connection without a close handshake.
