@@ -18,6 +18,8 @@ mod conversation;
 mod harness_tests;
 #[path = "cluster/node.rs"]
 mod node;
+#[path = "cluster/races.rs"]
+mod races;
 #[path = "cluster/redis.rs"]
 mod redis;
 #[path = "cluster/setup.rs"]
