@@ -14,10 +14,14 @@
 mod client;
 #[path = "cluster/conversation.rs"]
 mod conversation;
+#[path = "cluster/failures.rs"]
+mod failures;
 #[path = "cluster/harness_tests.rs"]
 mod harness_tests;
 #[path = "cluster/node.rs"]
 mod node;
+#[path = "cluster/party.rs"]
+mod party;
 #[path = "cluster/races.rs"]
 mod races;
 #[path = "cluster/redis.rs"]

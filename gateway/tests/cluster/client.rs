@@ -227,11 +227,6 @@ impl Ws {
             }
         }
     }
-
-    /// Drops the connection without a close handshake.
-    pub fn cut(self) {
-        drop(self);
-    }
 }
 
 pub struct Visitor {

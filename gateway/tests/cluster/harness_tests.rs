@@ -81,7 +81,7 @@ async fn sentinels_promote_the_replica_when_the_primary_is_killed() {
 #[tokio::test]
 async fn a_node_starts_from_the_gateway_binary_and_answers_health_and_login() {
     let _g = serial().await;
-    let mut n = Node::start("a", &[]).await;
+    let n = Node::start("a", &[]).await;
     assert_eq!(n.status("/healthz").await, 200);
     n.wait_ready(200, Duration::from_secs(5)).await;
     let cookie = n.login("op0").await;

@@ -19,7 +19,6 @@ pub const COORDINATOR: &str = "coord";
 
 /// The accounts file every node of every test shares, created once with the gateway's CLI.
 pub struct Accounts {
-    pub dir: PathBuf,
     pub users_file: PathBuf,
 }
 
@@ -62,7 +61,7 @@ pub fn accounts() -> &'static Accounts {
         for i in 0..OPERATORS {
             add(&format!("op{i}"), "operator", Some(CAPACITY));
         }
-        Accounts { dir, users_file }
+        Accounts { users_file }
     })
 }
 
@@ -104,7 +103,7 @@ pub struct Node {
     pub base: String,
     pub ws_base: String,
     pub pid: u32,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     dir: PathBuf,
 }
 
@@ -147,7 +146,7 @@ impl Node {
             base: String::new(),
             ws_base: String::new(),
             pid,
-            child: Some(child),
+            child: std::sync::Mutex::new(Some(child)),
             dir,
         };
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
@@ -164,15 +163,19 @@ impl Node {
     }
 
     /// SIGKILL: no close frames, no cleanup, as if the machine died.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    pub fn kill9(&self) {
+        let taken = self.child.lock().unwrap().take();
+        if let Some(mut c) = taken {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.child.lock().unwrap().as_mut().map(|c| c.try_wait()),
+            Some(Ok(None))
+        )
     }
 
     pub fn logs(&self, lines: usize) -> String {

@@ -227,6 +227,12 @@ async fn operate(
         }
         absorb(&mut op, &mut held, &done, &mut offers);
         for conv in std::mem::take(&mut offers) {
+            if !auto_offer {
+                bail!(
+                    "{}: an offer arrived with auto_offer off: {conv}",
+                    op.username
+                );
+            }
             if held.len() >= cap {
                 let _ = op.act("decline", &conv, json!({})).await?;
                 continue;

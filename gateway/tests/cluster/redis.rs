@@ -118,10 +118,6 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// A crash: SIGKILL, then wait until the port is closed.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -144,10 +140,6 @@ impl RedisServer {
 
     pub async fn client(&self) -> Resp {
         Resp::connect(self.port).await.expect("connect to redis")
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.dir.join("redis.log"), lines)
     }
 }
 
@@ -207,13 +199,6 @@ impl Value {
         match self {
             Value::Array(Some(v)) => v,
             _ => &[],
-        }
-    }
-
-    pub fn as_int(&self) -> Option<i64> {
-        match self {
-            Value::Int(i) => Some(*i),
-            other => other.as_str().and_then(|s| s.parse().ok()),
         }
     }
 
@@ -571,14 +556,6 @@ impl Sentinels {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// The server currently serving as primary (by port), among the primary and replicas.
-    pub fn server_mut(&mut self, port: u16) -> Option<&mut RedisServer> {
-        if self.primary.port == port {
-            return Some(&mut self.primary);
-        }
-        self.replicas.iter_mut().find(|r| r.port == port)
     }
 
     pub fn logs(&self) -> String {
