@@ -18,6 +18,8 @@ mod conversation;
 mod failures;
 #[path = "cluster/harness_tests.rs"]
 mod harness_tests;
+#[path = "cluster/latency.rs"]
+mod latency;
 #[path = "cluster/node.rs"]
 mod node;
 #[path = "cluster/party.rs"]

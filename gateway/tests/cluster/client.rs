@@ -68,9 +68,13 @@ impl Ws {
         if let Some(c) = cookie {
             req.headers_mut().insert("cookie", c.parse()?);
         }
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-            .await
-            .context("websocket connect timed out")??;
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            // No Nagle: a timing test must not measure delayed ACKs.
+            tokio_tungstenite::connect_async_with_config(req, None, true),
+        )
+        .await
+        .context("websocket connect timed out")??;
         let (sink, mut stream) = ws.split();
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
