@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs whatever is missing (Debian's Chromium, Node.js and the browser-test packages from
-# e2e/package-lock.json), then runs every check and test: rustfmt, clippy with warnings as
-# errors, the Rust unit and integration tests, and the browser tests in headless Chromium.
+# Installs whatever is missing (Debian's Chromium, Node.js, redis-server and the browser-test
+# packages from e2e/package-lock.json), then runs every check and test: rustfmt, clippy with
+# warnings as errors, the Rust unit and integration tests (the cluster tests start their own
+# redis-server and Sentinel processes on free ports), and the browser tests in headless Chromium.
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# The cluster tests (gateway/tests/cluster.rs) run real redis-server processes, and Sentinel as
+# `redis-server --sentinel` (the same binary: Debian's redis-sentinel package only adds a
+# service and a config file, so it is not needed). redis-server brings redis-tools (redis-cli).
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   step "Installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
