@@ -31,6 +31,8 @@ struct OpRun {
     closed: Vec<String>,
     capacity_refusals: usize,
     accept_refusals: usize,
+    /// Kept open until the final state has been checked (a closed console would go off duty).
+    _console: Operator,
 }
 
 pub async fn race(nodes: &[Node], plan: Race) -> anyhow::Result<()> {
@@ -284,6 +286,7 @@ async fn operate(
         closed: mine,
         capacity_refusals,
         accept_refusals,
+        _console: op,
     })
 }
 
