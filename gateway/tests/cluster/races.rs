@@ -259,12 +259,9 @@ async fn operate(
             // The summary may come just after the ack (from another node's publish).
             let t = Instant::now();
             while t.elapsed() < Duration::from_millis(150) && held.len() == before {
-                match op.ws.recv(Duration::from_millis(20)).await? {
-                    Some(f) => {
-                        op.ws.backlog.push_front(f);
-                        absorb(&mut op, &mut held, &done, &mut offers);
-                    }
-                    None => {}
+                if let Some(f) = op.ws.recv(Duration::from_millis(20)).await? {
+                    op.ws.backlog.push_front(f);
+                    absorb(&mut op, &mut held, &done, &mut offers);
                 }
             }
             got = held.len() > before;
