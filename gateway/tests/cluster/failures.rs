@@ -132,8 +132,8 @@ fn fail_env() -> Vec<(&'static str, &'static str)> {
     vec![
         // Short enough that the test outlives them: a conversation whose people came back on
         // another node must not be ended or requeued when the dead node's sockets are noticed.
-        ("TSUNAGU_CONVERSATION__VISITOR_GRACE_MS", "4000"),
-        ("TSUNAGU_CONVERSATION__OPERATOR_GRACE_MS", "4000"),
+        ("TSUNAGU_CONVERSATION__VISITOR_GRACE_MS", "3000"),
+        ("TSUNAGU_CONVERSATION__OPERATOR_GRACE_MS", "3000"),
         ("TSUNAGU_CONVERSATION__AUTO_OFFER", "false"),
     ]
 }
@@ -194,8 +194,9 @@ async fn kill_9_of_a_node_mid_conversation_loses_and_duplicates_nothing_acknowle
         (0, 0, 0, 0)
     );
 
-    // Past the dead node's detection and the grace periods, every conversation still works.
-    let wait = (killed_at + Duration::from_secs(10)).saturating_duration_since(Instant::now());
+    // Past the dead node's detection (its heartbeat key lives 6 s) and the grace periods
+    // (3 s), every conversation still works.
+    let wait = (killed_at + Duration::from_secs(12)).saturating_duration_since(Instant::now());
     tokio::time::sleep(wait).await;
     let ps = run_chatter(
         ps,

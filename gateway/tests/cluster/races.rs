@@ -31,6 +31,7 @@ struct OpRun {
     closed: Vec<String>,
     capacity_refusals: usize,
     accept_refusals: usize,
+    unavailable: usize,
     /// Kept open until the final state has been checked (a closed console would go off duty).
     _console: Operator,
 }
@@ -132,10 +133,12 @@ pub async fn race(nodes: &[Node], plan: Race) -> anyhow::Result<()> {
     let distinct: HashSet<&&String> = closed_ids.iter().collect();
     let capacity_refusals: usize = runs.iter().map(|r| r.capacity_refusals).sum();
     let accept_refusals: usize = runs.iter().map(|r| r.accept_refusals).sum();
+    let unavailable: usize = runs.iter().map(|r| r.unavailable).sum();
     println!(
         "race ({} nodes, {} people, {} operators, capacity {CAPACITY}, auto_offer {}): {:?}; \
          closed {} ({} distinct); held by two operators {}; over capacity {}; \
-         capacity refusals {capacity_refusals}; accept refusals {accept_refusals}",
+         capacity refusals {capacity_refusals}; accept refusals {accept_refusals}; \
+         unavailable {unavailable}",
         n,
         plan.conversations,
         plan.operators,
@@ -217,7 +220,7 @@ async fn operate(
     let mut held: Vec<String> = Vec::new();
     let mut done: HashSet<String> = HashSet::new();
     let mut mine = Vec::new();
-    let (mut capacity_refusals, mut accept_refusals) = (0, 0);
+    let (mut capacity_refusals, mut accept_refusals, mut unavailable) = (0, 0, 0);
     let mut offers: Vec<String> = Vec::new();
     while closed.load(Ordering::SeqCst) < total {
         if Instant::now() > deadline {
@@ -252,6 +255,9 @@ async fn operate(
             if r["type"] == "error" {
                 if r["code"] == "capacity" {
                     capacity_refusals += 1;
+                } else if r["code"] == "unavailable" {
+                    // Counted and reported: the store gave up (contention or Redis trouble).
+                    unavailable += 1;
                 } else {
                     bail!("{}: take_next: {r}", op.username);
                 }
@@ -268,7 +274,7 @@ async fn operate(
         }
         if !held.is_empty() && (held.len() >= cap || !got) {
             let conv = held.remove(0);
-            op.close(&conv).await?;
+            close_retrying(&mut op, &conv, &mut unavailable).await?;
             done.insert(conv.clone());
             mine.push(conv);
             closed.fetch_add(1, Ordering::SeqCst);
@@ -283,8 +289,38 @@ async fn operate(
         closed: mine,
         capacity_refusals,
         accept_refusals,
+        unavailable,
         _console: op,
     })
+}
+
+/// end + wrap_up, retrying (same ids) while the store answers `unavailable`.
+async fn close_retrying(
+    op: &mut Operator,
+    conv: &str,
+    unavailable: &mut usize,
+) -> anyhow::Result<()> {
+    for (ty, extra) in [("end", json!({})), ("wrap_up", json!({"category":"other"}))] {
+        let cid = super::client::id();
+        let mut frame = json!({"type":ty,"id":cid,"conversation":conv});
+        if let (Some(m), Some(e)) = (frame.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        loop {
+            op.ws.send(frame.clone()).await?;
+            let r = op.ws.reply_to(&cid, super::client::WAIT).await?;
+            if r["type"] == "ack" {
+                break;
+            }
+            if r["code"] == "unavailable" {
+                *unavailable += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            bail!("{}: {ty} {conv}: {r}", op.username);
+        }
+    }
+    Ok(())
 }
 
 /// Takes in what arrived: conversations now held, offers to answer.
