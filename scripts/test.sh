@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs whatever is missing (Debian's Chromium, Node.js, redis-server and the browser-test
+# Installs whatever is missing (Debian's redis-server and Chromium, Node.js and the browser-test
 # packages from e2e/package-lock.json), then runs every check and test: rustfmt, clippy with
-# warnings as errors, the Rust unit and integration tests (the cluster tests start their own
-# redis-server and Sentinel processes on free ports), and the browser tests in headless Chromium.
+# warnings as errors, the Rust unit and integration tests (the store and API suites also against
+# a real redis-server; the cluster tests start gateway processes, redis-servers and Sentinels of
+# their own on free ports), and the browser tests in headless Chromium.
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +13,14 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { printf '\n==> %s\n' "$*"; }
 
 missing=()
+# redis-server brings redis-tools (redis-cli). The cluster tests run Sentinel as
+# `redis-server --sentinel`, the same binary: Debian's redis-sentinel package only adds a
+# symlink, a service and a config file, so it is not needed.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
-# The cluster tests (gateway/tests/cluster.rs) run real redis-server processes, and Sentinel as
-# `redis-server --sentinel` (the same binary: Debian's redis-sentinel package only adds a
-# service and a config file, so it is not needed). redis-server brings redis-tools (redis-cli).
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   step "Installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -51,6 +52,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace
+
+step "The API suite again, against the Redis store (a redis-server of its own)"
+redis_dir="$(mktemp -d)"
+redis_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" \
+  --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+trap 'kill "$(cat "$redis_dir/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$redis_dir"' EXIT
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+TSUNAGU_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/" cargo test -p gateway --test api
 
 step "Browser tests (headless Chromium)"
 cargo build -p gateway --bin gateway

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use ulid::Ulid;
 
+use crate::store::redis::RedisSessions;
+
 use crate::config::AuthSettings;
 use crate::engine::{hash_token, now_ms};
 use crate::protocol::Millis;
@@ -73,7 +75,7 @@ fn default_languages() -> Vec<String> {
     vec!["ja".into()]
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub user_id: Ulid,
     pub created_at: Millis,
@@ -129,6 +131,8 @@ pub struct Accounts {
     loaded_mtime: Mutex<Option<std::time::SystemTime>>,
     /// Failed logins per username (known or not, so lockout reveals nothing), for lockout.
     failures: Mutex<HashMap<String, Failures>>,
+    /// With the Redis store: sessions live there (shared by every node) instead of `sessions`.
+    shared: Option<RedisSessions>,
 }
 
 fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
@@ -190,7 +194,14 @@ impl Accounts {
             setup_code: Mutex::new(code),
             dummy_hash: hash_password("not a real password, for timing only")
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
+            shared: None,
         })
+    }
+
+    /// Keeps sessions in Redis, shared by every gateway node.
+    pub fn with_shared_sessions(mut self, sessions: RedisSessions) -> Self {
+        self.shared = Some(sessions);
+        self
     }
 
     fn users(&self) -> std::sync::RwLockReadGuard<'_, Vec<User>> {
@@ -413,14 +424,25 @@ impl Accounts {
                 self.failures_lock().remove(&name);
                 let token = random_token();
                 let now = now_ms();
-                self.sessions().insert(
-                    hash_token(&token),
-                    Session {
-                        user_id: user.id,
-                        created_at: now,
-                        last_seen: now,
-                    },
-                );
+                let session = Session {
+                    user_id: user.id,
+                    created_at: now,
+                    last_seen: now,
+                };
+                match &self.shared {
+                    Some(shared) => shared
+                        .put(
+                            &hash_token(&token),
+                            &session,
+                            self.cfg.session_idle_ms,
+                            self.cfg.session_max_ms,
+                        )
+                        .await
+                        .map_err(|_| AuthError::Storage)?,
+                    None => {
+                        self.sessions().insert(hash_token(&token), session);
+                    }
+                }
                 tracing::info!(user = %user.id, "login");
                 Ok((user, token))
             }
@@ -464,51 +486,112 @@ impl Accounts {
         Some(ms)
     }
 
+    fn expired(&self, s: &Session, now: Millis) -> bool {
+        now.saturating_sub(s.last_seen) > self.cfg.session_idle_ms
+            || now.saturating_sub(s.created_at) > self.cfg.session_max_ms
+    }
+
     /// The user of a live session, refreshing its idle timer. Expired sessions are removed.
-    pub fn session_user(&self, token: &str) -> Option<User> {
+    /// With shared sessions and Redis unreachable, nobody new is let in.
+    pub async fn session_user(&self, token: &str) -> Option<User> {
         let key = hash_token(token);
         let now = now_ms();
-        let user_id = {
-            let mut sessions = self.sessions();
-            let s = sessions.get_mut(&key)?;
-            if now.saturating_sub(s.last_seen) > self.cfg.session_idle_ms
-                || now.saturating_sub(s.created_at) > self.cfg.session_max_ms
-            {
-                sessions.remove(&key);
-                return None;
+        let user_id = match &self.shared {
+            Some(shared) => {
+                let mut s = shared.get(&key).await.ok()??;
+                if self.expired(&s, now) {
+                    let _ = shared.remove(&key).await;
+                    return None;
+                }
+                s.last_seen = now;
+                let _ = shared
+                    .put(&key, &s, self.cfg.session_idle_ms, self.cfg.session_max_ms)
+                    .await;
+                s.user_id
             }
-            s.last_seen = now;
-            s.user_id
+            None => {
+                let mut sessions = self.sessions();
+                let s = sessions.get_mut(&key)?;
+                if self.expired(s, now) {
+                    sessions.remove(&key);
+                    return None;
+                }
+                s.last_seen = now;
+                s.user_id
+            }
         };
         self.user(user_id).filter(|u| !u.disabled)
     }
 
-    /// Whether a session token is still live, without refreshing it (for open sockets).
-    pub fn session_live(&self, token: &str) -> bool {
+    /// Whether a session token is still live, without refreshing it (for open sockets). With
+    /// shared sessions and Redis unreachable, open sockets stay open: nobody could have revoked
+    /// them meanwhile, and closing every console during an outage would help nobody.
+    pub async fn session_live(&self, token: &str) -> bool {
         let now = now_ms();
-        self.sessions().get(&hash_token(token)).is_some_and(|s| {
-            now.saturating_sub(s.created_at) <= self.cfg.session_max_ms
-                && now.saturating_sub(s.last_seen) <= self.cfg.session_idle_ms
-        })
-    }
-
-    /// Keeps a session alive while its socket is in use.
-    pub fn touch(&self, token: &str) {
-        if let Some(s) = self.sessions().get_mut(&hash_token(token)) {
-            s.last_seen = now_ms();
+        let key = hash_token(token);
+        match &self.shared {
+            Some(shared) => match shared.get(&key).await {
+                Ok(s) => s.is_some_and(|s| !self.expired(&s, now)),
+                Err(_) => true,
+            },
+            None => self
+                .sessions()
+                .get(&key)
+                .is_some_and(|s| !self.expired(s, now)),
         }
     }
 
-    pub fn revoke(&self, token: &str) {
-        self.sessions().remove(&hash_token(token));
+    /// Keeps a session alive while its socket is in use.
+    pub async fn touch(&self, token: &str) {
+        let key = hash_token(token);
+        match &self.shared {
+            Some(shared) => {
+                if let Ok(Some(mut s)) = shared.get(&key).await {
+                    s.last_seen = now_ms();
+                    let _ = shared
+                        .put(&key, &s, self.cfg.session_idle_ms, self.cfg.session_max_ms)
+                        .await;
+                }
+            }
+            None => {
+                if let Some(s) = self.sessions().get_mut(&key) {
+                    s.last_seen = now_ms();
+                }
+            }
+        }
+    }
+
+    pub async fn revoke(&self, token: &str) {
+        let key = hash_token(token);
+        match &self.shared {
+            Some(shared) => {
+                if let Err(e) = shared.remove(&key).await {
+                    tracing::warn!(error = %e, "could not remove a shared session");
+                }
+            }
+            None => {
+                self.sessions().remove(&key);
+            }
+        }
     }
 
     /// Revokes every session of a user; returns how many.
-    pub fn revoke_user(&self, user: Ulid) -> usize {
-        let mut sessions = self.sessions();
-        let before = sessions.len();
-        sessions.retain(|_, s| s.user_id != user);
-        before - sessions.len()
+    pub async fn revoke_user(&self, user: Ulid) -> usize {
+        match &self.shared {
+            Some(shared) => match shared.remove_user(user).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not revoke shared sessions");
+                    0
+                }
+            },
+            None => {
+                let mut sessions = self.sessions();
+                let before = sessions.len();
+                sessions.retain(|_, s| s.user_id != user);
+                before - sessions.len()
+            }
+        }
     }
 }
 
@@ -535,10 +618,10 @@ mod tests {
         assert!(a.login("sakura", "wrong password!!").await.is_err());
         assert!(a.login("nobody", "correct horse battery").await.is_err());
         let (user, token) = a.login("sakura", "correct horse battery").await.unwrap();
-        assert_eq!(a.session_user(&token).unwrap().id, user.id);
-        a.revoke(&token);
+        assert_eq!(a.session_user(&token).await.unwrap().id, user.id);
+        a.revoke(&token).await;
         assert!(
-            a.session_user(&token).is_none(),
+            a.session_user(&token).await.is_none(),
             "revoked sessions are gone"
         );
     }
@@ -642,7 +725,7 @@ mod tests {
             .unwrap();
         let (_, token) = a.login("s", "long enough password").await.unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert!(a.session_user(&token).is_none());
+        assert!(a.session_user(&token).await.is_none());
     }
 
     #[test]

@@ -70,11 +70,44 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreSettings {
-    /// Unset (or `memory`) for the embedded in-memory store.
+    /// Unset (or `memory`) for the embedded in-memory store; `redis://host:port/db` (or
+    /// `rediss://` for TLS) for one Redis; `redis+sentinel://host:port,host:port/master` for the
+    /// primary that Redis Sentinel names. Credentials go in the URL (`redis://user:pass@host`).
     pub url: Option<String>,
+    /// Prefix of every key (several helplines can share one Redis with different prefixes).
+    pub key_prefix: String,
+    /// Backstop TTL of every key of a conversation, renewed on each write; conversations are
+    /// deleted explicitly at close, this only catches what a crash left behind.
+    pub ttl_secs: u64,
+    /// Replicas that must hold a write before it is acknowledged (`WAIT`); 0 does not wait.
+    pub wait_replicas: u32,
+    /// How long to wait for them before refusing the write as unavailable.
+    pub wait_timeout_ms: u64,
+    /// This gateway node's id; unset: a new random one at each start.
+    pub node_id: Option<String>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            key_prefix: "tsunagu".into(),
+            ttl_secs: 24 * 3600,
+            wait_replicas: 0,
+            wait_timeout_ms: 200,
+            node_id: None,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The Redis URL, if the store is Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.url.as_deref().filter(|u| *u != "memory")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -337,11 +370,24 @@ impl Settings {
                 "escalation.webhook_url is set but escalation.webhook_secret is not"
             );
         }
-        if let Some(url) = &self.store.url {
+        if let Some(url) = self.store.redis_url() {
             anyhow::ensure!(
-                url == "memory",
-                "store.url {url:?} is not supported by this build (only the embedded `memory` store)"
+                ["redis://", "rediss://", "redis+sentinel://"]
+                    .iter()
+                    .any(|s| url.starts_with(s)),
+                "store.url must be `memory`, redis://…, rediss://… or redis+sentinel://…"
             );
+            crate::store::redis::Redis::open(url).map_err(|e| {
+                anyhow::anyhow!(
+                    "store.url {} is not a valid Redis URL: {e}",
+                    crate::store::redis::redacted(url)
+                )
+            })?;
+            anyhow::ensure!(
+                !self.store.key_prefix.is_empty() && !self.store.key_prefix.contains(' '),
+                "store.key_prefix must be a non-empty word"
+            );
+            anyhow::ensure!(self.store.ttl_secs >= 60, "store.ttl_secs must be at least 60");
         }
         Ok(())
     }
@@ -452,6 +498,7 @@ mod tests {
             env(&[("TSUNAGU_CONVERSATION__DEFAULT_CAPACITY", "0")])
         )
         .is_err());
-        assert!(Settings::load_from(None, env(&[("TSUNAGU_STORE__URL", "redis://x")])).is_err());
+        assert!(Settings::load_from(None, env(&[("TSUNAGU_STORE__URL", "postgres://x")])).is_err());
+        assert!(Settings::load_from(None, env(&[("TSUNAGU_STORE__URL", "redis://x:1/")])).is_ok());
     }
 }

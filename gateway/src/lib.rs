@@ -25,6 +25,7 @@
 //! them with their sequence numbers.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod conversation;

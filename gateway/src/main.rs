@@ -77,7 +77,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let state = app.state();
         let base = app.base_url();
         println!();
-        println!("  Tsunagu gateway is running (in-memory store).");
+        let store = if state.settings.store.redis_url().is_some() {
+            "Redis store"
+        } else {
+            "in-memory store"
+        };
+        println!("  Tsunagu gateway is running ({store}).");
         println!("    Landing page      {base}/");
         println!("    Widget demo       {base}/widget/demo.html");
         println!("    Operator console  {base}/console/");

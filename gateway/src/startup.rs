@@ -16,7 +16,8 @@ use crate::directory::Directory;
 use crate::engine::{timers, Engine};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::{MemoryStore, Store};
+use crate::store::redis::RedisOptions;
+use crate::store::{MemoryStore, RedisStore, Store};
 
 pub struct Application {
     listener: TcpListener,
@@ -24,6 +25,8 @@ pub struct Application {
     state: Arc<AppState>,
     /// Set when the gateway terminates TLS itself.
     tls: Option<Arc<crate::tls::Tls>>,
+    /// Cross-node wake-ups, with the Redis store; started with the server.
+    bus: Option<crate::cluster::Bus>,
 }
 
 impl Application {
@@ -35,14 +38,53 @@ impl Application {
             // Served over HTTPS: the session cookie is Secure and `__Host-` prefixed.
             settings.auth.cookie_secure = true;
         }
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let metrics = Arc::new(Metrics::new());
         let escalations = crate::escalation::Escalations::open(&settings.escalation)?.map(Arc::new);
-        let engine = Arc::new(
-            Engine::new(store, settings.conversation.clone(), metrics)
-                .with_escalations(escalations),
-        );
-        let accounts = Arc::new(Accounts::load(&settings.auth)?);
+        let mut shared_redis = None;
+        let (store, bus): (Arc<dyn Store>, _) = match settings.store.redis_url() {
+            None => (Arc::new(MemoryStore::new()), None),
+            Some(url) => {
+                let node = settings
+                    .store
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(|| ulid::Ulid::new().to_string());
+                let store = RedisStore::open(RedisOptions {
+                    url: url.to_owned(),
+                    key_prefix: settings.store.key_prefix.clone(),
+                    ttl_secs: settings.store.ttl_secs,
+                    wait_replicas: settings.store.wait_replicas,
+                    wait_timeout_ms: settings.store.wait_timeout_ms,
+                    node: node.clone(),
+                })?;
+                // Alive before any socket is attributed to this node. A Redis that is down now
+                // is not fatal: readiness says so and the store reconnects by itself.
+                if let Err(e) = store.heartbeat(crate::engine::now_ms()).await {
+                    tracing::warn!(error = %e, "redis unavailable at start; retrying in the background");
+                }
+                let (bus, sender) =
+                    crate::cluster::bus(store.redis(), &settings.store.key_prefix, &node);
+                shared_redis = Some(store.redis());
+                tracing::info!(node = %node, redis = %crate::store::redis::redacted(url), "shared store: redis");
+                (Arc::new(store) as Arc<dyn Store>, Some((bus, sender)))
+            }
+        };
+        let mut engine = Engine::new(store, settings.conversation.clone(), metrics)
+            .with_escalations(escalations);
+        let mut cluster_bus = None;
+        if let Some((b, sender)) = bus {
+            engine = engine.with_bus(sender);
+            cluster_bus = Some(b);
+        }
+        let engine = Arc::new(engine);
+        let mut accounts = Accounts::load(&settings.auth)?;
+        if let Some(redis) = &shared_redis {
+            accounts = accounts.with_shared_sessions(crate::store::redis::RedisSessions::new(
+                Arc::clone(redis),
+                &settings.store.key_prefix,
+            ));
+        }
+        let accounts = Arc::new(accounts);
         let directory = Directory::load(&settings.directory)?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -86,6 +128,7 @@ impl Application {
             addr,
             state,
             tls,
+            bus: cluster_bus,
         })
     }
 
@@ -114,6 +157,13 @@ impl Application {
     /// `server.shutdown_grace_ms`) for websockets to close with 1001 and tasks to stop.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let state = self.state;
+        if let Some(bus) = self.bus {
+            bus.spawn(
+                Arc::clone(&state.engine),
+                state.shutdown.clone(),
+                &state.tracker,
+            );
+        }
         timers::spawn(
             Arc::clone(&state.engine),
             state.shutdown.clone(),

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use ulid::Ulid;
 
+use crate::cluster::{BusMsg, BusSender, Remote};
 use crate::config::ConversationSettings;
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::escalation::{Action, Escalations, FlagEntry};
@@ -78,6 +79,8 @@ pub struct Engine {
     /// Overloaded mode, switched by a coordinator: waiting people are told about other
     /// helplines (and may keep waiting); new phone calls are turned away politely.
     overloaded: AtomicBool,
+    /// With a shared store: tells the other gateway nodes what this one changed.
+    bus: Option<BusSender>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -124,6 +127,78 @@ impl Engine {
             channel_refs: Mutex::new(HashMap::new()),
             escalations: None,
             overloaded: AtomicBool::new(false),
+            bus: None,
+        }
+    }
+
+    /// Shares this engine's changes with other gateway nodes (Redis store).
+    pub fn with_bus(mut self, bus: BusSender) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Queues `out` on the operator's socket, on whichever node it is open.
+    pub fn to_operator(&self, op: OperatorId, out: Outbound) {
+        if let Some(bus) = &self.bus {
+            if let Some(remote) = Remote::from_outbound(&out) {
+                bus.send(BusMsg::ToOperator {
+                    operator: op,
+                    out: remote,
+                });
+            }
+        }
+        self.registry.to_operator(op, out);
+    }
+
+    /// Queues `out` on the conversation's person's socket, on whichever node it is open.
+    pub fn to_visitor(&self, conv: ConversationId, out: Outbound) {
+        if let Some(bus) = &self.bus {
+            if let Some(remote) = Remote::from_outbound(&out) {
+                bus.send(BusMsg::ToVisitor {
+                    conversation: conv,
+                    out: remote,
+                });
+            }
+        }
+        self.registry.to_visitor(conv, out);
+    }
+
+    /// What another node published.
+    pub fn on_bus(&self, msg: BusMsg) {
+        match msg {
+            BusMsg::Applied { applied, withdrawn } => {
+                self.notify(&applied, withdrawn, now_ms());
+                if applied.before.state.kind() != applied.after.state.kind() {
+                    self.wake_dispatch();
+                }
+            }
+            BusMsg::ToOperator { operator, out } => {
+                self.registry.to_operator(operator, out.into_outbound())
+            }
+            BusMsg::ToVisitor { conversation, out } => {
+                self.registry.to_visitor(conversation, out.into_outbound())
+            }
+            BusMsg::Overloaded { on } => {
+                let was = self.overloaded.swap(on, Ordering::SeqCst);
+                if was != on {
+                    tracing::info!(overloaded = on, "overloaded mode switched on another node");
+                }
+            }
+        }
+    }
+
+    /// Wakes every socket of this node, so each reads what it has not sent yet from the store
+    /// (after cross-node wake-ups may have been missed).
+    pub async fn wake_local_sockets(&self) {
+        for conv in self.registry.visitor_ids() {
+            self.registry.to_visitor(conv, Outbound::Wake(conv));
+        }
+        for op in self.registry.operator_ids() {
+            if let Ok(held) = self.store.held_by(op).await {
+                for c in held {
+                    self.registry.to_operator(op, Outbound::Hold(c.id));
+                }
+            }
         }
     }
 
@@ -160,6 +235,9 @@ impl Engine {
         let was = self.overloaded.swap(on, Ordering::SeqCst);
         if was != on {
             tracing::info!(overloaded = on, by = %by, "overloaded mode switched");
+        }
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::Overloaded { on });
         }
     }
 
@@ -221,10 +299,46 @@ impl Engine {
     /// `withdrawn` is the reason given to an operator who loses an offer in this step.
     pub async fn publish(&self, a: &Applied, withdrawn: WithdrawReason) {
         if a.duplicate.is_some() {
+            // A retry: the first application may not have been heard of (its answer was lost,
+            // or the store refused to acknowledge it unreplicated). Waking is harmless.
+            let id = a.after.id;
+            self.to_visitor(id, Outbound::Wake(id));
+            if let Some(op) = a.after.state.operator() {
+                self.to_operator(op, Outbound::Wake(id));
+            }
             return;
         }
-        let id = a.after.id;
         let now = now_ms();
+        self.notify(a, withdrawn, now);
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::Applied {
+                applied: Box::new(a.clone()),
+                withdrawn,
+            });
+        }
+        let id = a.after.id;
+        let (before, after) = (&a.before.state, &a.after.state);
+
+        // Statistics and metrics for what happened.
+        self.record_transition(a, now);
+        self.escalation_follows(a, now);
+
+        if after.is_terminal() {
+            self.refs().remove(&id);
+            if let Err(e) = self.store.delete(id).await {
+                tracing::error!(conversation = %id, error = %e, "could not delete ended conversation");
+            }
+            tracing::info!(conversation = %id, outcome = after.kind().as_str(), "conversation deleted");
+        }
+        if before.kind() != after.kind() {
+            self.wake_dispatch();
+        }
+    }
+
+    /// The sockets' part of [`Engine::publish`]: queues on this node's sockets what a step means
+    /// for them. Runs on the node that applied the step and, from the bus, on every other.
+    pub fn notify(&self, a: &Applied, withdrawn: WithdrawReason, now: Millis) {
+        let id = a.after.id;
         let (before, after) = (&a.before.state, &a.after.state);
         let holder = |s: &State| match s {
             State::Active { operator } | State::WrapUp { operator, .. } => Some(*operator),
@@ -315,21 +429,6 @@ impl Engine {
             }
         } else if !a.appended.is_empty() {
             self.registry.to_visitor(id, Outbound::Wake(id));
-        }
-
-        // Statistics and metrics for what happened.
-        self.record_transition(a, now);
-        self.escalation_follows(a, now);
-
-        if after.is_terminal() {
-            self.refs().remove(&id);
-            if let Err(e) = self.store.delete(id).await {
-                tracing::error!(conversation = %id, error = %e, "could not delete ended conversation");
-            }
-            tracing::info!(conversation = %id, outcome = after.kind().as_str(), "conversation deleted");
-        }
-        if before.kind() != after.kind() {
-            self.wake_dispatch();
         }
     }
 
@@ -536,7 +635,7 @@ impl Engine {
     pub async fn visitor_typing(&self, id: ConversationId, active: bool) {
         if let Ok(Some(conv)) = self.store.get(id).await {
             if let State::Active { operator } = conv.state {
-                self.registry.to_operator(
+                self.to_operator(
                     operator,
                     Outbound::Frame(ServerMsg::Typing {
                         conversation: Some(id),
@@ -689,7 +788,7 @@ impl Engine {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Ok(frame) = engine.presence_frame(op).await {
-                engine.registry.to_operator(op, Outbound::Frame(frame));
+                engine.to_operator(op, Outbound::Frame(frame));
             }
         });
     }
@@ -776,7 +875,7 @@ impl Engine {
     pub async fn operator_typing(&self, op: OperatorId, conv: ConversationId, active: bool) {
         if let Ok(Some(c)) = self.store.get(conv).await {
             if c.state == (State::Active { operator: op }) {
-                self.registry.to_visitor(
+                self.to_visitor(
                     conv,
                     Outbound::Frame(ServerMsg::Typing {
                         conversation: None,
@@ -1076,7 +1175,7 @@ impl Engine {
     /// Sends the holding operator a fresh summary of the conversation.
     fn send_summary(&self, conv: &Conversation) {
         if let (Some(op), Some(summary)) = (conv.state.operator(), self.summary_of(conv)) {
-            self.registry.to_operator(
+            self.to_operator(
                 op,
                 Outbound::Frame(ServerMsg::Conversation {
                     conversation: summary,

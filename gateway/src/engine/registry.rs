@@ -20,6 +20,8 @@ use crate::protocol::ServerMsg;
 pub enum Outbound {
     /// Send this frame.
     Frame(ServerMsg),
+    /// Send this frame, already serialised (a frame another gateway node sent this way).
+    Json(std::sync::Arc<str>),
     /// The conversation's log grew: read what you have not sent yet and send it.
     Wake(ConversationId),
     /// The operator now holds this conversation: start sending its log from the beginning

@@ -18,6 +18,8 @@ use crate::protocol::{EndReason, Millis, Presence, ServerMsg, WithdrawReason};
 
 /// How often waiting people get their position (when it changed).
 const POSITION_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a node renews its heartbeat in a shared store and looks for nodes that stopped.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts the background tasks on `tracker`; they stop when `shutdown` is cancelled.
 pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTracker) {
@@ -34,6 +36,18 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
                     e.dispatch_once().await;
                 }
                 _ = e.dispatch.notified() => e.dispatch_once().await,
+            }
+        }
+    });
+    let e = Arc::clone(&engine);
+    let s = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => e.heartbeat(now_ms()).await,
             }
         }
     });
@@ -146,6 +160,20 @@ impl Engine {
                 Some(Command::WrapUpExpired)
             }
             _ => None,
+        }
+    }
+
+    /// Renews this node's heartbeat (shared store) and treats the people and operators of
+    /// nodes that stopped as disconnected: their grace periods start now.
+    pub async fn heartbeat(&self, now: Millis) {
+        match self.store.heartbeat(now).await {
+            Ok(steps) => {
+                for a in steps {
+                    tracing::info!(conversation = %a.after.id, "person of a stopped node: disconnected");
+                    self.publish(&a, WithdrawReason::Timeout).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
 

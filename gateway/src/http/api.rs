@@ -83,8 +83,12 @@ impl FromRequestParts<Arc<AppState>> for CurrentUser {
         app: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        jar.get(app.session_cookie())
-            .and_then(|c| app.accounts.session_user(c.value()))
+        let token = jar
+            .get(app.session_cookie())
+            .ok_or(ApiError::Unauthorized)?;
+        app.accounts
+            .session_user(token.value())
+            .await
             .map(CurrentUser)
             .ok_or(ApiError::Unauthorized)
     }
@@ -223,7 +227,7 @@ pub async fn login(
         .map_err(|wait| ApiError::TooMany(wait.seconds()))?;
     // A new session on every login; the previous one from this browser is revoked.
     if let Some(old) = jar.get(app.session_cookie()) {
-        app.accounts.revoke(old.value());
+        app.accounts.revoke(old.value()).await;
     }
     let (user, token) = app
         .accounts
@@ -244,7 +248,7 @@ pub async fn logout(
 ) -> Result<(CookieJar, StatusCode), ApiError> {
     check_origin(&app, &headers)?;
     if let Some(c) = jar.get(app.session_cookie()) {
-        app.accounts.revoke(c.value());
+        app.accounts.revoke(c.value()).await;
     }
     let jar = jar.remove(Cookie::build(app.session_cookie()).path("/"));
     Ok((jar, StatusCode::NO_CONTENT))
@@ -345,7 +349,7 @@ pub async fn dashboard_stream(
                     _ = app.shutdown.cancelled() => return None,
                 }
             }
-            if !app.accounts.session_live(&token) {
+            if !app.accounts.session_live(&token).await {
                 return None;
             }
             let event = match app.engine.dashboard().await {
@@ -531,8 +535,8 @@ pub async fn revoke_user(
     check_origin(&app, &headers)?;
     let id = parse_id(&id)?;
     app.accounts.user(id).ok_or(ApiError::NotFound)?;
-    let revoked = app.accounts.revoke_user(id);
-    app.engine.registry.to_operator(
+    let revoked = app.accounts.revoke_user(id).await;
+    app.engine.to_operator(
         id,
         crate::engine::Outbound::Close(crate::protocol::close::REVOKED, "session revoked"),
     );

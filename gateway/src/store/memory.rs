@@ -98,17 +98,7 @@ impl Inner {
             }
         }
         let before = entry.conv.clone();
-        let mut after = before.clone();
-        let outcome = after.apply(cmd, now)?;
-        let mut appended = Vec::with_capacity(outcome.log.len());
-        for event in outcome.log {
-            after.last_seq += 1;
-            appended.push(LogEntry {
-                seq: after.last_seq,
-                at: now,
-                event,
-            });
-        }
+        let (after, appended) = super::advance(&before, cmd, now)?;
         self.index_remove(&before);
         self.index_add(&after);
         let entry = self

@@ -12,7 +12,9 @@
 
 pub mod conformance;
 mod memory;
+pub mod redis;
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;
@@ -40,7 +42,7 @@ pub enum ApplyError {
 }
 
 /// What one atomic step did to a conversation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Applied {
     pub before: Conversation,
     pub after: Conversation,
@@ -49,6 +51,27 @@ pub struct Applied {
     /// Set when the client id was seen before: nothing changed, and this is the seq the first
     /// application answered with (if it logged anything).
     pub duplicate: Option<Option<u64>>,
+}
+
+/// Runs `cmd` on a copy of `before` and numbers what it logs: the part of every store's
+/// `apply` that does not depend on where state lives.
+pub(crate) fn advance(
+    before: &Conversation,
+    cmd: Command,
+    now: Millis,
+) -> Result<(Conversation, Vec<LogEntry>), TransitionError> {
+    let mut after = before.clone();
+    let outcome = after.apply(cmd, now)?;
+    let mut appended = Vec::with_capacity(outcome.log.len());
+    for event in outcome.log {
+        after.last_seq += 1;
+        appended.push(LogEntry {
+            seq: after.last_seq,
+            at: now,
+            event,
+        });
+    }
+    Ok((after, appended))
 }
 
 /// An operator's presence as shared between gateway nodes.
@@ -127,4 +150,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Applied>, ApplyError>;
     /// Whether the store can serve requests now (for readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Shared stores: tells the other gateway nodes that this one is alive, and returns the
+    /// steps that mark the people and operators of nodes that stopped doing so as disconnected
+    /// (their grace periods then run as if their sockets had closed). Nothing for one process.
+    async fn heartbeat(&self, _now: Millis) -> Result<Vec<Applied>, StoreError> {
+        Ok(Vec::new())
+    }
 }

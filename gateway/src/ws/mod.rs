@@ -99,6 +99,11 @@ impl Conn {
         let Ok(json) = serde_json::to_string(msg) else {
             return Flow::Continue;
         };
+        self.send_json(&json).await
+    }
+
+    /// Sends a frame that is already JSON.
+    pub async fn send_json(&mut self, json: &str) -> Flow {
         match self.sink.send(Message::Text(Utf8Bytes::from(json))).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),

@@ -42,7 +42,10 @@ pub async fn upgrade(
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
     };
     let token = jar.get(app.session_cookie()).map(|c| c.value().to_owned());
-    let user = token.as_deref().and_then(|t| app.accounts.session_user(t));
+    let user = match token.as_deref() {
+        Some(t) => app.accounts.session_user(t).await,
+        None => None,
+    };
     let tracker = app.tracker.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
@@ -195,7 +198,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
                 None => break,
             },
             _ = tick.tick() => {
-                if app.accounts.session_live(&token) {
+                if app.accounts.session_live(&token).await {
                     conn.heartbeat_tick().await
                 } else {
                     Flow::Close(close::REVOKED, "session ended")
@@ -254,6 +257,7 @@ impl Session<'_> {
                 Flow::Continue
             }
             Outbound::Frame(msg) => conn.send(&msg).await,
+            Outbound::Json(text) => conn.send_json(&text).await,
             Outbound::Close(code, reason) => Flow::Close(code, reason),
         }
     }
@@ -272,7 +276,7 @@ impl Session<'_> {
         let reply = match msg {
             OperatorClient::Hello { id, .. } => Self::reply(id, Err(ErrorCode::OutOfOrder)),
             OperatorClient::Ping { id } => {
-                self.app.accounts.touch(self.token);
+                self.app.accounts.touch(self.token).await;
                 ServerMsg::Pong { id }
             }
             OperatorClient::Presence { id, state } => match engine.set_presence(op, state).await {

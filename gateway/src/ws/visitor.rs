@@ -314,6 +314,7 @@ impl Session<'_> {
                 self.send_entry(conn, &msg, seq, &event).await
             }
             Outbound::Frame(msg) => conn.send(&msg).await,
+            Outbound::Json(text) => conn.send_json(&text).await,
             Outbound::Release(_) => Flow::Continue,
             Outbound::Close(code, reason) => Flow::Close(code, reason),
         }

@@ -214,7 +214,7 @@ async fn a_revoked_session_closes_the_operator_socket() {
     let app = spawn_app_with(|s| s.server.heartbeat_ms = 200).await;
     let mut op = app.operator("sakura", 2, false).await;
     let token = op.cookie.trim_start_matches("tsunagu_session=").to_owned();
-    app.state.accounts.revoke(&token);
+    app.state.accounts.revoke(&token).await;
     assert_eq!(op.client.expect_close().await, Some(4010));
     app.stop().await;
 }

@@ -35,6 +35,12 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Settings)) -> TestApp {
         tsunagu::telemetry::init("debug", false, std::io::stdout);
     }
     let mut settings = Settings::for_tests();
+    // The same suite runs against the Redis store when the test script names a Redis (each app
+    // under its own key prefix, so tests running at once share nothing).
+    if let Ok(url) = std::env::var("TSUNAGU_TEST_REDIS_URL") {
+        settings.store.url = Some(url);
+        settings.store.key_prefix = format!("test{}", Ulid::new());
+    }
     tune(&mut settings);
     let app = Application::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -278,7 +278,7 @@ impl Follower {
                 false
             }
             // Queue positions change often; the person heard theirs when they joined.
-            Outbound::Frame(_) | Outbound::Release(_) => false,
+            Outbound::Frame(_) | Outbound::Json(_) | Outbound::Release(_) => false,
             Outbound::Close(..) => true,
         }
     }
@@ -508,7 +508,7 @@ impl Sender {
             tracing::warn!(conversation = %self.conv, "no operator holds the conversation to tell of an undelivered message");
             return;
         };
-        engine.registry.to_operator(
+        engine.to_operator(
             op,
             Outbound::Frame(ServerMsg::Error {
                 id: Some(id),

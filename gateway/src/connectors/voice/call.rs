@@ -119,7 +119,7 @@ impl Follower {
                 }
                 self.entry(LogEntry { seq, at, event }).await
             }
-            Outbound::Frame(_) | Outbound::Release(_) => false,
+            Outbound::Frame(_) | Outbound::Json(_) | Outbound::Release(_) => false,
             Outbound::Close(..) => true,
         }
     }

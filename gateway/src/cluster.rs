@@ -1,0 +1,234 @@
+//! Cross-node wake-ups: with the Redis store, several gateway nodes serve one helpline, and a
+//! change made on one node must reach the sockets held by the others.
+//!
+//! Every step a node applies is published on one Redis pub/sub channel ([`BusMsg::Applied`]);
+//! every other node runs the socket part of [`Engine::publish`] for it ([`Engine::notify`]), so
+//! an operator on node B hears about a message a person wrote on node A. Frames sent outside a
+//! step (typing, presence, a revoked session) travel as [`BusMsg::ToOperator`] /
+//! [`BusMsg::ToVisitor`].
+//!
+//! Pub/sub is only a signal: what is published while a node is not subscribed is lost. What
+//! matters is in the store (log entries with their seq), so when the subscription is (re)made a
+//! node wakes every socket it holds and each reads the log after its own cursor. Offers missed in
+//! that gap lapse and move on, as any unanswered offer does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conversation::{ConversationId, OperatorId};
+use crate::engine::{Engine, Outbound};
+use crate::protocol::WithdrawReason;
+use crate::store::redis::Redis;
+use crate::store::Applied;
+
+/// Messages waiting to be published; beyond this they are dropped (and counted in the log).
+const OUTBOX: usize = 16_384;
+
+/// What one node tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum BusMsg {
+    /// A step this node applied: the others notify their own sockets.
+    Applied {
+        applied: Box<Applied>,
+        withdrawn: WithdrawReason,
+    },
+    ToOperator {
+        operator: OperatorId,
+        out: Remote,
+    },
+    ToVisitor {
+        conversation: ConversationId,
+        out: Remote,
+    },
+    /// A coordinator switched overloaded mode.
+    Overloaded {
+        on: bool,
+    },
+}
+
+/// An [`Outbound`] that can cross nodes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Remote {
+    Frame { json: String },
+    Wake { conversation: ConversationId },
+    Close { code: u16 },
+}
+
+impl Remote {
+    /// The cross-node form of `out`, if it has one.
+    pub fn from_outbound(out: &Outbound) -> Option<Remote> {
+        match out {
+            Outbound::Frame(msg) => serde_json::to_string(msg)
+                .ok()
+                .map(|json| Remote::Frame { json }),
+            Outbound::Json(text) => Some(Remote::Frame {
+                json: text.to_string(),
+            }),
+            Outbound::Wake(id) => Some(Remote::Wake { conversation: *id }),
+            Outbound::Close(code, _) => Some(Remote::Close { code: *code }),
+            // Which conversations an operator socket follows is decided by steps (`Applied`).
+            Outbound::Hold(_) | Outbound::Release(_) => None,
+        }
+    }
+
+    pub fn into_outbound(self) -> Outbound {
+        match self {
+            Remote::Frame { json } => Outbound::Json(json.into()),
+            Remote::Wake { conversation } => Outbound::Wake(conversation),
+            Remote::Close { code } => Outbound::Close(code, close_reason(code)),
+        }
+    }
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        crate::protocol::close::REVOKED => "session revoked",
+        _ => "closed by the service",
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    msg: BusMsg,
+}
+
+/// The sending side, held by the engine.
+#[derive(Clone)]
+pub struct BusSender {
+    tx: mpsc::Sender<BusMsg>,
+}
+
+impl BusSender {
+    pub fn send(&self, msg: BusMsg) {
+        if self.tx.try_send(msg).is_err() {
+            tracing::warn!("cross-node outbox full; a wake-up was dropped");
+        }
+    }
+}
+
+/// The receiving and publishing side, started once the engine exists.
+pub struct Bus {
+    redis: Arc<Redis>,
+    channel: String,
+    node: String,
+    rx: mpsc::Receiver<BusMsg>,
+}
+
+/// A bus for `node` on `prefix:bus`, and its sender for the engine.
+pub fn bus(redis: Arc<Redis>, prefix: &str, node: &str) -> (Bus, BusSender) {
+    let (tx, rx) = mpsc::channel(OUTBOX);
+    (
+        Bus {
+            redis,
+            channel: format!("{prefix}:bus"),
+            node: node.to_owned(),
+            rx,
+        },
+        BusSender { tx },
+    )
+}
+
+impl Bus {
+    /// Starts the publisher (in order, one connection) and the subscriber.
+    pub fn spawn(self, engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTracker) {
+        let Bus {
+            redis,
+            channel,
+            node,
+            mut rx,
+        } = self;
+        {
+            let (redis, channel, node, shutdown) = (
+                Arc::clone(&redis),
+                channel.clone(),
+                node.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(async move {
+                loop {
+                    let msg = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        m = rx.recv() => match m { Some(m) => m, None => break },
+                    };
+                    let Ok(payload) = serde_json::to_string(&Envelope {
+                        from: node.clone(),
+                        msg,
+                    }) else {
+                        continue;
+                    };
+                    let result = match redis.conn().await {
+                        Ok(mut c) => {
+                            redis::cmd("PUBLISH")
+                                .arg(&channel)
+                                .arg(payload)
+                                .query_async::<i64>(&mut c)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = redis.check(result) {
+                        // The receivers catch up from the store when their subscription returns.
+                        tracing::warn!(error = %e, "could not publish a cross-node wake-up");
+                    }
+                }
+            });
+        }
+        tracker.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            while !shutdown.is_cancelled() {
+                match subscribe(&redis, &channel).await {
+                    Ok(mut pubsub) => {
+                        delay = Duration::from_millis(100);
+                        tracing::info!("subscribed to cross-node wake-ups");
+                        // Whatever was published while not subscribed: read it from the store.
+                        engine.wake_local_sockets().await;
+                        let mut stream = pubsub.on_message();
+                        loop {
+                            let msg = tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                m = stream.next() => m,
+                            };
+                            let Some(msg) = msg else { break };
+                            let Ok(payload) = msg.get_payload::<String>() else {
+                                continue;
+                            };
+                            match serde_json::from_str::<Envelope>(&payload) {
+                                Ok(env) if env.from != node => engine.on_bus(env.msg),
+                                Ok(_) => {}
+                                Err(_) => tracing::warn!(
+                                    bytes = payload.len(),
+                                    "unreadable cross-node message ignored"
+                                ),
+                            }
+                        }
+                        tracing::warn!("cross-node subscription lost; resubscribing");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to cross-node wake-ups");
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        });
+    }
+}
+
+async fn subscribe(redis: &Redis, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = redis.client().await?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}

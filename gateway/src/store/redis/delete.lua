@@ -1,0 +1,13 @@
+-- Deletes a conversation and every key of it (record, log, client ids, token), and takes it
+-- out of every index. ARGV: prefix, conversation id. Returns 1 if it existed.
+local p, id = ARGV[1], ARGV[2]
+local key = p .. ':c:' .. id
+local old = redis.call('HMGET', key, 't', 'h')
+if old[1] and old[1] ~= '' then redis.call('DEL', p .. ':tok:' .. old[1]) end
+if old[2] and old[2] ~= '' then redis.call('SREM', p .. ':held:' .. old[2], id) end
+redis.call('SREM', p .. ':convs', id)
+redis.call('SREM', p .. ':q', id)
+local existed = redis.call('DEL', key, p .. ':log:' .. id, p .. ':cid:' .. id)
+redis.call('INCR', p .. ':rv')
+if existed > 0 then return 1 end
+return 0

@@ -1,0 +1,922 @@
+//! The shared store: everything of [`Store`] in Redis, so that several gateway processes
+//! ("nodes") serve one helpline.
+//!
+//! Keys, under a prefix `P` (`store.key_prefix`):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `P:c:{id}` | hash | `v` version, `d` the conversation (JSON), `t` token hash, `h` holder, `q` queued, `n` the node the person is connected to |
+//! | `P:log:{id}` | stream | the log; entry id `{seq}-1`, field `e` (JSON), so resuming from a seq is `XRANGE` |
+//! | `P:cid:{id}` | hash | client ids already applied → the seq they answered with |
+//! | `P:tok:{hash}` | string | resume-token hash → conversation id |
+//! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
+//! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console |
+//! | `P:ops` | set | operator ids |
+//! | `P:rv` | counter | routing version: grows with every change routing depends on |
+//! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
+//!
+//! Every step is optimistic: read (with versions), run the same pure rules as the memory store
+//! ([`crate::conversation`], [`crate::routing`]), then write with `commit.lua`, which checks every
+//! version it was given (and, for offers and takes, the routing version) and writes nothing if
+//! one moved on; the step is then read and tried again. So no conversation is offered to two
+//! operators and no operator exceeds capacity, whichever nodes race. Every key of a
+//! conversation carries a TTL (`store.ttl_secs`) as a backstop and is deleted by `delete.lua`
+//! at close. With `store.wait_replicas` > 0 a write is acknowledged only once that many replicas
+//! have it (`WAIT`), which bounds what a failover can lose.
+
+mod conn;
+mod sessions;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, RedisResult, Script};
+use ulid::Ulid;
+
+pub use conn::{redacted, Redis};
+pub use sessions::RedisSessions;
+
+use super::{advance, Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
+use crate::protocol::{LogEntry, Millis};
+use crate::routing::{self, OperatorSlot};
+
+/// A node that has not renewed its heartbeat for this long is taken for dead.
+pub const NODE_TTL_SECS: u64 = 6;
+/// How often an optimistic step is tried before the store reports itself unavailable.
+const ATTEMPTS: usize = 64;
+
+/// Settings of the shared store (from `store.*`).
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    pub key_prefix: String,
+    /// Backstop TTL of every key of a conversation, renewed by each write.
+    pub ttl_secs: u64,
+    /// Replicas that must have a write before it is acknowledged (0: do not wait).
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
+    /// This node's id (unique per process).
+    pub node: String,
+}
+
+pub struct RedisStore {
+    redis: Arc<Redis>,
+    opts: RedisOptions,
+    commit: Script,
+    delete: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("unreadable {what} in redis"))
+}
+
+/// A conversation as read, with what its next write must check.
+#[derive(Debug, Clone)]
+struct Loaded {
+    version: u64,
+    conv: Conversation,
+    node: String,
+}
+
+/// An operator record as read, with its version and console node.
+#[derive(Debug, Clone)]
+struct LoadedOp {
+    version: u64,
+    rec: OperatorRecord,
+    node: String,
+}
+
+/// One conversation write of a commit.
+struct ConvWrite<'a> {
+    expect: u64,
+    conv: &'a Conversation,
+    /// `None` keeps the stored node; `Some("")` clears it.
+    node: Option<&'a str>,
+    client: Option<(Ulid, Option<u64>)>,
+    entries: &'a [LogEntry],
+    bump: bool,
+}
+
+/// One operator write of a commit.
+struct OpWrite<'a> {
+    expect: u64,
+    rec: &'a OperatorRecord,
+    node: Option<&'a str>,
+    bump: bool,
+}
+
+/// Whether routing may decide differently after this change (the routing version then grows).
+fn routing_changed(before: &Conversation, after: &Conversation) -> bool {
+    before.state != after.state
+        || before.queue_key() != after.queue_key()
+        || before.declined_by != after.declined_by
+        || before.language != after.language
+        || before.weight != after.weight
+        || before.channel != after.channel
+}
+
+fn parse_conv(
+    version: Option<String>,
+    data: Option<String>,
+    node: Option<String>,
+) -> Option<Loaded> {
+    let version = version?.parse().ok()?;
+    let conv = serde_json::from_str(&data?).ok()?;
+    Some(Loaded {
+        version,
+        conv,
+        node: node.unwrap_or_default(),
+    })
+}
+
+fn parse_op(
+    version: Option<String>,
+    data: Option<String>,
+    node: Option<String>,
+) -> Option<LoadedOp> {
+    let version = version?.parse().ok()?;
+    let rec = serde_json::from_str(&data?).ok()?;
+    Some(LoadedOp {
+        version,
+        rec,
+        node: node.unwrap_or_default(),
+    })
+}
+
+impl RedisStore {
+    /// Opens the store (connecting lazily) and loads its scripts.
+    pub fn open(opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        let redis = Redis::open(&opts.url).map_err(unavailable)?;
+        Ok(RedisStore {
+            redis: Arc::new(redis),
+            opts,
+            commit: Script::new(include_str!("commit.lua")),
+            delete: Script::new(include_str!("delete.lua")),
+        })
+    }
+
+    /// The connection layer (shared with the cluster bus and the session store).
+    pub fn redis(&self) -> Arc<Redis> {
+        Arc::clone(&self.redis)
+    }
+
+    pub fn options(&self) -> &RedisOptions {
+        &self.opts
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.opts.key_prefix.clone();
+        for p in parts {
+            k.push(':');
+            k.push_str(p);
+        }
+        k
+    }
+
+    async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
+        let r = self.redis.conn().await;
+        self.redis.check(r).map_err(unavailable)
+    }
+
+    /// Runs one command (or pipeline) and notes a broken connection.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let conn = self.conn().await?;
+        let r = f(conn).await;
+        self.redis.check(r).map_err(unavailable)
+    }
+
+    async fn load(&self, id: ConversationId) -> Result<Option<Loaded>, StoreError> {
+        let key = self.key(&["c", &id.to_string()]);
+        let (v, d, n): (Option<String>, Option<String>, Option<String>) = self
+            .run(|mut c| async move { c.hmget(&key, &["v", "d", "n"]).await })
+            .await?;
+        if v.is_none() {
+            return Ok(None);
+        }
+        parse_conv(v, d, n)
+            .map(Some)
+            .ok_or_else(|| corrupt("conversation"))
+    }
+
+    async fn load_many(&self, ids: &[String]) -> Result<Vec<Loaded>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hmget(self.key(&["c", id]), &["v", "d", "n"]);
+        }
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        // Missing rows are conversations whose keys expired (the TTL backstop): skip them.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(v, d, n)| parse_conv(v, d, n))
+            .collect())
+    }
+
+    async fn members(&self, key: String) -> Result<Vec<String>, StoreError> {
+        self.run(|mut c| async move { c.smembers(&key).await })
+            .await
+    }
+
+    async fn load_ops(&self) -> Result<Vec<LoadedOp>, StoreError> {
+        let ids = self.members(self.key(&["ops"])).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hmget(self.key(&["o", id]), &["v", "d", "n"]);
+        }
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut ops: Vec<LoadedOp> = rows
+            .into_iter()
+            .filter_map(|(v, d, n)| parse_op(v, d, n))
+            .collect();
+        ops.sort_by_key(|o| o.rec.id);
+        Ok(ops)
+    }
+
+    async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {
+        let key = self.key(&["o", &id.to_string()]);
+        let (v, d, n): (Option<String>, Option<String>, Option<String>) = self
+            .run(|mut c| async move { c.hmget(&key, &["v", "d", "n"]).await })
+            .await?;
+        if v.is_none() {
+            return Ok(None);
+        }
+        parse_op(v, d, n)
+            .map(Some)
+            .ok_or_else(|| corrupt("operator record"))
+    }
+
+    async fn rv(&self) -> Result<String, StoreError> {
+        let key = self.key(&["rv"]);
+        let v: Option<String> = self.run(|mut c| async move { c.get(&key).await }).await?;
+        Ok(v.unwrap_or_else(|| "0".into()))
+    }
+
+    /// Writes conversations and operator records if every version still holds (and the
+    /// routing version, when given). `Ok(false)`: something moved on; read again.
+    async fn commit(
+        &self,
+        rv: Option<&str>,
+        convs: &[ConvWrite<'_>],
+        ops: &[OpWrite<'_>],
+    ) -> Result<bool, StoreError> {
+        let mut inv = self.commit.prepare_invoke();
+        inv.arg(&self.opts.key_prefix)
+            .arg(self.opts.ttl_secs)
+            .arg(rv.unwrap_or(""))
+            .arg(convs.len())
+            .arg(ops.len());
+        for w in convs {
+            let json = serde_json::to_string(w.conv).map_err(|_| corrupt("conversation"))?;
+            let holder = w
+                .conv
+                .state
+                .operator()
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            let (cid, cseq) = match w.client {
+                Some((id, seq)) => (
+                    id.to_string(),
+                    seq.map(|s| s.to_string()).unwrap_or_default(),
+                ),
+                None => (String::new(), String::new()),
+            };
+            inv.arg(w.conv.id.to_string())
+                .arg(w.expect)
+                .arg(json)
+                .arg(w.conv.token_hash.clone().unwrap_or_default())
+                .arg(holder)
+                .arg(if w.conv.state == State::Queued {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(w.node.unwrap_or("-"))
+                .arg(cid)
+                .arg(cseq)
+                .arg(if w.bump { "1" } else { "0" })
+                .arg(w.entries.len());
+            for e in w.entries {
+                let json = serde_json::to_string(e).map_err(|_| corrupt("log entry"))?;
+                inv.arg(e.seq).arg(json);
+            }
+        }
+        for w in ops {
+            let json = serde_json::to_string(w.rec).map_err(|_| corrupt("operator record"))?;
+            inv.arg(w.rec.id.to_string())
+                .arg(w.expect)
+                .arg(json)
+                .arg(w.node.unwrap_or("-"))
+                .arg(if w.bump { "1" } else { "0" });
+        }
+        let written: i64 = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// With `wait_replicas` set: returns only once that many replicas have this connection's
+    /// writes, or reports the store unavailable (the caller's retry is then idempotent).
+    async fn replicated(&self) -> Result<(), StoreError> {
+        let want = self.opts.wait_replicas;
+        if want == 0 {
+            return Ok(());
+        }
+        let timeout = self.opts.wait_timeout_ms;
+        let got: u32 = self
+            .run(|mut c| async move {
+                redis::cmd("WAIT")
+                    .arg(want)
+                    .arg(timeout)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if got < want {
+            tracing::warn!(
+                replicas = got,
+                wanted = want,
+                "write not replicated in time"
+            );
+            return Err(StoreError::Unavailable("not replicated in time".into()));
+        }
+        Ok(())
+    }
+
+    /// Waits a little before trying an optimistic step again, more after each conflict.
+    async fn back_off(attempt: usize) {
+        if attempt > 2 {
+            let ms = (attempt as u64).min(20);
+            let jitter: u64 = rand::random::<u64>() % (ms + 1);
+            tokio::time::sleep(Duration::from_millis(ms / 2 + jitter)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The node the change attributes the person's connection to.
+    fn node_after(&self, cmd: &Command) -> Option<&str> {
+        match cmd {
+            Command::VisitorConnected => Some(&self.opts.node),
+            Command::VisitorDisconnected => Some(""),
+            _ => None,
+        }
+    }
+
+    /// Applies `cmd` to one conversation, optimistically. `only_if_node`: apply only while the
+    /// person is attributed to that node (used to disconnect the people of a dead node).
+    async fn apply_step(
+        &self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        now: Millis,
+        only_if_node: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        let cid_key = self.key(&["cid", &id.to_string()]);
+        for attempt in 0..ATTEMPTS {
+            let loaded = self.load(id).await?.ok_or(ApplyError::NotFound)?;
+            if let Some(cid) = client_id {
+                let key = cid_key.clone();
+                let field = cid.to_string();
+                let seen: Option<String> = self
+                    .run(|mut c| async move { c.hget(&key, &field).await })
+                    .await?;
+                if let Some(seq) = seen {
+                    self.replicated().await?;
+                    return Ok(Applied {
+                        before: loaded.conv.clone(),
+                        after: loaded.conv,
+                        appended: vec![],
+                        duplicate: Some(seq.parse().ok()),
+                    });
+                }
+            }
+            if let Some(node) = only_if_node {
+                if loaded.node != node {
+                    return Err(ApplyError::Refused(
+                        crate::conversation::TransitionError::NotYours,
+                    ));
+                }
+            }
+            if matches!(cmd, Command::VisitorDisconnected)
+                && only_if_node.is_none()
+                && !loaded.node.is_empty()
+                && loaded.node != self.opts.node
+            {
+                // The person has reconnected through another node since: this node's socket
+                // closing says nothing about them.
+                return Err(ApplyError::Refused(
+                    crate::conversation::TransitionError::NotYours,
+                ));
+            }
+            let before = loaded.conv;
+            let (after, appended) = advance(&before, cmd.clone(), now)?;
+            let write = ConvWrite {
+                expect: loaded.version,
+                conv: &after,
+                node: self.node_after(&cmd),
+                client: client_id.map(|c| (c, appended.last().map(|e| e.seq))),
+                entries: &appended,
+                bump: routing_changed(&before, &after),
+            };
+            if self.commit(None, &[write], &[]).await? {
+                self.replicated().await?;
+                return Ok(Applied {
+                    before,
+                    after,
+                    appended,
+                    duplicate: None,
+                });
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(StoreError::Unavailable("too much contention".into()).into())
+    }
+
+    /// Routing's view of the operators, from what is stored now.
+    async fn slots(&self, ops: &[LoadedOp]) -> Result<Vec<OperatorSlot>, StoreError> {
+        let mut held_ids: HashMap<OperatorId, Vec<String>> = HashMap::new();
+        if !ops.is_empty() {
+            let mut pipe = redis::pipe();
+            for o in ops {
+                pipe.smembers(self.key(&["held", &o.rec.id.to_string()]));
+            }
+            let sets: Vec<Vec<String>> = self
+                .run(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?;
+            for (o, set) in ops.iter().zip(sets) {
+                held_ids.insert(o.rec.id, set);
+            }
+        }
+        let all: Vec<String> = held_ids.values().flatten().cloned().collect();
+        let held: HashMap<ConversationId, Conversation> = self
+            .load_many(&all)
+            .await?
+            .into_iter()
+            .map(|l| (l.conv.id, l.conv))
+            .collect();
+        Ok(ops
+            .iter()
+            .map(|o| {
+                let rec = &o.rec;
+                let mut load = 0;
+                let mut has_offer = false;
+                for id in held_ids.get(&rec.id).into_iter().flatten() {
+                    let Some(c) = id.parse().ok().and_then(|id: Ulid| held.get(&id)) else {
+                        continue;
+                    };
+                    if c.state.operator() != Some(rec.id) {
+                        continue;
+                    }
+                    load += c.weight_on(rec.capacity);
+                    has_offer |= matches!(c.state, State::Offered { .. });
+                }
+                OperatorSlot {
+                    id: rec.id,
+                    languages: rec.languages.clone(),
+                    capacity: rec.capacity,
+                    load,
+                    presence: rec.presence,
+                    connected: rec.connected,
+                    has_offer,
+                    last_assigned: rec.last_assigned,
+                    takes_calls: rec.takes_calls,
+                }
+            })
+            .collect())
+    }
+
+    /// Queued conversations in queue order, with their versions.
+    async fn queued(&self) -> Result<Vec<Loaded>, StoreError> {
+        let ids = self.members(self.key(&["q"])).await?;
+        let mut q: Vec<Loaded> = self
+            .load_many(&ids)
+            .await?
+            .into_iter()
+            .filter(|l| l.conv.state == State::Queued)
+            .collect();
+        q.sort_by_key(|l| l.conv.queue_key());
+        Ok(q)
+    }
+
+    /// Operator update, optimistic; `only_if_node` as in [`Self::apply_step`].
+    async fn update_op(
+        &self,
+        id: OperatorId,
+        update: OperatorUpdate,
+        only_if_node: Option<&str>,
+    ) -> Result<Option<OperatorRecord>, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let Some(loaded) = self.load_op(id).await? else {
+                return Ok(None);
+            };
+            if only_if_node.is_some_and(|n| n != loaded.node) {
+                return Ok(None);
+            }
+            let mut rec = loaded.rec.clone();
+            let node = match update {
+                OperatorUpdate::Presence(p) => {
+                    rec.presence = p;
+                    None
+                }
+                OperatorUpdate::Connected => {
+                    rec.connected = true;
+                    rec.disconnected_since = None;
+                    Some(self.opts.node.as_str())
+                }
+                OperatorUpdate::Disconnected { at } => {
+                    if only_if_node.is_none()
+                        && !loaded.node.is_empty()
+                        && loaded.node != self.opts.node
+                    {
+                        // Their console is open on another node now.
+                        return Ok(Some(loaded.rec));
+                    }
+                    rec.connected = false;
+                    rec.disconnected_since = Some(at);
+                    Some("")
+                }
+            };
+            let write = OpWrite {
+                expect: loaded.version,
+                rec: &rec,
+                node,
+                bump: true,
+            };
+            if self.commit(None, &[], &[write]).await? {
+                return Ok(Some(rec));
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(StoreError::Unavailable("too much contention".into()))
+    }
+
+    /// Those of `nodes` whose heartbeat has expired.
+    async fn dead_among(&self, nodes: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if nodes.is_empty() {
+            return Ok(nodes);
+        }
+        let mut pipe = redis::pipe();
+        for n in &nodes {
+            pipe.exists(self.key(&["node", n]));
+        }
+        let alive: Vec<bool> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(nodes
+            .into_iter()
+            .zip(alive)
+            .filter(|(_, a)| !a)
+            .map(|(n, _)| n)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, conv: Conversation) -> Result<(), StoreError> {
+        let write = ConvWrite {
+            expect: 0,
+            conv: &conv,
+            node: None,
+            client: None,
+            entries: &[],
+            bump: true,
+        };
+        if !self.commit(None, &[write], &[]).await? {
+            return Err(StoreError::Unavailable(
+                "conversation id already taken".into(),
+            ));
+        }
+        self.replicated().await
+    }
+
+    async fn get(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        Ok(self.load(id).await?.map(|l| l.conv))
+    }
+
+    async fn find_by_token(&self, token_hash: &str) -> Result<Option<Conversation>, StoreError> {
+        let key = self.key(&["tok", token_hash]);
+        let id: Option<String> = self.run(|mut c| async move { c.get(&key).await }).await?;
+        let Some(id) = id.and_then(|s| s.parse::<Ulid>().ok()) else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(id)
+            .await?
+            .filter(|c| c.token_hash.as_deref() == Some(token_hash)))
+    }
+
+    async fn apply(
+        &self,
+        id: ConversationId,
+        cmd: Command,
+        client_id: Option<Ulid>,
+        now: Millis,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_step(id, cmd, client_id, now, None).await
+    }
+
+    async fn read_log(&self, id: ConversationId, after: u64) -> Result<Vec<LogEntry>, StoreError> {
+        let key = self.key(&["log", &id.to_string()]);
+        let start = format!("{}-0", after.saturating_add(1));
+        let reply: redis::streams::StreamRangeReply = self
+            .run(|mut c| async move { c.xrange(&key, start, "+").await })
+            .await?;
+        let mut out = Vec::with_capacity(reply.ids.len());
+        for entry in reply.ids {
+            let json: String = entry.get("e").ok_or_else(|| corrupt("log entry"))?;
+            out.push(serde_json::from_str(&json).map_err(|_| corrupt("log entry"))?);
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, id: ConversationId) -> Result<(), StoreError> {
+        let mut inv = self.delete.prepare_invoke();
+        inv.arg(&self.opts.key_prefix).arg(id.to_string());
+        let _: i64 = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn conversations(&self) -> Result<Vec<Conversation>, StoreError> {
+        let ids = self.members(self.key(&["convs"])).await?;
+        Ok(self
+            .load_many(&ids)
+            .await?
+            .into_iter()
+            .map(|l| l.conv)
+            .collect())
+    }
+
+    async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError> {
+        let ids = self
+            .members(self.key(&["held", &operator.to_string()]))
+            .await?;
+        let mut convs: Vec<Conversation> = self
+            .load_many(&ids)
+            .await?
+            .into_iter()
+            .map(|l| l.conv)
+            .filter(|c| c.state.operator() == Some(operator))
+            .collect();
+        convs.sort_by_key(|c| c.id);
+        Ok(convs)
+    }
+
+    async fn queue(&self) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self.queued().await?.into_iter().map(|l| l.conv).collect())
+    }
+
+    async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let current = self.load_op(record.id).await?;
+            let write = OpWrite {
+                expect: current.as_ref().map_or(0, |c| c.version),
+                rec: &record,
+                node: Some(if record.connected {
+                    &self.opts.node
+                } else {
+                    ""
+                }),
+                bump: true,
+            };
+            if self.commit(None, &[], &[write]).await? {
+                return Ok(());
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(StoreError::Unavailable("too much contention".into()))
+    }
+
+    async fn update_operator(
+        &self,
+        id: OperatorId,
+        update: OperatorUpdate,
+    ) -> Result<Option<OperatorRecord>, StoreError> {
+        self.update_op(id, update, None).await
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        Ok(self.load_ops().await?.into_iter().map(|o| o.rec).collect())
+    }
+
+    async fn dispatch(
+        &self,
+        now: Millis,
+        offer_ms: u64,
+        language_fallback_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let rv = self.rv().await?;
+            let ops = self.load_ops().await?;
+            let mut slots = self.slots(&ops).await?;
+            if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+                return Ok(vec![]);
+            }
+            let queued = self.queued().await?;
+            if queued.is_empty() {
+                return Ok(vec![]);
+            }
+            let plan = routing::plan(
+                queued.iter().map(|l| &l.conv),
+                &mut slots,
+                now,
+                language_fallback_ms,
+            );
+            if plan.is_empty() {
+                return Ok(vec![]);
+            }
+            let by_id: HashMap<ConversationId, &Loaded> =
+                queued.iter().map(|l| (l.conv.id, l)).collect();
+            let mut steps = Vec::with_capacity(plan.len());
+            let mut recs: HashMap<OperatorId, (u64, OperatorRecord)> = HashMap::new();
+            for (conv, operator) in plan {
+                let Some(loaded) = by_id.get(&conv) else {
+                    continue;
+                };
+                let cmd = Command::Offer {
+                    operator,
+                    expires_at: now + offer_ms,
+                };
+                let Ok((after, appended)) = advance(&loaded.conv, cmd, now) else {
+                    continue;
+                };
+                if let Some(o) = ops.iter().find(|o| o.rec.id == operator) {
+                    let entry = recs
+                        .entry(operator)
+                        .or_insert_with(|| (o.version, o.rec.clone()));
+                    entry.1.last_assigned = now;
+                }
+                steps.push((loaded.version, loaded.conv.clone(), after, appended));
+            }
+            let conv_writes: Vec<ConvWrite<'_>> = steps
+                .iter()
+                .map(|(version, _, after, appended)| ConvWrite {
+                    expect: *version,
+                    conv: after,
+                    node: None,
+                    client: None,
+                    entries: appended,
+                    bump: true,
+                })
+                .collect();
+            let op_writes: Vec<OpWrite<'_>> = recs
+                .values()
+                .map(|(version, rec)| OpWrite {
+                    expect: *version,
+                    rec,
+                    node: None,
+                    bump: false,
+                })
+                .collect();
+            if self.commit(Some(&rv), &conv_writes, &op_writes).await? {
+                return Ok(steps
+                    .into_iter()
+                    .map(|(_, before, after, appended)| Applied {
+                        before,
+                        after,
+                        appended,
+                        duplicate: None,
+                    })
+                    .collect());
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(StoreError::Unavailable("too much contention".into()))
+    }
+
+    async fn take_next(
+        &self,
+        operator: OperatorId,
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<Option<Applied>, ApplyError> {
+        for attempt in 0..ATTEMPTS {
+            let rv = self.rv().await?;
+            let Some(op) = self.load_op(operator).await? else {
+                return Ok(None);
+            };
+            let slot = self
+                .slots(std::slice::from_ref(&op))
+                .await?
+                .pop()
+                .ok_or_else(|| corrupt("operator record"))?;
+            let queued = self.queued().await?;
+            let Some(conv) = routing::next_for(
+                queued.iter().map(|l| &l.conv),
+                &slot,
+                now,
+                language_fallback_ms,
+            ) else {
+                return Ok(None);
+            };
+            let Some(loaded) = queued.iter().find(|l| l.conv.id == conv) else {
+                return Ok(None);
+            };
+            let cmd = Command::Take {
+                operator,
+                operator_name: op.rec.name.clone(),
+            };
+            let (after, appended) = advance(&loaded.conv, cmd, now)?;
+            let mut rec = op.rec.clone();
+            rec.last_assigned = now;
+            let conv_write = ConvWrite {
+                expect: loaded.version,
+                conv: &after,
+                node: None,
+                client: None,
+                entries: &appended,
+                bump: true,
+            };
+            let op_write = OpWrite {
+                expect: op.version,
+                rec: &rec,
+                node: None,
+                bump: false,
+            };
+            if self.commit(Some(&rv), &[conv_write], &[op_write]).await? {
+                self.replicated().await?;
+                return Ok(Some(Applied {
+                    before: loaded.conv.clone(),
+                    after,
+                    appended,
+                    duplicate: None,
+                }));
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(StoreError::Unavailable("too much contention".into()).into())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self
+            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {
+        let beat = self.key(&["node", &self.opts.node]);
+        let _: () = self
+            .run(|mut c| async move { c.set_ex(&beat, now, NODE_TTL_SECS).await })
+            .await?;
+        // The nodes that people and operators are attributed to, and which of them are gone.
+        let ids = self.members(self.key(&["convs"])).await?;
+        let convs = self.load_many(&ids).await?;
+        let ops = self.load_ops().await?;
+        let mut named: Vec<String> = convs
+            .iter()
+            .map(|l| l.node.clone())
+            .chain(ops.iter().map(|o| o.node.clone()))
+            .filter(|n| !n.is_empty() && *n != self.opts.node)
+            .collect();
+        named.sort();
+        named.dedup();
+        let dead = self.dead_among(named).await?;
+        let mut steps = Vec::new();
+        for d in &dead {
+            tracing::warn!(node = %d, "gateway node stopped; its people and operators count as disconnected");
+            for l in convs.iter().filter(|l| l.node == *d) {
+                match self
+                    .apply_step(l.conv.id, Command::VisitorDisconnected, None, now, Some(d))
+                    .await
+                {
+                    Ok(a) => steps.push(a),
+                    Err(ApplyError::Store(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            for o in ops.iter().filter(|o| o.node == *d) {
+                self.update_op(o.rec.id, OperatorUpdate::Disconnected { at: now }, Some(d))
+                    .await?;
+            }
+        }
+        Ok(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests;

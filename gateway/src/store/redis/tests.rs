@@ -1,0 +1,289 @@
+//! The conformance suite and Redis-only behaviour, against a real `redis-server` started on a
+//! free port for this test binary.
+
+use std::process::{Child, Command as Proc, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::*;
+use crate::conversation::Conversation;
+use crate::protocol::{Channel, Presence, Side};
+use crate::store::conformance;
+
+struct Server {
+    port: u16,
+    _child: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One redis-server for the unit tests of this binary; each store gets its own key prefix.
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let port = free_port();
+        // A watchdog shell stops the server when this test process is gone (the static is
+        // never dropped).
+        let script = format!(
+            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no & r=$!; \
+             while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $r",
+            parent = std::process::id()
+        );
+        let child = Proc::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh runs redis-server (scripts/test.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            port,
+            _child: child,
+        }
+    })
+}
+
+fn options(prefix: &str, node: &str) -> RedisOptions {
+    RedisOptions {
+        url: format!("redis://127.0.0.1:{}/", server().port),
+        key_prefix: prefix.to_owned(),
+        ttl_secs: 3600,
+        wait_replicas: 0,
+        wait_timeout_ms: 100,
+        node: node.to_owned(),
+    }
+}
+
+fn store() -> Arc<RedisStore> {
+    Arc::new(RedisStore::open(options(&format!("t{}", Ulid::new()), "n1")).unwrap())
+}
+
+async fn keys_with(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut out = Vec::new();
+    let mut iter: redis::AsyncIter<String> = c.scan_match(format!("{prefix}:*")).await.unwrap();
+    while let Some(k) = iter.next_item().await {
+        out.push(k.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn redis_store_passes_the_conformance_suite() {
+    conformance::run_all(|| store() as Arc<dyn Store>).await;
+}
+
+fn queued(at: u64) -> Conversation {
+    Conversation::new(
+        Ulid::new(),
+        Channel::Web,
+        None,
+        Some(format!("h{}", Ulid::new())),
+        at,
+    )
+}
+
+fn op(capacity: u32) -> OperatorRecord {
+    OperatorRecord {
+        id: Ulid::new(),
+        name: "op".into(),
+        languages: vec!["ja".into()],
+        capacity,
+        presence: Presence::OnDuty,
+        connected: true,
+        disconnected_since: None,
+        last_assigned: 0,
+        takes_calls: false,
+    }
+}
+
+#[tokio::test]
+async fn racing_takes_on_several_nodes_never_share_a_conversation_or_exceed_capacity() {
+    let prefix = format!("race{}", Ulid::new());
+    let nodes: Vec<Arc<RedisStore>> = (0..3)
+        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
+        .collect();
+    for i in 0..60 {
+        nodes[0].create(queued(1_000 + i)).await.unwrap();
+    }
+    let ops: Vec<OperatorRecord> = (0..10).map(|_| op(3)).collect();
+    for o in &ops {
+        nodes[0].put_operator(o.clone()).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        for round in 0..5 {
+            let store = Arc::clone(&nodes[(i + round) % 3]);
+            let id = o.id;
+            tasks.push(tokio::spawn(async move {
+                store.take_next(id, 2_000, 120_000).await.unwrap()
+            }));
+        }
+    }
+    let mut taken = Vec::new();
+    for t in tasks {
+        if let Some(a) = t.await.unwrap() {
+            taken.push((a.after.id, a.after.state.operator().unwrap()));
+        }
+    }
+    let mut ids: Vec<_> = taken.iter().map(|(c, _)| *c).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), taken.len(), "a conversation was taken twice");
+    assert_eq!(taken.len(), 30, "every operator filled exactly to capacity");
+    for o in &ops {
+        let held = nodes[1].held_by(o.id).await.unwrap();
+        assert_eq!(held.len(), 3, "operator holds exactly their capacity");
+    }
+    assert_eq!(nodes[2].queue().await.unwrap().len(), 30);
+}
+
+#[tokio::test]
+async fn a_closed_conversation_leaves_no_key_behind() {
+    let s = store();
+    let prefix = s.options().key_prefix.clone();
+    let c = queued(1_000);
+    let id = c.id;
+    s.create(c).await.unwrap();
+    let o = op(2);
+    s.put_operator(o.clone()).await.unwrap();
+    s.take_next(o.id, 1_100, 1).await.unwrap().unwrap();
+    let canary = "canary-phrase-hinotori";
+    s.apply(
+        id,
+        Command::Message {
+            from: Side::Visitor,
+            operator: None,
+            id: Ulid::new(),
+            text: canary.into(),
+        },
+        Some(Ulid::new()),
+        1_200,
+    )
+    .await
+    .unwrap();
+    assert!(keys_with(&prefix)
+        .await
+        .iter()
+        .any(|k| k.contains(&id.to_string())));
+    s.delete(id).await.unwrap();
+    let left: Vec<String> = keys_with(&prefix)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&id.to_string()) || k.contains(":tok:"))
+        .collect();
+    assert!(left.is_empty(), "keys left after delete: {left:?}");
+    // Only operator records and counters remain, and none holds the canary.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for k in keys_with(&prefix).await {
+        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
+        assert!(!dump.contains(canary), "{k} holds the canary");
+    }
+    assert!(s.get(id).await.unwrap().is_none());
+    let _ = s.held_by(o.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_key_of_a_live_conversation_has_a_ttl() {
+    let s = store();
+    let prefix = s.options().key_prefix.clone();
+    let c = queued(1_000);
+    let id = c.id;
+    s.create(c).await.unwrap();
+    s.apply(
+        id,
+        Command::Message {
+            from: Side::Visitor,
+            operator: None,
+            id: Ulid::new(),
+            text: "hello".into(),
+        },
+        Some(Ulid::new()),
+        1_100,
+    )
+    .await
+    .unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = keys_with(&prefix)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&id.to_string()) || k.contains(":tok:"))
+        .collect();
+    assert_eq!(keys.len(), 4, "record, log, client ids and token: {keys:?}");
+    for k in keys {
+        let ttl: i64 = conn.ttl(&k).await.unwrap();
+        assert!(ttl > 0, "{k} has no TTL");
+    }
+}
+
+#[tokio::test]
+async fn the_people_of_a_node_that_stopped_beating_are_disconnected_once() {
+    let prefix = format!("beat{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    a.heartbeat(1_000).await.unwrap();
+    b.heartbeat(1_000).await.unwrap();
+    let c = queued(1_000);
+    let id = c.id;
+    a.create(c).await.unwrap();
+    a.apply(id, Command::VisitorConnected, None, 1_000)
+        .await
+        .unwrap();
+    let o = op(2);
+    a.put_operator(o.clone()).await.unwrap();
+    assert!(
+        b.heartbeat(2_000).await.unwrap().is_empty(),
+        "node a is alive"
+    );
+    // Node a dies: its heartbeat key goes (as it would expire).
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = conn.del(format!("{prefix}:node:node-a")).await.unwrap();
+    let steps = b.heartbeat(3_000).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert!(!steps[0].after.visitor_connected);
+    assert_eq!(steps[0].after.visitor_gone_since, Some(3_000));
+    let rec = b.operators().await.unwrap().pop().unwrap();
+    assert!(!rec.connected, "the dead node's operator is disconnected");
+    assert!(b.heartbeat(4_000).await.unwrap().is_empty(), "reaped once");
+    // A person who reconnected through node b is not disconnected by node a's old socket.
+    b.apply(id, Command::VisitorConnected, None, 5_000)
+        .await
+        .unwrap();
+    assert!(a
+        .apply(id, Command::VisitorDisconnected, None, 5_100)
+        .await
+        .is_err());
+    assert!(b.get(id).await.unwrap().unwrap().visitor_connected);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_reported_unavailable_not_empty() {
+    let mut o = options("down", "n1");
+    o.url = format!("redis://127.0.0.1:{}/", free_port());
+    let s = RedisStore::open(o).unwrap();
+    assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(s.queue().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        s.apply(Ulid::new(), Command::VisitorConnected, None, 1)
+            .await,
+        Err(ApplyError::Store(_))
+    ));
+}
