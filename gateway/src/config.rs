@@ -387,7 +387,10 @@ impl Settings {
                 !self.store.key_prefix.is_empty() && !self.store.key_prefix.contains(' '),
                 "store.key_prefix must be a non-empty word"
             );
-            anyhow::ensure!(self.store.ttl_secs >= 60, "store.ttl_secs must be at least 60");
+            anyhow::ensure!(
+                self.store.ttl_secs >= 60,
+                "store.ttl_secs must be at least 60"
+            );
         }
         Ok(())
     }

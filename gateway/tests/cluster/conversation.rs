@@ -127,7 +127,6 @@ pub async fn converse(a: &Node, b: &Node, operator: &str) -> anyhow::Result<(Vis
 }
 
 #[tokio::test]
-#[ignore = "needs Redis mode"]
 async fn two_nodes_a_visitor_on_node_a_and_an_operator_on_node_b_converse_both_ways_in_order() {
     let _g = serial().await;
     let redis = RedisServer::start().await;
@@ -147,7 +146,6 @@ async fn one_in_memory_node_passes_the_same_conversation_checks() {
 /// id, no value containing its id, and no value containing a canary phrase written in it by
 /// either side. Every key the gateways wrote starts with their prefix.
 #[tokio::test]
-#[ignore = "needs Redis mode"]
 async fn ephemeral_after_a_conversation_closes_scan_finds_no_key_of_it_and_no_canary() {
     let _g = serial().await;
     let redis = RedisServer::start().await;

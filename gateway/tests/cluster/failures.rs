@@ -144,7 +144,6 @@ fn fail_env() -> Vec<(&'static str, &'static str)> {
 /// sender saw an `ack` must arrive exactly once, in order; the conversations must still be
 /// alive after the dead node's sockets are noticed and the grace periods have passed.
 #[tokio::test]
-#[ignore = "needs Redis mode"]
 async fn kill_9_of_a_node_mid_conversation_loses_and_duplicates_nothing_acknowledged() {
     let _g = serial().await;
     let redis = RedisServer::start().await;
@@ -241,7 +240,6 @@ async fn kill_9_of_a_node_mid_conversation_loses_and_duplicates_nothing_acknowle
 /// client ids are applied exactly once, cross-node delivery works again (pub/sub resubscribed),
 /// nothing acknowledged before the outage is lost, and a new person can be served.
 #[tokio::test]
-#[ignore = "needs Redis mode"]
 async fn a_redis_restart_refuses_sends_as_unavailable_then_recovers_without_restarting_gateways() {
     let _g = serial().await;
     let mut redis = RedisServer::start_durable().await;
@@ -354,7 +352,6 @@ async fn a_redis_restart_refuses_sends_as_unavailable_then_recovers_without_rest
 /// restart. Measures the gap (longest time between two acks, and kill to first ack after); no
 /// acknowledged message may be lost or doubled.
 #[tokio::test]
-#[ignore = "needs Redis mode"]
 async fn sentinel_failover_the_gateways_keep_serving_after_the_replica_is_promoted() {
     let _g = serial().await;
     // Two replicas, so that after the failover the new primary still has one for WAIT.
