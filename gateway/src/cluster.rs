@@ -51,6 +51,14 @@ pub enum BusMsg {
     Overloaded {
         on: bool,
     },
+    /// A help request or an emergency: coordinators on every node are alerted.
+    Alert {
+        alert: Box<crate::engine::stats::Alert>,
+    },
+    AlertAcknowledged {
+        id: ulid::Ulid,
+        by: String,
+    },
 }
 
 /// An [`Outbound`] that can cross nodes.

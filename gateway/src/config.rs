@@ -88,6 +88,9 @@ pub struct StoreSettings {
     pub wait_timeout_ms: u64,
     /// This gateway node's id; unset: a new random one at each start.
     pub node_id: Option<String>,
+    /// With `rediss://`: PEM certificates the Redis server's certificate must chain to (a
+    /// private CA); unset: the system's root certificates.
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for StoreSettings {
@@ -99,6 +102,7 @@ impl Default for StoreSettings {
             wait_replicas: 0,
             wait_timeout_ms: 200,
             node_id: None,
+            tls_ca_file: None,
         }
     }
 }

@@ -312,6 +312,12 @@ impl Escalations {
         }
     }
 
+    /// The highest log seq a record holds.
+    pub fn last_seq(&self, id: Ulid) -> Result<u64, EscalationError> {
+        let _g = self.guard();
+        Ok(self.load(id)?.last_seq)
+    }
+
     /// Adds log entries (messages and ends) to a record's transcript and actions.
     pub fn append_log(&self, id: Ulid, entries: &[LogEntry]) -> Result<(), EscalationError> {
         self.update(id, |rec| append_entries(rec, entries))

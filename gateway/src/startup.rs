@@ -56,6 +56,7 @@ impl Application {
                     wait_replicas: settings.store.wait_replicas,
                     wait_timeout_ms: settings.store.wait_timeout_ms,
                     node: node.clone(),
+                    tls_ca_file: settings.store.tls_ca_file.clone().map(Into::into),
                 })?;
                 // Alive before any socket is attributed to this node. A Redis that is down now
                 // is not fatal: readiness says so and the store reconnects by itself.
@@ -65,7 +66,9 @@ impl Application {
                 let (bus, sender) =
                     crate::cluster::bus(store.redis(), &settings.store.key_prefix, &node);
                 shared_redis = Some(store.redis());
-                tracing::info!(node = %node, redis = %crate::store::redis::redacted(url), "shared store: redis");
+                // No address in the logs, not even the store's: the scheme says enough.
+                let scheme = url.split("://").next().unwrap_or("redis");
+                tracing::info!(node = %node, scheme, "shared store: redis");
                 (Arc::new(store) as Arc<dyn Store>, Some((bus, sender)))
             }
         };

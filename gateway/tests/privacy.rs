@@ -79,11 +79,106 @@ fn logs() -> Captured {
 
 #[tokio::test]
 async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
+    canary_found_nowhere_after_close(None).await;
+}
+
+/// A redis-server of this test's own, on a free port, without persistence; stopped on drop.
+struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        RedisServer { port, child }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every key under `prefix` with everything it holds, read by type (not `DUMP`, whose
+/// compression could hide a phrase).
+async fn redis_contents(port: u16, prefix: &str) -> Vec<(String, String)> {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys = Vec::new();
+    {
+        let mut iter: redis::AsyncIter<String> = c.scan_match(format!("{prefix}:*")).await.unwrap();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k.unwrap());
+        }
+    }
+    let mut out = Vec::new();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let content = match kind.as_str() {
+            "string" => c.get::<_, String>(&k).await.unwrap_or_default(),
+            "hash" => format!(
+                "{:?}",
+                c.hgetall::<_, Vec<(String, String)>>(&k).await.unwrap()
+            ),
+            "set" => format!("{:?}", c.smembers::<_, Vec<String>>(&k).await.unwrap()),
+            "stream" => format!(
+                "{:?}",
+                redis::cmd("XRANGE")
+                    .arg(&k)
+                    .arg("-")
+                    .arg("+")
+                    .query_async::<redis::Value>(&mut c)
+                    .await
+                    .unwrap()
+            ),
+            other => format!("(a {other})"),
+        };
+        out.push((k, content));
+    }
+    out
+}
+
+#[tokio::test]
+async fn with_redis_a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
+    let redis = RedisServer::start();
+    canary_found_nowhere_after_close(Some(redis.port)).await;
+}
+
+async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     let logs = logs();
 
     let dir = std::env::temp_dir().join(format!("tsunagu-privacy-{}", Ulid::new()));
     let mut settings = Settings::for_tests();
     settings.auth.users_file = dir.join("users.json").display().to_string();
+    let prefix = format!("privacy{}", Ulid::new());
+    if let Some(port) = redis_port {
+        settings.store.url = Some(format!("redis://127.0.0.1:{port}/"));
+        settings.store.key_prefix = prefix.clone();
+    }
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
@@ -191,7 +286,28 @@ async fn a_canary_phrase_is_found_nowhere_after_the_conversation_closes() {
     state.shutdown.cancel();
     let _ = server.await;
 
+    // Nothing in Redis: no key of the conversation, no value holding a canary.
+    if let Some(port) = redis_port {
+        let contents = redis_contents(port, &prefix).await;
+        assert!(!contents.is_empty(), "the gateway did use this Redis");
+        for (key, content) in &contents {
+            assert!(
+                !key.contains(&conversation),
+                "{key} is left of the conversation"
+            );
+            for canary in [
+                &canary_visitor,
+                &canary_operator,
+                &canary_note,
+                &fake_number,
+            ] {
+                assert!(!content.contains(canary.as_str()), "{key} holds {canary}");
+            }
+        }
+    }
+
     // Nothing in the logs, at trace level; the logs did record the conversation by id.
+    // (Both tests share the capture; each checks its own canaries.)
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
         text.contains(&conversation),

@@ -163,6 +163,15 @@ impl Engine {
         self.registry.to_visitor(conv, out);
     }
 
+    /// Coordinators on every node see an alert raised on this one.
+    fn share_alert(&self, alert: stats::Alert) {
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::Alert {
+                alert: Box::new(alert),
+            });
+        }
+    }
+
     /// What another node published.
     pub fn on_bus(&self, msg: BusMsg) {
         match msg {
@@ -178,6 +187,10 @@ impl Engine {
             BusMsg::ToVisitor { conversation, out } => {
                 self.registry.to_visitor(conversation, out.into_outbound())
             }
+            BusMsg::Alert { alert } => self.stats().raise(*alert),
+            BusMsg::AlertAcknowledged { id, by } => {
+                self.stats().ack_alert(id, &by);
+            }
             BusMsg::Overloaded { on } => {
                 let was = self.overloaded.swap(on, Ordering::SeqCst);
                 if was != on {
@@ -188,12 +201,26 @@ impl Engine {
     }
 
     /// Wakes every socket of this node, so each reads what it has not sent yet from the store
-    /// (after cross-node wake-ups may have been missed).
+    /// (after cross-node wake-ups may have been missed), and records again that the people and
+    /// operators of these sockets are connected here (after an outage of Redis, another node
+    /// may have taken this one for dead).
     pub async fn wake_local_sockets(&self) {
         for conv in self.registry.visitor_ids() {
+            if let Ok(Some(c)) = self.store.get(conv).await {
+                if !c.visitor_connected && !c.state.is_terminal() {
+                    self.visitor_connection(conv, true).await;
+                }
+            }
             self.registry.to_visitor(conv, Outbound::Wake(conv));
         }
         for op in self.registry.operator_ids() {
+            if let Ok(Some(rec)) = self
+                .store
+                .update_operator(op, OperatorUpdate::Connected)
+                .await
+            {
+                tracing::debug!(operator = %rec.id, "operator connection recorded again");
+            }
             if let Ok(held) = self.store.held_by(op).await {
                 for c in held {
                     self.registry.to_operator(op, Outbound::Hold(c.id));
@@ -320,8 +347,10 @@ impl Engine {
         let (before, after) = (&a.before.state, &a.after.state);
 
         // Statistics and metrics for what happened.
-        self.record_transition(a, now);
-        self.escalation_follows(a, now);
+        if let Some(event) = self.record_transition(a, now) {
+            self.count_today(now, event).await;
+        }
+        self.escalation_follows(a, now).await;
 
         if after.is_terminal() {
             self.refs().remove(&id);
@@ -433,12 +462,24 @@ impl Engine {
     }
 
     /// A flagged conversation's record follows everything it logs, and is completed at close.
-    fn escalation_follows(&self, a: &Applied, now: Millis) {
+    /// Entries another node appended (with a shared store, each node extends the record with
+    /// the steps it applies) are read from the log, so the transcript has no gap.
+    async fn escalation_follows(&self, a: &Applied, now: Millis) {
         let (Some(esc), Some(e)) = (&self.escalations, &a.after.emergency) else {
             return;
         };
-        if !a.appended.is_empty() {
-            if let Err(err) = esc.append_log(e.record, &a.appended) {
+        if let Some(first) = a.appended.first() {
+            let mut entries = a.appended.clone();
+            if let Ok(last) = esc.last_seq(e.record) {
+                if last + 1 < first.seq {
+                    if let Ok(mut missing) = self.store.read_log(a.after.id, last).await {
+                        missing.retain(|m| m.seq < first.seq);
+                        missing.append(&mut entries);
+                        entries = missing;
+                    }
+                }
+            }
+            if let Err(err) = esc.append_log(e.record, &entries) {
                 tracing::error!(record = %e.record, error = %err, "could not extend escalation record");
             }
         }
@@ -467,10 +508,18 @@ impl Engine {
         }
     }
 
-    fn record_transition(&self, a: &Applied, now: Millis) {
+    /// Counts an event of today in the shared store, if there is one.
+    async fn count_today(&self, now: Millis, event: &'static str) {
+        if let Err(e) = self.store.count_today(stats::jst_day(now), event).await {
+            tracing::warn!(error = %e, event, "could not count in the shared store");
+        }
+    }
+
+    /// Metrics and today's counts for a change of state; returns the counted event, if any.
+    fn record_transition(&self, a: &Applied, now: Millis) -> Option<&'static str> {
         let (before, after) = (a.before.state.kind(), a.after.state.kind());
         if before == after {
-            return;
+            return None;
         }
         tracing::info!(
             conversation = %a.after.id,
@@ -505,7 +554,13 @@ impl Engine {
                 }
             }
             self.metrics.ended(after.as_str());
+            return Some(if after == K::Closed {
+                "closed"
+            } else {
+                "abandoned"
+            });
         }
+        None
     }
 
     async fn apply(
@@ -568,6 +623,7 @@ impl Engine {
             stats.roll_day(now);
             stats.today.started += 1;
         }
+        self.count_today(now, "started").await;
         self.metrics.started(channel.as_str());
         tracing::info!(conversation = %conv.id, channel = channel.as_str(), "conversation started");
         self.wake_dispatch();
@@ -994,7 +1050,8 @@ impl Engine {
         if c.state.operator() != Some(op) {
             return Err(ErrorCode::NotFound);
         }
-        self.stats().raise_help(name, conv, now_ms());
+        let alert = self.stats().raise_help(name, conv, now_ms());
+        self.share_alert(alert);
         tracing::info!(operator = %op, conversation = %conv, "help requested");
         Ok(())
     }
@@ -1002,6 +1059,14 @@ impl Engine {
     /// Acknowledges a help alert; false if there is no such alert.
     pub async fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
         let acked = self.stats().ack_alert(alert, by);
+        if acked.is_some() {
+            if let Some(bus) = &self.bus {
+                bus.send(BusMsg::AlertAcknowledged {
+                    id: alert,
+                    by: by.to_owned(),
+                });
+            }
+        }
         if let Some((conv, true)) = acked {
             if let Ok(Some(c)) = self.store.get(conv).await {
                 if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
@@ -1124,8 +1189,10 @@ impl Engine {
                 })
             });
         }
-        self.stats()
-            .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        let alert =
+            self.stats()
+                .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        self.share_alert(alert);
         self.metrics.emergency();
         tracing::warn!(conversation = %conv, record = %record, "emergency flagged; coordinators alerted");
         self.send_summary(&a.after);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::{now_ms, Engine};
@@ -31,11 +31,11 @@ pub struct Today {
     pub abandoned: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alert {
     pub id: Ulid,
     /// `help` or `emergency`.
-    pub kind: &'static str,
+    pub kind: String,
     pub operator: String,
     pub conversation: ConversationId,
     /// For emergencies: the category flagged.
@@ -54,9 +54,14 @@ pub struct StatsState {
     handle_ewma_ms: Option<f64>,
 }
 
+/// Days since the epoch in Japan time: today's counters roll over at midnight JST.
+pub fn jst_day(now: Millis) -> u64 {
+    (now + JST_OFFSET_MS) / DAY_MS
+}
+
 impl StatsState {
     pub fn roll_day(&mut self, now: Millis) {
-        let day = (now + JST_OFFSET_MS) / DAY_MS;
+        let day = jst_day(now);
         if day != self.today.day {
             self.today = Today {
                 day,
@@ -77,7 +82,11 @@ impl StatsState {
         self.handle_ewma_ms.unwrap_or(DEFAULT_HANDLE_MS)
     }
 
-    fn raise(&mut self, alert: Alert) {
+    /// Keeps an alert (raised here or, with several nodes, on another node).
+    pub fn raise(&mut self, alert: Alert) {
+        if self.alerts.iter().any(|a| a.id == alert.id) {
+            return;
+        }
         let now = alert.at;
         self.alerts.retain(|a| {
             a.acknowledged_at
@@ -89,17 +98,24 @@ impl StatsState {
         self.alerts.push(alert);
     }
 
-    pub fn raise_help(&mut self, operator: &str, conversation: ConversationId, now: Millis) {
-        self.raise(Alert {
+    pub fn raise_help(
+        &mut self,
+        operator: &str,
+        conversation: ConversationId,
+        now: Millis,
+    ) -> Alert {
+        let alert = Alert {
             id: Ulid::new(),
-            kind: "help",
+            kind: "help".into(),
             operator: operator.to_owned(),
             conversation,
             category: None,
             at: now,
             acknowledged_by: None,
             acknowledged_at: None,
-        });
+        };
+        self.raise(alert.clone());
+        alert
     }
 
     pub fn raise_emergency(
@@ -108,17 +124,19 @@ impl StatsState {
         conversation: ConversationId,
         category: &str,
         now: Millis,
-    ) {
-        self.raise(Alert {
+    ) -> Alert {
+        let alert = Alert {
             id: Ulid::new(),
-            kind: "emergency",
+            kind: "emergency".into(),
             operator: operator.unwrap_or_default().to_owned(),
             conversation,
             category: Some(category.to_owned()),
             at: now,
             acknowledged_by: None,
             acknowledged_at: None,
-        });
+        };
+        self.raise(alert.clone());
+        alert
     }
 
     /// Acknowledges an alert (the first coordinator's name sticks). Returns its conversation and
@@ -247,9 +265,17 @@ impl Engine {
                 d.operators.free_capacity += o.capacity.saturating_sub(l);
             }
         }
+        let shared = self.store.today_counts(jst_day(now)).await.ok().flatten();
         let mut stats = self.stats();
         stats.roll_day(now);
         d.today = stats.today.clone();
+        if let Some(counts) = shared {
+            // Every node's counts, from the shared store.
+            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+            d.today.started = get("started");
+            d.today.closed = get("closed");
+            d.today.abandoned = get("abandoned");
+        }
         d.alerts = stats.alerts.clone();
         for e in &mut d.emergencies {
             e.acknowledged_by = stats.emergency_acknowledged_by(e.conversation);

@@ -119,25 +119,11 @@ impl Inner {
     }
 
     fn slot(&self, rec: &OperatorRecord) -> OperatorSlot {
-        let mut load = 0;
-        let mut has_offer = false;
-        for id in self.held.get(&rec.id).into_iter().flatten() {
-            if let Some(e) = self.conversations.get(id) {
-                load += e.conv.weight_on(rec.capacity);
-                has_offer |= matches!(e.conv.state, State::Offered { .. });
-            }
-        }
-        OperatorSlot {
-            id: rec.id,
-            languages: rec.languages.clone(),
-            capacity: rec.capacity,
-            load,
-            presence: rec.presence,
-            connected: rec.connected,
-            has_offer,
-            last_assigned: rec.last_assigned,
-            takes_calls: rec.takes_calls,
-        }
+        let held = self.held.get(&rec.id).into_iter().flatten();
+        super::slot_of(
+            rec,
+            held.filter_map(|id| self.conversations.get(id).map(|e| &e.conv)),
+        )
     }
 
     fn queued(&self) -> impl Iterator<Item = &Conversation> {

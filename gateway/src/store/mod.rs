@@ -74,6 +74,30 @@ pub(crate) fn advance(
     Ok((after, appended))
 }
 
+/// Routing's view of an operator: their record and the conversations they hold.
+pub(crate) fn slot_of<'a>(
+    rec: &OperatorRecord,
+    held: impl Iterator<Item = &'a Conversation>,
+) -> crate::routing::OperatorSlot {
+    let mut load = 0;
+    let mut has_offer = false;
+    for c in held {
+        load += c.weight_on(rec.capacity);
+        has_offer |= matches!(c.state, crate::conversation::State::Offered { .. });
+    }
+    crate::routing::OperatorSlot {
+        id: rec.id,
+        languages: rec.languages.clone(),
+        capacity: rec.capacity,
+        load,
+        presence: rec.presence,
+        connected: rec.connected,
+        has_offer,
+        last_assigned: rec.last_assigned,
+        takes_calls: rec.takes_calls,
+    }
+}
+
 /// An operator's presence as shared between gateway nodes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRecord {
@@ -155,5 +179,18 @@ pub trait Store: Send + Sync + 'static {
     /// (their grace periods then run as if their sockets had closed). Nothing for one process.
     async fn heartbeat(&self, _now: Millis) -> Result<Vec<Applied>, StoreError> {
         Ok(Vec::new())
+    }
+    /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
+    /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
+    /// engine counts in memory.
+    async fn count_today(&self, _day: u64, _event: &'static str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Shared stores: the day's counts from every node; `None` when the engine's own are all.
+    async fn today_counts(
+        &self,
+        _day: u64,
+    ) -> Result<Option<std::collections::HashMap<String, u64>>, StoreError> {
+        Ok(None)
     }
 }

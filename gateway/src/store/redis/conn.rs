@@ -42,6 +42,28 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl Redis {
+    /// Parses `url`; does not connect yet. `ca_pem`: the certificates (PEM) that a `rediss://`
+    /// server's certificate must chain to, instead of the system's roots.
+    pub fn open_with_ca(url: &str, ca_pem: Option<Vec<u8>>) -> RedisResult<Redis> {
+        match ca_pem {
+            Some(pem) if url.starts_with("rediss://") => {
+                let client = Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )?;
+                Ok(Redis {
+                    target: Target::Direct(client),
+                    current: Mutex::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                })
+            }
+            _ => Redis::open(url),
+        }
+    }
+
     /// Parses `url`; does not connect yet.
     pub fn open(url: &str) -> RedisResult<Redis> {
         let target = if let Some(rest) = url.strip_prefix("redis+sentinel://") {

@@ -11,9 +11,11 @@
 //! | `P:tok:{hash}` | string | resume-token hash → conversation id |
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console |
-//! | `P:ops` | set | operator ids |
+//! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
+//! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
+//! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
 //! ([`crate::conversation`], [`crate::routing`]), then write with `commit.lua`, which checks every
@@ -39,7 +41,9 @@ use ulid::Ulid;
 pub use conn::{redacted, Redis};
 pub use sessions::RedisSessions;
 
-use super::{advance, Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{
+    advance, slot_of, Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError,
+};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::protocol::{LogEntry, Millis};
 use crate::routing::{self, OperatorSlot};
@@ -61,6 +65,8 @@ pub struct RedisOptions {
     pub wait_timeout_ms: u64,
     /// This node's id (unique per process).
     pub node: String,
+    /// PEM certificates a `rediss://` server must chain to (else the system's roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 pub struct RedisStore {
@@ -68,6 +74,10 @@ pub struct RedisStore {
     opts: RedisOptions,
     commit: Script,
     delete: Script,
+    /// Since when this node's heartbeats have succeeded without a break. Other nodes are judged
+    /// only after [`NODE_TTL_SECS`] of that: after an outage of Redis every node's heartbeat has
+    /// expired, and each must have had the time to renew its own first.
+    beating_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -154,12 +164,20 @@ fn parse_op(
 impl RedisStore {
     /// Opens the store (connecting lazily) and loads its scripts.
     pub fn open(opts: RedisOptions) -> Result<RedisStore, StoreError> {
-        let redis = Redis::open(&opts.url).map_err(unavailable)?;
+        let ca =
+            match &opts.tls_ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Unavailable(format!("reading store.tls_ca_file: {e}"))
+                })?),
+                None => None,
+            };
+        let redis = Redis::open_with_ca(&opts.url, ca).map_err(unavailable)?;
         Ok(RedisStore {
             redis: Arc::new(redis),
             opts,
             commit: Script::new(include_str!("commit.lua")),
             delete: Script::new(include_str!("delete.lua")),
+            beating_since: std::sync::Mutex::new(None),
         })
     }
 
@@ -479,30 +497,13 @@ impl RedisStore {
         Ok(ops
             .iter()
             .map(|o| {
-                let rec = &o.rec;
-                let mut load = 0;
-                let mut has_offer = false;
-                for id in held_ids.get(&rec.id).into_iter().flatten() {
-                    let Some(c) = id.parse().ok().and_then(|id: Ulid| held.get(&id)) else {
-                        continue;
-                    };
-                    if c.state.operator() != Some(rec.id) {
-                        continue;
-                    }
-                    load += c.weight_on(rec.capacity);
-                    has_offer |= matches!(c.state, State::Offered { .. });
-                }
-                OperatorSlot {
-                    id: rec.id,
-                    languages: rec.languages.clone(),
-                    capacity: rec.capacity,
-                    load,
-                    presence: rec.presence,
-                    connected: rec.connected,
-                    has_offer,
-                    last_assigned: rec.last_assigned,
-                    takes_calls: rec.takes_calls,
-                }
+                let mine = held_ids
+                    .get(&o.rec.id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| id.parse::<Ulid>().ok().and_then(|id| held.get(&id)))
+                    .filter(|c| c.state.operator() == Some(o.rec.id));
+                slot_of(&o.rec, mine)
             })
             .collect())
     }
@@ -878,24 +879,69 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        self.run(|mut c| async move {
+            redis::pipe()
+                .hincr(&key, event, 1)
+                .ignore()
+                .expire(&key, 8 * 24 * 3600)
+                .ignore()
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn today_counts(&self, day: u64) -> Result<Option<HashMap<String, u64>>, StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        let counts: HashMap<String, u64> = self
+            .run(|mut c| async move { c.hgetall(&key).await })
+            .await?;
+        Ok(Some(counts))
+    }
+
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {
         let beat = self.key(&["node", &self.opts.node]);
-        let _: () = self
-            .run(|mut c| async move { c.set_ex(&beat, now, NODE_TTL_SECS).await })
-            .await?;
-        // The nodes that people and operators are attributed to, and which of them are gone.
+        let (nodes, me) = (self.key(&["nodes"]), self.opts.node.clone());
+        let beaten = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .sadd(&nodes, &me)
+                    .ignore()
+                    .set_ex(&beat, now, NODE_TTL_SECS)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        let steady = {
+            let mut since = self.beating_since.lock().unwrap_or_else(|e| e.into_inner());
+            match (&beaten, *since) {
+                (Err(_), _) => *since = None,
+                (Ok(()), None) => *since = Some(std::time::Instant::now()),
+                _ => {}
+            }
+            since.is_some_and(|t| t.elapsed() > Duration::from_secs(NODE_TTL_SECS + 1))
+        };
+        beaten?;
+        if !steady {
+            return Ok(vec![]);
+        }
+        // Known nodes whose heartbeat has expired; usually none, and then nothing more is read.
+        let known: Vec<String> = self
+            .members(self.key(&["nodes"]))
+            .await?
+            .into_iter()
+            .filter(|n| *n != self.opts.node)
+            .collect();
+        let dead = self.dead_among(known).await?;
+        if dead.is_empty() {
+            return Ok(vec![]);
+        }
         let ids = self.members(self.key(&["convs"])).await?;
         let convs = self.load_many(&ids).await?;
         let ops = self.load_ops().await?;
-        let mut named: Vec<String> = convs
-            .iter()
-            .map(|l| l.node.clone())
-            .chain(ops.iter().map(|o| o.node.clone()))
-            .filter(|n| !n.is_empty() && *n != self.opts.node)
-            .collect();
-        named.sort();
-        named.dedup();
-        let dead = self.dead_among(named).await?;
         let mut steps = Vec::new();
         for d in &dead {
             tracing::warn!(node = %d, "gateway node stopped; its people and operators count as disconnected");
@@ -906,6 +952,7 @@ impl Store for RedisStore {
                 {
                     Ok(a) => steps.push(a),
                     Err(ApplyError::Store(e)) => return Err(e),
+                    // Reconnected elsewhere meanwhile, or already ended.
                     Err(_) => {}
                 }
             }
@@ -913,6 +960,12 @@ impl Store for RedisStore {
                 self.update_op(o.rec.id, OperatorUpdate::Disconnected { at: now }, Some(d))
                     .await?;
             }
+            // Everything of it handled (a store error above returns early and leaves the node
+            // to the next heartbeat): forget it.
+            let (nodes, d) = (self.key(&["nodes"]), d.clone());
+            let _: i64 = self
+                .run(|mut c| async move { c.srem(&nodes, &d).await })
+                .await?;
         }
         Ok(steps)
     }

@@ -15,6 +15,16 @@ struct Server {
     _child: Child,
 }
 
+/// Waits (up to 5 s) until something listens on `port`.
+fn wait_for(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -39,12 +49,7 @@ fn server() -> &'static Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("sh runs redis-server (scripts/test.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(port);
         Server {
             port,
             _child: child,
@@ -60,6 +65,7 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
         wait_replicas: 0,
         wait_timeout_ms: 100,
         node: node.to_owned(),
+        tls_ca_file: None,
     }
 }
 
@@ -240,6 +246,10 @@ async fn the_people_of_a_node_that_stopped_beating_are_disconnected_once() {
     let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
     a.heartbeat(1_000).await.unwrap();
     b.heartbeat(1_000).await.unwrap();
+    // A node judges others only once its own heartbeats have been steady for a node TTL.
+    assert!(b.heartbeat(1_500).await.unwrap().is_empty());
+    *b.beating_since.lock().unwrap() =
+        Some(std::time::Instant::now() - Duration::from_secs(NODE_TTL_SECS + 2));
     let c = queued(1_000);
     let id = c.id;
     a.create(c).await.unwrap();
@@ -286,4 +296,87 @@ async fn an_unreachable_redis_is_reported_unavailable_not_empty() {
             .await,
         Err(ApplyError::Store(_))
     ));
+}
+
+#[tokio::test]
+async fn every_node_counts_into_the_same_day() {
+    let prefix = format!("today{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    a.count_today(20_000, "started").await.unwrap();
+    b.count_today(20_000, "started").await.unwrap();
+    b.count_today(20_000, "closed").await.unwrap();
+    a.count_today(20_001, "started").await.unwrap();
+    let counts = a.today_counts(20_000).await.unwrap().unwrap();
+    assert_eq!(counts.get("started"), Some(&2));
+    assert_eq!(counts.get("closed"), Some(&1));
+    assert_eq!(counts.get("abandoned"), None);
+}
+
+/// A self-signed certificate for 127.0.0.1, as PEM (certificate, key).
+fn self_signed() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_store_speaks_tls_to_redis_and_checks_the_servers_certificate() {
+    crate::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("tsunagu-redis-tls-{}", Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    let (other, _) = self_signed();
+    std::fs::write(dir.join("other.pem"), &other).unwrap();
+    let port = free_port();
+    let mut child = Proc::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(dir.join("cert.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("key.pem"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server runs");
+    wait_for(port);
+    let open = |ca: &str| {
+        let mut o = options(&format!("tls{}", Ulid::new()), "n1");
+        o.url = format!("rediss://127.0.0.1:{port}/");
+        o.tls_ca_file = Some(dir.join(ca));
+        RedisStore::open(o).unwrap()
+    };
+    let trusted = open("cert.pem");
+    trusted.ping().await.expect("TLS with the server's own CA");
+    let c = queued(1_000);
+    trusted.create(c.clone()).await.unwrap();
+    assert_eq!(trusted.get(c.id).await.unwrap().unwrap().id, c.id);
+    let untrusted = open("other.pem");
+    assert!(
+        untrusted.ping().await.is_err(),
+        "a server whose certificate does not chain to the CA is refused"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
 }
