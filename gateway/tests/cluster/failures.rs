@@ -358,7 +358,11 @@ async fn sentinel_failover_the_gateways_keep_serving_after_the_replica_is_promot
     let mut s = Sentinels::start(2).await;
     let env = with(
         redis_env(&s.url(), &prefix()),
-        &[("TSUNAGU_STORE__WAIT_REPLICAS", "1")],
+        &[
+            ("TSUNAGU_STORE__WAIT_REPLICAS", "1"),
+            // Above the default 200 ms: two busy cores sometimes need more (see latency.rs).
+            ("TSUNAGU_STORE__WAIT_TIMEOUT_MS", "1000"),
+        ],
     );
     let ns: Nodes = Arc::new(nodes(2, &env).await);
     let pids: Vec<u32> = ns.iter().map(|n| n.pid).collect();
