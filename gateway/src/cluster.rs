@@ -29,6 +29,8 @@ use crate::store::Applied;
 
 /// Messages waiting to be published; beyond this they are dropped (and counted in the log).
 const OUTBOX: usize = 16_384;
+/// At most this many messages are published in one round trip.
+const PUBLISH_BATCH: usize = 256;
 
 /// What one node tells the others.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,25 +164,32 @@ impl Bus {
                 shutdown.clone(),
             );
             tracker.spawn(async move {
+                let mut batch = Vec::with_capacity(PUBLISH_BATCH);
                 loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         m = rx.recv() => match m { Some(m) => m, None => break },
                     };
-                    let Ok(payload) = serde_json::to_string(&Envelope {
-                        from: node.clone(),
-                        msg,
-                    }) else {
-                        continue;
-                    };
-                    let result = match redis.conn().await {
-                        Ok(mut c) => {
-                            redis::cmd("PUBLISH")
-                                .arg(&channel)
-                                .arg(payload)
-                                .query_async::<i64>(&mut c)
-                                .await
+                    // Whatever else is waiting goes in the same round trip, in order.
+                    batch.clear();
+                    batch.push(msg);
+                    while batch.len() < PUBLISH_BATCH {
+                        match rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
                         }
+                    }
+                    let mut pipe = redis::pipe();
+                    for msg in batch.drain(..) {
+                        if let Ok(payload) = serde_json::to_string(&Envelope {
+                            from: node.clone(),
+                            msg,
+                        }) {
+                            pipe.publish(&channel, payload).ignore();
+                        }
+                    }
+                    let result = match redis.conn().await {
+                        Ok(mut c) => pipe.query_async::<()>(&mut c).await,
                         Err(e) => Err(e),
                     };
                     if let Err(e) = redis.check(result) {

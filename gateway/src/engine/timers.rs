@@ -179,6 +179,21 @@ impl Engine {
 
     /// Fires every deadline that has passed.
     pub async fn sweep(&self, now: Millis) {
+        // With several nodes one sweeps at a time; if it stops, another takes over within
+        // the lease (a few ticks). Each step is re-checked by the store, so an overlap at a
+        // hand-over changes nothing twice.
+        match self
+            .store
+            .lead("sweep", (self.cfg.tick_ms * 8).max(1_000))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweep could not take its lease");
+                return;
+            }
+        }
         let convs = match self.store.conversations().await {
             Ok(c) => c,
             Err(e) => {

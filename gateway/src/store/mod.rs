@@ -180,6 +180,13 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, _now: Millis) -> Result<Vec<Applied>, StoreError> {
         Ok(Vec::new())
     }
+    /// Shared stores: whether this node holds (or has now taken) the lease on `task` for the
+    /// next `ttl_ms`, so that work every node could do (the timer sweep) is done by one at a
+    /// time; when the holder stops renewing, another node takes over. Always true for one
+    /// process.
+    async fn lead(&self, _task: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
     /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
     /// engine counts in memory.

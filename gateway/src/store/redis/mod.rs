@@ -14,6 +14,7 @@
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
+//! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //!
@@ -50,6 +51,20 @@ use crate::routing::{self, OperatorSlot};
 
 /// A node that has not renewed its heartbeat for this long is taken for dead.
 pub const NODE_TTL_SECS: u64 = 6;
+/// Takes or renews a lease: KEYS[1] the lease, ARGV[1] this node, ARGV[2] its length in ms.
+const LEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
 /// How often an optimistic step is tried before the store reports itself unavailable.
 const ATTEMPTS: usize = 64;
 
@@ -74,6 +89,7 @@ pub struct RedisStore {
     opts: RedisOptions,
     commit: Script,
     delete: Script,
+    lease: Script,
     /// Since when this node's heartbeats have succeeded without a break. Other nodes are judged
     /// only after [`NODE_TTL_SECS`] of that: after an outage of Redis every node's heartbeat has
     /// expired, and each must have had the time to renew its own first.
@@ -177,6 +193,7 @@ impl RedisStore {
             opts,
             commit: Script::new(include_str!("commit.lua")),
             delete: Script::new(include_str!("delete.lua")),
+            lease: Script::new(LEASE),
             beating_since: std::sync::Mutex::new(None),
         })
     }
@@ -877,6 +894,17 @@ impl Store for RedisStore {
             .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
             .await?;
         Ok(())
+    }
+
+    async fn lead(&self, task: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut inv = self.lease.prepare_invoke();
+        inv.key(self.key(&["lease", task]))
+            .arg(&self.opts.node)
+            .arg(ttl_ms.max(1));
+        let held: i64 = self
+            .run(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(held == 1)
     }
 
     async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {

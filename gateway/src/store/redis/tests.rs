@@ -380,3 +380,58 @@ async fn the_store_speaks_tls_to_redis_and_checks_the_servers_certificate() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn one_node_at_a_time_holds_a_lease_and_another_takes_over_when_it_lapses() {
+    let prefix = format!("lease{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    assert!(a.lead("sweep", 300).await.unwrap());
+    assert!(!b.lead("sweep", 300).await.unwrap());
+    assert!(a.lead("sweep", 300).await.unwrap(), "the holder renews");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        b.lead("sweep", 300).await.unwrap(),
+        "taken over after it lapsed"
+    );
+    assert!(!a.lead("sweep", 300).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_deadline_applied_by_several_nodes_at_once_fires_once() {
+    let prefix = format!("timer{}", Ulid::new());
+    let nodes: Vec<Arc<RedisStore>> = (0..3)
+        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
+        .collect();
+    let o = op(1);
+    nodes[0].put_operator(o.clone()).await.unwrap();
+    let c = queued(1_000);
+    let id = c.id;
+    nodes[0].create(c).await.unwrap();
+    let offers = nodes[1].dispatch(2_000, 1_000, 120_000).await.unwrap();
+    assert_eq!(offers.len(), 1);
+    // The offer lapses at 3 000; every node's sweep sees it at once.
+    let mut tasks = Vec::new();
+    for n in &nodes {
+        for _ in 0..4 {
+            let n = Arc::clone(n);
+            let cmd = Command::OfferExpired {
+                operator: o.id,
+                expires_at: 3_000,
+            };
+            tasks.push(tokio::spawn(
+                async move { n.apply(id, cmd, None, 3_100).await },
+            ));
+        }
+    }
+    let mut fired = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            fired += 1;
+        }
+    }
+    assert_eq!(fired, 1, "the offer timeout fired exactly once");
+    let conv = nodes[2].get(id).await.unwrap().unwrap();
+    assert_eq!(conv.state, State::Queued);
+    assert_eq!(conv.declined_by, vec![o.id]);
+}
