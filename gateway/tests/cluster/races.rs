@@ -16,7 +16,7 @@ use super::client::{is_event, Operator, Visitor};
 use super::node::{Node, CAPACITY, COORDINATOR};
 use super::redis::RedisServer;
 use super::serial;
-use super::setup::{nodes, prefix, redis_env, with};
+use super::setup::{nodes, percentile_ms, prefix, redis_env, with};
 
 pub struct Race {
     pub conversations: usize,
@@ -32,6 +32,8 @@ struct OpRun {
     capacity_refusals: usize,
     accept_refusals: usize,
     unavailable: usize,
+    /// How long each take_next took to be answered.
+    take_times: Vec<Duration>,
     /// Kept open until the final state has been checked (a closed console would go off duty).
     _console: Operator,
 }
@@ -134,11 +136,14 @@ pub async fn race(nodes: &[Node], plan: Race) -> anyhow::Result<()> {
     let capacity_refusals: usize = runs.iter().map(|r| r.capacity_refusals).sum();
     let accept_refusals: usize = runs.iter().map(|r| r.accept_refusals).sum();
     let unavailable: usize = runs.iter().map(|r| r.unavailable).sum();
+    let mut takes: Vec<Duration> = runs.iter().flat_map(|r| r.take_times.clone()).collect();
+    let take_count = takes.len();
     println!(
         "race ({} nodes, {} people, {} operators, capacity {CAPACITY}, auto_offer {}): {:?}; \
          closed {} ({} distinct); held by two operators {}; over capacity {}; \
          capacity refusals {capacity_refusals}; accept refusals {accept_refusals}; \
-         unavailable {unavailable}",
+         unavailable {unavailable}; {take_count} take_next answered in median {:.0} ms, \
+         p99 {:.0} ms, max {:.0} ms",
         n,
         plan.conversations,
         plan.operators,
@@ -147,7 +152,10 @@ pub async fn race(nodes: &[Node], plan: Race) -> anyhow::Result<()> {
         closed_ids.len(),
         distinct.len(),
         doubles.len(),
-        over.len()
+        over.len(),
+        percentile_ms(&mut takes, 0.5),
+        percentile_ms(&mut takes, 0.99),
+        percentile_ms(&mut takes, 1.0),
     );
     ensure!(
         doubles.is_empty(),
@@ -222,6 +230,7 @@ async fn operate(
     let mut mine = Vec::new();
     let (mut capacity_refusals, mut accept_refusals, mut unavailable) = (0, 0, 0);
     let mut offers: Vec<String> = Vec::new();
+    let mut take_times = Vec::new();
     while closed.load(Ordering::SeqCst) < total {
         if Instant::now() > deadline {
             bail!(
@@ -257,11 +266,13 @@ async fn operate(
         let mut got = false;
         if held.len() < cap {
             let before = held.len();
+            let asked = Instant::now();
             let r = op
                 .ws
                 .request(json!({"type":"take_next"}))
                 .await
                 .with_context(|| progress(&op, "take_next", &closed, total))?;
+            take_times.push(asked.elapsed());
             if r["type"] == "error" {
                 if r["code"] == "capacity" {
                     capacity_refusals += 1;
@@ -302,6 +313,7 @@ async fn operate(
         capacity_refusals,
         accept_refusals,
         unavailable,
+        take_times,
         _console: op,
     })
 }
