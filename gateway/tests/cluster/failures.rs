@@ -464,3 +464,69 @@ async fn one_in_memory_node_clients_that_drop_before_the_ack_resume_and_lose_not
         (0, 0, 0, 0)
     );
 }
+
+/// The other half of losing a node: those who were on it and do not come back. Their node's
+/// heartbeat expires, they are taken as disconnected, and the grace periods apply: the person's
+/// conversation ends as `visitor_gone` for the operator on the surviving node, and the
+/// operator's conversation goes back to the queue (the person sees `operator_left`, requeued),
+/// where a colleague on the surviving node takes it.
+#[tokio::test]
+async fn kill_9_of_a_node_those_who_do_not_come_back_are_taken_as_gone_after_the_grace_period() {
+    let _g = serial().await;
+    let redis = RedisServer::start().await;
+    let env = with(redis_env(&redis.url(), &prefix()), &fail_env());
+    let ns = nodes(2, &env).await;
+    // Person on a (will vanish) with an operator on b.
+    let _gone = Visitor::start(&ns[0], "ja").await.unwrap();
+    let mut op_b = Operator::connect(&ns[1], &ns[1], "op20", true)
+        .await
+        .unwrap();
+    let c1 = op_b.take().await.unwrap().unwrap();
+    // Person on b with an operator on a (will vanish).
+    let mut stays = Visitor::start(&ns[1], "ja").await.unwrap();
+    let mut op_a = Operator::connect(&ns[0], &ns[0], "op21", true)
+        .await
+        .unwrap();
+    let c2 = op_a.take().await.unwrap().unwrap();
+    assert_eq!(c2, stays.conversation);
+    stays
+        .ws
+        .expect("operator_joined", WAIT, |f| {
+            super::client::is_event(f, "operator_joined")
+        })
+        .await
+        .unwrap();
+    let killed = Instant::now();
+    ns[0].kill9();
+    // 6 s heartbeat expiry + 3 s grace + the timer tick, with room to spare.
+    let within = Duration::from_secs(20);
+    let c = c1.clone();
+    let ended = op_b
+        .ws
+        .expect("visitor_gone", within, move |f| {
+            f["type"] == "event" && f["conversation"] == c.as_str() && f["event"]["kind"] == "ended"
+        })
+        .await
+        .unwrap();
+    let visitor_gone_after = killed.elapsed();
+    assert_eq!(ended["event"]["reason"], "visitor_gone", "{ended}");
+    let left = stays
+        .ws
+        .expect("operator_left", within, |f| {
+            super::client::is_event(f, "operator_left")
+        })
+        .await
+        .unwrap();
+    let requeued_after = killed.elapsed();
+    assert_eq!(left["event"]["reason"], "requeued", "{left}");
+    let mut colleague = Operator::connect(&ns[1], &ns[1], "op22", true)
+        .await
+        .unwrap();
+    assert_eq!(colleague.take().await.unwrap().unwrap(), c2);
+    println!(
+        "kill -9, nobody comes back (heartbeat expiry 6 s, grace 3 s): person taken as gone \
+         after {:.1} s, operator's conversation requeued after {:.1} s",
+        visitor_gone_after.as_secs_f64(),
+        requeued_after.as_secs_f64()
+    );
+}
