@@ -14,7 +14,12 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update', '--disable-sync', '--no-first-run',
 ];
 
-export async function startGateway(env = {}) {
+/**
+ * Starts the gateway binary with `env`; with `addUsers` (the default) it first creates the test
+ * accounts in a fresh accounts file. A second node of a cluster passes `addUsers: false` and the
+ * first node's `TSUNAGU_AUTH__USERS_FILE`.
+ */
+export async function startGateway(env = {}, { addUsers = true } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tsunagu-e2e-'));
   const baseEnv = {
     ...process.env,
@@ -28,7 +33,7 @@ export async function startGateway(env = {}) {
     ['coord', 'Coordinator', 'coordinator', 'coordinator-password'],
     ['admin', 'Admin', 'admin', 'admin-password-1'],
   ];
-  for (const [username, name, role, password] of users) {
+  for (const [username, name, role, password] of addUsers ? users : []) {
     const r = spawnSync(BIN, ['user', 'add', '--username', username, '--display-name', name,
       '--role', role, '--password-stdin', '--languages', 'ja,en'],
     { env: baseEnv, input: password + '\n', encoding: 'utf8' });
@@ -48,18 +53,52 @@ export async function startGateway(env = {}) {
   });
   return {
     base,
+    usersFile: baseEnv.TSUNAGU_AUTH__USERS_FILE,
     logs: () => output,
-    async stop() {
-      child.kill('SIGTERM');
+    /** SIGKILL: the node dies mid-conversation, as a crashed machine would. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-/** A TCP proxy to `target` (host:port) whose connections can be cut and refused at will. */
+/** A redis-server of the test's own on a free port, without persistence. */
+export async function startRedis() {
+  const port = await new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() { child.kill('SIGKILL'); await new Promise((r) => child.once('exit', r)); },
+  };
+}
+
+/**
+ * A TCP proxy to `target` (host:port) whose connections can be cut and refused at will, and
+ * pointed at another target (as a load balancer moves traffic off a dead node).
+ */
 export async function startProxy(targetUrl) {
-  const target = new URL(targetUrl);
+  let target = new URL(targetUrl);
   const sockets = new Set();
   let refusing = false;
   const server = net.createServer((client) => {
@@ -81,6 +120,8 @@ export async function startProxy(targetUrl) {
     /** Drops every connection and refuses new ones until `restore()`. */
     cut() { refusing = true; for (const s of sockets) s.destroy(); },
     restore() { refusing = false; },
+    /** New connections go to `url` from now on. */
+    retarget(url) { target = new URL(url); },
     async close() { for (const s of sockets) s.destroy(); await new Promise((r) => server.close(r)); },
   };
 }

@@ -282,8 +282,15 @@ impl Engine {
         self.dispatch.notify_one();
     }
 
-    /// True if this operator-level client id was seen before (and remembers it).
-    fn seen(&self, op: OperatorId, id: Ulid) -> bool {
+    /// True if this operator-level client id was seen before (and remembers it), on any node
+    /// when the store is shared (a retry after a node loss arrives at another node).
+    async fn seen(&self, op: OperatorId, id: Ulid) -> bool {
+        match self.store.first_time(&format!("{op}:{id}")).await {
+            Ok(Some(first)) => return !first,
+            Ok(None) => {}
+            // Cannot tell: treat it as new (the step itself will meet the same outage).
+            Err(_) => return false,
+        }
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let ids = recent.entry(op).or_default();
         if ids.contains(&id) {
@@ -854,7 +861,7 @@ impl Engine {
         op: OperatorId,
         client_id: Ulid,
     ) -> Result<Option<ConversationId>, ErrorCode> {
-        if self.seen(op, client_id) {
+        if self.seen(op, client_id).await {
             return Ok(None);
         }
         let held = self.store.held_by(op).await.map_err(store_code)?;

@@ -187,6 +187,12 @@ pub trait Store: Send + Sync + 'static {
     async fn lead(&self, _task: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// Shared stores: `Some(true)` the first time `key` (an operator-level client id) is
+    /// seen by any node in the last ten minutes, `Some(false)` after. `None`: not shared (the
+    /// engine remembers recent ids itself).
+    async fn first_time(&self, _key: &str) -> Result<Option<bool>, StoreError> {
+        Ok(None)
+    }
     /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
     /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
     /// engine counts in memory.

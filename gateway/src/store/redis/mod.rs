@@ -14,6 +14,7 @@
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:rv` | counter | routing version: grows with every change routing depends on |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
+//! | `P:seen:{op}:{id}` | string | an operator-level client id already applied (10 minutes) |
 //! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
@@ -905,6 +906,23 @@ impl Store for RedisStore {
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
         Ok(held == 1)
+    }
+
+    async fn first_time(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        let key = self.key(&["seen", key]);
+        let set: Option<String> = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(600)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(Some(set.is_some()))
     }
 
     async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {

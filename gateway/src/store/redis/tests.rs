@@ -435,3 +435,14 @@ async fn a_deadline_applied_by_several_nodes_at_once_fires_once() {
     assert_eq!(conv.state, State::Queued);
     assert_eq!(conv.declined_by, vec![o.id]);
 }
+
+#[tokio::test]
+async fn an_operator_level_client_id_is_new_once_across_nodes() {
+    let prefix = format!("seen{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    let key = format!("{}:{}", Ulid::new(), Ulid::new());
+    assert_eq!(a.first_time(&key).await.unwrap(), Some(true));
+    assert_eq!(b.first_time(&key).await.unwrap(), Some(false));
+    assert_eq!(a.first_time(&key).await.unwrap(), Some(false));
+}
