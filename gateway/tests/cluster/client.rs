@@ -180,11 +180,19 @@ impl Ws {
     }
 
     /// Sends a frame with a fresh id and waits for the `ack` or `error` answering it.
-    pub async fn request(&mut self, mut frame: Value) -> anyhow::Result<Value> {
+    pub async fn request(&mut self, frame: Value) -> anyhow::Result<Value> {
+        self.request_within(frame, WAIT).await
+    }
+
+    pub async fn request_within(
+        &mut self,
+        mut frame: Value,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
         let cid = id();
         frame["id"] = json!(cid);
         self.send(frame).await?;
-        self.reply_to(&cid, WAIT).await
+        self.reply_to(&cid, within).await
     }
 
     pub async fn reply_to(&mut self, cid: &str, within: Duration) -> anyhow::Result<Value> {

@@ -18,6 +18,9 @@ use super::redis::RedisServer;
 use super::serial;
 use super::setup::{nodes, percentile_ms, prefix, redis_env, with};
 
+/// How long an operator waits for the answer to take_next.
+const TAKE_WAIT: Duration = Duration::from_secs(30);
+
 pub struct Race {
     pub conversations: usize,
     pub operators: usize,
@@ -267,9 +270,11 @@ async fn operate(
         if held.len() < cap {
             let before = held.len();
             let asked = Instant::now();
+            // These tests check who gets what, not speed: a slow take_next (seconds on the
+            // Redis store under contention, printed below) is waited for.
             let r = op
                 .ws
-                .request(json!({"type":"take_next"}))
+                .request_within(json!({"type":"take_next"}), TAKE_WAIT)
                 .await
                 .with_context(|| progress(&op, "take_next", &closed, total))?;
             take_times.push(asked.elapsed());
@@ -429,19 +434,21 @@ async fn three_nodes_racing_takes_and_accepting_offers_assign_no_conversation_tw
     three_nodes(true, 100, 12).await;
 }
 
-/// The full size of issue 3: 200 people, 20 operators. On the Redis store a take_next then
-/// takes longer than the 10 s a client waits (each attempt re-reads the whole queue and fails
-/// whenever the routing version moved, which every arrival, take and close does), so fewer
-/// than 30 conversations are closed in 90 s. Run it with
+/// The full size of issue 3: 200 people, 20 operators. Ignored for time, not for a wrong
+/// answer: on the Redis store every check holds (nobody held twice, nobody over capacity), but
+/// a take_next is answered in about 1 s at the median and up to 20-24 s (each attempt re-reads
+/// the whole queue and is rejected whenever the routing version moved, which every arrival,
+/// take and close does; a few end as `unavailable`, "too much contention"), so each run takes
+/// about 40 s and its slowest take comes near the 30 s an operator here waits. Run them with
 /// `cargo test -p gateway --test cluster 200_people -- --ignored --nocapture`.
 #[tokio::test]
-#[ignore = "fails: Redis take_next too slow under contention with 200 queued (see races.rs)"]
+#[ignore = "slow: Redis take_next takes up to ~20 s with 200 queued and 20 racing (see races.rs)"]
 async fn three_nodes_racing_takes_with_200_people_and_20_operators() {
     three_nodes(false, 200, 20).await;
 }
 
 #[tokio::test]
-#[ignore = "fails: Redis take_next too slow under contention with 200 queued (see races.rs)"]
+#[ignore = "slow: Redis take_next takes up to ~20 s with 200 queued and 20 racing (see races.rs)"]
 async fn three_nodes_racing_takes_and_offers_with_200_people_and_20_operators() {
     three_nodes(true, 200, 20).await;
 }
