@@ -2,7 +2,8 @@
 # Installs whatever is missing (Debian's redis-server and Chromium, Node.js and the browser-test
 # packages from e2e/package-lock.json), then runs every check and test: rustfmt, clippy with
 # warnings as errors, the Rust unit and integration tests (the store and API suites also against
-# a real redis-server), and the browser tests in headless Chromium.
+# a real redis-server; the cluster tests start gateway processes, redis-servers and Sentinels of
+# their own on free ports), and the browser tests in headless Chromium.
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 step() { printf '\n==> %s\n' "$*"; }
 
 missing=()
+# redis-server brings redis-tools (redis-cli). The cluster tests run Sentinel as
+# `redis-server --sentinel`, the same binary: Debian's redis-sentinel package only adds a
+# symlink, a service and a config file, so it is not needed.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
