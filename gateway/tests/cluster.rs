@@ -4,8 +4,7 @@
 //!
 //! Its own test binary. The tests run one at a time (`serial()`): each starts its own
 //! redis-server(s) on free ports and its own nodes, and some measure time, which two cores
-//! shared with another test would distort. The ignored tests show a known problem of the
-//! gateway, named in the reason and the test's comment; run them with `-- --ignored`.
+//! shared with another test would distort.
 //!
 //! Figures (kill -9 resume, latency, failover gap) are printed with `println!`: run with
 //! `cargo test -p gateway --test cluster -- --nocapture` to see them.
