@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -133,7 +134,12 @@ impl Application {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             None => {
-                axum::serve(self.listener, service)
+                // TCP_NODELAY: every frame is a small write; with Nagle, a frame written while
+                // the previous one is unacknowledged waits for the peer's delayed ACK (40 ms).
+                let listener = self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, service)
                     .with_graceful_shutdown(async move { shutdown.cancelled().await })
                     .await?;
             }
