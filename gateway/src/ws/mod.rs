@@ -11,16 +11,35 @@ pub mod visitor;
 
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ulid::Ulid;
 
 use crate::metrics::Metrics;
-use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg};
+use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX_FRAME_BYTES};
 
 /// After this many refused frames on one socket, it is closed with 1008.
 pub const MAX_ERRORS: u32 = 50;
+
+/// Initial capacity of a socket's read buffer. tungstenite's default is 128 KiB, allocated up
+/// front for every socket: most of what an idle waiting person cost (measured by the load
+/// tests: ~146 KB of RSS per idle visitor before, see BENCHMARKS.md). Frames are far smaller
+/// (chat lines of a few hundred bytes); a larger one (up to `MAX_FRAME_BYTES`) grows the buffer.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes of outgoing frames buffered before tungstenite writes to the socket (default 128 KiB).
+/// Frames are written at once anyway ([`Conn::send`] flushes; a batch flushes at its end): this
+/// only bounds how much one batch holds before it goes out.
+pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The websocket settings every endpoint uses: frame and message limits, buffer sizes.
+pub fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+}
 
 /// What the connection loop does next.
 #[derive(Debug, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
-    MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -44,15 +44,13 @@ pub async fn upgrade(
     let token = jar.get(app.session_cookie()).map(|c| c.value().to_owned());
     let user = token.as_deref().and_then(|t| app.accounts.session_user(t));
     let tracker = app.tracker.clone();
-    ws.max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                // The address's connection slot, held for the socket's life.
-                let _slot = slot;
-                run(app, socket, user.zip(token)).await
-            })
+    super::configure(ws).on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            // The address's connection slot, held for the socket's life.
+            let _slot = slot;
+            run(app, socket, user.zip(token)).await
         })
+    })
 }
 
 pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, String)>) {

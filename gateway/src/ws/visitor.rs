@@ -17,7 +17,7 @@ use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
     close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -37,9 +37,7 @@ pub async fn upgrade(
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
     };
     let tracker = app.tracker.clone();
-    ws.max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
+    super::configure(ws).on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
 }
 
 /// Accepts only a language tag like `ja`, `en` or `pt-BR`.
