@@ -9,13 +9,16 @@
 pub mod operator;
 pub mod visitor;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 use ulid::Ulid;
 
+use crate::engine::registry::Outbound;
 use crate::metrics::Metrics;
 use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX_FRAME_BYTES};
 
@@ -88,6 +91,8 @@ pub async fn next_inbound<T: ClientFrame>(stream: &mut SplitStream<WebSocket>) -
 /// The sending half of a socket, with the bookkeeping every endpoint needs.
 pub struct Conn {
     sink: SplitSink<WebSocket, Message>,
+    /// Inside [`deliver`]: frames are buffered, and written together at its end.
+    batching: bool,
     errors: u32,
     /// When the peer last sent anything; the heartbeat deadline counts from here.
     pub last_seen: Instant,
@@ -105,6 +110,7 @@ impl Conn {
         (
             Conn {
                 sink,
+                batching: false,
                 errors: 0,
                 last_seen: Instant::now(),
                 heartbeat,
@@ -118,7 +124,13 @@ impl Conn {
         let Ok(json) = serde_json::to_string(msg) else {
             return Flow::Continue;
         };
-        match self.sink.send(Message::Text(Utf8Bytes::from(json))).await {
+        let frame = Message::Text(Utf8Bytes::from(json));
+        let sent = if self.batching {
+            self.sink.feed(frame).await
+        } else {
+            self.sink.send(frame).await
+        };
+        match sent {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),
         }
@@ -163,6 +175,41 @@ impl Conn {
         )
         .await;
         let _ = self.sink.close().await;
+    }
+}
+
+/// The most queued outbound items one batch (one write) carries.
+pub const BATCH: usize = 64;
+
+/// A connection story's handling of what the engine queued for its socket.
+pub trait Outbox {
+    fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> impl Future<Output = Flow> + Send;
+}
+
+/// Handles `first` and whatever else is already queued (up to [`BATCH`]) as one batch: the
+/// frames are buffered and written with one flush at the end, instead of one write (one
+/// syscall, one TCP segment) per frame. Under load a socket's queue holds several items (a wake
+/// for the log, an ack, a position), and they go out together; when idle a batch is one frame,
+/// written at once, so no latency is added.
+pub async fn deliver<S: Outbox>(
+    session: &mut S,
+    conn: &mut Conn,
+    rx: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+) -> Flow {
+    conn.batching = true;
+    let mut flow = session.outbound(conn, first).await;
+    let mut n = 1;
+    while flow == Flow::Continue && n < BATCH {
+        let Ok(more) = rx.try_recv() else { break };
+        flow = session.outbound(conn, more).await;
+        n += 1;
+    }
+    conn.batching = false;
+    match conn.sink.flush().await {
+        Ok(()) => flow,
+        Err(_) if flow == Flow::Continue => Flow::Close(close::GOING_AWAY, "send failed"),
+        Err(_) => flow,
     }
 }
 

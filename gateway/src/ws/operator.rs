@@ -189,7 +189,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
                 }
             }
             out = rx.recv() => match out {
-                Some(out) => session.outbound(&mut conn, out).await,
+                Some(out) => super::deliver(&mut session, &mut conn, &mut rx, out).await,
                 None => break,
             },
             _ = tick.tick() => {
@@ -220,6 +220,12 @@ struct Session<'a> {
     token: &'a str,
     /// Highest seq sent, per conversation this operator holds.
     cursors: HashMap<ConversationId, u64>,
+}
+
+impl super::Outbox for Session<'_> {
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        Session::outbound(self, conn, out).await
+    }
 }
 
 impl Session<'_> {

@@ -209,7 +209,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: Conn
                 }
             }
             out = rx.recv() => match out {
-                Some(out) => session.outbound(&mut conn, out).await,
+                Some(out) => super::deliver(&mut session, &mut conn, &mut rx, out).await,
                 None => break,
             },
             _ = tick.tick() => conn.heartbeat_tick().await,
@@ -245,6 +245,12 @@ struct Session<'a> {
 /// Refused messages in a row after which a connection counts as a flood, not a person in a
 /// hurry (the widget waits `retry_after_ms` before retrying, so a person never gets near it).
 const FLOOD_REFUSALS: u32 = 20;
+
+impl super::Outbox for Session<'_> {
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        Session::outbound(self, conn, out).await
+    }
+}
 
 impl Session<'_> {
     /// Sends every log entry after the cursor.
