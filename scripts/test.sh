@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs whatever is missing (Debian's Chromium, Node.js and the browser-test packages from
-# e2e/package-lock.json), then runs every check and test: rustfmt, clippy with warnings as
-# errors, the Rust unit and integration tests, and the browser tests in headless Chromium.
+# Installs whatever is missing (Debian's Chromium, Node.js, the browser-test packages from
+# e2e/package-lock.json and the load-test peer servers from load-tests/peers/package-lock.json),
+# then runs every check and test: rustfmt, clippy with warnings as errors, the Rust unit and
+# integration tests, the browser tests in headless Chromium, and a smoke run of the load-test
+# suite (scripts/bench.sh: no timing assertions, but it fails on lost, duplicated or misordered
+# messages).
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +41,9 @@ fi
 step "Installing browser-test packages (npm ci)"
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 
+step "Installing the load-test peer servers (npm ci in load-tests/peers)"
+(cd load-tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -50,3 +56,6 @@ cargo test --workspace
 step "Browser tests (headless Chromium)"
 cargo build -p gateway --bin gateway
 (cd e2e && GATEWAY_BIN="$PWD/../target/debug/gateway" npm test)
+
+step "Load-test suite, smoke size (scripts/bench.sh)"
+bash scripts/bench.sh --out target/load-results
