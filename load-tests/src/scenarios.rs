@@ -574,6 +574,8 @@ struct StormPerson {
     dup_seqs: u64,
     gaps: u64,
     resumed_us: Option<u64>,
+    /// Reconnections after the server closed a socket (besides the storm's own).
+    reconnects: u64,
 }
 
 impl StormPerson {
@@ -669,6 +671,7 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
                 dup_seqs: 0,
                 gaps: 0,
                 resumed_us: None,
+                reconnects: 0,
             };
             let mut next = write_start + offset;
             let mut writing = true;
@@ -696,13 +699,12 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
                     }
                     m = sock.recv() => match m {
                         Ok(Some(t)) => p.on_frame(&t),
-                        // Closed by the server: wait for the storm signal to resume.
+                        // Closed by the server (superseded, too slow, …): reconnect and
+                        // resume at once, as the widget does.
                         _ => {
                             p.sock = None;
-                            tokio::select! {
-                                _ = stop.changed() => break,
-                                _ = storm_rx.changed() => p.resume(&server, origin).await?,
-                            }
+                            p.reconnects += 1;
+                            p.resume(&server, origin).await?;
                         }
                     },
                 }
@@ -736,7 +738,7 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
     let server_cpu = server.cpu() - cpu0;
     let _ = stop_tx.send(true);
     let mut created = Vec::new();
-    let (mut dup_seqs, mut gaps, mut pending, mut failed) = (0, 0, 0, 0);
+    let (mut dup_seqs, mut gaps, mut pending, mut failed, mut reconnects) = (0, 0, 0, 0, 0);
     let mut resumed = hist();
     let mut last_resumed = 0;
     for p in people {
@@ -745,6 +747,7 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
                 dup_seqs += p.dup_seqs;
                 gaps += p.gaps;
                 pending += p.pending.len();
+                reconnects += p.reconnects;
                 if let Some(r) = p.resumed_us {
                     let _ = resumed.record(r.saturating_sub(storm_at).max(1));
                     last_resumed = last_resumed.max(r.saturating_sub(storm_at));
@@ -790,6 +793,7 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
         "visitor_duplicate_seqs": dup_seqs,
         "visitor_seq_gaps": gaps,
         "unacknowledged_at_end": pending,
+        "server_closed_reconnects": reconnects,
         "server_cpu_s": server_cpu.as_secs_f64(),
         "mode": "single node, every connection dropped at once (memory store)",
     }))

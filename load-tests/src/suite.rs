@@ -132,6 +132,41 @@ fn check(row: &Value, smoke: bool) -> Vec<String> {
     bad
 }
 
+/// What a results file says about its run.
+fn meta_of(
+    rows: &[Value],
+    size: &Size,
+    args: &SuiteArgs,
+    started: &str,
+    load_start: &str,
+    t0: Instant,
+) -> Value {
+    let discarded = rows
+        .iter()
+        .map(|r| {
+            usize::from(r["discarded"] == true)
+                + r["steps"]
+                    .as_array()
+                    .map(|s| s.iter().filter(|s| s["discarded"] == true).count())
+                    .unwrap_or(0)
+        })
+        .sum::<usize>();
+    json!({
+        "started": started,
+        "size": size.name,
+        "rounds": size.rounds,
+        "sizes": size,
+        "commit": commit(),
+        "load_start": load_start,
+        "load_end": load_average(),
+        "server_core": args.server_core,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "discarded": discarded,
+        "seconds": t0.elapsed().as_secs_f64(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+    })
+}
+
 pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.redis {
         anyhow::bail!(
@@ -240,31 +275,11 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                 rows.push(row);
             }
         }
+        // Write what we have after each scenario, so a long run stopped early still reports.
+        let meta = meta_of(&rows, &size, &args, &started, &load_start, t0);
+        report::write(&dir, &meta, &rows, &targets)?;
     }
-    let discarded = rows
-        .iter()
-        .map(|r| {
-            usize::from(r["discarded"] == true)
-                + r["steps"]
-                    .as_array()
-                    .map(|s| s.iter().filter(|s| s["discarded"] == true).count())
-                    .unwrap_or(0)
-        })
-        .sum::<usize>();
-    let meta = json!({
-        "started": started,
-        "size": size.name,
-        "rounds": size.rounds,
-        "sizes": size,
-        "commit": commit(),
-        "load_start": load_start,
-        "load_end": load_average(),
-        "server_core": args.server_core,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "discarded": discarded,
-        "seconds": t0.elapsed().as_secs_f64(),
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
-    });
+    let meta = meta_of(&rows, &size, &args, &started, &load_start, t0);
     report::write(&dir, &meta, &rows, &targets)?;
     let md = std::fs::read_to_string(dir.join("results.md"))?;
     println!("{md}");
