@@ -80,7 +80,7 @@ impl Size {
             steady_visitors: 500,
             steady_operators: 10,
             rates: vec![1000.0, 5000.0, 10_000.0, 20_000.0],
-            step_secs: 5.0,
+            step_secs: 3.0,
             burst_visitors: 5000,
             burst_rate: 2000.0,
             burst_operators: 100,
