@@ -33,7 +33,7 @@ class Hub {
     conn.frame = (m) => {
       switch (m.type) {
         case 'hello': {
-          const conv = { id: newId(), seq: 0, visitor: conn, operator: null, offeredTo: null };
+          const conv = { id: newId(), seq: 0, visitor: conn, operator: null, offeredTo: null, queuedAt: Date.now() };
           conn.conv = conv;
           hub.conversations.set(conv.id, conv);
           send({ type: 'welcome', v: 1, conversation: conv.id, token: newId(), state: 'queued',
@@ -137,7 +137,7 @@ class Hub {
       const conv = this.queue.shift();
       conv.offeredTo = best;
       best.offers += 1;
-      best.send({ type: 'offer', conversation: conv.id, channel: 'web', language: 'ja', waited_ms: 0,
+      best.send({ type: 'offer', conversation: conv.id, channel: 'web', language: 'ja', waited_ms: Date.now() - conv.queuedAt,
         expires_in_ms: 30000, transfer: null });
     }
   }

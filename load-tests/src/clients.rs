@@ -37,8 +37,9 @@ pub struct Shared {
     pub origin: Instant,
     pub latency: Mutex<Hist>,
     pub delivered: AtomicU64,
-    /// Conversation id → µs (since `origin`) when its offer reached an operator.
-    pub offers: Mutex<HashMap<String, u64>>,
+    /// Conversation id → (µs since `origin` when its offer reached an operator, the offer's
+    /// `waited_ms`: how long the server says it had been queued).
+    pub offers: Mutex<HashMap<String, (u64, u64)>>,
     /// Client id of a person's message → how many times operators received it.
     pub ids: Option<Mutex<HashMap<String, u32>>>,
 }
@@ -247,8 +248,9 @@ async fn operator_frame(sock: &mut Sock, sh: &Shared, t: &str) -> anyhow::Result
     } else if t.starts_with(r#"{"type":"offer""#) {
         let conv = str_field(t, "conversation").context("offer without conversation")?;
         let now = sh.now_us();
+        let waited = net::num_field(t, "waited_ms").unwrap_or(0);
         if let Ok(mut m) = sh.offers.lock() {
-            m.insert(conv.to_owned(), now);
+            m.insert(conv.to_owned(), (now, waited));
         }
         let accept = json!({"type":"accept","id":id(),"conversation":conv}).to_string();
         sock.send(&accept).await?;
