@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs whatever is missing (Debian's redis-server and Chromium, Node.js and the browser-test
-# packages from e2e/package-lock.json), then runs every check and test: rustfmt, clippy with
+# Installs whatever is missing (Debian's redis-server and Chromium, Node.js, the browser-test
+# packages from e2e/package-lock.json and the load-test peer servers from
+# load-tests/peers/package-lock.json), then runs every check and test: rustfmt, clippy with
 # warnings as errors, the Rust unit and integration tests (the store and API suites also against
 # a real redis-server; the cluster tests start gateway processes, redis-servers and Sentinels of
-# their own on free ports), and the browser tests in headless Chromium.
+# their own on free ports), the browser tests in headless Chromium, and a smoke run of the
+# load-test suite (scripts/bench.sh: no timing assertions, but it fails on lost, duplicated or
+# misordered messages).
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +47,9 @@ fi
 step "Installing browser-test packages (npm ci)"
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 
+step "Installing the load-test peer servers (npm ci in load-tests/peers)"
+(cd load-tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -65,3 +71,6 @@ TSUNAGU_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/" cargo test -p gateway --
 step "Browser tests (headless Chromium)"
 cargo build -p gateway --bin gateway
 (cd e2e && GATEWAY_BIN="$PWD/../target/debug/gateway" npm test)
+
+step "Load-test suite, smoke size (scripts/bench.sh)"
+bash scripts/bench.sh --out target/load-results

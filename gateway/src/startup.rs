@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,7 +109,7 @@ impl Application {
             shutdown.clone(),
             tracker.clone(),
         )?;
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+        let listener = bind(settings.server.host.as_str(), settings.server.port)
             .await
             .with_context(|| {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
@@ -186,7 +187,12 @@ impl Application {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             None => {
-                axum::serve(self.listener, service)
+                // TCP_NODELAY: every frame is a small write; with Nagle, a frame written while
+                // the previous one is unacknowledged waits for the peer's delayed ACK (40 ms).
+                let listener = self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, service)
                     .with_graceful_shutdown(async move { shutdown.cancelled().await })
                     .await?;
             }
@@ -220,6 +226,32 @@ impl Application {
 
 /// How often rate limiters forget quiet addresses.
 const SHED_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Binds the listening socket with a backlog of [`LISTEN_BACKLOG`] (std's `bind` asks for 128):
+/// when thousands of people reconnect at once (a network blip, a node restart), a short accept
+/// queue overflows and the dropped connection attempts are retried by their kernels only after
+/// a second. Measured by the load tests' reconnect storm, see BENCHMARKS.md.
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+    }))
+}
+
+/// The kernel caps this at `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: u32 = 4096;
 
 fn spawn_limit_shedder(state: &Arc<AppState>) {
     let limits = Arc::clone(&state.limits);

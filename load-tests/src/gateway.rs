@@ -49,29 +49,32 @@ impl Gateway {
         capacity: u32,
         core: Option<usize>,
     ) -> anyhow::Result<Gateway> {
+        Self::start_with(bin, operators, capacity, core, &[]).await
+    }
+
+    /// As [`Gateway::start`], with more settings (`TSUNAGU_…` variables) on top of the defaults.
+    /// The accounts file is made once per (operators, capacity) and copied for later starts:
+    /// hashing passwords is the slow part of starting.
+    pub async fn start_with(
+        bin: &Path,
+        operators: usize,
+        capacity: u32,
+        core: Option<usize>,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Gateway> {
         let dir = std::env::temp_dir().join(format!("tsunagu-load-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir)?;
-        let vars = env(&dir);
-        for i in 0..operators {
-            let mut add = Command::new(bin);
-            add.args(["user", "add", "--username", &format!("op{i}")])
-                .args(["--display-name", &format!("Op {i}"), "--role", "operator"])
-                .args(["--password-stdin", "--capacity", &capacity.to_string()])
-                .args(["--languages", "ja,en"])
-                .envs(vars.iter().cloned())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null());
-            let mut child = add.spawn().context("running gateway user add")?;
-            use tokio::io::AsyncWriteExt;
-            child
-                .stdin
-                .take()
-                .context("stdin")?
-                .write_all(format!("{PASSWORD}\n").as_bytes())
-                .await?;
-            if !child.wait().await?.success() {
-                bail!("gateway user add failed");
-            }
+        let mut vars = env(&dir);
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        let template = std::env::temp_dir().join(format!(
+            "tsunagu-load-users-{}-{operators}-{capacity}.json",
+            std::process::id()
+        ));
+        if template.exists() {
+            std::fs::copy(&template, dir.join("users.json"))?;
+        } else {
+            add_users(bin, &vars, operators, capacity).await?;
+            std::fs::copy(dir.join("users.json"), &template)?;
         }
         let mut cmd = match core {
             Some(c) => {
@@ -121,6 +124,37 @@ impl Gateway {
     }
 }
 
+/// Creates `operators` accounts (op0, op1, …) with the gateway's own CLI.
+async fn add_users(
+    bin: &Path,
+    vars: &[(String, String)],
+    operators: usize,
+    capacity: u32,
+) -> anyhow::Result<()> {
+    for i in 0..operators {
+        let mut add = Command::new(bin);
+        add.args(["user", "add", "--username", &format!("op{i}")])
+            .args(["--display-name", &format!("Op {i}"), "--role", "operator"])
+            .args(["--password-stdin", "--capacity", &capacity.to_string()])
+            .args(["--languages", "ja,en"])
+            .envs(vars.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = add.spawn().context("running gateway user add")?;
+        use tokio::io::AsyncWriteExt;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .await?;
+        if !child.wait().await?.success() {
+            bail!("gateway user add failed");
+        }
+    }
+    Ok(())
+}
+
 /// User + system CPU time of a process, from /proc (Linux).
 pub fn cpu_of(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -137,4 +171,16 @@ pub fn cpu_of(pid: u32) -> Duration {
     let total = ticks(11) + ticks(12);
     // Linux reports in clock ticks of 1/100 s on every platform this runs on.
     Duration::from_millis(total * 10)
+}
+
+/// Resident memory of a process in bytes, from /proc (Linux).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }

@@ -1,15 +1,21 @@
-//! `tsunagu-load`: drives a real gateway process over its real protocol and reports latency
-//! percentiles and CPU, as ratios within one run.
+//! `tsunagu-load`: drives a real gateway process over its real protocol, and the same scenarios
+//! against the peers a helpline would otherwise build on, and reports latency percentiles
+//! (hdrhistogram), memory and CPU, as ratios within one run.
 //!
-//! Scenario `flood`: `visitors` people in active conversations, each writing `rate` messages a
-//! second on an open-loop schedule; latency is measured from each message's *scheduled* send
-//! time to its arrival at the operator's console. The baseline phase is compared with a phase
-//! in which one more person floods as fast as the socket allows. Phases are interleaved and
-//! repeated (`rounds`), each on a fresh gateway process, and medians are reported. The flooder
-//! must be told `rate_limited`; the others' p99 must not rise by more than 1.5×.
+//! - `suite`: scenarios (a)-(e) of the load-test issue against the gateway, the peers in
+//!   `load-tests/peers/` (Socket.IO, ws, Bun) and the raw relay (the floor); see `suite.rs`.
+//! - `flood`: one flooding person against many steady conversations (security issue).
+//! - `relay`: the raw relay server itself (started by `suite`).
 
+mod clients;
 mod gateway;
+mod net;
+mod relay;
+mod report;
 mod scenario;
+mod scenarios;
+mod servers;
+mod suite;
 
 use std::path::PathBuf;
 
@@ -18,15 +24,31 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "tsunagu-load", about = "Tsunagu load tests and benchmarks")]
 enum Cli {
+    /// Every scenario against the gateway, the peers and the floor (load-test issue).
+    Suite(suite::SuiteArgs),
     /// One flooding person against many steady conversations (issue: security, flood test).
     Flood(scenario::FloodArgs),
+    /// Runs the raw relay server (the physical floor); prints `listening http://…`.
+    Relay,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse() {
-        Cli::Flood(args) => scenario::flood(args).await,
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cli::Relay = cli {
+        return relay::run();
     }
+    // One worker: the generator is pinned to one core and must not compete with the server.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli {
+            Cli::Suite(args) => suite::suite(args).await,
+            Cli::Flood(args) => scenario::flood(args).await,
+            Cli::Relay => Ok(()),
+        }
+    })
 }
 
 /// The gateway binary next to this one (`target/release/gateway`).

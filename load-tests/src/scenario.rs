@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::gateway::{cpu_of, Gateway, PASSWORD};
+use crate::clients::login;
+use crate::gateway::{cpu_of, Gateway};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -88,25 +89,6 @@ async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow
             }
         }
     }
-}
-
-async fn login(base: &str, user: &str) -> anyhow::Result<String> {
-    let res = reqwest::Client::new()
-        .post(format!("{base}/api/login"))
-        .header("origin", base)
-        .json(&json!({"username": user, "password": PASSWORD}))
-        .send()
-        .await?;
-    if !res.status().is_success() {
-        bail!("login {user}: {}", res.status());
-    }
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .context("no session cookie")?;
-    Ok(cookie.to_owned())
 }
 
 /// A person: starts a conversation, returns the socket once welcomed.

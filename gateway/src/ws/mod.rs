@@ -9,18 +9,40 @@
 pub mod operator;
 pub mod visitor;
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 use ulid::Ulid;
 
+use crate::engine::registry::Outbound;
 use crate::metrics::Metrics;
-use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg};
+use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX_FRAME_BYTES};
 
 /// After this many refused frames on one socket, it is closed with 1008.
 pub const MAX_ERRORS: u32 = 50;
+
+/// Initial capacity of a socket's read buffer. tungstenite's default is 128 KiB, allocated up
+/// front for every socket: most of what an idle waiting person cost (measured by the load
+/// tests: ~146 KB of RSS per idle visitor before, see BENCHMARKS.md). Frames are far smaller
+/// (chat lines of a few hundred bytes); a larger one (up to `MAX_FRAME_BYTES`) grows the buffer.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Bytes of outgoing frames buffered before tungstenite writes to the socket (default 128 KiB).
+/// Frames are written at once anyway ([`Conn::send`] flushes; a batch flushes at its end): this
+/// only bounds how much one batch holds before it goes out.
+pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The websocket settings every endpoint uses: frame and message limits, buffer sizes.
+pub fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+}
 
 /// What the connection loop does next.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,6 +91,8 @@ pub async fn next_inbound<T: ClientFrame>(stream: &mut SplitStream<WebSocket>) -
 /// The sending half of a socket, with the bookkeeping every endpoint needs.
 pub struct Conn {
     sink: SplitSink<WebSocket, Message>,
+    /// Inside [`deliver`]: frames are buffered, and written together at its end.
+    batching: bool,
     errors: u32,
     /// When the peer last sent anything; the heartbeat deadline counts from here.
     pub last_seen: Instant,
@@ -86,6 +110,7 @@ impl Conn {
         (
             Conn {
                 sink,
+                batching: false,
                 errors: 0,
                 last_seen: Instant::now(),
                 heartbeat,
@@ -104,7 +129,13 @@ impl Conn {
 
     /// Sends a frame that is already JSON.
     pub async fn send_json(&mut self, json: &str) -> Flow {
-        match self.sink.send(Message::Text(Utf8Bytes::from(json))).await {
+        let frame = Message::Text(Utf8Bytes::from(json));
+        let sent = if self.batching {
+            self.sink.feed(frame).await
+        } else {
+            self.sink.send(frame).await
+        };
+        match sent {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),
         }
@@ -149,6 +180,41 @@ impl Conn {
         )
         .await;
         let _ = self.sink.close().await;
+    }
+}
+
+/// The most queued outbound items one batch (one write) carries.
+pub const BATCH: usize = 64;
+
+/// A connection story's handling of what the engine queued for its socket.
+pub trait Outbox {
+    fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> impl Future<Output = Flow> + Send;
+}
+
+/// Handles `first` and whatever else is already queued (up to [`BATCH`]) as one batch: the
+/// frames are buffered and written with one flush at the end, instead of one write (one
+/// syscall, one TCP segment) per frame. Under load a socket's queue holds several items (a wake
+/// for the log, an ack, a position), and they go out together; when idle a batch is one frame,
+/// written at once, so no latency is added.
+pub async fn deliver<S: Outbox>(
+    session: &mut S,
+    conn: &mut Conn,
+    rx: &mut mpsc::Receiver<Outbound>,
+    first: Outbound,
+) -> Flow {
+    conn.batching = true;
+    let mut flow = session.outbound(conn, first).await;
+    let mut n = 1;
+    while flow == Flow::Continue && n < BATCH {
+        let Ok(more) = rx.try_recv() else { break };
+        flow = session.outbound(conn, more).await;
+        n += 1;
+    }
+    conn.batching = false;
+    match conn.sink.flush().await {
+        Ok(()) => flow,
+        Err(_) if flow == Flow::Continue => Flow::Close(close::GOING_AWAY, "send failed"),
+        Err(_) => flow,
     }
 }
 

@@ -20,8 +20,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
-    MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -47,15 +47,13 @@ pub async fn upgrade(
         None => None,
     };
     let tracker = app.tracker.clone();
-    ws.max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| {
-            tracker.track_future(async move {
-                // The address's connection slot, held for the socket's life.
-                let _slot = slot;
-                run(app, socket, user.zip(token)).await
-            })
+    super::configure(ws).on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            // The address's connection slot, held for the socket's life.
+            let _slot = slot;
+            run(app, socket, user.zip(token)).await
         })
+    })
 }
 
 pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, String)>) {
@@ -194,7 +192,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
                 }
             }
             out = rx.recv() => match out {
-                Some(out) => session.outbound(&mut conn, out).await,
+                Some(out) => super::deliver(&mut session, &mut conn, &mut rx, out).await,
                 None => break,
             },
             _ = tick.tick() => {
@@ -225,6 +223,12 @@ struct Session<'a> {
     token: &'a str,
     /// Highest seq sent, per conversation this operator holds.
     cursors: HashMap<ConversationId, u64>,
+}
+
+impl super::Outbox for Session<'_> {
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        Session::outbound(self, conn, out).await
+    }
 }
 
 impl Session<'_> {

@@ -17,7 +17,7 @@ use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
     close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -37,9 +37,7 @@ pub async fn upgrade(
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
     };
     let tracker = app.tracker.clone();
-    ws.max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
+    super::configure(ws).on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
 }
 
 /// Accepts only a language tag like `ja`, `en` or `pt-BR`.
@@ -211,7 +209,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: Conn
                 }
             }
             out = rx.recv() => match out {
-                Some(out) => session.outbound(&mut conn, out).await,
+                Some(out) => super::deliver(&mut session, &mut conn, &mut rx, out).await,
                 None => break,
             },
             _ = tick.tick() => conn.heartbeat_tick().await,
@@ -247,6 +245,12 @@ struct Session<'a> {
 /// Refused messages in a row after which a connection counts as a flood, not a person in a
 /// hurry (the widget waits `retry_after_ms` before retrying, so a person never gets near it).
 const FLOOD_REFUSALS: u32 = 20;
+
+impl super::Outbox for Session<'_> {
+    async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
+        Session::outbound(self, conn, out).await
+    }
+}
 
 impl Session<'_> {
     /// Sends every log entry after the cursor.

@@ -1,0 +1,202 @@
+//! The servers a suite compares: the gateway, the three peers in `load-tests/peers/`, and the
+//! raw relay (the floor). Each is started as its own process, pinned to the server core.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::gateway::{cpu_of, rss_of, Gateway};
+use crate::net::Framing;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Gateway,
+    Bun,
+    Ws,
+    #[serde(rename = "socketio")]
+    SocketIo,
+    Relay,
+}
+
+impl Target {
+    pub const ALL: [Target; 5] = [
+        Target::Gateway,
+        Target::Bun,
+        Target::Ws,
+        Target::SocketIo,
+        Target::Relay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Gateway => "gateway",
+            Target::Bun => "bun",
+            Target::Ws => "ws",
+            Target::SocketIo => "socketio",
+            Target::Relay => "relay",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Target> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .with_context(|| format!("unknown target {s} (gateway, bun, ws, socketio, relay)"))
+    }
+
+    pub fn framing(self) -> Framing {
+        if self == Target::SocketIo {
+            Framing::SocketIo
+        } else {
+            Framing::Plain
+        }
+    }
+
+    /// Whether the target runs the queue (offers, accept); the raw relay only forwards.
+    pub fn has_queue(self) -> bool {
+        self != Target::Relay
+    }
+}
+
+/// Where to find what the servers are started from.
+#[derive(Clone)]
+pub struct Bins {
+    pub gateway: PathBuf,
+    pub peers: PathBuf,
+    pub server_core: Option<usize>,
+}
+
+pub struct Server {
+    pub target: Target,
+    pub base: String,
+    pub pid: u32,
+    inner: Inner,
+}
+
+enum Inner {
+    Gateway(Gateway),
+    Process(Child),
+}
+
+/// Settings of the gateway that every suite scenario needs: the per-connection message
+/// allowance lifted (a simulated person writes far faster than a real one), offers made at once.
+fn gateway_env<'a>(extra: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let mut v = vec![
+        (
+            "TSUNAGU_LIMITS__MESSAGES_PER_MINUTE",
+            "100000000".to_owned(),
+        ),
+        ("TSUNAGU_LIMITS__MESSAGE_BURST", "1000000".to_owned()),
+        ("TSUNAGU_CONVERSATION__AUTO_OFFER", "true".to_owned()),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+impl Server {
+    /// Starts `target` with `operators` accounts of `capacity` (the gateway needs accounts; the
+    /// peers take any operator).
+    pub async fn start(
+        target: Target,
+        bins: &Bins,
+        operators: usize,
+        capacity: u32,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
+        if target == Target::Gateway {
+            let gw = Gateway::start_with(
+                &bins.gateway,
+                operators,
+                capacity,
+                bins.server_core,
+                &gateway_env(extra),
+            )
+            .await?;
+            return Ok(Server {
+                target,
+                base: gw.base.clone(),
+                pid: gw.pid,
+                inner: Inner::Gateway(gw),
+            });
+        }
+        let (program, args): (PathBuf, Vec<String>) = match target {
+            Target::Ws => ("node".into(), vec!["ws-server.js".into()]),
+            Target::SocketIo => ("node".into(), vec!["socketio-server.js".into()]),
+            Target::Bun => (
+                bins.peers.join("node_modules/bun/bin/bun.exe"),
+                vec!["bun-server.js".into()],
+            ),
+            Target::Relay => (std::env::current_exe()?, vec!["relay".into()]),
+            Target::Gateway => unreachable!(),
+        };
+        let mut cmd = match bins.server_core {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", &c.to_string()]).arg(&program);
+                t
+            }
+            None => Command::new(&program),
+        };
+        let mut child = cmd
+            .args(&args)
+            .current_dir(&bins.peers)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let pid = child.id().context("server pid")?;
+        let base = read_address(&mut child).await?;
+        Ok(Server {
+            target,
+            base,
+            pid,
+            inner: Inner::Process(child),
+        })
+    }
+
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid)
+    }
+
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid)
+    }
+
+    /// Stops the server (SIGKILL) and cleans up after it.
+    pub async fn stop(self) {
+        match self.inner {
+            Inner::Gateway(gw) => gw.stop().await,
+            Inner::Process(mut c) => {
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+/// Reads the child's stdout until it prints `listening http://…`, then keeps draining it.
+async fn read_address(child: &mut Child) -> anyhow::Result<String> {
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let base = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.trim().strip_prefix("listening ") {
+                return Ok::<_, anyhow::Error>(url.trim().to_owned());
+            }
+        }
+        bail!("the server exited before printing its address")
+    })
+    .await
+    .context("the server did not start in time")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(base)
+}
+
+/// The peers folder of this source tree (overridable with `--peers`).
+pub fn default_peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
