@@ -1,6 +1,7 @@
 -- One atomic step of the Redis store: checks versions, then writes conversations, their log
 -- entries, client ids, indexes and operator records. Nothing is written unless every check
--- passes. Returns 1 (written) or 0 (a version or the client ids moved on: read again and retry).
+-- passes. Returns 1 (written), 0 (a conversation's version or client ids moved on) or 2 (an
+-- operator's record or load moved on): read again and retry.
 --
 -- An operator's record carries two versions: `v` (the record) and `l` (their load: it grows
 -- whenever a conversation starts or stops being held by them). An offer or a take checks the
@@ -40,8 +41,8 @@ for _ = 1, nops do
   i = i + 5
   local key = p .. ':o:' .. o.id
   local cur = redis.call('HMGET', key, 'v', 'l')
-  if (cur[1] or '0') ~= o.expect then return 0 end
-  if o.load ~= '' and (cur[2] or '0') ~= o.load then return 0 end
+  if (cur[1] or '0') ~= o.expect then return 2 end
+  if o.load ~= '' and (cur[2] or '0') ~= o.load then return 2 end
   ops[#ops + 1] = o
 end
 

@@ -123,6 +123,16 @@ struct LoadedOp {
     node: String,
 }
 
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    /// A conversation's version (or its client ids) moved on.
+    ConversationMoved,
+    /// An operator's record or load moved on.
+    OperatorMoved,
+}
+
 /// One conversation write of a commit.
 struct ConvWrite<'a> {
     expect: u64,
@@ -302,6 +312,15 @@ impl RedisStore {
         convs: &[ConvWrite<'_>],
         ops: &[OpWrite<'_>],
     ) -> Result<bool, StoreError> {
+        Ok(self.commit_outcome(convs, ops).await? == Outcome::Written)
+    }
+
+    /// [`Self::commit`], saying what moved on when nothing was written.
+    async fn commit_outcome(
+        &self,
+        convs: &[ConvWrite<'_>],
+        ops: &[OpWrite<'_>],
+    ) -> Result<Outcome, StoreError> {
         let mut inv = self.commit.prepare_invoke();
         inv.arg(&self.opts.key_prefix)
             .arg(self.opts.ttl_secs)
@@ -352,7 +371,11 @@ impl RedisStore {
         let written: i64 = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        Ok(written == 1)
+        Ok(match written {
+            1 => Outcome::Written,
+            2 => Outcome::OperatorMoved,
+            _ => Outcome::ConversationMoved,
+        })
     }
 
     /// With `wait_replicas` set: returns only once that many replicas have this connection's
@@ -822,7 +845,8 @@ impl Store for RedisStore {
         now: Millis,
         language_fallback_ms: u64,
     ) -> Result<Option<Applied>, ApplyError> {
-        for attempt in 0..ATTEMPTS {
+        let mut attempt = 0;
+        while attempt < ATTEMPTS {
             let Some(op) = self.load_op(operator).await? else {
                 return Ok(None);
             };
@@ -831,46 +855,66 @@ impl Store for RedisStore {
                 .await?
                 .pop()
                 .ok_or_else(|| corrupt("operator record"))?;
-            let queued = self.queued().await?;
-            let Some(conv) = routing::next_for(
-                queued.iter().map(|l| &l.conv),
-                &slot,
-                now,
-                language_fallback_ms,
-            ) else {
-                return Ok(None);
-            };
-            let Some(loaded) = queued.iter().find(|l| l.conv.id == conv) else {
-                return Ok(None);
-            };
-            let cmd = Command::Take {
-                operator,
-                operator_name: op.rec.name.clone(),
-            };
-            let (after, appended) = advance(&loaded.conv, cmd, now)?;
-            let mut rec = op.rec.clone();
-            rec.last_assigned = now;
-            let conv_write = ConvWrite {
-                expect: loaded.version,
-                conv: &after,
-                node: None,
-                client: None,
-                entries: &appended,
-            };
-            let op_write = OpWrite {
-                expect: op.version,
-                expect_load: Some(op.load_version),
-                rec: &rec,
-                node: None,
-            };
-            if self.commit(&[conv_write], &[op_write]).await? {
-                return Ok(Some(Applied {
-                    before: loaded.conv.clone(),
-                    after,
-                    appended,
-                    duplicate: None,
-                }));
+            let mut queued = self.queued().await?;
+            // Operators racing for the head of the queue: a take that loses it looks at that one
+            // conversation again and goes on down the same reading, instead of reading the whole
+            // queue again (at most twice per conversation read, so this ends).
+            let mut lost = 0;
+            while lost <= 2 * queued.len() {
+                let Some(conv) = routing::next_for(
+                    queued.iter().map(|l| &l.conv),
+                    &slot,
+                    now,
+                    language_fallback_ms,
+                ) else {
+                    return Ok(None);
+                };
+                let Some(at) = queued.iter().position(|l| l.conv.id == conv) else {
+                    return Ok(None);
+                };
+                let before = queued[at].conv.clone();
+                let cmd = Command::Take {
+                    operator,
+                    operator_name: op.rec.name.clone(),
+                };
+                let (after, appended) = advance(&before, cmd, now)?;
+                let mut rec = op.rec.clone();
+                rec.last_assigned = now;
+                let conv_write = ConvWrite {
+                    expect: queued[at].version,
+                    conv: &after,
+                    node: None,
+                    client: None,
+                    entries: &appended,
+                };
+                let op_write = OpWrite {
+                    expect: op.version,
+                    expect_load: Some(op.load_version),
+                    rec: &rec,
+                    node: None,
+                };
+                match self.commit_outcome(&[conv_write], &[op_write]).await? {
+                    Outcome::Written => {
+                        return Ok(Some(Applied {
+                            before,
+                            after,
+                            appended,
+                            duplicate: None,
+                        }))
+                    }
+                    Outcome::OperatorMoved => break,
+                    Outcome::ConversationMoved => {
+                        lost += 1;
+                        match self.load(conv).await? {
+                            Some(l) if l.conv.state == State::Queued => queued[at] = l,
+                            _ => {
+                                queued.remove(at);
+                            }
+                        }
+                    }
+                }
             }
+            attempt += 1;
             Self::back_off(attempt).await;
         }
         Err(StoreError::Unavailable("too much contention".into()).into())
