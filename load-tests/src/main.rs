@@ -6,6 +6,7 @@
 //!   `load-tests/peers/` (Socket.IO, ws, Bun) and the raw relay (the floor); see `suite.rs`.
 //! - `flood`: one flooding person against many steady conversations (security issue).
 //! - `relay`: the raw relay server itself (started by `suite`).
+//! - `report`: writes a run's Markdown and plots again from its `results.json`.
 
 mod clients;
 mod gateway;
@@ -30,12 +31,19 @@ enum Cli {
     Flood(scenario::FloodArgs),
     /// Runs the raw relay server (the physical floor); prints `listening http://…`.
     Relay,
+    /// Writes a run's results.md and plots again from its results.json.
+    Report {
+        /// The run's folder (load-tests/results/<time>).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Cli::Relay = cli {
-        return relay::run();
+    match &cli {
+        Cli::Relay => return relay::run(),
+        Cli::Report { dir } => return report::rewrite(dir),
+        _ => {}
     }
     // One worker: the generator is pinned to one core and must not compete with the server.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -46,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         match cli {
             Cli::Suite(args) => suite::suite(args).await,
             Cli::Flood(args) => scenario::flood(args).await,
-            Cli::Relay => Ok(()),
+            Cli::Relay | Cli::Report { .. } => Ok(()),
         }
     })
 }

@@ -332,20 +332,37 @@ const COLORS: [&str; 6] = [
     "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#7f7f7f", "#9467bd",
 ];
 
-/// A line chart as SVG: one polyline per series, linear axes from 0.
+/// A line chart as SVG: one polyline per series, a linear x axis from 0, and a y axis linear
+/// from 0 or (`log_y`) logarithmic over whole decades.
 pub fn line_chart(
     title: &str,
     x_label: &str,
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
 ) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 440.0, 70.0, 150.0, 40.0, 50.0);
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let xmax = pts.clone().map(|p| p.0).fold(0.0, f64::max).max(1e-9) * 1.05;
-    let ymax = pts.map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.1;
+    let ys = pts.map(|p| p.1).filter(|v| *v > 0.0);
+    let (ylo, yhi) = if log_y {
+        let lo = ys.clone().fold(f64::INFINITY, f64::min);
+        let hi = ys.fold(0.0, f64::max);
+        let lo = if lo.is_finite() {
+            lo.log10().floor()
+        } else {
+            0.0
+        };
+        (lo, hi.max(1e-9).log10().ceil().max(lo + 1.0))
+    } else {
+        (0.0, ys.fold(0.0, f64::max).max(1e-9) * 1.1)
+    };
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x = |v: f64| left + v / xmax * pw;
-    let y = |v: f64| top + ph - v / ymax * ph;
+    let y = |v: f64| {
+        let v = if log_y { v.max(1e-9).log10() } else { v };
+        top + ph - (v - ylo) / (yhi - ylo) * ph
+    };
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
     );
@@ -364,7 +381,12 @@ pub fn line_chart(
         top + ph
     );
     for i in 0..=5 {
-        let (xv, yv) = (xmax / 5.0 * i as f64, ymax / 5.0 * i as f64);
+        let xv = xmax / 5.0 * i as f64;
+        let yv = if log_y {
+            10f64.powf(ylo + (yhi - ylo) / 5.0 * i as f64)
+        } else {
+            yhi / 5.0 * i as f64
+        };
         let _ = write!(
             s,
             r##"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="{}" y="{}" text-anchor="end">{}</text><line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#eee"/>"##,
@@ -443,6 +465,22 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Writes results.md, latency.svg and memory.svg again from a run's results.json.
+pub fn rewrite(dir: &Path) -> anyhow::Result<()> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json"))?)?;
+    let rows = doc["rows"].as_array().cloned().unwrap_or_default();
+    let mut targets: Vec<Target> = Vec::new();
+    for r in &rows {
+        if let Some(t) = r["target"].as_str().and_then(|t| Target::parse(t).ok()) {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+    }
+    write(dir, &doc["meta"], &rows, &targets)?;
+    Ok(())
+}
+
 /// Writes results.json, results.md, latency.svg and memory.svg into `dir`.
 pub fn write(dir: &Path, meta: &Value, all: &[Value], targets: &[Target]) -> anyhow::Result<Value> {
     std::fs::create_dir_all(dir)?;
@@ -466,8 +504,9 @@ pub fn write(dir: &Path, meta: &Value, all: &[Value], targets: &[Target]) -> any
         line_chart(
             "p99 latency against rate (median of rounds)",
             "messages per second",
-            "p99 latency (ms)",
+            "p99 latency (ms, log scale)",
             &latency,
+            true,
         ),
     )?;
     let memory: Vec<(String, Vec<(f64, f64)>)> = targets
@@ -497,6 +536,7 @@ pub fn write(dir: &Path, meta: &Value, all: &[Value], targets: &[Target]) -> any
             "waiting people",
             "RSS (MB)",
             &memory,
+            false,
         ),
     )?;
     Ok(summary)
