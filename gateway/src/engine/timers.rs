@@ -245,7 +245,7 @@ impl Engine {
         last: &mut HashMap<ConversationId, (u32, Option<u32>, bool)>,
         last_load: &mut Option<(u32, u64)>,
     ) {
-        let Ok(queue) = self.store.queue().await else {
+        let Ok(queue) = self.store.queue_brief().await else {
             return;
         };
         let Ok(ops) = self.store.operators().await else {
@@ -259,13 +259,13 @@ impl Engine {
         let now = now_ms();
         let overloaded = self.is_overloaded();
         let mut seen = HashMap::with_capacity(queue.len());
-        for (i, c) in queue.iter().enumerate() {
+        for (i, (id, _)) in queue.iter().enumerate() {
             let position = i as u32 + 1;
             let wait = self.estimate_wait(position, capacity);
-            seen.insert(c.id, (position, wait, overloaded));
-            if last.get(&c.id) != Some(&(position, wait, overloaded)) {
+            seen.insert(*id, (position, wait, overloaded));
+            if last.get(id) != Some(&(position, wait, overloaded)) {
                 self.registry.to_visitor(
-                    c.id,
+                    *id,
                     Outbound::Frame(ServerMsg::QueuePosition {
                         position,
                         wait_minutes: wait,
@@ -278,7 +278,7 @@ impl Engine {
         *last = seen;
         let longest = queue
             .iter()
-            .map(|c| now.saturating_sub(c.queued_at))
+            .map(|(_, queued_at)| now.saturating_sub(*queued_at))
             .max()
             .unwrap_or(0);
         // Longest wait changes every tick; resend when the count changes or every 10 s of wait.
@@ -299,14 +299,13 @@ impl Engine {
 
     /// Position and wait for one waiting conversation (sent right after `welcome`).
     pub async fn position_of(&self, id: ConversationId) -> Option<ServerMsg> {
-        let queue = self.store.queue().await.ok()?;
+        let (position, _) = self.store.queue_position(id).await.ok()??;
         let ops = self.store.operators().await.ok()?;
         let on_duty: Vec<_> = ops
             .iter()
             .filter(|o| o.connected && o.presence == Presence::OnDuty)
             .collect();
         let capacity = on_duty.iter().map(|o| o.capacity).sum();
-        let position = queue.iter().position(|c| c.id == id)? as u32 + 1;
         Some(ServerMsg::QueuePosition {
             position,
             wait_minutes: self.estimate_wait(position, capacity),

@@ -58,6 +58,45 @@ where
     delete_removes_everything_of_a_conversation(make()).await;
     refused_commands_change_nothing(make()).await;
     operator_presence_updates_are_kept(make()).await;
+    queue_positions_agree_with_the_queue(make()).await;
+}
+
+pub async fn queue_positions_agree_with_the_queue(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let c = conv(None, NOW + 10 * (5 - i));
+        ids.push(c.id);
+        store.create(c).await.unwrap();
+    }
+    let queue = store.queue().await.unwrap();
+    let brief = store.queue_brief().await.unwrap();
+    assert_eq!(
+        brief,
+        queue
+            .iter()
+            .map(|c| (c.id, c.queued_at))
+            .collect::<Vec<_>>(),
+        "the brief queue is the queue, in order"
+    );
+    for (i, c) in queue.iter().enumerate() {
+        assert_eq!(
+            store.queue_position(c.id).await.unwrap(),
+            Some((i as u32 + 1, 5)),
+            "position of the queue's entry {i}"
+        );
+    }
+    // The youngest arrival is last; a conversation that leaves the queue has no position.
+    assert_eq!(store.queue_position(ids[0]).await.unwrap(), Some((5, 5)));
+    let op = operator("sakura", 1);
+    store.put_operator(op.clone()).await.unwrap();
+    let taken = store
+        .take_next(op.id, NOW + 100, FALLBACK)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.queue_position(taken.after.id).await.unwrap(), None);
+    assert_eq!(store.queue_position(ids[0]).await.unwrap(), Some((4, 4)));
+    assert_eq!(store.queue_position(Ulid::new()).await.unwrap(), None);
 }
 
 pub async fn log_appends_in_order_and_reads_from_any_seq(store: Arc<dyn Store>) {

@@ -220,6 +220,27 @@ impl Store for MemoryStore {
         Ok(self.lock().queued().cloned().collect())
     }
 
+    async fn queue_position(&self, id: ConversationId) -> Result<Option<(u32, u32)>, StoreError> {
+        let inner = self.lock();
+        let Some(entry) = inner.conversations.get(&id) else {
+            return Ok(None);
+        };
+        if entry.conv.state != State::Queued {
+            return Ok(None);
+        }
+        let ahead = inner.queue.range(..entry.conv.queue_key()).count();
+        Ok(Some((ahead as u32 + 1, inner.queue.len() as u32)))
+    }
+
+    async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .queue
+            .values()
+            .filter_map(|id| inner.conversations.get(id).map(|e| (*id, e.conv.queued_at)))
+            .collect())
+    }
+
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {
         self.lock().operators.insert(record.id, record);
         Ok(())

@@ -150,6 +150,25 @@ pub trait Store: Send + Sync + 'static {
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError>;
     /// Queued conversations in queue order.
     async fn queue(&self) -> Result<Vec<Conversation>, StoreError>;
+    /// Where a queued conversation stands: its 1-based position and the queue's length; `None`
+    /// if it is not queued. (Asked at every arrival: stores answer it without copying the queue.)
+    async fn queue_position(&self, id: ConversationId) -> Result<Option<(u32, u32)>, StoreError> {
+        let queue = self.queue().await?;
+        Ok(queue
+            .iter()
+            .position(|c| c.id == id)
+            .map(|i| (i as u32 + 1, queue.len() as u32)))
+    }
+    /// Queued conversations' ids and when they were queued, in queue order (asked every second
+    /// for queue positions: lighter than [`Store::queue`]).
+    async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
+        Ok(self
+            .queue()
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.queued_at))
+            .collect())
+    }
     /// Creates or replaces an operator's record.
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError>;
     async fn update_operator(
