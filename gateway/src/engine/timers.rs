@@ -297,6 +297,30 @@ impl Engine {
         }
     }
 
+    /// What a person who has just (re)connected is told about their wait: their queue position,
+    /// or, if an operator is being offered them at this moment, that they are first. (The offer
+    /// can be made between their `hello` and this answer, the sooner the faster the dispatcher.)
+    pub async fn waiting_position(&self, id: ConversationId) -> Option<ServerMsg> {
+        if let Some(pos) = self.position_of(id).await {
+            return Some(pos);
+        }
+        let conv = self.store.get(id).await.ok()??;
+        if !matches!(conv.state, State::Offered { .. }) {
+            return None;
+        }
+        let ops = self.store.operators().await.ok()?;
+        let on_duty = ops
+            .iter()
+            .filter(|o| o.connected && o.presence == Presence::OnDuty)
+            .count();
+        Some(ServerMsg::QueuePosition {
+            position: 1,
+            wait_minutes: Some(0),
+            operators_on_duty: on_duty as u32,
+            overloaded: self.is_overloaded(),
+        })
+    }
+
     /// Position and wait for one waiting conversation (sent right after `welcome`).
     pub async fn position_of(&self, id: ConversationId) -> Option<ServerMsg> {
         let (position, _) = self.store.queue_position(id).await.ok()??;

@@ -179,7 +179,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: Conn
         flow = session.catch_up(&mut conn).await;
     }
     if flow == Flow::Continue {
-        if let Some(pos) = engine.position_of(id).await {
+        if let Some(pos) = engine.waiting_position(id).await {
             flow = conn.send(&pos).await;
         }
     }
