@@ -8,6 +8,11 @@ use tsunagu::auth::{Accounts, Role};
 use tsunagu::config::Settings;
 use tsunagu::Application;
 
+/// mimalloc instead of the system allocator: a waiting person's socket is many small
+/// allocations, and glibc's per-thread arenas kept more of them resident (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "Tsunagu helpline gateway")]
 struct Cli {

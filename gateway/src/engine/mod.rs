@@ -387,7 +387,7 @@ impl Engine {
             if before.operator() != Some(*operator) || before.kind() != after.kind() {
                 if let Some(offer) = self.offer_of(&a.after, now) {
                     self.registry
-                        .to_operator(*operator, Outbound::Frame(ServerMsg::Offer(offer)));
+                        .to_operator(*operator, Outbound::frame(ServerMsg::Offer(offer)));
                 }
             }
         }
@@ -400,7 +400,7 @@ impl Engine {
                 };
                 self.registry.to_operator(
                     *operator,
-                    Outbound::Frame(ServerMsg::OfferWithdrawn {
+                    Outbound::frame(ServerMsg::OfferWithdrawn {
                         conversation: id,
                         reason,
                     }),
@@ -419,7 +419,7 @@ impl Engine {
                 self.registry.to_operator(op, Outbound::Release(id));
                 self.registry.to_operator(
                     op,
-                    Outbound::Frame(ServerMsg::Removed {
+                    Outbound::frame(ServerMsg::Removed {
                         conversation: id,
                         reason,
                         suggest_pause: reason == RemovedReason::Closed
@@ -431,7 +431,7 @@ impl Engine {
                 if let Some(summary) = self.summary_of(&a.after) {
                     self.registry.to_operator(
                         op,
-                        Outbound::Frame(ServerMsg::Conversation {
+                        Outbound::frame(ServerMsg::Conversation {
                             conversation: summary,
                         }),
                     );
@@ -445,7 +445,7 @@ impl Engine {
                 if let Some(summary) = self.summary_of(&a.after) {
                     self.registry.to_operator(
                         op,
-                        Outbound::Frame(ServerMsg::Conversation {
+                        Outbound::frame(ServerMsg::Conversation {
                             conversation: summary,
                         }),
                     );
@@ -461,7 +461,7 @@ impl Engine {
             // The log is about to be deleted: hand the last entries over directly.
             for entry in &a.appended {
                 self.registry
-                    .to_visitor(id, Outbound::Frame(ServerMsg::event(id, entry)));
+                    .to_visitor(id, Outbound::frame(ServerMsg::event(id, entry)));
             }
         } else if !a.appended.is_empty() {
             self.registry.to_visitor(id, Outbound::Wake(id));
@@ -700,7 +700,7 @@ impl Engine {
             if let State::Active { operator } = conv.state {
                 self.to_operator(
                     operator,
-                    Outbound::Frame(ServerMsg::Typing {
+                    Outbound::frame(ServerMsg::Typing {
                         conversation: Some(id),
                         from: Side::Visitor,
                         active,
@@ -851,7 +851,7 @@ impl Engine {
         let engine = Arc::clone(self);
         tokio::spawn(async move {
             if let Ok(frame) = engine.presence_frame(op).await {
-                engine.to_operator(op, Outbound::Frame(frame));
+                engine.to_operator(op, Outbound::frame(frame));
             }
         });
     }
@@ -940,7 +940,7 @@ impl Engine {
             if c.state == (State::Active { operator: op }) {
                 self.to_visitor(
                     conv,
-                    Outbound::Frame(ServerMsg::Typing {
+                    Outbound::frame(ServerMsg::Typing {
                         conversation: None,
                         from: Side::Operator,
                         active,
@@ -1251,7 +1251,7 @@ impl Engine {
         if let (Some(op), Some(summary)) = (conv.state.operator(), self.summary_of(conv)) {
             self.to_operator(
                 op,
-                Outbound::Frame(ServerMsg::Conversation {
+                Outbound::frame(ServerMsg::Conversation {
                     conversation: summary,
                 }),
             );

@@ -4,12 +4,15 @@
 //!
 //! Each socket owns a bounded queue ([`Outbound`]); fan-out uses `try_send`, and a socket whose
 //! queue is full is cancelled (closed with 4011 "too slow") instead of being waited for.
+//!
+//! The queue is a `flume` channel rather than tokio's: tokio's bounded channel allocates its
+//! first block of 32 slots when created (~1 KB per socket, measured with massif), flume's
+//! queue is empty until something is queued, and an idle waiting person's socket queues nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::conversation::{ConversationId, OperatorId};
@@ -18,8 +21,9 @@ use crate::protocol::ServerMsg;
 /// What the engine asks a socket to do.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// Send this frame.
-    Frame(ServerMsg),
+    /// Send this frame. Boxed: a socket's queue holds many of these, and a `ServerMsg` inline
+    /// (~200 bytes) made every slot, and the queue block allocated up front, that large.
+    Frame(Box<ServerMsg>),
     /// Send this frame, already serialised (a frame another gateway node sent this way).
     Json(std::sync::Arc<str>),
     /// The conversation's log grew: read what you have not sent yet and send it.
@@ -33,12 +37,19 @@ pub enum Outbound {
     Close(u16, &'static str),
 }
 
+impl Outbound {
+    /// Queue this frame.
+    pub fn frame(msg: ServerMsg) -> Outbound {
+        Outbound::Frame(Box::new(msg))
+    }
+}
+
 /// A registered socket.
 #[derive(Debug, Clone)]
 pub struct Handle {
     /// Unique per socket, so a superseded socket's clean-up does not remove its successor.
     pub conn: u64,
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: flume::Sender<Outbound>,
     /// Cancelled when the socket could not keep up; the socket closes itself with 4011.
     pub too_slow: CancellationToken,
 }
@@ -46,9 +57,24 @@ pub struct Handle {
 impl Handle {
     /// Queues `msg`; a full queue marks the socket too slow.
     pub fn send(&self, msg: Outbound) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+        if let Err(flume::TrySendError::Full(_)) = self.tx.try_send(msg) {
             self.too_slow.cancel();
         }
+    }
+}
+
+/// The receiving end of a socket's queue.
+pub struct Inbox(flume::Receiver<Outbound>);
+
+impl Inbox {
+    /// The next queued item; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.0.recv_async().await.ok()
+    }
+
+    /// An item already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        self.0.try_recv().ok()
     }
 }
 
@@ -70,8 +96,8 @@ impl Registry {
     }
 
     /// A new socket's handle and the receiving end of its queue.
-    pub fn handle(&self, capacity: usize) -> (Handle, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn handle(&self, capacity: usize) -> (Handle, Inbox) {
+        let (tx, rx) = flume::bounded(capacity);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         (
             Handle {
@@ -79,7 +105,7 @@ impl Registry {
                 tx,
                 too_slow: CancellationToken::new(),
             },
-            rx,
+            Inbox(rx),
         )
     }
 
@@ -181,7 +207,7 @@ mod tests {
         let c1 = h1.conn;
         reg.add_visitor(conv, h1);
         reg.add_visitor(conv, h2);
-        assert!(matches!(rx1.try_recv(), Ok(Outbound::Close(4009, _))));
+        assert!(matches!(rx1.try_recv(), Some(Outbound::Close(4009, _))));
         assert!(
             !reg.remove_visitor(conv, c1),
             "old socket must not remove the new one"

@@ -266,7 +266,7 @@ impl Engine {
             if last.get(id) != Some(&(position, wait, overloaded)) {
                 self.registry.to_visitor(
                     *id,
-                    Outbound::Frame(ServerMsg::QueuePosition {
+                    Outbound::frame(ServerMsg::QueuePosition {
                         position,
                         wait_minutes: wait,
                         operators_on_duty: on_duty.len() as u32,
@@ -288,7 +288,7 @@ impl Engine {
             for op in self.registry.operator_ids() {
                 self.registry.to_operator(
                     op,
-                    Outbound::Frame(ServerMsg::QueueLoad {
+                    Outbound::frame(ServerMsg::QueueLoad {
                         waiting: load.0,
                         longest_wait_ms: longest,
                     }),

@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use ulid::Ulid;
 
-use crate::engine::registry::Outbound;
+use crate::engine::registry::{Inbox, Outbound};
 use crate::metrics::Metrics;
 use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX_FRAME_BYTES};
 
@@ -26,10 +25,11 @@ use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX
 pub const MAX_ERRORS: u32 = 50;
 
 /// Initial capacity of a socket's read buffer. tungstenite's default is 128 KiB, allocated up
-/// front for every socket: most of what an idle waiting person cost (measured by the load
-/// tests: ~146 KB of RSS per idle visitor before, see BENCHMARKS.md). Frames are far smaller
-/// (chat lines of a few hundred bytes); a larger one (up to `MAX_FRAME_BYTES`) grows the buffer.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// front for every socket (and zero-filled on every read): most of what an idle waiting person
+/// cost (~146 KB of RSS per idle visitor before, see BENCHMARKS.md); 4 KiB was still ~30% of
+/// it. Client frames are a few hundred bytes (`hello`, `send` with a chat line); a larger one
+/// (up to `MAX_FRAME_BYTES`) grows the buffer to its size, announced in its header.
+pub const READ_BUFFER_BYTES: usize = 512;
 
 /// Bytes of outgoing frames buffered before tungstenite writes to the socket (default 128 KiB).
 /// Frames are written at once anyway ([`Conn::send`] flushes; a batch flushes at its end): this
@@ -199,14 +199,14 @@ pub trait Outbox {
 pub async fn deliver<S: Outbox>(
     session: &mut S,
     conn: &mut Conn,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut Inbox,
     first: Outbound,
 ) -> Flow {
     conn.batching = true;
     let mut flow = session.outbound(conn, first).await;
     let mut n = 1;
     while flow == Flow::Continue && n < BATCH {
-        let Ok(more) = rx.try_recv() else { break };
+        let Some(more) = rx.try_recv() else { break };
         flow = session.outbound(conn, more).await;
         n += 1;
     }

@@ -179,7 +179,7 @@ struct Follower {
 impl Follower {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Outbound>,
+        mut rx: crate::engine::registry::Inbox,
         mut too_slow: tokio_util::sync::CancellationToken,
         mut ctl: mpsc::UnboundedReceiver<Control>,
         blocked: Arc<AtomicBool>,
@@ -260,25 +260,28 @@ impl Follower {
     async fn outbound(&mut self, out: Outbound, blocked: &AtomicBool) -> bool {
         match out {
             Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up(blocked).await,
-            Outbound::Frame(ServerMsg::Event { seq, at, event, .. }) => {
-                if seq > self.cursor + 1 && self.catch_up(blocked).await {
-                    return true;
+            Outbound::Frame(msg) => match *msg {
+                ServerMsg::Event { seq, at, event, .. } => {
+                    if seq > self.cursor + 1 && self.catch_up(blocked).await {
+                        return true;
+                    }
+                    self.entry(LogEntry { seq, at, event }, blocked)
                 }
-                self.entry(LogEntry { seq, at, event }, blocked)
-            }
-            Outbound::Frame(ServerMsg::Typing {
-                from: Side::Operator,
-                active: true,
-                ..
-            }) => {
-                // One pending indicator is enough (LINE may be slow or down meanwhile).
-                if !self.loading_queued.swap(true, Ordering::SeqCst) {
-                    self.job(Job::Loading);
+                ServerMsg::Typing {
+                    from: Side::Operator,
+                    active: true,
+                    ..
+                } => {
+                    // One pending indicator is enough (LINE may be slow or down meanwhile).
+                    if !self.loading_queued.swap(true, Ordering::SeqCst) {
+                        self.job(Job::Loading);
+                    }
+                    false
                 }
-                false
-            }
-            // Queue positions change often; the person heard theirs when they joined.
-            Outbound::Frame(_) | Outbound::Json(_) | Outbound::Release(_) => false,
+                // Queue positions change often; the person heard theirs when they joined.
+                _ => false,
+            },
+            Outbound::Json(_) | Outbound::Release(_) => false,
             Outbound::Close(..) => true,
         }
     }
@@ -510,7 +513,7 @@ impl Sender {
         };
         engine.to_operator(
             op,
-            Outbound::Frame(ServerMsg::Error {
+            Outbound::frame(ServerMsg::Error {
                 id: Some(id),
                 code: ErrorCode::Unavailable,
                 message: "LINE did not accept this message".into(),

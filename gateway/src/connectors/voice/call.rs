@@ -71,7 +71,11 @@ struct Follower {
 }
 
 impl Follower {
-    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, mut too_slow: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: crate::engine::registry::Inbox,
+        mut too_slow: CancellationToken,
+    ) {
         let span = tracing::info_span!("voice", conversation = %self.conv);
         tracing::info!(parent: &span, "voice call followed");
         let shutdown = self.voice.shutdown.clone();
@@ -113,13 +117,16 @@ impl Follower {
     async fn outbound(&mut self, out: Outbound) -> bool {
         match out {
             Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up().await,
-            Outbound::Frame(ServerMsg::Event { seq, at, event, .. }) => {
-                if seq > self.cursor + 1 && self.catch_up().await {
-                    return true;
+            Outbound::Frame(msg) => match *msg {
+                ServerMsg::Event { seq, at, event, .. } => {
+                    if seq > self.cursor + 1 && self.catch_up().await {
+                        return true;
+                    }
+                    self.entry(LogEntry { seq, at, event }).await
                 }
-                self.entry(LogEntry { seq, at, event }).await
-            }
-            Outbound::Frame(_) | Outbound::Json(_) | Outbound::Release(_) => false,
+                _ => false,
+            },
+            Outbound::Json(_) | Outbound::Release(_) => false,
             Outbound::Close(..) => true,
         }
     }
