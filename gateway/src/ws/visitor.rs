@@ -10,9 +10,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{next_inbound, Conn, Flow, Inbound};
 use crate::conversation::Conversation;
+use crate::engine::registry::Inbox;
 use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
@@ -37,7 +39,8 @@ pub async fn upgrade(
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections").into_response();
     };
     let tracker = app.tracker.clone();
-    super::configure(ws).on_upgrade(move |socket| tracker.track_future(run(app, socket, key, slot)))
+    super::configure(ws)
+        .on_upgrade(move |socket| tracker.track_future(run(app, Box::new(socket), key, slot)))
 }
 
 /// Accepts only a language tag like `ja`, `en` or `pt-BR`.
@@ -130,45 +133,60 @@ async fn handshake(
     }
 }
 
-pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: ConnectionGuard) {
+/// A visitor socket's life. Split in two so that the task stays small: a waiting person's
+/// socket spends its whole life in [`serve`]'s `select!`, so what runs once ([`open`]: the
+/// handshake, registering, the welcome) or rarely (handling a frame, a delivery, a heartbeat)
+/// is boxed and not inline in the task's future, which is as large as its largest state.
+/// The socket arrives boxed for the same reason: an argument is kept in the future for its
+/// whole life. Measured with massif and `-Zprint-type-sizes`: the task was ~4.4 KB per waiting
+/// person with everything inline (BENCHMARKS.md).
+pub async fn run(app: Arc<AppState>, socket: Box<WebSocket>, key: AddrKey, slot: ConnectionGuard) {
     // Held for the socket's life: the address's connection slot.
     let _slot = slot;
+    if let Some(open) = Box::pin(open(&app, *socket, key)).await {
+        serve(&app, open).await;
+    }
+}
+
+/// A socket past its handshake, registered and greeted: what the loop needs.
+struct Open {
+    conn: Conn,
+    stream: SplitStream<WebSocket>,
+    rx: Inbox,
+    id: crate::conversation::ConversationId,
+    conn_id: u64,
+    too_slow: CancellationToken,
+    cursor: u64,
+    ended: bool,
+    flow: Flow,
+    span: tracing::Span,
+}
+
+/// Hello, register, welcome, catch up, the first queue position. `None`: the socket closed.
+async fn open(app: &Arc<AppState>, socket: WebSocket, key: AddrKey) -> Option<Open> {
     let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
     let (mut conn, mut stream) = Conn::new(socket, heartbeat, "visitor");
-    let metrics = Arc::clone(&app.engine.metrics);
+    let metrics = &app.engine.metrics;
     metrics.connection("visitor", 1);
-    // Every step that is not the idle wait is boxed: a task's future is as large as its largest
-    // state, and a waiting person's socket spends its whole life in the `select!` below, so the
-    // rarely-running steps (handshake, frame handling, delivery) should not be inline in it.
-    // Measured with massif: the task was ~4.4 KB per waiting person before.
-    let (conv, token, cursor, resumed) =
-        match Box::pin(handshake(&app, &mut conn, &mut stream, key)).await {
-            Ok(v) => v,
-            Err((code, reason)) => {
-                Box::pin(conn.close(code, reason)).await;
-                metrics.connection("visitor", -1);
-                return;
-            }
-        };
+    let (conv, token, cursor, resumed) = match handshake(app, &mut conn, &mut stream, key).await {
+        Ok(v) => v,
+        Err((code, reason)) => {
+            conn.close(code, reason).await;
+            metrics.connection("visitor", -1);
+            return None;
+        }
+    };
     let id = conv.id;
     let span = tracing::info_span!("visitor", conversation = %id);
-    let engine = Arc::clone(&app.engine);
-    let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);
+    let engine = &app.engine;
+    let (handle, rx) = engine.registry.handle(app.settings.server.socket_queue);
     let conn_id = handle.conn;
     let too_slow = handle.too_slow.clone();
     engine.registry.add_visitor(id, handle);
-    Box::pin(engine.visitor_connection(id, true)).await;
+    engine.visitor_connection(id, true).await;
     tracing::info!(parent: &span, resumed, "visitor connected");
 
-    let mut session = Session {
-        app: &app,
-        id,
-        cursor,
-        ended: false,
-        limiter: app.limits.per_connection(),
-        throttled_until: None,
-        refusals: 0,
-    };
+    let mut session = Session::new(app, id, cursor);
     let welcome = ServerMsg::VisitorWelcome {
         v: PROTOCOL_VERSION,
         conversation: id,
@@ -179,10 +197,41 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: Conn
         heartbeat_ms: app.settings.server.heartbeat_ms,
         limits: Limits::default(),
     };
-    drop(conv);
-    let mut flow = Box::pin(session.greet(&mut conn, welcome)).await;
+    let flow = session.greet(&mut conn, welcome).await;
+    Some(Open {
+        conn,
+        stream,
+        rx,
+        id,
+        conn_id,
+        too_slow,
+        cursor: session.cursor,
+        ended: session.ended,
+        flow,
+        span,
+    })
+}
 
-    let mut tick = tokio::time::interval(heartbeat);
+/// The connection loop: inbound frames, the outbound queue, the heartbeat, shutdown; then
+/// clean-up.
+async fn serve(app: &AppState, open: Open) {
+    let Open {
+        mut conn,
+        mut stream,
+        mut rx,
+        id,
+        conn_id,
+        too_slow,
+        cursor,
+        ended,
+        mut flow,
+        span,
+    } = open;
+    let engine = &app.engine;
+    let metrics = &engine.metrics;
+    let mut session = Session::new(app, id, cursor);
+    session.ended = ended;
+    let mut tick = tokio::time::interval(conn.heartbeat);
     tick.reset();
     while flow == Flow::Continue {
         let throttled = session.throttled_until.is_some();
@@ -200,7 +249,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, key: AddrKey, slot: Conn
                 conn.last_seen = std::time::Instant::now();
                 match inbound {
                     Inbound::Frame(msg) => Box::pin(session.handle(&mut conn, msg)).await,
-                    Inbound::Bad(cid, code) => Box::pin(conn.error(&metrics, cid, code)).await,
+                    Inbound::Bad(cid, code) => Box::pin(conn.error(metrics, cid, code)).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
                     Inbound::Gone => break,
@@ -250,7 +299,19 @@ impl super::Outbox for Session<'_> {
     }
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    fn new(app: &'a AppState, id: crate::conversation::ConversationId, cursor: u64) -> Self {
+        Session {
+            app,
+            id,
+            cursor,
+            ended: false,
+            limiter: app.limits.per_connection(),
+            throttled_until: None,
+            refusals: 0,
+        }
+    }
+
     /// The first frames of a connection: the welcome, whatever the log holds after the cursor,
     /// and the queue position of a waiting person.
     async fn greet(&mut self, conn: &mut Conn, welcome: ServerMsg) -> Flow {
