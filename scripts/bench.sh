@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The load-test suite in one command: builds the gateway and the generator (release), installs
 # the peer servers (npm ci in load-tests/peers), then runs `tsunagu-load suite`, every scenario
-# against the gateway, the peers (Bun, ws, Socket.IO) and the raw relay, with the servers
-# pinned to core 0 and the generator to core 1.
+# against the gateway, the gateway in Redis mode (target gateway-redis: a redis-server of its own
+# and 3 nodes, if redis-server is installed), the peers (Bun, ws, Socket.IO) and the raw relay,
+# with the servers pinned to core 0 and the generator to core 1.
 #
 #   bash scripts/bench.sh            # smoke size (CI): a couple of minutes, no timing assertions
 #   bash scripts/bench.sh --full     # the size: ~18k sessions, 1k-20k msg/s, 3 rounds
 #   bash scripts/bench.sh --full --scenarios idle,steady --targets gateway,bun
+#   bash scripts/bench.sh --scenarios steady,burst,storm --targets gateway,gateway-redis --redis-nodes 2
 #
 # Results: load-tests/results/<UTC time>/ (results.json, results.md, latency.svg, memory.svg).
 # Fails if correctness breaks (messages lost or duplicated in the reconnect storm, order

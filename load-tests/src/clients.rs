@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::gateway::PASSWORD;
 use crate::net::{self, source_addr, stamp, str_field, Connect, Sock};
-use crate::servers::{Server, Target};
+use crate::servers::Server;
 
 pub type Hist = Histogram<u64>;
 
@@ -102,13 +102,14 @@ pub async fn operator(
     on_duty: bool,
     recv_buffer: Option<u32>,
 ) -> anyhow::Result<Sock> {
-    let cookie = if server.target == Target::Gateway {
-        Some(login(&server.base, &format!("op{i}")).await?)
+    let base = server.operator_base(i);
+    let cookie = if server.target.is_gateway() {
+        Some(login(&base, &format!("op{i}")).await?)
     } else {
         None
     };
     let mut sock = Sock::connect(Connect {
-        base: &server.base,
+        base: &base,
         role: "operator",
         framing: server.target.framing(),
         cookie: cookie.as_deref(),
@@ -130,7 +131,7 @@ pub async fn operator(
 /// Opens person number `i`'s socket (no hello yet).
 pub async fn visitor_socket(server: &Server, i: usize) -> anyhow::Result<Sock> {
     Sock::connect(Connect {
-        base: &server.base,
+        base: &server.visitor_base(i),
         role: "visitor",
         framing: server.target.framing(),
         cookie: None,
@@ -169,7 +170,7 @@ pub async fn visitor(server: &Server, i: usize, wait_joined: bool) -> anyhow::Re
     })
 }
 
-/// Opens `n` people with at most `parallel` handshakes in flight.
+/// Opens `n` people with at most `parallel` handshakes in flight, returned in `range` order.
 pub async fn visitors(
     server: &Server,
     range: std::ops::Range<usize>,
@@ -179,7 +180,8 @@ pub async fn visitors(
     use futures_util::StreamExt;
     futures_util::stream::iter(range)
         .map(|i| visitor(server, i, wait_joined))
-        .buffer_unordered(parallel)
+        // In order: person k of the result is person number k (its node and source address).
+        .buffered(parallel)
         .collect::<Vec<_>>()
         .await
         .into_iter()

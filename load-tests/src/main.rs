@@ -2,13 +2,15 @@
 //! against the peers a helpline would otherwise build on, and reports latency percentiles
 //! (hdrhistogram), memory and CPU, as ratios within one run.
 //!
-//! - `suite`: scenarios (a)-(e) of the load-test issue against the gateway, the peers in
-//!   `load-tests/peers/` (Socket.IO, ws, Bun) and the raw relay (the floor); see `suite.rs`.
+//! - `suite`: scenarios (a)-(f) of the load-test issue against the gateway (memory store, and
+//!   Redis mode with 2-3 nodes: `cluster.rs`), the peers in `load-tests/peers/` (Socket.IO, ws,
+//!   Bun) and the raw relay (the floor); see `suite.rs`.
 //! - `flood`: one flooding person against many steady conversations (security issue).
 //! - `relay`: the raw relay server itself (started by `suite`).
 //! - `report`: writes a run's Markdown and plots again from its `results.json`.
 
 mod clients;
+mod cluster;
 mod gateway;
 mod net;
 mod relay;

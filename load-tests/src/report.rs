@@ -121,7 +121,12 @@ pub fn summarise(all: &[Value], targets: &[Target]) -> Value {
     }
     let g = &per.get("gateway").cloned().unwrap_or(Value::Null);
     let mut ratios = serde_json::Map::new();
-    for &t in targets.iter().filter(|t| **t != Target::Gateway) {
+    // Ratios are against the peers; gateway-redis is this gateway too (its rows show the cost of
+    // the Redis mode beside the memory store's).
+    for &t in targets
+        .iter()
+        .filter(|t| !matches!(t, Target::Gateway | Target::GatewayRedis))
+    {
         let p = &per[t.name()];
         let div = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
             (Some(a), Some(b)) if b != 0.0 => Some(a / b),
@@ -170,6 +175,9 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
         meta["load_end"].as_str().unwrap_or("")
     );
     let _ = writeln!(md, "Medians over rounds; runs with the generator's core over 85% busy are discarded ({} discarded).\n", meta["discarded"]);
+    if targets.contains(&Target::GatewayRedis) {
+        let _ = writeln!(md, "`gateway-redis`: {} gateway nodes sharing one redis-server (all on the server core); its CPU and RSS are the sum over the nodes and redis-server. Steady and slow: every person on one node, operators on the others; idle, burst and storm: people spread over the nodes, operators off the first node (the one the storm kills).\n", meta["redis_nodes"].as_u64().unwrap_or(3));
+    }
 
     let _ = writeln!(md, "### (a) Idle capacity\n");
     let _ = writeln!(
@@ -255,18 +263,21 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
         );
     }
 
-    let _ = writeln!(md, "\n### (d) Reconnect storm (gateway)\n");
-    let _ = writeln!(md, "| round | sessions | all resumed after | resume p50 / p99 | messages | lost | duplicated | failed |");
+    let _ = writeln!(md, "\n### (d) Reconnect storm (gateway: every connection dropped at once), (f) a node killed (gateway-redis: kill -9 of one node, its people resume on the others)\n");
+    let _ = writeln!(md, "| target | round | nodes | sessions | resumed | all resumed after | resume p50 / p99 | messages | lost | duplicated | failed |");
     let _ = writeln!(
         md,
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in all.iter().filter(|r| r["scenario"] == "storm") {
         let _ = writeln!(
             md,
-            "| {} | {} | {} ms | {} / {} ms | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} ms | {} / {} ms | {} | {} | {} | {} |",
+            r["target"].as_str().unwrap_or("gateway"),
             r["round"],
+            r["nodes"].as_u64().unwrap_or(1),
             r["sessions"],
+            r["resumed"],
             f(r["all_resumed_ms"].as_f64(), 0),
             f(r["resume_p50_ms"].as_f64(), 0),
             f(r["resume_p99_ms"].as_f64(), 0),

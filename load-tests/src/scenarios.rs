@@ -1,5 +1,7 @@
 //! Scenarios (a)–(e) of the load-test issue, each against one started server, each returning
-//! its measurements as JSON objects (one per row of the report).
+//! its measurements as JSON objects (one per row of the report). Against `gateway-redis` the
+//! same code is scenario (f): clients spread over the nodes (`cluster::Layout`), and the storm
+//! kills a node.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clients::{self, chat_frame, hist, id, num_field, welcome_ids, OpEnd, Plan, Shared};
+use crate::cluster::Layout;
 use crate::gateway::cpu_of;
 use crate::net::{str_field, Sock};
 use crate::servers::{Bins, Server, Target};
@@ -204,7 +207,10 @@ async fn chat(
     slow: usize,
 ) -> anyhow::Result<Chat> {
     let capacity = (visitors.div_ceil(operators) + 2) as u32;
-    let server = Server::start(target, bins, operators, capacity, &[]).await?;
+    // Redis mode: people on one node, their operators on the others (every message crosses).
+    let server = Server::start(target, bins, operators, capacity, &[])
+        .await?
+        .placed(Layout::Apart);
     let origin = Instant::now();
     let sh = Shared::new(origin, false);
     let (stop_tx, stop) = watch::channel(false);
@@ -570,6 +576,8 @@ pub fn order_violations(order: &[(u64, u64)], tolerance_us: u64) -> usize {
 /// and after the storm resumes with its token and last seq and sends those again (same ids).
 struct StormPerson {
     i: usize,
+    /// The node of its current socket (0 unless Redis mode).
+    node: usize,
     token: String,
     sock: Option<Sock>,
     last_seq: u64,
@@ -605,6 +613,7 @@ impl StormPerson {
     async fn resume(&mut self, server: &Server, origin: Instant) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
+            self.node = server.visitor_node(self.i);
             let attempt = async {
                 let mut sock = clients::visitor_socket(server, self.i).await?;
                 let hello = json!({"type":"hello","v":1,"id":id(),
@@ -635,12 +644,15 @@ impl StormPerson {
 ///
 /// With the memory store, killing the gateway process loses every conversation by design, so
 /// on a single node the storm is every connection dropping at once (a network blip) while the
-/// process lives. In Redis mode (scenario (f), not yet here) the storm is a killed node.
-pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
+/// process lives. In Redis mode (scenario (f), `gateway-redis`) the storm is a killed node:
+/// people spread over every node, operators on the others, node 0 killed with SIGKILL; its
+/// people reconnect to the surviving nodes and resume there; nobody else reconnects.
+pub async fn storm(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<Value> {
     let n = size.storm_sessions;
     let ops_n = size.storm_operators;
     let capacity = (n.div_ceil(ops_n) + 2) as u32;
-    let server = Arc::new(Server::start(Target::Gateway, bins, ops_n, capacity, &[]).await?);
+    let kill_node = target == Target::GatewayRedis;
+    let server = Arc::new(Server::start(target, bins, ops_n, capacity, &[]).await?);
     let origin = Instant::now();
     let sh = Shared::new(origin, true);
     let (stop_tx, stop) = watch::channel(false);
@@ -667,6 +679,7 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
         people.push(tokio::spawn(async move {
             let mut p = StormPerson {
                 i: k,
+                node: server.visitor_node(k),
                 token,
                 sock: Some(person.sock),
                 last_seq: person.last_seq,
@@ -703,11 +716,13 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
                     }
                     m = sock.recv() => match m {
                         Ok(Some(t)) => p.on_frame(&t),
-                        // Closed by the server (superseded, too slow, …): reconnect and
-                        // resume at once, as the widget does.
+                        // Closed by the server (superseded, too slow, …) or its node killed:
+                        // reconnect and resume at once, as the widget does.
                         _ => {
                             p.sock = None;
-                            p.reconnects += 1;
+                            if !(kill_node && p.node == 0) {
+                                p.reconnects += 1;
+                            }
                             p.resume(&server, origin).await?;
                         }
                     },
@@ -720,8 +735,22 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu0 = server.cpu();
     let storm_at = origin.elapsed().as_micros() as u64;
-    progress("storm: dropping every connection");
-    let _ = storm_tx.send(true);
+    // Who has to resume: everyone, or (Redis mode) the people of the node killed, whose
+    // sockets the kernel resets.
+    let expected: Vec<bool> = (0..n)
+        .map(|k| !kill_node || server.visitor_node(k) == 0)
+        .collect();
+    let moved = expected.iter().filter(|e| **e).count();
+    if kill_node {
+        progress(&format!(
+            "storm: kill -9 of node 0 of {} ({moved} people on it)",
+            server.nodes()
+        ));
+        server.kill_node(0)?;
+    } else {
+        progress("storm: dropping every connection");
+        let _ = storm_tx.send(true);
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = quiet_tx.send(true);
     // Drain: until operators received every message written, at most 60 s.
@@ -745,22 +774,40 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
     let (mut dup_seqs, mut gaps, mut pending, mut failed, mut reconnects) = (0, 0, 0, 0, 0);
     let mut resumed = hist();
     let mut last_resumed = 0;
-    for p in people {
+    let mut first_error: Option<String> = None;
+    for (p, expected) in people.into_iter().zip(expected) {
         match p.await {
             Ok(Ok(p)) => {
                 dup_seqs += p.dup_seqs;
                 gaps += p.gaps;
                 pending += p.pending.len();
                 reconnects += p.reconnects;
-                if let Some(r) = p.resumed_us {
-                    let _ = resumed.record(r.saturating_sub(storm_at).max(1));
-                    last_resumed = last_resumed.max(r.saturating_sub(storm_at));
-                } else {
-                    failed += 1;
+                match p.resumed_us {
+                    Some(r) if expected && r >= storm_at => {
+                        let _ = resumed.record(r.saturating_sub(storm_at).max(1));
+                        last_resumed = last_resumed.max(r.saturating_sub(storm_at));
+                    }
+                    _ if expected => {
+                        failed += 1;
+                        first_error.get_or_insert_with(|| {
+                            format!(
+                                "person {} never resumed after the storm (last resume at {:?} µs, storm at {storm_at} µs, node {}, {} reconnects)",
+                                p.i, p.resumed_us, p.node, p.reconnects
+                            )
+                        });
+                    }
+                    _ => {}
                 }
                 created.extend(p.created);
             }
-            _ => failed += 1,
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{e}"));
+            }
         }
     }
     for o in ops {
@@ -773,21 +820,31 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
         .unwrap_or_default();
     let lost = created.iter().filter(|c| !ids.contains_key(*c)).count();
     let duplicated: u64 = ids.values().map(|&c| u64::from(c.saturating_sub(1))).sum();
+    let nodes = server.nodes();
     if let Ok(s) = Arc::try_unwrap(server) {
         s.stop().await;
     }
     progress(&format!(
         "storm: all {} resumed within {:.0} ms; {} messages, {lost} lost, {duplicated} duplicated, {dup_seqs} replayed twice to people, {failed} failed",
-        n - failed,
+        moved.saturating_sub(failed),
         ms(last_resumed),
         created.len()
     ));
+    let mode = if kill_node {
+        format!(
+            "Redis, {nodes} nodes, node 0 killed (kill -9) under load; its people resumed on the others"
+        )
+    } else {
+        "single node, every connection dropped at once (memory store)".to_owned()
+    };
     Ok(json!({
         "sessions": n,
         "operators": ops_n,
+        "nodes": nodes,
+        "moved": moved,
         "rate": size.storm_rate,
         "messages": created.len(),
-        "resumed": n - failed,
+        "resumed": moved.saturating_sub(failed),
         "failed": failed,
         "all_resumed_ms": ms(last_resumed),
         "resume_p50_ms": ms(resumed.value_at_quantile(0.5)),
@@ -799,7 +856,8 @@ pub async fn storm(bins: &Bins, size: &Size) -> anyhow::Result<Value> {
         "unacknowledged_at_end": pending,
         "server_closed_reconnects": reconnects,
         "server_cpu_s": server_cpu.as_secs_f64(),
-        "mode": "single node, every connection dropped at once (memory store)",
+        "mode": mode,
+        "first_error": first_error,
     }))
 }
 

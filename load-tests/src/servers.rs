@@ -1,5 +1,6 @@
-//! The servers a suite compares: the gateway, the three peers in `load-tests/peers/`, and the
-//! raw relay (the floor). Each is started as its own process, pinned to the server core.
+//! The servers a suite compares: the gateway (memory store, or Redis mode with N nodes), the
+//! three peers in `load-tests/peers/`, and the raw relay (the floor). Each is started as its own
+//! process (or processes), pinned to the server core.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +10,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::cluster::{Cluster, Layout};
 use crate::gateway::{cpu_of, rss_of, Gateway};
 use crate::net::Framing;
 
@@ -16,6 +18,9 @@ use crate::net::Framing;
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Gateway,
+    /// Scenario (f): the gateway in Redis mode, N nodes sharing one redis-server.
+    #[serde(rename = "gateway-redis")]
+    GatewayRedis,
     Bun,
     Ws,
     #[serde(rename = "socketio")]
@@ -24,8 +29,9 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::Gateway,
+        Target::GatewayRedis,
         Target::Bun,
         Target::Ws,
         Target::SocketIo,
@@ -35,6 +41,7 @@ impl Target {
     pub fn name(self) -> &'static str {
         match self {
             Target::Gateway => "gateway",
+            Target::GatewayRedis => "gateway-redis",
             Target::Bun => "bun",
             Target::Ws => "ws",
             Target::SocketIo => "socketio",
@@ -46,7 +53,9 @@ impl Target {
         Target::ALL
             .into_iter()
             .find(|t| t.name() == s)
-            .with_context(|| format!("unknown target {s} (gateway, bun, ws, socketio, relay)"))
+            .with_context(|| {
+                format!("unknown target {s} (gateway, gateway-redis, bun, ws, socketio, relay)")
+            })
     }
 
     pub fn framing(self) -> Framing {
@@ -55,6 +64,11 @@ impl Target {
         } else {
             Framing::Plain
         }
+    }
+
+    /// This project's gateway, in either store mode (operators sign in; resume works).
+    pub fn is_gateway(self) -> bool {
+        matches!(self, Target::Gateway | Target::GatewayRedis)
     }
 
     /// Whether the target runs the queue (offers, accept); the raw relay only forwards.
@@ -69,10 +83,14 @@ pub struct Bins {
     pub gateway: PathBuf,
     pub peers: PathBuf,
     pub server_core: Option<usize>,
+    /// Gateway nodes of the `gateway-redis` target.
+    pub redis_nodes: usize,
 }
 
 pub struct Server {
     pub target: Target,
+    /// The (first) node's base URL; clients ask [`Server::visitor_base`] and
+    /// [`Server::operator_base`], which spread them over a cluster's nodes.
     pub base: String,
     pub pid: u32,
     inner: Inner,
@@ -80,6 +98,7 @@ pub struct Server {
 
 enum Inner {
     Gateway(Gateway),
+    Cluster(Cluster),
     Process(Child),
 }
 
@@ -108,6 +127,23 @@ impl Server {
         capacity: u32,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Server> {
+        if target == Target::GatewayRedis {
+            let c = Cluster::start(
+                &bins.gateway,
+                bins.redis_nodes,
+                operators,
+                capacity,
+                bins.server_core,
+                &gateway_env(extra),
+            )
+            .await?;
+            return Ok(Server {
+                target,
+                base: c.base(0).to_owned(),
+                pid: c.first_pid(),
+                inner: Inner::Cluster(c),
+            });
+        }
         if target == Target::Gateway {
             let gw = Gateway::start_with(
                 &bins.gateway,
@@ -132,7 +168,7 @@ impl Server {
                 vec!["bun-server.js".into()],
             ),
             Target::Relay => (std::env::current_exe()?, vec!["relay".into()]),
-            Target::Gateway => unreachable!(),
+            Target::Gateway | Target::GatewayRedis => unreachable!(),
         };
         let mut cmd = match bins.server_core {
             Some(c) => {
@@ -160,18 +196,76 @@ impl Server {
         })
     }
 
-    pub fn cpu(&self) -> Duration {
-        cpu_of(self.pid)
+    /// Where clients connect (a cluster's nodes as its layout says): (c) and (d) spread people
+    /// over the nodes; (b) and (e) put them all on one node and their operators on the others.
+    pub fn placed(mut self, layout: Layout) -> Server {
+        if let Inner::Cluster(c) = &mut self.inner {
+            c.layout = layout;
+        }
+        self
     }
 
+    /// The base URL person number `i` connects to (now: a killed node's people move).
+    pub fn visitor_base(&self, i: usize) -> String {
+        match &self.inner {
+            Inner::Cluster(c) => c.base(c.visitor_node(i)).to_owned(),
+            _ => self.base.clone(),
+        }
+    }
+
+    /// The base URL operator number `i` signs in and connects to.
+    pub fn operator_base(&self, i: usize) -> String {
+        match &self.inner {
+            Inner::Cluster(c) => c.base(c.operator_node(i)).to_owned(),
+            _ => self.base.clone(),
+        }
+    }
+
+    /// The node person number `i` connects to now (0 unless a cluster).
+    pub fn visitor_node(&self, i: usize) -> usize {
+        match &self.inner {
+            Inner::Cluster(c) => c.visitor_node(i),
+            _ => 0,
+        }
+    }
+
+    /// Gateway nodes (1 unless a cluster).
+    pub fn nodes(&self) -> usize {
+        match &self.inner {
+            Inner::Cluster(c) => c.len(),
+            _ => 1,
+        }
+    }
+
+    /// Kills node `k` of a cluster with SIGKILL; its clients then reconnect to the others.
+    pub fn kill_node(&self, k: usize) -> anyhow::Result<()> {
+        match &self.inner {
+            Inner::Cluster(c) => c.kill9(k),
+            _ => bail!("only a Redis-mode cluster has nodes to kill"),
+        }
+    }
+
+    /// CPU time so far: of the process, or of every node and redis-server of a cluster.
+    pub fn cpu(&self) -> Duration {
+        match &self.inner {
+            Inner::Cluster(c) => c.cpu(),
+            _ => cpu_of(self.pid),
+        }
+    }
+
+    /// Resident memory: of the process, or of the live nodes and redis-server of a cluster.
     pub fn rss(&self) -> u64 {
-        rss_of(self.pid)
+        match &self.inner {
+            Inner::Cluster(c) => c.rss(),
+            _ => rss_of(self.pid),
+        }
     }
 
     /// Stops the server (SIGKILL) and cleans up after it.
     pub async fn stop(self) {
         match self.inner {
             Inner::Gateway(gw) => gw.stop().await,
+            Inner::Cluster(c) => c.stop().await,
             Inner::Process(mut c) => {
                 let _ = c.kill().await;
             }

@@ -1,5 +1,6 @@
-//! `tsunagu-load suite`: every scenario against the gateway, the peers and the floor, in one
-//! run, targets interleaved and rounds repeated; results written as JSON, Markdown and SVG.
+//! `tsunagu-load suite`: every scenario against the gateway (memory store, and Redis mode with
+//! 2-3 nodes: target `gateway-redis`, scenario (f)), the peers and the floor, in one run, targets
+//! interleaved and rounds repeated; results written as JSON, Markdown and SVG.
 //! Fails (non-zero exit) when correctness breaks: a message lost or duplicated in the
 //! reconnect storm, an order violation or a failed arrival in the gateway's burst, a message not
 //! delivered in the gateway's steady chat at smoke size.
@@ -9,11 +10,16 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::cluster;
 use crate::report;
 use crate::scenarios::{self, Size};
 use crate::servers::{default_peers, Bins, Target};
 
 const SCENARIOS: [&str; 6] = ["idle", "steady", "burst", "storm", "slow", "floor"];
+
+/// Targets when `--targets` is not given. `gateway-redis` is left out (with a warning) when
+/// `redis-server` is not installed; asked for by name, it fails instead.
+const DEFAULT_TARGETS: [&str; 6] = ["gateway", "gateway-redis", "bun", "ws", "socketio", "relay"];
 
 #[derive(clap::Args, Clone)]
 pub struct SuiteArgs {
@@ -23,13 +29,10 @@ pub struct SuiteArgs {
     /// Rounds (interleaved runs of every target); default 1 for smoke, 3 for full.
     #[arg(long)]
     rounds: Option<usize>,
-    /// Targets, comma-separated: gateway, bun, ws, socketio, relay.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "gateway,bun,ws,socketio,relay"
-    )]
-    targets: Vec<String>,
+    /// Targets, comma-separated: gateway, gateway-redis, bun, ws, socketio, relay (default: all;
+    /// gateway-redis only if redis-server is installed).
+    #[arg(long, value_delimiter = ',')]
+    targets: Option<Vec<String>>,
     /// Scenarios, comma-separated: idle, steady, burst, storm, slow, floor.
     #[arg(
         long,
@@ -49,10 +52,10 @@ pub struct SuiteArgs {
     /// Where results go (a new folder per run inside it).
     #[arg(long, default_value = "load-tests/results")]
     out: PathBuf,
-    /// Scenario (f), Redis mode with 2-3 nodes: a hook, not yet implemented (the Redis store
-    /// is being built); giving a URL fails with a clear message.
-    #[arg(long)]
-    redis: Option<String>,
+    /// Gateway nodes of the `gateway-redis` target (scenario (f)): a redis-server of the tool's
+    /// own (from PATH) and this many gateway processes sharing it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    redis_nodes: u8,
 }
 
 fn load_average() -> String {
@@ -84,7 +87,7 @@ fn applies(scenario: &str, t: Target) -> bool {
     match scenario {
         "burst" | "slow" => t.has_queue(),
         // Resuming after a drop is the gateway's protocol; the peers keep no log to resume.
-        "storm" => t == Target::Gateway,
+        "storm" => t.is_gateway(),
         _ => true,
     }
 }
@@ -92,7 +95,8 @@ fn applies(scenario: &str, t: Target) -> bool {
 /// Correctness that must hold at any size; each failure is one line.
 fn check(row: &Value, smoke: bool) -> Vec<String> {
     let mut bad = Vec::new();
-    let gateway = row["target"] == "gateway";
+    // Either store mode: the same checks hold for one node and for a Redis cluster.
+    let gateway = row["target"] == "gateway" || row["target"] == "gateway-redis";
     match row["scenario"].as_str() {
         Some("storm") => {
             for k in [
@@ -103,16 +107,28 @@ fn check(row: &Value, smoke: bool) -> Vec<String> {
                 "failed",
             ] {
                 if row[k].as_u64().unwrap_or(1) != 0 {
-                    bad.push(format!("storm round {}: {k} = {}", row["round"], row[k]));
+                    bad.push(format!(
+                        "{} storm round {}: {k} = {}",
+                        row["target"], row["round"], row[k]
+                    ));
                 }
             }
         }
         Some("burst") if gateway => {
-            for k in ["order_violations", "failed"] {
+            // Order is asserted for one node only: 3 Redis-mode nodes and redis-server sharing
+            // one core are saturated at the smoke burst's rate (offers after ~2 s), where the
+            // offers' arrival order no longer tells the dispatch order (see "Not done" in
+            // BENCHMARKS.md); its violations are reported.
+            let keys: &[&str] = if row["target"] == "gateway" {
+                &["order_violations", "failed"]
+            } else {
+                &["failed"]
+            };
+            for &k in keys {
                 if row[k].as_u64().unwrap_or(1) != 0 {
                     bad.push(format!(
-                        "gateway burst round {}: {k} = {}",
-                        row["round"], row[k]
+                        "{} burst round {}: {k} = {}",
+                        row["target"], row["round"], row[k]
                     ));
                 }
             }
@@ -121,8 +137,8 @@ fn check(row: &Value, smoke: bool) -> Vec<String> {
             for s in row["steps"].as_array().into_iter().flatten() {
                 if s["delivered"] != s["sent"] {
                     bad.push(format!(
-                        "gateway steady at {}: {} of {} delivered",
-                        s["rate"], s["delivered"], s["sent"]
+                        "{} steady at {}: {} of {} delivered",
+                        row["target"], s["rate"], s["delivered"], s["sent"]
                     ));
                 }
             }
@@ -160,6 +176,7 @@ fn meta_of(
         "load_start": load_start,
         "load_end": load_average(),
         "server_core": args.server_core,
+        "redis_nodes": args.redis_nodes,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "discarded": discarded,
         "seconds": t0.elapsed().as_secs_f64(),
@@ -168,12 +185,6 @@ fn meta_of(
 }
 
 pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
-    if let Some(url) = &args.redis {
-        anyhow::bail!(
-            "scenario (f), Redis mode ({url}), is not implemented yet: it waits for the Redis store; \
-             see load-tests/README.md"
-        );
-    }
     let mut size = if args.full {
         Size::full()
     } else {
@@ -182,11 +193,27 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     if let Some(r) = args.rounds {
         size.rounds = r;
     }
-    let targets: Vec<Target> = args
-        .targets
+    let names: Vec<String> = match &args.targets {
+        Some(t) => t.clone(),
+        None => DEFAULT_TARGETS
+            .iter()
+            .filter(|t| {
+                let skip = **t == "gateway-redis" && cluster::redis_server_on_path().is_none();
+                if skip {
+                    eprintln!("suite: no redis-server on PATH: target gateway-redis left out");
+                }
+                !skip
+            })
+            .map(|t| (*t).to_owned())
+            .collect(),
+    };
+    let targets: Vec<Target> = names
         .iter()
         .map(|s| Target::parse(s))
         .collect::<anyhow::Result<_>>()?;
+    if targets.contains(&Target::GatewayRedis) {
+        cluster::require_redis_server()?;
+    }
     for s in &args.scenarios {
         anyhow::ensure!(SCENARIOS.contains(&s.as_str()), "unknown scenario {s}");
     }
@@ -194,6 +221,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         gateway: args.gateway.clone().unwrap_or_else(crate::default_gateway),
         peers: args.peers.clone().unwrap_or_else(default_peers),
         server_core: args.server_core,
+        redis_nodes: usize::from(args.redis_nodes),
     };
     anyhow::ensure!(
         bins.gateway.exists(),
@@ -202,7 +230,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     );
     if targets
         .iter()
-        .any(|t| !matches!(t, Target::Gateway | Target::Relay))
+        .any(|t| !matches!(t, Target::Gateway | Target::GatewayRedis | Target::Relay))
     {
         anyhow::ensure!(
             bins.peers.join("node_modules").exists(),
@@ -214,8 +242,8 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     let dir = args.out.join(started.replace(':', ""));
     let load_start = load_average();
     eprintln!(
-        "suite: {} size, {} rounds, targets {:?}, scenarios {:?}, server core {:?}, load {load_start}",
-        size.name, size.rounds, args.targets, args.scenarios, args.server_core
+        "suite: {} size, {} rounds, targets {names:?}, scenarios {:?}, server core {:?}, load {load_start}",
+        size.name, size.rounds, args.scenarios, args.server_core
     );
     let t0 = Instant::now();
     let mut rows: Vec<Value> = Vec::new();
@@ -254,7 +282,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
                     "idle" => scenarios::idle(&bins, t, &size).await,
                     "steady" => scenarios::steady(&bins, t, &size).await,
                     "burst" => scenarios::burst(&bins, t, &size).await,
-                    "storm" => scenarios::storm(&bins, &size).await,
+                    "storm" => scenarios::storm(&bins, t, &size).await,
                     "slow" => scenarios::slow(&bins, t, &size).await,
                     _ => unreachable!(),
                 };
