@@ -85,6 +85,15 @@ pub(crate) fn slot_of<'a>(
         load += c.weight_on(rec.capacity);
         has_offer |= matches!(c.state, crate::conversation::State::Offered { .. });
     }
+    slot_with(rec, load, has_offer)
+}
+
+/// An operator's routing view from their record and what they hold already summed.
+pub(crate) fn slot_with(
+    rec: &OperatorRecord,
+    load: u32,
+    has_offer: bool,
+) -> crate::routing::OperatorSlot {
     crate::routing::OperatorSlot {
         id: rec.id,
         languages: rec.languages.clone(),
