@@ -4,7 +4,8 @@
 //!
 //! A connection's life reads as one story in each endpoint's `run`: hello, register, replay what
 //! was missed, then one `select!` over inbound frames, the outbound queue, the heartbeat tick and
-//! shutdown, then clean-up.
+//! shutdown, then clean-up. (The visitor's `run` is split into `open` and `serve` so that a
+//! waiting person's task holds only the loop; see `visitor::run`.)
 
 pub mod operator;
 pub mod visitor;
