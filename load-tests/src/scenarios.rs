@@ -512,6 +512,16 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
     // generator one thread for thousands of sockets) enters it; a queue served out of order
     // while people wait shows far beyond it.
     let violations = order_violations(&order, 10_000);
+    // For finding where slow assignments come from: every arrival's (hello, offer, joined) in
+    // µs since the origin and the wait the server reported in its offer (ms), one per line, to the file this names.
+    if let Some(path) = std::env::var_os("TSUNAGU_LOAD_BURST_DUMP") {
+        let mut out = String::new();
+        for (conv, hello, _, joined) in &arrivals {
+            let (off, waited_ms) = offers.get(conv).copied().unwrap_or_default();
+            out.push_str(&format!("{hello} {off} {joined} {waited_ms}\n"));
+        }
+        let _ = std::fs::write(path, out);
+    }
     let _ = stop_tx.send(true);
     for o in ops {
         let _ = o.await;

@@ -824,22 +824,12 @@ impl Engine {
     }
 
     pub async fn presence_frame(&self, op: OperatorId) -> Result<ServerMsg, ErrorCode> {
-        let rec = self
+        let (rec, load) = self
             .store
-            .operators()
+            .operator_load(op)
             .await
             .map_err(store_code)?
-            .into_iter()
-            .find(|o| o.id == op)
             .ok_or(ErrorCode::NotFound)?;
-        let load = self
-            .store
-            .held_by(op)
-            .await
-            .map_err(store_code)?
-            .iter()
-            .map(|c| c.weight_on(rec.capacity))
-            .sum();
         Ok(ServerMsg::Presence {
             state: rec.presence,
             load,

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{now_ms, Engine, Outbound};
 use crate::conversation::{Command, ConversationId, State};
-use crate::protocol::{EndReason, Millis, Presence, ServerMsg, WithdrawReason};
+use crate::protocol::{EndReason, Millis, ServerMsg, WithdrawReason};
 
 /// How often waiting people get their position (when it changed).
 const POSITION_INTERVAL: Duration = Duration::from_secs(1);
@@ -194,7 +194,11 @@ impl Engine {
                 return;
             }
         }
-        let convs = match self.store.conversations().await {
+        let convs = match self
+            .store
+            .conversations_where(&|c| self.due(c, now).is_some())
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "sweep could not read conversations");
@@ -248,20 +252,15 @@ impl Engine {
         let Ok(queue) = self.store.queue_brief().await else {
             return;
         };
-        let Ok(ops) = self.store.operators().await else {
+        let Ok(on_duty) = self.store.on_duty().await else {
             return;
         };
-        let on_duty: Vec<_> = ops
-            .iter()
-            .filter(|o| o.connected && o.presence == Presence::OnDuty)
-            .collect();
-        let capacity: u32 = on_duty.iter().map(|o| o.capacity).sum();
         let now = now_ms();
         let overloaded = self.is_overloaded();
         let mut seen = HashMap::with_capacity(queue.len());
         for (i, (id, _)) in queue.iter().enumerate() {
             let position = i as u32 + 1;
-            let wait = self.estimate_wait(position, capacity);
+            let wait = self.estimate_wait(position, on_duty.capacity);
             seen.insert(*id, (position, wait, overloaded));
             if last.get(id) != Some(&(position, wait, overloaded)) {
                 self.registry.to_visitor(
@@ -269,7 +268,7 @@ impl Engine {
                     Outbound::frame(ServerMsg::QueuePosition {
                         position,
                         wait_minutes: wait,
-                        operators_on_duty: on_duty.len() as u32,
+                        operators_on_duty: on_duty.operators,
                         overloaded,
                     }),
                 );
@@ -308,15 +307,11 @@ impl Engine {
         if !matches!(conv.state, State::Offered { .. }) {
             return None;
         }
-        let ops = self.store.operators().await.ok()?;
-        let on_duty = ops
-            .iter()
-            .filter(|o| o.connected && o.presence == Presence::OnDuty)
-            .count();
+        let on_duty = self.store.on_duty().await.ok()?;
         Some(ServerMsg::QueuePosition {
             position: 1,
             wait_minutes: Some(0),
-            operators_on_duty: on_duty as u32,
+            operators_on_duty: on_duty.operators,
             overloaded: self.is_overloaded(),
         })
     }
@@ -324,16 +319,11 @@ impl Engine {
     /// Position and wait for one waiting conversation (sent right after `welcome`).
     pub async fn position_of(&self, id: ConversationId) -> Option<ServerMsg> {
         let (position, _) = self.store.queue_position(id).await.ok()??;
-        let ops = self.store.operators().await.ok()?;
-        let on_duty: Vec<_> = ops
-            .iter()
-            .filter(|o| o.connected && o.presence == Presence::OnDuty)
-            .collect();
-        let capacity = on_duty.iter().map(|o| o.capacity).sum();
+        let on_duty = self.store.on_duty().await.ok()?;
         Some(ServerMsg::QueuePosition {
             position,
-            wait_minutes: self.estimate_wait(position, capacity),
-            operators_on_duty: on_duty.len() as u32,
+            wait_minutes: self.estimate_wait(position, on_duty.capacity),
+            operators_on_duty: on_duty.operators,
             overloaded: self.is_overloaded(),
         })
     }

@@ -59,6 +59,8 @@ where
     refused_commands_change_nothing(make()).await;
     operator_presence_updates_are_kept(make()).await;
     queue_positions_agree_with_the_queue(make()).await;
+    an_operators_load_and_who_is_on_duty_follow_what_they_hold(make()).await;
+    conversations_where_copies_only_what_it_picks(make()).await;
 }
 
 pub async fn queue_positions_agree_with_the_queue(store: Arc<dyn Store>) {
@@ -293,4 +295,67 @@ pub async fn operator_presence_updates_are_kept(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_none());
+}
+
+pub async fn an_operators_load_and_who_is_on_duty_follow_what_they_hold(store: Arc<dyn Store>) {
+    let a = operator("A", 3);
+    let b = operator("B", 2);
+    store.put_operator(a.clone()).await.unwrap();
+    store.put_operator(b.clone()).await.unwrap();
+    let d = store.on_duty().await.unwrap();
+    assert_eq!(
+        (d.operators, d.capacity),
+        (2, 5),
+        "both operators are on duty"
+    );
+    store
+        .update_operator(b.id, OperatorUpdate::Presence(Presence::Away))
+        .await
+        .unwrap();
+    let d = store.on_duty().await.unwrap();
+    assert_eq!(
+        (d.operators, d.capacity),
+        (1, 3),
+        "an operator away is not on duty"
+    );
+
+    let (rec, load) = store.operator_load(a.id).await.unwrap().unwrap();
+    assert_eq!((rec.name.as_str(), load), ("A", 0), "nobody held yet");
+    let c = conv(None, NOW);
+    store.create(c.clone()).await.unwrap();
+    store
+        .apply(
+            c.id,
+            Command::Take {
+                operator: a.id,
+                operator_name: "A".into(),
+            },
+            None,
+            NOW + 1,
+        )
+        .await
+        .unwrap();
+    let (_, load) = store.operator_load(a.id).await.unwrap().unwrap();
+    assert_eq!(load, 1, "one conversation held weighs one");
+    store.delete(c.id).await.unwrap();
+    let (_, load) = store.operator_load(a.id).await.unwrap().unwrap();
+    assert_eq!(load, 0, "a deleted conversation weighs nothing");
+    assert!(store.operator_load(Ulid::new()).await.unwrap().is_none());
+}
+
+pub async fn conversations_where_copies_only_what_it_picks(store: Arc<dyn Store>) {
+    let ja = conv(Some("ja"), NOW);
+    let en = conv(Some("en"), NOW + 1);
+    store.create(ja.clone()).await.unwrap();
+    store.create(en.clone()).await.unwrap();
+    let picked = store
+        .conversations_where(&|c| c.language.as_deref() == Some("en"))
+        .await
+        .unwrap();
+    assert_eq!(picked.iter().map(|c| c.id).collect::<Vec<_>>(), vec![en.id]);
+    assert_eq!(
+        store.conversations().await.unwrap().len(),
+        2,
+        "nothing removed"
+    );
 }

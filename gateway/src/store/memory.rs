@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use ulid::Ulid;
 
-use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, Store, StoreError};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, QueueKey, State};
 use crate::protocol::{LogEntry, Millis};
 use crate::routing::{self, OperatorSlot};
@@ -164,9 +164,10 @@ impl Inner {
         })
     }
 
-    fn slot(&self, rec: &OperatorRecord) -> OperatorSlot {
+    /// An operator's load on their capacity, and whether an offer to them is pending.
+    fn load_of(&self, rec: &OperatorRecord) -> (u32, bool) {
         let l = self.loads.get(&rec.id).copied().unwrap_or_default();
-        let slot = super::slot_with(rec, l.weights + l.calls * rec.capacity.max(1), l.offers > 0);
+        let summed = (l.weights + l.calls * rec.capacity.max(1), l.offers > 0);
         // Every test (debug build) checks the running sums against summing what is held.
         #[cfg(debug_assertions)]
         {
@@ -175,9 +176,14 @@ impl Inner {
                 rec,
                 held.filter_map(|id| self.conversations.get(id).map(|e| &e.conv)),
             );
-            debug_assert_eq!((slot.load, slot.has_offer), (walked.load, walked.has_offer));
+            debug_assert_eq!(summed, (walked.load, walked.has_offer));
         }
-        slot
+        summed
+    }
+
+    fn slot(&self, rec: &OperatorRecord) -> OperatorSlot {
+        let (load, has_offer) = self.load_of(rec);
+        super::slot_with(rec, load, has_offer)
     }
 
     fn queued(&self) -> impl Iterator<Item = &Conversation> {
@@ -257,6 +263,19 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn conversations_where(
+        &self,
+        pick: &(dyn for<'c> Fn(&'c Conversation) -> bool + Send + Sync),
+    ) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self
+            .lock()
+            .conversations
+            .values()
+            .filter(|e| pick(&e.conv))
+            .map(|e| e.conv.clone())
+            .collect())
+    }
+
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError> {
         let inner = self.lock();
         let mut convs: Vec<Conversation> = inner
@@ -327,6 +346,21 @@ impl Store for MemoryStore {
         let mut ops: Vec<_> = self.lock().operators.values().cloned().collect();
         ops.sort_by_key(|o| o.id);
         Ok(ops)
+    }
+
+    async fn operator_load(
+        &self,
+        id: OperatorId,
+    ) -> Result<Option<(OperatorRecord, u32)>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .operators
+            .get(&id)
+            .map(|rec| (rec.clone(), inner.load_of(rec).0)))
+    }
+
+    async fn on_duty(&self) -> Result<OnDuty, StoreError> {
+        Ok(OnDuty::of(self.lock().operators.values()))
     }
 
     async fn dispatch(

@@ -125,6 +125,23 @@ pub struct OperatorRecord {
     pub takes_calls: bool,
 }
 
+/// The operators who can take people now: connected and on duty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnDuty {
+    pub operators: u32,
+    pub capacity: u32,
+}
+
+impl OnDuty {
+    pub fn of<'a>(ops: impl Iterator<Item = &'a OperatorRecord>) -> Self {
+        ops.filter(|o| o.connected && o.presence == Presence::OnDuty)
+            .fold(OnDuty::default(), |d, o| OnDuty {
+                operators: d.operators + 1,
+                capacity: d.capacity + o.capacity,
+            })
+    }
+}
+
 /// A change to an operator's presence record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OperatorUpdate {
@@ -155,6 +172,19 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, id: ConversationId) -> Result<(), StoreError>;
     /// Every conversation that has not been deleted.
     async fn conversations(&self) -> Result<Vec<Conversation>, StoreError>;
+    /// The conversations `pick` chooses, copied: the timer sweep asks every tick for the few
+    /// whose deadlines have passed, and stores that can choose without copying the rest do.
+    async fn conversations_where(
+        &self,
+        pick: &(dyn for<'c> Fn(&'c Conversation) -> bool + Send + Sync),
+    ) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self
+            .conversations()
+            .await?
+            .into_iter()
+            .filter(|c| pick(c))
+            .collect())
+    }
     /// Conversations an operator holds (offered, active, wrap-up).
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError>;
     /// Queued conversations in queue order.
@@ -186,6 +216,28 @@ pub trait Store: Send + Sync + 'static {
         update: OperatorUpdate,
     ) -> Result<Option<OperatorRecord>, StoreError>;
     async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError>;
+    /// One operator's record and their load (what they hold, weighed on their capacity), for
+    /// the presence frame their console gets after every change to what they hold.
+    async fn operator_load(
+        &self,
+        id: OperatorId,
+    ) -> Result<Option<(OperatorRecord, u32)>, StoreError> {
+        let Some(rec) = self.operators().await?.into_iter().find(|o| o.id == id) else {
+            return Ok(None);
+        };
+        let load = self
+            .held_by(id)
+            .await?
+            .iter()
+            .map(|c| c.weight_on(rec.capacity))
+            .sum();
+        Ok(Some((rec, load)))
+    }
+    /// How many operators are connected and on duty, and their capacities summed (told to
+    /// every person who arrives, with their place in the queue).
+    async fn on_duty(&self) -> Result<OnDuty, StoreError> {
+        Ok(OnDuty::of(self.operators().await?.iter()))
+    }
     /// Plans offers with [`crate::routing::plan`] and makes them, atomically.
     async fn dispatch(
         &self,
