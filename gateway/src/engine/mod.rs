@@ -837,13 +837,13 @@ impl Engine {
         })
     }
 
-    fn send_presence_later(self: &Arc<Self>, op: OperatorId) {
-        let engine = Arc::clone(self);
-        tokio::spawn(async move {
-            if let Ok(frame) = engine.presence_frame(op).await {
-                engine.to_operator(op, Outbound::frame(frame));
-            }
-        });
+    /// Queues an operator's presence frame (their load changed) on their sockets. Queued, not
+    /// spawned: it goes out in the same write as the reply and the conversation frames of the
+    /// step that changed the load.
+    async fn send_presence(&self, op: OperatorId) {
+        if let Ok(frame) = self.presence_frame(op).await {
+            self.to_operator(op, Outbound::frame(frame));
+        }
     }
 
     pub async fn take_next(
@@ -874,7 +874,7 @@ impl Engine {
         match taken {
             Some(a) => {
                 self.publish(&a, WithdrawReason::Taken).await;
-                self.send_presence_later(op);
+                self.send_presence(op).await;
                 Ok(Some(a.after.id))
             }
             None => Ok(None),
@@ -894,7 +894,7 @@ impl Engine {
         };
         self.apply(conv, cmd, Some(client_id), WithdrawReason::Taken)
             .await?;
-        self.send_presence_later(op);
+        self.send_presence(op).await;
         Ok(())
     }
 
@@ -987,7 +987,7 @@ impl Engine {
         };
         self.apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
             .await?;
-        self.send_presence_later(op);
+        self.send_presence(op).await;
         Ok(())
     }
 
@@ -1027,7 +1027,7 @@ impl Engine {
             WithdrawReason::Timeout,
         )
         .await?;
-        self.send_presence_later(op);
+        self.send_presence(op).await;
         Ok(())
     }
 

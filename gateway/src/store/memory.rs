@@ -76,7 +76,9 @@ impl Load {
 
 #[derive(Default)]
 struct Inner {
-    conversations: HashMap<ConversationId, Entry>,
+    /// Boxed: the table keeps spare slots (up to half of them at a doubling), and an inline
+    /// entry (~450 B) made each spare slot as large; boxed, a slot is 24 B.
+    conversations: HashMap<ConversationId, Box<Entry>>,
     queue: BTreeMap<QueueKey, ConversationId>,
     held: HashMap<OperatorId, HashSet<ConversationId>>,
     /// What each operator's held conversations add up to, kept with `held`: the dispatcher
@@ -200,11 +202,11 @@ impl Store for MemoryStore {
         inner.index_add(&conv);
         inner.conversations.insert(
             conv.id,
-            Entry {
+            Box::new(Entry {
                 conv,
                 log: Vec::new(),
                 client_ids: HashMap::new(),
-            },
+            }),
         );
         Ok(())
     }

@@ -121,6 +121,11 @@ impl Conn {
         )
     }
 
+    /// Buffers frames from now on until [`finish_batch`] (or [`deliver`]) writes them.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
     pub async fn send(&mut self, msg: &ServerMsg) -> Flow {
         let Ok(json) = serde_json::to_string(msg) else {
             return Flow::Continue;
@@ -203,8 +208,22 @@ pub async fn deliver<S: Outbox>(
     rx: &mut Inbox,
     first: Outbound,
 ) -> Flow {
+    conn.begin_batch();
+    let flow = session.outbound(conn, first).await;
+    finish_batch(session, conn, rx, flow).await
+}
+
+/// Ends a batch begun with [`Conn::begin_batch`]: handles whatever is queued already (up to
+/// [`BATCH`] items), then writes everything buffered with one flush. After an inbound frame,
+/// this sends the reply together with what the step queued for this socket (an operator's
+/// accept: the reply, the conversation, its log, their new load: one write instead of four).
+pub async fn finish_batch<S: Outbox>(
+    session: &mut S,
+    conn: &mut Conn,
+    rx: &mut Inbox,
+    mut flow: Flow,
+) -> Flow {
     conn.batching = true;
-    let mut flow = session.outbound(conn, first).await;
     let mut n = 1;
     while flow == Flow::Continue && n < BATCH {
         let Some(more) = rx.try_recv() else { break };

@@ -164,6 +164,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
         conversations: snapshot.held,
         offers: snapshot.offers,
     };
+    conn.begin_batch();
     let mut flow = conn.send(&welcome).await;
     let held: Vec<ConversationId> = session.cursors.keys().copied().collect();
     for id in held {
@@ -176,6 +177,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
             flow = conn.send(&p).await;
         }
     }
+    let mut flow = super::finish_batch(&mut session, &mut conn, &mut rx, flow).await;
 
     let mut tick = tokio::time::interval(heartbeat);
     tick.reset();
@@ -184,7 +186,11 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
             inbound = next_inbound::<OperatorClient>(&mut stream) => {
                 conn.last_seen = std::time::Instant::now();
                 match inbound {
-                    Inbound::Frame(msg) => session.handle(&mut conn, msg).await,
+                    Inbound::Frame(msg) => {
+                        conn.begin_batch();
+                        let flow = session.handle(&mut conn, msg).await;
+                        super::finish_batch(&mut session, &mut conn, &mut rx, flow).await
+                    }
                     Inbound::Bad(cid, code) => conn.error(&metrics, cid, code).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),

@@ -179,7 +179,7 @@ async fn open(app: &Arc<AppState>, socket: WebSocket, key: AddrKey) -> Option<Op
     let id = conv.id;
     let span = tracing::info_span!("visitor", conversation = %id);
     let engine = &app.engine;
-    let (handle, rx) = engine.registry.handle(app.settings.server.socket_queue);
+    let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);
     let conn_id = handle.conn;
     let too_slow = handle.too_slow.clone();
     engine.registry.add_visitor(id, handle);
@@ -197,7 +197,10 @@ async fn open(app: &Arc<AppState>, socket: WebSocket, key: AddrKey) -> Option<Op
         heartbeat_ms: app.settings.server.heartbeat_ms,
         limits: Limits::default(),
     };
+    // The welcome, the log and the position go out in one write, with anything queued since.
+    conn.begin_batch();
     let flow = session.greet(&mut conn, welcome).await;
+    let flow = super::finish_batch(&mut session, &mut conn, &mut rx, flow).await;
     Some(Open {
         conn,
         stream,
@@ -248,7 +251,12 @@ async fn serve(app: &AppState, open: Open) {
             inbound = next_inbound::<VisitorClient>(&mut stream), if !throttled => {
                 conn.last_seen = std::time::Instant::now();
                 match inbound {
-                    Inbound::Frame(msg) => Box::pin(session.handle(&mut conn, msg)).await,
+                    Inbound::Frame(msg) => Box::pin(async {
+                        conn.begin_batch();
+                        let flow = session.handle(&mut conn, msg).await;
+                        super::finish_batch(&mut session, &mut conn, &mut rx, flow).await
+                    })
+                    .await,
                     Inbound::Bad(cid, code) => Box::pin(conn.error(metrics, cid, code)).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),

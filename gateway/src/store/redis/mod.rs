@@ -758,6 +758,22 @@ impl Store for RedisStore {
         Ok(self.load_ops().await?.into_iter().map(|o| o.rec).collect())
     }
 
+    async fn operator_load(
+        &self,
+        id: OperatorId,
+    ) -> Result<Option<(OperatorRecord, u32)>, StoreError> {
+        let Some(op) = self.load_op(id).await? else {
+            return Ok(None);
+        };
+        let load = self
+            .held_by(id)
+            .await?
+            .iter()
+            .map(|c| c.weight_on(op.rec.capacity))
+            .sum();
+        Ok(Some((op.rec, load)))
+    }
+
     async fn dispatch(
         &self,
         now: Millis,
