@@ -113,7 +113,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             tracing::info!("shutdown requested");
             shutdown.cancel();
         });
-        app.run_until_stopped().await
+        // On a worker, not here: `block_on` runs its future on the main thread, so the accept
+        // loop would be a second busy thread beside the worker, and on one core (the load
+        // tests pin the server to one) each delays the other by a scheduler slice, several ms.
+        tokio::spawn(app.run_until_stopped()).await?
     })
 }
 

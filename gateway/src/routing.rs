@@ -21,9 +21,11 @@ use crate::protocol::{Channel, Millis, Presence};
 
 /// An operator as routing sees them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OperatorSlot {
+pub struct OperatorSlot<'a> {
     pub id: OperatorId,
-    pub languages: Vec<String>,
+    /// Borrowed from the operator's record: the dispatcher builds every operator's slot on
+    /// every wake, and copying the list was most of what that cost.
+    pub languages: &'a [String],
     pub capacity: u32,
     pub load: u32,
     pub presence: Presence,
@@ -35,7 +37,7 @@ pub struct OperatorSlot {
     pub takes_calls: bool,
 }
 
-impl OperatorSlot {
+impl OperatorSlot<'_> {
     fn free_for(&self, weight: u32) -> bool {
         self.presence == Presence::OnDuty && self.connected && self.load + weight <= self.capacity
     }
@@ -74,7 +76,7 @@ pub fn plan<'a>(
             .iter_mut()
             .filter(|o| !o.has_offer && o.free_for(conv.weight_on(o.capacity)))
             .filter(|o| !conv.declined_by.contains(&o.id))
-            .filter(|o| language_matches(conv, &o.languages, now, fallback_ms))
+            .filter(|o| language_matches(conv, o.languages, now, fallback_ms))
             .filter(|o| conv.channel != Channel::Phone || o.takes_calls)
             .min_by_key(|o| (o.load, o.last_assigned));
         if let Some(op) = best {
@@ -99,7 +101,7 @@ pub fn next_for<'a>(
         .find(|c| {
             op.load + c.weight_on(op.capacity) <= op.capacity
                 && (c.channel != Channel::Phone || op.takes_calls)
-                && language_matches(c, &op.languages, now, fallback_ms)
+                && language_matches(c, op.languages, now, fallback_ms)
         })
         .map(|c| c.id)
 }
@@ -121,10 +123,10 @@ mod tests {
         )
     }
 
-    fn op(langs: &[&str], capacity: u32, load: u32) -> OperatorSlot {
+    fn op(langs: &[&str], capacity: u32, load: u32) -> OperatorSlot<'static> {
         OperatorSlot {
             id: Ulid::new(),
-            languages: langs.iter().map(|s| s.to_string()).collect(),
+            languages: Vec::leak(langs.iter().map(|s| s.to_string()).collect()),
             capacity,
             load,
             presence: Presence::OnDuty,

@@ -1306,14 +1306,16 @@ fn routing_case() -> impl Strategy<Value = RoutingCase> {
         .prop_map(|(queue, slots, now)| RoutingCase { queue, slots, now })
 }
 
-fn routing_inputs(rc: &RoutingCase) -> (Vec<Conversation>, Vec<OperatorSlot>) {
+fn routing_inputs(rc: &RoutingCase) -> (Vec<Conversation>, Vec<OperatorSlot<'static>>) {
     let slots: Vec<OperatorSlot> = rc
         .slots
         .iter()
         .enumerate()
         .map(|(i, (op, load, has_offer, last))| OperatorSlot {
             id: Ulid::from_parts(7, i as u128),
-            languages: op.langs.iter().map(|&l| LANGS[l].to_owned()).collect(),
+            // Slots borrow their languages; a test case's few are leaked to live long enough.
+            // Slots borrow their languages; a test case's few are leaked to live long enough.
+            languages: Vec::leak(op.langs.iter().map(|&l| LANGS[l].to_owned()).collect()),
             capacity: op.capacity,
             load: *load,
             presence: op.presence,
@@ -1357,7 +1359,7 @@ fn slot_offerable(c: &Conversation, o: &OperatorSlot, now: u64) -> bool {
         && !o.has_offer
         && !c.declined_by.contains(&o.id)
         && o.load + c.weight_on(o.capacity) <= o.capacity
-        && speaks(c, &o.languages, now)
+        && speaks(c, o.languages, now)
 }
 
 proptest! {
@@ -1404,7 +1406,7 @@ proptest! {
         for o in &slots {
             let expected = queue
                 .iter()
-                .find(|c| o.load + c.weight_on(o.capacity) <= o.capacity && speaks(c, &o.languages, rc.now))
+                .find(|c| o.load + c.weight_on(o.capacity) <= o.capacity && speaks(c, o.languages, rc.now))
                 .map(|c| c.id);
             prop_assert_eq!(routing::next_for(&queue, o, rc.now, FALLBACK_MS), expected);
         }

@@ -52,12 +52,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    // Everything on the one worker: `block_on`'s future runs on the main thread, which would
+    // then compete with the worker for the generator's core.
     rt.block_on(async {
-        match cli {
-            Cli::Suite(args) => suite::suite(args).await,
-            Cli::Flood(args) => scenario::flood(args).await,
-            Cli::Relay | Cli::Report { .. } => Ok(()),
-        }
+        tokio::spawn(async move {
+            match cli {
+                Cli::Suite(args) => suite::suite(args).await,
+                Cli::Flood(args) => scenario::flood(args).await,
+                Cli::Relay | Cli::Report { .. } => Ok(()),
+            }
+        })
+        .await?
     })
 }
 

@@ -183,7 +183,7 @@ impl Inner {
         summed
     }
 
-    fn slot(&self, rec: &OperatorRecord) -> OperatorSlot {
+    fn slot<'a>(&self, rec: &'a OperatorRecord) -> OperatorSlot<'a> {
         let (load, has_offer) = self.load_of(rec);
         super::slot_with(rec, load, has_offer)
     }

@@ -78,7 +78,7 @@ pub(crate) fn advance(
 pub(crate) fn slot_of<'a>(
     rec: &OperatorRecord,
     held: impl Iterator<Item = &'a Conversation>,
-) -> crate::routing::OperatorSlot {
+) -> crate::routing::OperatorSlot<'_> {
     let mut load = 0;
     let mut has_offer = false;
     for c in held {
@@ -93,10 +93,10 @@ pub(crate) fn slot_with(
     rec: &OperatorRecord,
     load: u32,
     has_offer: bool,
-) -> crate::routing::OperatorSlot {
+) -> crate::routing::OperatorSlot<'_> {
     crate::routing::OperatorSlot {
         id: rec.id,
-        languages: rec.languages.clone(),
+        languages: &rec.languages,
         capacity: rec.capacity,
         load,
         presence: rec.presence,

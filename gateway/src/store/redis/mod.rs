@@ -504,7 +504,7 @@ impl RedisStore {
     }
 
     /// Routing's view of the operators, from what is stored now.
-    async fn slots(&self, ops: &[LoadedOp]) -> Result<Vec<OperatorSlot>, StoreError> {
+    async fn slots<'a>(&self, ops: &'a [LoadedOp]) -> Result<Vec<OperatorSlot<'a>>, StoreError> {
         let mut held_ids: HashMap<OperatorId, Vec<String>> = HashMap::new();
         if !ops.is_empty() {
             let mut pipe = redis::pipe();
