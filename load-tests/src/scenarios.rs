@@ -496,11 +496,15 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
     let busy = (self_cpu() - self0).as_secs_f64() / wall.as_secs_f64();
     let offers = sh.offers.lock().map(|m| m.clone()).unwrap_or_default();
     let (mut to_offer, mut to_join) = (hist(), hist());
+    // The server's own view: the `waited_ms` it puts in each offer (queued to offered, whole
+    // ms of its clock, so 0 is under 1 ms and 1 is anything under 2 ms).
+    let mut waits: Vec<u64> = Vec::with_capacity(arrivals.len());
     let mut order = Vec::new();
     for (conv, hello, _welcomed, joined) in &arrivals {
         let _ = to_join.record(joined.saturating_sub(*hello).max(1));
         if let Some((off, waited_ms)) = offers.get(conv) {
             let _ = to_offer.record(off.saturating_sub(*hello).max(1));
+            waits.push(*waited_ms);
             // When the server queued it, on this clock: the offer's arrival less the wait the
             // server reports (ms resolution). The generator's own view of arrival order
             // (welcome received) is skewed when a busy server delays some welcomes.
@@ -550,10 +554,23 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
         "joined_p99_ms": ms(to_join.value_at_quantile(0.99)),
         "joined_max_ms": ms(to_join.max()),
         "order_violations": violations,
+        "server_wait_p99_ms": quantile(&mut waits, 0.99),
+        "server_wait_under_1ms_pct": if waits.is_empty() {
+            Value::Null
+        } else {
+            json!(waits.iter().filter(|w| **w == 0).count() as f64 / waits.len() as f64 * 100.0)
+        },
         "server_cpu_pct": server_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         "generator_busy_pct": busy * 100.0,
         "discarded": busy > GENERATOR_BOUND,
     }))
+}
+
+/// The `q` quantile of `values` (sorted here), `None` when there are none.
+fn quantile(values: &mut [u64], q: f64) -> Option<u64> {
+    values.sort_unstable();
+    let last = values.len().checked_sub(1)?;
+    values.get(((last as f64) * q).round() as usize).copied()
 }
 
 /// People offered while someone queued more than `tolerance_us` before them was still waiting
