@@ -8,7 +8,8 @@
 -- operator's `l`, so two nodes can never both fill the same free place.
 --
 -- ARGV: prefix, ttl seconds, conversation count, operator count, then per conversation:
---   id, expected version ('0': must not exist), json, token hash, holder, queued ('1'/'0'),
+--   id, expected version ('0': must not exist), json, token hash, holder, queue score ('' when
+--   not queued; else its place in queue order, see `queue_score` in mod.rs),
 --   visitor node ('-' keep, '' clear, else set), client id ('' none), client seq,
 --   entry count, then entry count x (seq, json)
 -- and per operator: id, expected version, expected load version ('' not checked), json,
@@ -60,13 +61,19 @@ for _, c in ipairs(convs) do
     if c.holder ~= '' then redis.call('HINCRBY', p .. ':o:' .. c.holder, 'l', 1) end
   end
   redis.call('HSET', key, 'v', tostring(tonumber(c.expect) + 1), 'd', c.json, 't', c.token,
-    'h', c.holder, 'q', c.queued)
+    'h', c.holder, 'q', (c.queued ~= '' and '1' or '0'))
   if c.node ~= '-' then redis.call('HSET', key, 'n', c.node) end
   redis.call('EXPIRE', key, ttl)
   redis.call('SADD', p .. ':convs', c.id)
   if c.token ~= '' then redis.call('SET', p .. ':tok:' .. c.token, c.id, 'EX', ttl) end
   if c.holder ~= '' then redis.call('SADD', p .. ':held:' .. c.holder, c.id) end
-  if c.queued == '1' then redis.call('SADD', p .. ':q', c.id) else redis.call('SREM', p .. ':q', c.id) end
+  if c.queued ~= '' then
+    redis.call('SADD', p .. ':q', c.id)
+    redis.call('ZADD', p .. ':qz', c.queued, c.id)
+  else
+    redis.call('SREM', p .. ':q', c.id)
+    redis.call('ZREM', p .. ':qz', c.id)
+  end
   if c.n > 0 then
     local log = p .. ':log:' .. c.id
     for k = 0, c.n - 1 do

@@ -10,6 +10,7 @@ if old[2] and old[2] ~= '' then
 end
 redis.call('SREM', p .. ':convs', id)
 redis.call('SREM', p .. ':q', id)
+redis.call('ZREM', p .. ':qz', id)
 local existed = redis.call('DEL', key, p .. ':log:' .. id, p .. ':cid:' .. id)
 if existed > 0 then return 1 end
 return 0

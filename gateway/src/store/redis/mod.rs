@@ -10,6 +10,7 @@
 //! | `P:cid:{id}` | hash | client ids already applied → the seq they answered with |
 //! | `P:tok:{hash}` | string | resume-token hash → conversation id |
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
+//! | `P:qz` | sorted set | queued ones again, scored in queue order ([`queue_score`]): a place in the queue is `ZRANK`, the queue's ids and waits one `ZRANGE`, without reading any conversation |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
@@ -141,6 +142,25 @@ struct ConvWrite<'a> {
     node: Option<&'a str>,
     client: Option<(Ulid, Option<u64>)>,
     entries: &'a [LogEntry],
+}
+
+/// Bits of a queue score below the priority and the tier: queued-at milliseconds up to 2^42
+/// (the year 2109).
+const SINCE_BITS: u32 = 42;
+
+/// A queued conversation's score in `P:qz`: priority, then tier, then when it was queued, so
+/// that (score, id) sorts as [`Conversation::queue_key`] does (Redis orders equal scores by
+/// member, and a ULID's text sorts as the ULID). Exact in an `f64`: 8 + 1 + 42 bits.
+fn queue_score(conv: &Conversation) -> u64 {
+    let key = conv.queue_key();
+    (u64::from(key.inverse_priority) << (SINCE_BITS + 1))
+        | (u64::from(key.tier) << SINCE_BITS)
+        | (key.since & ((1 << SINCE_BITS) - 1))
+}
+
+/// The queued-at time a queue score holds.
+fn since_of(score: f64) -> Millis {
+    (score as u64) & ((1 << SINCE_BITS) - 1)
 }
 
 /// One operator write of a commit.
@@ -347,9 +367,9 @@ impl RedisStore {
                 .arg(w.conv.token_hash.clone().unwrap_or_default())
                 .arg(holder)
                 .arg(if w.conv.state == State::Queued {
-                    "1"
+                    queue_score(w.conv).to_string()
                 } else {
-                    "0"
+                    String::new()
                 })
                 .arg(w.node.unwrap_or("-"))
                 .arg(cid)
@@ -723,6 +743,95 @@ impl Store for RedisStore {
 
     async fn queue(&self) -> Result<Vec<Conversation>, StoreError> {
         Ok(self.queued().await?.into_iter().map(|l| l.conv).collect())
+    }
+
+    async fn queue_position(&self, id: ConversationId) -> Result<Option<(u32, u32)>, StoreError> {
+        let (qz, q, member) = (self.key(&["qz"]), self.key(&["q"]), id.to_string());
+        let (rank, len, queued, set_len): (Option<u32>, u32, bool, u32) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .zrank(&qz, &member)
+                    .zcard(&qz)
+                    .sismember(&q, &member)
+                    .scard(&q)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if len == set_len {
+            return Ok(rank.filter(|_| queued).map(|r| (r + 1, len)));
+        }
+        // Conversations queued before `P:qz` existed (written by an older gateway) are only in
+        // `P:q` until their next step: count from the conversations themselves meanwhile.
+        let queue = self.queued().await?;
+        Ok(queue
+            .iter()
+            .position(|l| l.conv.id == id)
+            .map(|i| (i as u32 + 1, queue.len() as u32)))
+    }
+
+    async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
+        let (qz, q) = (self.key(&["qz"]), self.key(&["q"]));
+        let (scored, set_len): (Vec<(String, f64)>, u32) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .zrange_withscores(&qz, 0, -1)
+                    .scard(&q)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if scored.len() == set_len as usize {
+            return Ok(scored
+                .into_iter()
+                .filter_map(|(id, score)| Some((id.parse().ok()?, since_of(score))))
+                .collect());
+        }
+        // `P:qz` and `P:q` disagree: conversations queued or deleted by an older gateway (before
+        // `P:qz` existed, or during a rolling upgrade). Answer from the conversations, and mend
+        // the index so that the next call is cheap again.
+        let ids = self.members(self.key(&["q"])).await?;
+        let loaded = self.load_many(&ids).await?;
+        let mut pipe = redis::pipe();
+        // Ids whose conversation is gone (its keys expired: the TTL backstop) would keep the
+        // two apart for ever. A conversation's record and its `P:q` entry are written and
+        // deleted by one script, so an id without a record is never a conversation on its way.
+        let found: std::collections::HashSet<String> =
+            loaded.iter().map(|l| l.conv.id.to_string()).collect();
+        let unloaded: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
+        if !unloaded.is_empty() {
+            let mut exists = redis::pipe();
+            for id in &unloaded {
+                exists.exists(self.key(&["c", id]));
+            }
+            let there: Vec<bool> = self
+                .run(|mut c| async move { exists.query_async(&mut c).await })
+                .await?;
+            for (id, _) in unloaded.iter().zip(there).filter(|(_, there)| !there) {
+                pipe.srem(self.key(&["q"]), *id).ignore();
+            }
+        }
+        let mut queued: Vec<Loaded> = loaded
+            .into_iter()
+            .filter(|l| l.conv.state == State::Queued)
+            .collect();
+        queued.sort_by_key(|l| l.conv.queue_key());
+        let want: HashMap<String, u64> = queued
+            .iter()
+            .map(|l| (l.conv.id.to_string(), queue_score(&l.conv)))
+            .collect();
+        for (id, _) in scored.iter().filter(|(id, _)| !want.contains_key(id)) {
+            pipe.zrem(self.key(&["qz"]), id).ignore();
+        }
+        for (id, score) in &want {
+            pipe.zadd(self.key(&["qz"]), id, *score).ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await?;
+        Ok(queued
+            .into_iter()
+            .map(|l| (l.conv.id, l.conv.queued_at))
+            .collect())
     }
 
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {

@@ -89,6 +89,72 @@ async fn redis_store_passes_the_conformance_suite() {
     conformance::run_all(|| store() as Arc<dyn Store>).await;
 }
 
+#[tokio::test]
+async fn a_queue_written_before_the_sorted_index_still_answers_positions_and_is_mended() {
+    let prefix = format!("t{}", Ulid::new());
+    let store = Arc::new(RedisStore::open(options(&prefix, "n1")).unwrap());
+    let convs: Vec<Conversation> = (0..5).map(|i| queued(1_700_000_000_000 + i)).collect();
+    for c in &convs {
+        store.create(c.clone()).await.unwrap();
+    }
+    assert_eq!(
+        store.queue_position(convs[3].id).await.unwrap(),
+        Some((4, 5)),
+        "from the sorted index"
+    );
+    // What an older gateway left: queued conversations in `P:q` only, and an id whose
+    // conversation expired.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = c.del(format!("{prefix}:qz")).await.unwrap();
+    let _: () = c
+        .sadd(format!("{prefix}:q"), Ulid::new().to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.queue_position(convs[3].id).await.unwrap(),
+        Some((4, 5)),
+        "from the conversations while the index disagrees"
+    );
+    let brief = store.queue_brief().await.unwrap();
+    assert_eq!(
+        brief.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        convs.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
+    assert_eq!(brief[2].1, convs[2].queued_at, "waits count from queued_at");
+    let (zcard, scard): (u32, u32) = redis::pipe()
+        .zcard(format!("{prefix}:qz"))
+        .scard(format!("{prefix}:q"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        (zcard, scard),
+        (5, 5),
+        "the index is mended, the expired id dropped"
+    );
+    assert_eq!(
+        store.queue_position(convs[0].id).await.unwrap(),
+        Some((1, 5))
+    );
+}
+
+#[test]
+fn queue_scores_sort_as_queue_keys_do() {
+    let mut a = queued(1_700_000_000_000);
+    let mut b = queued(1_700_000_000_001);
+    assert!(queue_score(&a) < queue_score(&b), "earlier first");
+    b.priority = 1;
+    assert!(queue_score(&b) < queue_score(&a), "higher priority first");
+    a.priority = 1;
+    a.requeued = true;
+    assert!(
+        queue_score(&a) < queue_score(&b),
+        "returned to the queue first"
+    );
+    assert_eq!(since_of(queue_score(&b) as f64), b.queued_at);
+}
+
 fn queued(at: u64) -> Conversation {
     Conversation::new(
         Ulid::new(),
