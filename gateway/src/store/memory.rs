@@ -134,7 +134,10 @@ impl Inner {
         client_id: Option<Ulid>,
         now: Millis,
     ) -> Result<Applied, ApplyError> {
-        let entry = self.conversations.get(&id).ok_or(ApplyError::NotFound)?;
+        let entry = self
+            .conversations
+            .get_mut(&id)
+            .ok_or(ApplyError::NotFound)?;
         if let Some(cid) = client_id {
             if let Some(seq) = entry.client_ids.get(&cid) {
                 return Ok(Applied {
@@ -145,19 +148,17 @@ impl Inner {
                 });
             }
         }
-        let before = entry.conv.clone();
-        let (after, appended) = super::advance(&before, cmd, now)?;
-        self.index_remove(&before);
-        self.index_add(&after);
-        let entry = self
-            .conversations
-            .get_mut(&id)
-            .ok_or(ApplyError::NotFound)?;
+        // A refusal returns here, before anything changed. From here on nothing can fail.
+        let (after, appended) = super::advance(&entry.conv, cmd, now)?;
         entry.log.extend(appended.iter().cloned());
         if let Some(cid) = client_id {
             entry.client_ids.insert(cid, appended.last().map(|e| e.seq));
         }
-        entry.conv = after.clone();
+        // The stored copy becomes `after` and the old one is handed back as `before`: two
+        // copies of the conversation per step, not three (every message is a step).
+        let before = std::mem::replace(&mut entry.conv, after.clone());
+        self.index_remove(&before);
+        self.index_add(&after);
         Ok(Applied {
             before,
             after,
