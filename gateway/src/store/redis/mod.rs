@@ -158,6 +158,16 @@ fn queue_score(conv: &Conversation) -> u64 {
         | (key.since & ((1 << SINCE_BITS) - 1))
 }
 
+/// The queued ones of `loaded`, in queue order.
+fn in_queue_order(loaded: Vec<Loaded>) -> Vec<Loaded> {
+    let mut q: Vec<Loaded> = loaded
+        .into_iter()
+        .filter(|l| l.conv.state == State::Queued)
+        .collect();
+    q.sort_by_key(|l| l.conv.queue_key());
+    q
+}
+
 /// The queued-at time a queue score holds.
 fn since_of(score: f64) -> Millis {
     (score as u64) & ((1 << SINCE_BITS) - 1)
@@ -562,14 +572,53 @@ impl RedisStore {
     /// Queued conversations in queue order, with their versions.
     async fn queued(&self) -> Result<Vec<Loaded>, StoreError> {
         let ids = self.members(self.key(&["q"])).await?;
-        let mut q: Vec<Loaded> = self
-            .load_many(&ids)
-            .await?
-            .into_iter()
-            .filter(|l| l.conv.state == State::Queued)
+        Ok(in_queue_order(self.load_many(&ids).await?))
+    }
+
+    /// Which of `keys` exist, in order.
+    async fn exist(&self, keys: impl Iterator<Item = String>) -> Result<Vec<bool>, StoreError> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.exists(k);
+        }
+        self.run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await
+    }
+
+    /// Rebuilds `P:qz` from the queued conversations (`scored`: what it holds now), drops ids
+    /// of `P:q` whose conversation is gone, and returns the queue in order.
+    async fn mend_queue_index(&self, scored: &[(String, f64)]) -> Result<Vec<Loaded>, StoreError> {
+        let ids = self.members(self.key(&["q"])).await?;
+        let loaded = self.load_many(&ids).await?;
+        let mut pipe = redis::pipe();
+        // Ids whose conversation is gone (its keys expired: the TTL backstop) would keep the
+        // two apart for ever. A conversation's record and its `P:q` entry are written and
+        // deleted by one script, so an id without a record is never a conversation on its way.
+        let found: std::collections::HashSet<String> =
+            loaded.iter().map(|l| l.conv.id.to_string()).collect();
+        let unloaded: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
+        if !unloaded.is_empty() {
+            let there = self
+                .exist(unloaded.iter().map(|id| self.key(&["c", id])))
+                .await?;
+            for (id, _) in unloaded.iter().zip(there).filter(|(_, there)| !there) {
+                pipe.srem(self.key(&["q"]), *id).ignore();
+            }
+        }
+        let queued = in_queue_order(loaded);
+        let want: HashMap<String, u64> = queued
+            .iter()
+            .map(|l| (l.conv.id.to_string(), queue_score(&l.conv)))
             .collect();
-        q.sort_by_key(|l| l.conv.queue_key());
-        Ok(q)
+        for (id, _) in scored.iter().filter(|(id, _)| !want.contains_key(id)) {
+            pipe.zrem(self.key(&["qz"]), id).ignore();
+        }
+        for (id, score) in &want {
+            pipe.zadd(self.key(&["qz"]), id, *score).ignore();
+        }
+        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await?;
+        Ok(queued)
     }
 
     /// Operator update, optimistic; `only_if_node` as in [`Self::apply_step`].
@@ -629,12 +678,8 @@ impl RedisStore {
         if nodes.is_empty() {
             return Ok(nodes);
         }
-        let mut pipe = redis::pipe();
-        for n in &nodes {
-            pipe.exists(self.key(&["node", n]));
-        }
-        let alive: Vec<bool> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
+        let alive = self
+            .exist(nodes.iter().map(|n| self.key(&["node", n])))
             .await?;
         Ok(nodes
             .into_iter()
@@ -790,45 +835,9 @@ impl Store for RedisStore {
         // `P:qz` and `P:q` disagree: conversations queued or deleted by an older gateway (before
         // `P:qz` existed, or during a rolling upgrade). Answer from the conversations, and mend
         // the index so that the next call is cheap again.
-        let ids = self.members(self.key(&["q"])).await?;
-        let loaded = self.load_many(&ids).await?;
-        let mut pipe = redis::pipe();
-        // Ids whose conversation is gone (its keys expired: the TTL backstop) would keep the
-        // two apart for ever. A conversation's record and its `P:q` entry are written and
-        // deleted by one script, so an id without a record is never a conversation on its way.
-        let found: std::collections::HashSet<String> =
-            loaded.iter().map(|l| l.conv.id.to_string()).collect();
-        let unloaded: Vec<&String> = ids.iter().filter(|id| !found.contains(*id)).collect();
-        if !unloaded.is_empty() {
-            let mut exists = redis::pipe();
-            for id in &unloaded {
-                exists.exists(self.key(&["c", id]));
-            }
-            let there: Vec<bool> = self
-                .run(|mut c| async move { exists.query_async(&mut c).await })
-                .await?;
-            for (id, _) in unloaded.iter().zip(there).filter(|(_, there)| !there) {
-                pipe.srem(self.key(&["q"]), *id).ignore();
-            }
-        }
-        let mut queued: Vec<Loaded> = loaded
-            .into_iter()
-            .filter(|l| l.conv.state == State::Queued)
-            .collect();
-        queued.sort_by_key(|l| l.conv.queue_key());
-        let want: HashMap<String, u64> = queued
-            .iter()
-            .map(|l| (l.conv.id.to_string(), queue_score(&l.conv)))
-            .collect();
-        for (id, _) in scored.iter().filter(|(id, _)| !want.contains_key(id)) {
-            pipe.zrem(self.key(&["qz"]), id).ignore();
-        }
-        for (id, score) in &want {
-            pipe.zadd(self.key(&["qz"]), id, *score).ignore();
-        }
-        self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await?;
-        Ok(queued
+        Ok(self
+            .mend_queue_index(&scored)
+            .await?
             .into_iter()
             .map(|l| (l.conv.id, l.conv.queued_at))
             .collect())
