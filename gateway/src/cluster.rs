@@ -86,6 +86,8 @@ impl Remote {
             Outbound::Close(code, _) => Some(Remote::Close { code: *code }),
             // Which conversations an operator socket follows is decided by steps (`Applied`).
             Outbound::Hold(_) | Outbound::Release(_) => None,
+            // Each node pings its own sockets.
+            Outbound::Heartbeat => None,
         }
     }
 

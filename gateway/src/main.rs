@@ -10,6 +10,7 @@ use tsunagu::Application;
 
 /// mimalloc instead of the system allocator: a waiting person's socket is many small
 /// allocations, and glibc's per-thread arenas kept more of them resident (BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -184,6 +184,7 @@ impl Application {
         let router = crate::http::router(Arc::clone(&state));
         let shutdown = state.shutdown.clone();
         spawn_limit_shedder(&state);
+        crate::ws::visitor::spawn_heartbeat(&state);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         match self.tls {
             None => {

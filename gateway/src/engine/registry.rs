@@ -35,6 +35,10 @@ pub enum Outbound {
     Release(ConversationId),
     /// Close the socket with this code and reason.
     Close(u16, &'static str),
+    /// Time for the heartbeat: ping the peer, or close it if it has been silent too long. Sent
+    /// to visitor sockets by one shared ticker ([`crate::ws::visitor::spawn_heartbeat`]) instead
+    /// of a timer in each socket's task; other sockets ignore it.
+    Heartbeat,
 }
 
 impl Outbound {
@@ -97,16 +101,21 @@ impl Registry {
 
     /// A new socket's handle and the receiving end of its queue.
     pub fn handle(&self, capacity: usize) -> (Handle, Inbox) {
+        self.handle_with(capacity, CancellationToken::new())
+    }
+
+    /// As [`Registry::handle`], with `too_slow` a child of `shutdown`: it is cancelled by either,
+    /// so an idle socket's loop waits on one cancellation instead of two (each waiting future is
+    /// ~100 bytes of every idle socket's task). The socket tells the two apart by asking
+    /// `shutdown`.
+    pub fn handle_within(&self, capacity: usize, shutdown: &CancellationToken) -> (Handle, Inbox) {
+        self.handle_with(capacity, shutdown.child_token())
+    }
+
+    fn handle_with(&self, capacity: usize, too_slow: CancellationToken) -> (Handle, Inbox) {
         let (tx, rx) = flume::bounded(capacity);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        (
-            Handle {
-                conn,
-                tx,
-                too_slow: CancellationToken::new(),
-            },
-            Inbox(rx),
-        )
+        (Handle { conn, tx, too_slow }, Inbox(rx))
     }
 
     /// Registers a visitor socket; a previous socket for the same conversation is told it was
@@ -160,6 +169,17 @@ impl Registry {
         let handle = self.lock().operators.get(&op).cloned();
         if let Some(h) = handle {
             h.send(msg);
+        }
+    }
+
+    /// Queues `msg()` for every visitor socket whose connection number is `slice` modulo
+    /// `slices`: the shared heartbeat reaches a slice of the sockets at a time, not all at once.
+    pub fn to_visitor_slice(&self, slices: u64, slice: u64, msg: impl Fn() -> Outbound) {
+        let inner = self.lock();
+        for h in inner.visitors.values() {
+            if h.conn % slices == slice {
+                h.send(msg());
+            }
         }
     }
 

@@ -266,6 +266,8 @@ impl Session<'_> {
                 self.cursors.remove(&id);
                 Flow::Continue
             }
+            // An operator socket has its own heartbeat timer.
+            Outbound::Heartbeat => Flow::Continue,
             Outbound::Frame(msg) => conn.send(&msg).await,
             Outbound::Json(text) => conn.send_json(&text).await,
             Outbound::Close(code, reason) => Flow::Close(code, reason),

@@ -1,6 +1,8 @@
 //! Nothing lost, nothing twice, in order: across cuts, reconnects and retries.
 
+use futures_util::StreamExt;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 
@@ -132,6 +134,32 @@ async fn a_second_socket_for_the_same_conversation_supersedes_the_first() {
     let mut v = app.visitor("ja").await;
     let (_second, _) = app.resume(&v.token, Some(0)).await;
     assert_eq!(v.client.expect_close().await, Some(4009));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_visitor_answering_the_shared_heartbeat_stays_connected_and_is_pinged_every_beat() {
+    let app = spawn_app_with(|s| s.server.heartbeat_ms = 120).await;
+    let mut v = app.visitor("ja").await;
+    // Keep reading (tungstenite answers each ping with a pong while polled) for ten beats.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(1200);
+    while let Ok(frame) = tokio::time::timeout_at(until, v.client.ws.next()).await {
+        match frame {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Close(f))) => panic!("closed while answering pings: {f:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("socket failed: {e}"),
+            None => panic!("socket ended while answering pings"),
+        }
+    }
+    assert!(
+        (6..=12).contains(&pings),
+        "one ping per 120 ms beat over 1.2 s, got {pings}"
+    );
+    // Still open: a ping from the client is answered.
+    v.client.send(json!({"type": "ping", "id": id()})).await;
+    v.client.expect_type("pong").await;
     app.stop().await;
 }
 

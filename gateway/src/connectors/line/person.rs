@@ -281,7 +281,7 @@ impl Follower {
                 // Queue positions change often; the person heard theirs when they joined.
                 _ => false,
             },
-            Outbound::Json(_) | Outbound::Release(_) => false,
+            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat => false,
             Outbound::Close(..) => true,
         }
     }

@@ -126,7 +126,7 @@ impl Follower {
                 }
                 _ => false,
             },
-            Outbound::Json(_) | Outbound::Release(_) => false,
+            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat => false,
             Outbound::Close(..) => true,
         }
     }
