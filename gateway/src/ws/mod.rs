@@ -28,9 +28,10 @@ pub const MAX_ERRORS: u32 = 50;
 /// Initial capacity of a socket's read buffer. tungstenite's default is 128 KiB, allocated up
 /// front for every socket (and zero-filled on every read): most of what an idle waiting person
 /// cost (~146 KB of RSS per idle visitor before, see BENCHMARKS.md); 4 KiB was still ~30% of
-/// it. Client frames are a few hundred bytes (`hello`, `send` with a chat line); a larger one
-/// (up to `MAX_FRAME_BYTES`) grows the buffer to its size, announced in its header.
-pub const READ_BUFFER_BYTES: usize = 512;
+/// it, 512 B still 0.3 KB of 4 KB. Client frames are 100-250 bytes (`hello`, `ping`, `ack`, `send`
+/// with a chat line); a larger one (up to `MAX_FRAME_BYTES`) grows the buffer to its size,
+/// announced in its header. 512 → 256 cost no CPU per message in an A/B (BENCHMARKS.md).
+pub const READ_BUFFER_BYTES: usize = 256;
 
 /// Bytes of outgoing frames buffered before tungstenite writes to the socket (default 128 KiB).
 /// Frames are written at once anyway ([`Conn::send`] flushes; a batch flushes at its end): this
