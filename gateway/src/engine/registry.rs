@@ -172,14 +172,12 @@ impl Registry {
         }
     }
 
-    /// Queues `msg()` for every visitor socket whose connection number is `slice` modulo
-    /// `slices`: the shared heartbeat reaches a slice of the sockets at a time, not all at once.
-    pub fn to_visitor_slice(&self, slices: u64, slice: u64, msg: impl Fn() -> Outbound) {
+    /// Queues `msg` for every visitor socket whose connection number is `slice` modulo `slices`:
+    /// the shared heartbeat reaches a slice of the sockets at a time, not all at once.
+    pub fn to_visitor_slice(&self, slices: u64, slice: u64, msg: &Outbound) {
         let inner = self.lock();
-        for h in inner.visitors.values() {
-            if h.conn % slices == slice {
-                h.send(msg());
-            }
+        for h in inner.visitors.values().filter(|h| h.conn % slices == slice) {
+            h.send(msg.clone());
         }
     }
 
