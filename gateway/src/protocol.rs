@@ -665,6 +665,10 @@ impl ServerMsg {
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the websocket protocol (an unmasked frame, a reserved opcode, ...).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not UTF-8.
+    pub const NOT_UTF8: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const UNAUTHENTICATED: u16 = 4001;

@@ -8,43 +8,22 @@
 //! waiting person's task holds only the loop; see `visitor::run`.)
 
 pub mod operator;
+pub mod socket;
 pub mod visitor;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use ulid::Ulid;
+
+use socket::{Message, Socket};
 
 use crate::engine::registry::{Inbox, Outbound};
 use crate::metrics::Metrics;
-use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg, MAX_FRAME_BYTES};
+use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg};
 
 /// After this many refused frames on one socket, it is closed with 1008.
 pub const MAX_ERRORS: u32 = 50;
-
-/// Initial capacity of a socket's read buffer. tungstenite's default is 128 KiB, allocated up
-/// front for every socket (and zero-filled on every read): most of what an idle waiting person
-/// cost (~146 KB of RSS per idle visitor before, see BENCHMARKS.md); 4 KiB was still ~30% of
-/// it, 512 B still 0.3 KB of 4 KB. Client frames are 100-250 bytes (`hello`, `ping`, `ack`, `send`
-/// with a chat line); a larger one (up to `MAX_FRAME_BYTES`) grows the buffer to its size,
-/// announced in its header. 512 → 256 cost no CPU per message in an A/B (BENCHMARKS.md).
-pub const READ_BUFFER_BYTES: usize = 256;
-
-/// Bytes of outgoing frames buffered before tungstenite writes to the socket (default 128 KiB).
-/// Frames are written at once anyway ([`Conn::send`] flushes; a batch flushes at its end): this
-/// only bounds how much one batch holds before it goes out.
-pub const WRITE_BUFFER_BYTES: usize = 16 * 1024;
-
-/// The websocket settings every endpoint uses: frame and message limits, buffer sizes.
-pub fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
-    ws.max_frame_size(MAX_FRAME_BYTES)
-        .max_message_size(MAX_FRAME_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-}
 
 /// What the connection loop does next.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,35 +43,32 @@ pub enum Inbound<T> {
     Gone,
     /// The frame was larger than the limit.
     TooBig,
+    /// The peer broke the websocket protocol (1002), or sent text that is not UTF-8 (1007).
+    Broken(u16),
 }
 
-/// Reads the next inbound event.
-pub async fn next_inbound<T: ClientFrame>(stream: &mut SplitStream<WebSocket>) -> Inbound<T> {
-    match stream.next().await {
-        None => Inbound::Gone,
-        Some(Err(e)) => {
-            // tungstenite refuses an oversized frame from its header, before buffering it.
-            let text = e.to_string();
-            if text.contains("too long") || text.contains("too big") || text.contains("Space limit")
-            {
-                Inbound::TooBig
-            } else {
-                Inbound::Gone
-            }
-        }
-        Some(Ok(Message::Text(text))) => match parse_frame::<T>(text.as_str()) {
+/// Reads the next inbound event. Cancel-safe (see [`Socket::recv`]).
+pub async fn next_inbound<T: ClientFrame>(conn: &mut Conn) -> Inbound<T> {
+    match conn.socket.recv().await {
+        Ok(Message::Text(text)) => match parse_frame::<T>(&text) {
             Ok(frame) => Inbound::Frame(frame),
             Err(e) => Inbound::Bad(e.id, e.code),
         },
-        Some(Ok(Message::Binary(_))) => Inbound::Bad(None, ErrorCode::BadFrame),
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Alive,
-        Some(Ok(Message::Close(_))) => Inbound::Gone,
+        Ok(Message::Binary) => Inbound::Bad(None, ErrorCode::BadFrame),
+        Ok(Message::Ping | Message::Pong) => Inbound::Alive,
+        Ok(Message::Close(_)) | Err(socket::Error::Closed | socket::Error::Io(_)) => Inbound::Gone,
+        Err(socket::Error::TooBig) => Inbound::TooBig,
+        Err(socket::Error::Protocol(why)) => {
+            tracing::debug!(kind = conn.kind, why, "websocket protocol violation");
+            Inbound::Broken(close::PROTOCOL_ERROR)
+        }
+        Err(socket::Error::NotUtf8) => Inbound::Broken(close::NOT_UTF8),
     }
 }
 
-/// The sending half of a socket, with the bookkeeping every endpoint needs.
+/// A socket, with the bookkeeping every endpoint needs.
 pub struct Conn {
-    sink: SplitSink<WebSocket, Message>,
+    socket: Socket,
     /// Inside [`deliver`]: frames are buffered, and written together at its end.
     batching: bool,
     errors: u32,
@@ -103,23 +79,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        socket: WebSocket,
-        heartbeat: Duration,
-        kind: &'static str,
-    ) -> (Conn, SplitStream<WebSocket>) {
-        let (sink, stream) = socket.split();
-        (
-            Conn {
-                sink,
-                batching: false,
-                errors: 0,
-                last_seen: Instant::now(),
-                heartbeat,
-                kind,
-            },
-            stream,
-        )
+    pub fn new(socket: Socket, heartbeat: Duration, kind: &'static str) -> Conn {
+        Conn {
+            socket,
+            batching: false,
+            errors: 0,
+            last_seen: Instant::now(),
+            heartbeat,
+            kind,
+        }
     }
 
     /// Buffers frames from now on until [`finish_batch`] (or [`deliver`]) writes them.
@@ -136,13 +104,15 @@ impl Conn {
 
     /// Sends a frame that is already JSON.
     pub async fn send_json(&mut self, json: &str) -> Flow {
-        let frame = Message::Text(Utf8Bytes::from(json));
-        let sent = if self.batching {
-            self.sink.feed(frame).await
-        } else {
-            self.sink.send(frame).await
-        };
-        match sent {
+        self.socket.queue_text(json);
+        if self.batching && !self.socket.needs_flush() {
+            return Flow::Continue;
+        }
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Flow {
+        match self.socket.flush().await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),
         }
@@ -168,25 +138,20 @@ impl Conn {
         if self.last_seen.elapsed() > self.heartbeat * 3 {
             return Flow::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
         }
-        match self.sink.send(Message::Ping(Default::default())).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),
-        }
+        self.socket.queue_ping();
+        self.flush().await
     }
 
     /// Sends a Close frame with `code` and ends the socket.
     pub async fn close(mut self, code: u16, reason: &'static str) {
         tracing::debug!(kind = self.kind, code, reason, "closing socket");
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.sink.send(Message::Close(Some(frame))),
-        )
+        self.socket.queue_close(code, reason);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            if self.socket.flush().await.is_ok() {
+                self.socket.shutdown().await;
+            }
+        })
         .await;
-        let _ = self.sink.close().await;
     }
 }
 
@@ -232,10 +197,10 @@ pub async fn finish_batch<S: Outbox>(
         n += 1;
     }
     conn.batching = false;
-    match conn.sink.flush().await {
-        Ok(()) => flow,
-        Err(_) if flow == Flow::Continue => Flow::Close(close::GOING_AWAY, "send failed"),
-        Err(_) => flow,
+    match conn.flush().await {
+        Flow::Continue => flow,
+        failed if flow == Flow::Continue => failed,
+        _ => flow,
     }
 }
 

@@ -8,20 +8,20 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use ulid::Ulid;
 
+use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
 use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS,
-    PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
+    MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -30,7 +30,7 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     if !super::origin_allowed(&headers, &app.settings.server) {
         tracing::info!("operator websocket refused: origin not allowed");
@@ -47,18 +47,18 @@ pub async fn upgrade(
         None => None,
     };
     let tracker = app.tracker.clone();
-    super::configure(ws).on_upgrade(move |socket| {
+    ws.on_upgrade(MAX_FRAME_BYTES, move |socket| {
         tracker.track_future(async move {
             // The address's connection slot, held for the socket's life.
             let _slot = slot;
-            run(app, socket, user.zip(token)).await
+            run(app, *socket, user.zip(token)).await
         })
     })
 }
 
-pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, String)>) {
+pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)>) {
     let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
-    let (mut conn, mut stream) = Conn::new(socket, heartbeat, "operator");
+    let mut conn = Conn::new(socket, heartbeat, "operator");
     let Some((user, token)) = auth else {
         conn.close(close::UNAUTHENTICATED, "not signed in").await;
         return;
@@ -69,7 +69,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
     // Hello first.
     let last_seqs = loop {
         let inbound =
-            tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut stream)).await;
+            tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut conn)).await;
         let flow = match inbound {
             Err(_) => Flow::Close(close::HEARTBEAT_TIMEOUT, "no hello"),
             Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, .. })) => {
@@ -89,6 +89,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
             Ok(Inbound::Bad(id, code)) => conn.error(&metrics, id, code).await,
             Ok(Inbound::Alive) => Flow::Continue,
             Ok(Inbound::TooBig) => Flow::Close(close::TOO_BIG, "frame too large"),
+            Ok(Inbound::Broken(code)) => Flow::Close(code, "websocket protocol violation"),
             Ok(Inbound::Gone) => return,
         };
         if let Flow::Close(code, reason) = flow {
@@ -183,7 +184,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
     tick.reset();
     while flow == Flow::Continue {
         flow = tokio::select! {
-            inbound = next_inbound::<OperatorClient>(&mut stream) => {
+            inbound = next_inbound::<OperatorClient>(&mut conn) => {
                 conn.last_seen = std::time::Instant::now();
                 match inbound {
                     Inbound::Frame(msg) => {
@@ -194,6 +195,7 @@ pub async fn run(app: Arc<AppState>, socket: WebSocket, auth: Option<(User, Stri
                     Inbound::Bad(cid, code) => conn.error(&metrics, cid, code).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::Broken(code) => Flow::Close(code, "websocket protocol violation"),
                     Inbound::Gone => break,
                 }
             }

@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::SplitStream;
 use tokio_util::sync::CancellationToken;
 
+use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
 use crate::conversation::Conversation;
 use crate::engine::registry::Inbox;
@@ -19,7 +18,7 @@ use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
     close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
-    PROTOCOL_VERSION,
+    MAX_FRAME_BYTES, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -27,7 +26,7 @@ pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     if !super::origin_allowed(&headers, &app.settings.server) {
         tracing::info!("visitor websocket refused: origin not allowed");
@@ -41,8 +40,8 @@ pub async fn upgrade(
     let tracker = app.tracker.clone();
     // The socket's life runs in a task of its own rather than in axum's upgrade task, which
     // would carry axum's own upgrade state (~500 bytes) beside it for the socket's whole life.
-    super::configure(ws).on_upgrade(move |socket| async move {
-        tracker.spawn(run(app, Box::new(socket), key, slot));
+    ws.on_upgrade(MAX_FRAME_BYTES, move |socket| async move {
+        tracker.spawn(run(app, socket, key, slot));
     })
 }
 
@@ -57,12 +56,11 @@ fn clean_lang(lang: Option<String>) -> Option<String> {
 async fn handshake(
     app: &AppState,
     conn: &mut Conn,
-    stream: &mut SplitStream<WebSocket>,
     key: AddrKey,
 ) -> Result<(Conversation, String, u64, bool), (u16, &'static str)> {
     let deadline = conn.heartbeat * 3;
     loop {
-        let inbound = tokio::time::timeout(deadline, next_inbound::<VisitorClient>(stream))
+        let inbound = tokio::time::timeout(deadline, next_inbound::<VisitorClient>(conn))
             .await
             .map_err(|_| (close::HEARTBEAT_TIMEOUT, "no hello"))?;
         match inbound {
@@ -131,6 +129,7 @@ async fn handshake(
             }
             Inbound::Alive => conn.last_seen = std::time::Instant::now(),
             Inbound::TooBig => return Err((close::TOO_BIG, "frame too large")),
+            Inbound::Broken(code) => return Err((code, "websocket protocol violation")),
             Inbound::Gone => return Err((close::NORMAL, "gone")),
         }
     }
@@ -143,13 +142,13 @@ async fn handshake(
 /// The socket arrives boxed for the same reason: an argument is kept in the future for its
 /// whole life. Measured with massif and `-Zprint-type-sizes`: the task was ~4.4 KB per waiting
 /// person with everything inline (BENCHMARKS.md).
-pub async fn run(app: Arc<AppState>, socket: Box<WebSocket>, key: AddrKey, slot: ConnectionGuard) {
+pub async fn run(app: Arc<AppState>, socket: Box<Socket>, key: AddrKey, slot: ConnectionGuard) {
     // Held for the socket's life: the address's connection slot.
     let _slot = slot;
     // Out of its box in a block of its own: moving out of a box frees it only when the box
     // variable goes out of scope, and `socket` would have been in scope for the socket's life
-    // (massif: 368 bytes of every waiting person).
-    let socket: WebSocket = {
+    // (massif: 368 bytes of every waiting person, with tungstenite's socket).
+    let socket: Socket = {
         let boxed = socket;
         *boxed
     };
@@ -198,7 +197,6 @@ pub fn spawn_heartbeat(app: &Arc<AppState>) {
 /// twice in the task (`-Zprint-type-sizes`: the loop's future was 1,008 bytes, now 216).
 struct Open<'a> {
     conn: Conn,
-    stream: SplitStream<WebSocket>,
     rx: Inbox,
     conn_id: u64,
     too_slow: CancellationToken,
@@ -219,16 +217,12 @@ enum Event {
 }
 
 /// Hello, register, welcome, catch up, the first queue position. `None`: the socket closed.
-async fn open<'a>(
-    app: &'a Arc<AppState>,
-    socket: WebSocket,
-    key: AddrKey,
-) -> Option<Box<Open<'a>>> {
+async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Option<Box<Open<'a>>> {
     let heartbeat = Duration::from_millis(app.settings.server.heartbeat_ms);
-    let (mut conn, mut stream) = Conn::new(socket, heartbeat, "visitor");
+    let mut conn = Conn::new(socket, heartbeat, "visitor");
     let metrics = &app.engine.metrics;
     metrics.connection("visitor", 1);
-    let (conv, token, cursor, resumed) = match handshake(app, &mut conn, &mut stream, key).await {
+    let (conv, token, cursor, resumed) = match handshake(app, &mut conn, key).await {
         Ok(v) => v,
         Err((code, reason)) => {
             conn.close(code, reason).await;
@@ -265,7 +259,6 @@ async fn open<'a>(
     let flow = super::finish_batch(&mut session, &mut conn, &mut rx, flow).await;
     Some(Box::new(Open {
         conn,
-        stream,
         rx,
         conn_id,
         too_slow,
@@ -299,7 +292,7 @@ impl Open<'_> {
             _ = async { self.session.throttled.as_mut().expect("throttled").await }, if throttled => {
                 Event::Unthrottled
             }
-            inbound = next_inbound::<VisitorClient>(&mut self.stream), if !throttled => {
+            inbound = next_inbound::<VisitorClient>(&mut self.conn), if !throttled => {
                 Event::Inbound(inbound)
             }
             out = self.rx.recv() => Event::Queued(out),
@@ -328,6 +321,7 @@ impl Open<'_> {
                     Inbound::Bad(cid, code) => conn.error(metrics, cid, code).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::Broken(code) => Flow::Close(code, "websocket protocol violation"),
                     Inbound::Gone => return None,
                 }
             }
