@@ -2,6 +2,7 @@
 
 use futures_util::SinkExt;
 use serde_json::json;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
@@ -216,5 +217,88 @@ async fn a_revoked_session_closes_the_operator_socket() {
     let token = op.cookie.trim_start_matches("tsunagu_session=").to_owned();
     app.state.accounts.revoke(&token).await;
     assert_eq!(op.client.expect_close().await, Some(4010));
+    app.stop().await;
+}
+
+/// A websocket handshake and frames written by hand over TCP, for what no client library sends.
+async fn raw_websocket(app: &TestApp, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    tcp
+}
+
+#[tokio::test]
+async fn an_unmasked_frame_or_text_that_is_not_utf8_closes_the_socket_with_1002_or_1007() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let masked_bad_utf8 = {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![0x81, 0x82];
+        f.extend_from_slice(&mask);
+        f.extend([0xe3 ^ mask[0], 0x81 ^ mask[1]]);
+        f
+    };
+    for (frame, code) in [
+        (vec![0x81, 0x02, b'h', b'i'], 1002u16),
+        (masked_bad_utf8, 1007),
+    ] {
+        let mut tcp = raw_websocket(&app, "/ws/visitor").await;
+        tcp.write_all(&frame).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+            .await
+            .expect("the gateway closes the connection")
+            .unwrap();
+        assert_eq!(got[0], 0x88, "a Close frame: {got:?}");
+        assert_eq!(u16::from_be_bytes([got[2], got[3]]), code);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_handshake_is_refused_with_400_or_426() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/ws/visitor", app.base);
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let plain = http
+        .get(&url)
+        .header("origin", format!("http://{host}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    let old = http
+        .get(&url)
+        .header("origin", format!("http://{host}"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 426);
+    assert_eq!(old.headers()["sec-websocket-version"], "13");
     app.stop().await;
 }
