@@ -3,7 +3,9 @@
 //! never held across an `.await`.
 //!
 //! Each socket owns a bounded queue ([`Outbound`]); fan-out uses `try_send`, and a socket whose
-//! queue is full is cancelled (closed with 4011 "too slow") instead of being waited for.
+//! queue is full is closed with 4011 "too slow" instead of being waited for: cancelled through
+//! its `too_slow` token, or, for a visitor socket (which has none: one less allocation for every
+//! waiting person), noticed by the socket itself ([`Inbox::fell_behind`]).
 //!
 //! The queue is a `flume` channel rather than tokio's: tokio's bounded channel allocates its
 //! first block of 32 slots when created (~1 KB per socket, measured with massif), flume's
@@ -54,31 +56,57 @@ pub struct Handle {
     /// Unique per socket, so a superseded socket's clean-up does not remove its successor.
     pub conn: u64,
     pub tx: flume::Sender<Outbound>,
-    /// Cancelled when the socket could not keep up; the socket closes itself with 4011.
-    pub too_slow: CancellationToken,
+    /// Cancelled when the socket could not keep up; the socket closes itself with 4011. `None`
+    /// for a visitor socket, which notices a full queue itself ([`Inbox::fell_behind`]).
+    pub too_slow: Option<CancellationToken>,
 }
 
 impl Handle {
     /// Queues `msg`; a full queue marks the socket too slow.
     pub fn send(&self, msg: Outbound) {
         if let Err(flume::TrySendError::Full(_)) = self.tx.try_send(msg) {
-            self.too_slow.cancel();
+            if let Some(too_slow) = &self.too_slow {
+                too_slow.cancel();
+            }
         }
     }
 }
 
 /// The receiving end of a socket's queue.
-pub struct Inbox(flume::Receiver<Outbound>);
+pub struct Inbox {
+    rx: flume::Receiver<Outbound>,
+    behind: bool,
+}
 
 impl Inbox {
     /// The next queued item; `None` once every sender is gone.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        self.0.recv_async().await.ok()
+        let item = self.rx.recv_async().await.ok();
+        self.check(item.is_some());
+        item
     }
 
     /// An item already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        self.0.try_recv().ok()
+        let item = self.rx.try_recv().ok();
+        self.check(item.is_some());
+        item
+    }
+
+    /// After taking an item: if the queue is still within one item of full, it may have been
+    /// full when something was sent to it, and that was dropped. Only this socket takes items,
+    /// so after a refused send the queue stays full until its next take, which sees it.
+    fn check(&mut self, took: bool) {
+        if took {
+            let capacity = self.rx.capacity().unwrap_or(usize::MAX);
+            self.behind |= self.rx.len() + 1 >= capacity;
+        }
+    }
+
+    /// True once this socket's queue was (or may have been) full, so something sent to it may
+    /// have been dropped: the socket closes as too slow.
+    pub fn fell_behind(&self) -> bool {
+        self.behind
     }
 }
 
@@ -99,23 +127,25 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new socket's handle and the receiving end of its queue.
-    pub fn handle(&self, capacity: usize) -> (Handle, Inbox) {
-        self.handle_with(capacity, CancellationToken::new())
+    /// A new socket's handle, the receiving end of its queue, and the token cancelled when the
+    /// queue is full.
+    pub fn handle(&self, capacity: usize) -> (Handle, Inbox, CancellationToken) {
+        let too_slow = CancellationToken::new();
+        let (handle, inbox) = self.handle_with(capacity, Some(too_slow.clone()));
+        (handle, inbox, too_slow)
     }
 
-    /// As [`Registry::handle`], with `too_slow` a child of `shutdown`: it is cancelled by either,
-    /// so an idle socket's loop waits on one cancellation instead of two (each waiting future is
-    /// ~100 bytes of every idle socket's task). The socket tells the two apart by asking
-    /// `shutdown`.
-    pub fn handle_within(&self, capacity: usize, shutdown: &CancellationToken) -> (Handle, Inbox) {
-        self.handle_with(capacity, shutdown.child_token())
+    /// A visitor socket's handle: no token (~112 bytes of every waiting person, and a second
+    /// future for its loop to wait on). The socket checks [`Inbox::fell_behind`] instead, and
+    /// is told to close at shutdown through its queue ([`Registry::close_visitors`]).
+    pub fn visitor_handle(&self, capacity: usize) -> (Handle, Inbox) {
+        self.handle_with(capacity, None)
     }
 
-    fn handle_with(&self, capacity: usize, too_slow: CancellationToken) -> (Handle, Inbox) {
+    fn handle_with(&self, capacity: usize, too_slow: Option<CancellationToken>) -> (Handle, Inbox) {
         let (tx, rx) = flume::bounded(capacity);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        (Handle { conn, tx, too_slow }, Inbox(rx))
+        (Handle { conn, tx, too_slow }, Inbox { rx, behind: false })
     }
 
     /// Registers a visitor socket; a previous socket for the same conversation is told it was
@@ -194,14 +224,15 @@ impl Registry {
         (inner.visitors.len(), inner.operators.len())
     }
 
-    /// Tells every socket to close with `code` (shutdown, revocation).
-    pub fn close_all(&self, code: u16, reason: &'static str) {
+    /// Tells every visitor socket without a token (the websocket ones) to close with `code`:
+    /// at shutdown, which the others hear about from the shutdown token itself.
+    pub fn close_visitors(&self, code: u16, reason: &'static str) {
         let handles: Vec<Handle> = {
             let inner = self.lock();
             inner
                 .visitors
                 .values()
-                .chain(inner.operators.values())
+                .filter(|h| h.too_slow.is_none())
                 .cloned()
                 .collect()
         };
@@ -220,8 +251,8 @@ mod tests {
     fn a_superseded_socket_is_told_and_its_cleanup_keeps_the_successor() {
         let reg = Registry::default();
         let conv = Ulid::new();
-        let (h1, mut rx1) = reg.handle(8);
-        let (h2, _rx2) = reg.handle(8);
+        let (h1, mut rx1) = reg.visitor_handle(8);
+        let (h2, _rx2) = reg.visitor_handle(8);
         let c1 = h1.conn;
         reg.add_visitor(conv, h1);
         reg.add_visitor(conv, h2);
@@ -236,11 +267,42 @@ mod tests {
     #[test]
     fn a_full_queue_marks_the_socket_too_slow_instead_of_blocking() {
         let reg = Registry::default();
-        let (h, _rx) = reg.handle(1);
-        let slow = h.too_slow.clone();
+        let (h, _rx, slow) = reg.handle(1);
         h.send(Outbound::Wake(Ulid::new()));
         assert!(!slow.is_cancelled());
         h.send(Outbound::Wake(Ulid::new()));
         assert!(slow.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_visitor_socket_learns_it_fell_behind_when_it_next_takes_from_a_full_queue() {
+        let reg = Registry::default();
+        let (h, mut rx) = reg.visitor_handle(4);
+        for _ in 0..2 {
+            h.send(Outbound::Heartbeat);
+        }
+        assert!(rx.recv().await.is_some());
+        assert!(rx.try_recv().is_some());
+        assert!(!rx.fell_behind(), "a queue never full is not behind");
+        for _ in 0..5 {
+            h.send(Outbound::Heartbeat); // the fifth is refused
+        }
+        assert!(rx.recv().await.is_some());
+        assert!(
+            rx.fell_behind(),
+            "the take after a refused send sees the full queue"
+        );
+    }
+
+    #[test]
+    fn shutdown_closes_websocket_visitors_through_their_queues_and_leaves_the_others() {
+        let reg = Registry::default();
+        let (web, mut web_rx) = reg.visitor_handle(8);
+        let (line, mut line_rx, _slow) = reg.handle(8);
+        reg.add_visitor(Ulid::new(), web);
+        reg.add_visitor(Ulid::new(), line);
+        reg.close_visitors(1001, "server shutting down");
+        assert!(matches!(web_rx.try_recv(), Some(Outbound::Close(1001, _))));
+        assert!(line_rx.try_recv().is_none());
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
 use super::{Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, Store, StoreError};
@@ -74,6 +75,18 @@ impl Load {
     }
 }
 
+type TokenKey = [u8; 32];
+
+/// The index key of a token hash: its bytes when it is SHA-256 in hex, as
+/// `engine::hash_token` makes them; any other string is hashed, so it still has a key of its own.
+fn token_key(token_hash: &str) -> TokenKey {
+    let mut key = [0; 32];
+    if hex::decode_to_slice(token_hash, &mut key).is_err() {
+        key = Sha256::digest(token_hash.as_bytes()).into();
+    }
+    key
+}
+
 #[derive(Default)]
 struct Inner {
     /// Boxed: the table keeps spare slots (up to half of them at a doubling), and an inline
@@ -85,7 +98,9 @@ struct Inner {
     /// reads every operator's load on every arrival and accept, and summing their conversations
     /// each time cost O(conversations held) per wake (5,000 in the load tests' burst).
     loads: HashMap<OperatorId, Load>,
-    tokens: HashMap<String, ConversationId>,
+    /// Keyed by the hash's 32 bytes, not its 64 hex characters: one entry per waiting person,
+    /// and a `String` key is a heap allocation of its own.
+    tokens: HashMap<TokenKey, ConversationId>,
     operators: HashMap<OperatorId, OperatorRecord>,
 }
 
@@ -100,7 +115,7 @@ impl Inner {
             }
         }
         if let Some(t) = &conv.token_hash {
-            self.tokens.insert(t.clone(), conv.id);
+            self.tokens.insert(token_key(t), conv.id);
         }
     }
 
@@ -122,7 +137,7 @@ impl Inner {
             }
         }
         if let Some(t) = &conv.token_hash {
-            self.tokens.remove(t);
+            self.tokens.remove(&token_key(t));
         }
     }
 
@@ -220,7 +235,7 @@ impl Store for MemoryStore {
         let inner = self.lock();
         Ok(inner
             .tokens
-            .get(token_hash)
+            .get(&token_key(token_hash))
             .and_then(|id| inner.conversations.get(id))
             .map(|e| e.conv.clone()))
     }

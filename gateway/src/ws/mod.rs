@@ -197,10 +197,11 @@ pub async fn finish_batch<S: Outbox>(
         n += 1;
     }
     conn.batching = false;
-    match conn.flush().await {
-        Flow::Continue => flow,
-        failed if flow == Flow::Continue => failed,
-        _ => flow,
+    let flushed = conn.flush().await;
+    if flow == Flow::Continue {
+        flushed
+    } else {
+        flow
     }
 }
 

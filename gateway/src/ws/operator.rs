@@ -20,8 +20,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side,
-    MAX_FRAME_BYTES, MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -47,7 +47,7 @@ pub async fn upgrade(
         None => None,
     };
     let tracker = app.tracker.clone();
-    ws.on_upgrade(MAX_FRAME_BYTES, move |socket| {
+    ws.on_upgrade(move |socket| {
         tracker.track_future(async move {
             // The address's connection slot, held for the socket's life.
             let _slot = slot;
@@ -108,9 +108,8 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
         takes_calls: user.phone.is_some(),
     };
     let span = tracing::info_span!("operator", operator = %user.id);
-    let (handle, mut rx) = engine.registry.handle(app.settings.server.socket_queue);
+    let (handle, mut rx, too_slow) = engine.registry.handle(app.settings.server.socket_queue);
     let conn_id = handle.conn;
-    let too_slow = handle.too_slow.clone();
     engine.registry.add_operator(user.id, handle);
     let snapshot = match engine.operator_connected(&profile).await {
         Ok(s) => s,

@@ -26,8 +26,11 @@ use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
+
+use crate::protocol::MAX_FRAME_BYTES;
 
 /// How much one read takes from the connection, into a buffer on the stack. Client frames are
 /// 100-250 bytes; a larger one takes several reads.
@@ -71,58 +74,13 @@ pub enum Message {
 
 /// The connection under a socket: the TCP stream itself when the gateway serves plain HTTP
 /// (taken out of hyper's upgrade, which would box it), else hyper's upgraded connection (TLS).
-pub enum Io {
-    Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
-}
+pub type Io = Either<TcpStream, TokioIo<Upgraded>>;
 
-impl Io {
-    /// The connection of an upgraded request, and the bytes hyper read past its end.
-    fn from_upgraded(upgraded: Upgraded) -> (Io, Vec<u8>) {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (Io::Tcp(parts.io.into_inner()), parts.read_buf.to_vec()),
-            Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Vec::new()),
-        }
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
-        }
+/// The connection of an upgraded request, and the bytes hyper read past its end.
+fn io_of(upgraded: Upgraded) -> (Io, Vec<u8>) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => (Either::Left(parts.io.into_inner()), parts.read_buf.to_vec()),
+        Err(upgraded) => (Either::Right(TokioIo::new(upgraded)), Vec::new()),
     }
 }
 
@@ -422,6 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
 
     /// Bytes held for this socket right now: what was received and not yet handed out, and
     /// what was queued and not yet written (their capacity, as allocated).
+    #[cfg(test)]
     pub fn buffered_capacity(&self) -> usize {
         self.received.capacity()
             + self.unsent.capacity()
@@ -500,8 +459,8 @@ impl<St: Send + Sync> FromRequestParts<St> for Upgrade {
 
 impl Upgrade {
     /// Answers 101 and, once hyper has switched the connection over, runs `callback` with the
-    /// socket (boxed: see `visitor::run`). Messages over `max_message` bytes are refused.
-    pub fn on_upgrade<F, Fut>(self, max_message: usize, callback: F) -> Response
+    /// socket (boxed: see `visitor::run`). Messages over [`MAX_FRAME_BYTES`] are refused.
+    pub fn on_upgrade<F, Fut>(self, callback: F) -> Response
     where
         F: FnOnce(Box<Socket>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -512,8 +471,13 @@ impl Upgrade {
                 tracing::debug!("websocket upgrade failed");
                 return;
             };
-            let (io, received) = Io::from_upgraded(upgraded);
-            callback(Box::new(Socket::with_received(io, received, max_message))).await;
+            let (io, received) = io_of(upgraded);
+            callback(Box::new(Socket::with_received(
+                io,
+                received,
+                MAX_FRAME_BYTES,
+            )))
+            .await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio_util::sync::CancellationToken;
 
 use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
@@ -18,7 +17,7 @@ use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
     close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
-    MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -40,7 +39,7 @@ pub async fn upgrade(
     let tracker = app.tracker.clone();
     // The socket's life runs in a task of its own rather than in axum's upgrade task, which
     // would carry axum's own upgrade state (~500 bytes) beside it for the socket's whole life.
-    ws.on_upgrade(MAX_FRAME_BYTES, move |socket| async move {
+    ws.on_upgrade(move |socket| async move {
         tracker.spawn(run(app, socket, key, slot));
     })
 }
@@ -182,7 +181,11 @@ pub fn spawn_heartbeat(app: &Arc<AppState>) {
         let mut slice = 0;
         loop {
             tokio::select! {
-                _ = app.shutdown.cancelled() => break,
+                _ = app.shutdown.cancelled() => {
+                    // Visitor sockets wait on their queues, not on the shutdown token.
+                    app.engine.registry.close_visitors(close::GOING_AWAY, "server shutting down");
+                    break;
+                }
                 _ = tick.tick() => {
                     app.engine.registry.to_visitor_slice(slices, slice, &Outbound::Heartbeat);
                     slice = (slice + 1) % slices;
@@ -199,7 +202,6 @@ struct Open<'a> {
     conn: Conn,
     rx: Inbox,
     conn_id: u64,
-    too_slow: CancellationToken,
     session: Session<'a>,
     flow: Flow,
     span: tracing::Span,
@@ -212,8 +214,6 @@ enum Event {
     Inbound(Inbound<VisitorClient>),
     /// Something queued for this socket; `None`: every sender is gone.
     Queued(Option<Outbound>),
-    /// The queue filled (too slow), or the server is shutting down.
-    Cancelled,
 }
 
 /// Hello, register, welcome, catch up, the first queue position. `None`: the socket closed.
@@ -235,9 +235,8 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
     let engine = &app.engine;
     let (handle, mut rx) = engine
         .registry
-        .handle_within(app.settings.server.socket_queue, &app.shutdown);
+        .visitor_handle(app.settings.server.socket_queue);
     let conn_id = handle.conn;
-    let too_slow = handle.too_slow.clone();
     engine.registry.add_visitor(id, handle);
     engine.visitor_connection(id, true).await;
     tracing::info!(parent: &span, resumed, "visitor connected");
@@ -256,12 +255,16 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
     // The welcome, the log and the position go out in one write, with anything queued since.
     conn.begin_batch();
     let flow = session.greet(&mut conn, welcome).await;
-    let flow = super::finish_batch(&mut session, &mut conn, &mut rx, flow).await;
+    let mut flow = super::finish_batch(&mut session, &mut conn, &mut rx, flow).await;
+    // Shutdown tells registered sockets through their queues (`spawn_heartbeat`); one that
+    // registered after that was sent hears it here.
+    if app.shutdown.is_cancelled() {
+        flow = Flow::Close(close::GOING_AWAY, "server shutting down");
+    }
     Some(Box::new(Open {
         conn,
         rx,
         conn_id,
-        too_slow,
         session,
         flow,
         span,
@@ -274,6 +277,10 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
 /// socket spends its whole life waiting.
 async fn serve(mut open: Box<Open<'_>>) {
     while open.flow == Flow::Continue {
+        if open.rx.fell_behind() {
+            open.flow = open.too_slow();
+            break;
+        }
         let event = open.next_event().await;
         match Box::pin(open.react(event)).await {
             Some(flow) => open.flow = flow,
@@ -296,8 +303,16 @@ impl Open<'_> {
                 Event::Inbound(inbound)
             }
             out = self.rx.recv() => Event::Queued(out),
-            // Cancelled when the socket's queue filled, or (its parent) at shutdown.
-            _ = self.too_slow.cancelled() => Event::Cancelled,
+        }
+    }
+
+    /// The close for a socket whose queue filled: something sent to it may have been dropped.
+    /// At shutdown a full queue may have dropped the shutdown's own close.
+    fn too_slow(&self) -> Flow {
+        if self.session.app.shutdown.is_cancelled() {
+            Flow::Close(close::GOING_AWAY, "server shutting down")
+        } else {
+            Flow::Close(close::TOO_SLOW, "too slow")
         }
     }
 
@@ -329,10 +344,6 @@ impl Open<'_> {
                 super::deliver(&mut self.session, conn, &mut self.rx, out).await
             }
             Event::Queued(None) => return None,
-            Event::Cancelled if self.session.app.shutdown.is_cancelled() => {
-                Flow::Close(close::GOING_AWAY, "server shutting down")
-            }
-            Event::Cancelled => Flow::Close(close::TOO_SLOW, "too slow"),
         };
         Some(flow)
     }

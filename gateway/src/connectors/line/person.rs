@@ -117,9 +117,8 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
     let live = CancellationToken::new();
     let loading_queued = Arc::new(AtomicBool::new(false));
     let engine = &line.engine;
-    let (handle, rx) = engine.registry.handle(line.socket_queue);
+    let (handle, rx, too_slow) = engine.registry.handle(line.socket_queue);
     let conn = handle.conn;
-    let too_slow = handle.too_slow.clone();
     engine.registry.add_visitor(conv, handle);
 
     let follower = Follower {
@@ -205,9 +204,9 @@ impl Follower {
                     // Should not happen (this loop only queues jobs), but if it does: a fresh
                     // handle, and a catch-up read so nothing is missed.
                     tracing::warn!(parent: &span, "LINE follower fell behind; re-registering");
-                    let (handle, new_rx) = self.line.engine.registry.handle(self.line.socket_queue);
+                    let (handle, new_rx, new_slow) = self.line.engine.registry.handle(self.line.socket_queue);
                     self.conn = handle.conn;
-                    too_slow = handle.too_slow.clone();
+                    too_slow = new_slow;
                     rx = new_rx;
                     self.line.engine.registry.add_visitor(self.conv, handle);
                     self.catch_up(&blocked).await

@@ -36,9 +36,8 @@ struct Job {
 /// starts its tasks.
 pub fn spawn(voice: &Arc<Voice>, conv: ConversationId, call_sid: String, link: CallLink) {
     voice.calls().insert(call_sid.clone(), link);
-    let (handle, rx) = voice.engine.registry.handle(voice.socket_queue);
+    let (handle, rx, too_slow) = voice.engine.registry.handle(voice.socket_queue);
     let conn = handle.conn;
-    let too_slow = handle.too_slow.clone();
     voice.engine.registry.add_visitor(conv, handle);
     let (jobs, job_rx) = mpsc::unbounded_channel();
     let follower = Follower {
@@ -91,9 +90,9 @@ impl Follower {
                     // Should not happen (this loop only queues jobs); if it does, a fresh
                     // handle and a catch-up read so nothing is missed.
                     tracing::warn!(parent: &span, "voice follower fell behind; re-registering");
-                    let (handle, new_rx) = self.voice.engine.registry.handle(self.voice.socket_queue);
+                    let (handle, new_rx, new_slow) = self.voice.engine.registry.handle(self.voice.socket_queue);
                     self.conn = handle.conn;
-                    too_slow = handle.too_slow.clone();
+                    too_slow = new_slow;
                     rx = new_rx;
                     self.voice.engine.registry.add_visitor(self.conv, handle);
                     self.catch_up().await
