@@ -72,11 +72,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Before any thread starts (the log writer's, the runtime's).
+    let descriptors = tsunagu::startup::reserve_descriptor_table();
     tsunagu::telemetry::init(
         &settings.log.filter,
         settings.log.format == "json",
         std::io::stdout,
     );
+    tracing::debug!(?descriptors, "descriptor table reserved");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let app = Application::build(settings).await?;

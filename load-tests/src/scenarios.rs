@@ -467,6 +467,7 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
         let mut stop = stop.clone();
         people.push(tokio::spawn(async move {
             tokio::time::sleep_until(tokio::time::Instant::from_std(origin + at)).await;
+            let woke = origin.elapsed().as_micros() as u64;
             let mut sock = clients::visitor_socket(&server, i).await?;
             let hello = origin.elapsed().as_micros() as u64;
             sock.send(&clients::hello_start()).await?;
@@ -480,7 +481,7 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
                 let _ = stop.changed().await;
                 drop(sock);
             });
-            anyhow::Ok((conv, hello, welcomed, joined))
+            anyhow::Ok((conv, hello, welcomed, joined, (at.as_micros() as u64, woke)))
         }));
     }
     let mut arrivals = Vec::new();
@@ -500,7 +501,7 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
     // ms of its clock, so 0 is under 1 ms and 1 is anything under 2 ms).
     let mut waits: Vec<u64> = Vec::with_capacity(arrivals.len());
     let mut order = Vec::new();
-    for (conv, hello, _welcomed, joined) in &arrivals {
+    for (conv, hello, _welcomed, joined, _) in &arrivals {
         let _ = to_join.record(joined.saturating_sub(*hello).max(1));
         if let Some((off, waited_ms)) = offers.get(conv) {
             let _ = to_offer.record(off.saturating_sub(*hello).max(1));
@@ -520,9 +521,9 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
     // µs since the origin and the wait the server reported in its offer (ms), one per line, to the file this names.
     if let Some(path) = std::env::var_os("TSUNAGU_LOAD_BURST_DUMP") {
         let mut out = String::new();
-        for (conv, hello, _, joined) in &arrivals {
+        for (conv, hello, _, joined, (at, woke)) in &arrivals {
             let (off, waited_ms) = offers.get(conv).copied().unwrap_or_default();
-            out.push_str(&format!("{hello} {off} {joined} {waited_ms}\n"));
+            out.push_str(&format!("{hello} {off} {joined} {waited_ms} {at} {woke}\n"));
         }
         let _ = std::fs::write(path, out);
     }
