@@ -111,10 +111,24 @@ impl Conn {
         self.flush().await
     }
 
+    /// Writes what is queued. A peer that takes nothing for [`SEND_DEADLINE_HEARTBEATS`]
+    /// heartbeats (30 s by default) is closed as too slow: without a deadline, the socket would
+    /// wait on a full TCP buffer for as long as the peer kept the connection open and did not
+    /// read, and its heartbeat and shutdown with it (both are handled by the same task).
+    /// `Socket::flush` keeps its progress in the socket, so giving up halfway loses nothing
+    /// the Close after it needs.
     async fn flush(&mut self) -> Flow {
-        match self.socket.flush().await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(close::GOING_AWAY, "send failed"),
+        let deadline = self.heartbeat * SEND_DEADLINE_HEARTBEATS;
+        match tokio::time::timeout(deadline, self.socket.flush()).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close(close::GOING_AWAY, "send failed"),
+            Err(_) => {
+                tracing::debug!(
+                    kind = self.kind,
+                    "peer took nothing before the send deadline"
+                );
+                Flow::Close(close::TOO_SLOW, "too slow")
+            }
         }
     }
 
@@ -154,6 +168,9 @@ impl Conn {
         .await;
     }
 }
+
+/// Heartbeats a write may wait for a peer that does not read before the socket is closed.
+pub const SEND_DEADLINE_HEARTBEATS: u32 = 2;
 
 /// The most queued outbound items one batch (one write) carries.
 pub const BATCH: usize = 64;
@@ -273,5 +290,73 @@ mod tests {
             !origin_allowed(&HeaderMap::new(), &s),
             "no Origin, no websocket"
         );
+    }
+
+    /// A connected pair over loopback with small buffers: the server's end (as the gateway
+    /// holds it) and a client that never reads.
+    async fn unread_pair() -> (Socket, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let io = tokio_util::either::Either::Left(server);
+        (Socket::new(io, crate::protocol::MAX_FRAME_BYTES), client)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_closed_as_too_slow_after_the_send_deadline() {
+        let (socket, _client) = unread_pair().await;
+        let heartbeat = Duration::from_millis(100);
+        let mut conn = Conn::new(socket, heartbeat, "test");
+        let frame = "x".repeat(1000);
+        let started = Instant::now();
+        let (flow, sent) = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut flow = Flow::Continue;
+            let mut sent = 0;
+            while flow == Flow::Continue && sent < 100_000 {
+                flow = conn.send_json(&frame).await;
+                sent += 1;
+            }
+            (flow, sent)
+        })
+        .await
+        .expect("the write waited with no deadline");
+        assert_eq!(flow, Flow::Close(close::TOO_SLOW, "too slow"));
+        assert!(
+            started.elapsed() >= heartbeat * SEND_DEADLINE_HEARTBEATS,
+            "it waited for the deadline"
+        );
+        assert!(sent < 100_000, "the buffers filled: {sent} frames");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_is_never_cut_off_by_the_send_deadline() {
+        let (socket, mut client) = unread_pair().await;
+        let mut conn = Conn::new(socket, Duration::from_millis(100), "test");
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0; 64 * 1024];
+            let mut total = 0;
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        });
+        let frame = "x".repeat(1000);
+        for _ in 0..2_000 {
+            assert_eq!(conn.send_json(&frame).await, Flow::Continue);
+        }
+        drop(conn);
+        assert!(reader.await.unwrap() >= 2_000 * 1000);
     }
 }
