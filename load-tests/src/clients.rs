@@ -285,11 +285,17 @@ pub async fn writer_loop(
     sent: Arc<AtomicU64>,
 ) {
     let mut next: Option<(u64, Plan)> = None;
-    loop {
-        let deadline = match next {
-            Some((at, _)) => tokio::time::Instant::from_std(origin + Duration::from_micros(at)),
-            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+    // The wait for the next send, kept across the loop's turns (a new one only when `next`
+    // changes): `clock::sleep_until` registers a deadline each time it is made.
+    let wait_for = |next: &Option<(u64, Plan)>| {
+        let at = match next {
+            Some((at, _)) => origin + Duration::from_micros(*at),
+            None => Instant::now() + Duration::from_secs(3600),
         };
+        Box::pin(crate::clock::sleep_until(at))
+    };
+    let mut due = wait_for(&next);
+    loop {
         tokio::select! {
             _ = stop.changed() => return,
             r = plan.changed() => {
@@ -297,15 +303,20 @@ pub async fn writer_loop(
                 let p = *plan.borrow();
                 next = (p.interval_us > 0)
                     .then(|| (p.start_us + (p.interval_us as f64 * phase) as u64, p));
+                due = wait_for(&next);
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                let Some((at, p)) = next else { continue };
+            _ = &mut due => {
+                let Some((at, p)) = next else {
+                    due = wait_for(&next);
+                    continue;
+                };
                 if sock.send(&chat_frame(&id(), at)).await.is_err() {
                     return;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);
                 let following = at + p.interval_us;
                 next = (following < p.end_us).then_some((following, p));
+                due = wait_for(&next);
             }
             m = sock.recv() => if !matches!(m, Ok(Some(_))) { return; },
         }

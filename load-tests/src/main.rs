@@ -10,6 +10,7 @@
 //! - `report`: writes a run's Markdown and plots again from its `results.json`.
 
 mod clients;
+mod clock;
 mod cluster;
 mod gateway;
 mod net;
