@@ -43,6 +43,8 @@ test('a person and an operator hold a conversation through a network drop and a 
   const person = await visitorPage(proxy.base);
 
   // The first screen states the promise before anything starts; one tap starts.
+  // The texts arrive with the language catalogue, a moment after the page itself.
+  await person.waitForFunction((sel) => document.querySelector(sel)?.textContent.trim() !== '', tid('privacy-notice'));
   const notice = await person.textContent(tid('privacy-notice'));
   assert.match(notice, /匿名|残/);
   await person.click(tid('start-button'));
