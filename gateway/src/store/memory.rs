@@ -52,6 +52,18 @@ struct Load {
     offers: u32,
 }
 
+/// Everything of a conversation that the queue, holder, load and token indexes read: when
+/// a step leaves it unchanged, the indexes stay true without being touched.
+fn indexed(conv: &Conversation) -> impl PartialEq + '_ {
+    (
+        &conv.state,
+        conv.token_hash.as_deref(),
+        conv.weight,
+        conv.channel,
+        (conv.state == State::Queued).then(|| conv.queue_key()),
+    )
+}
+
 impl Load {
     fn change(&mut self, conv: &Conversation, add: bool) {
         let (w, c, o) = (
@@ -172,8 +184,11 @@ impl Inner {
         // The stored copy becomes `after` and the old one is handed back as `before`: two
         // copies of the conversation per step, not three (every message is a step).
         let before = std::mem::replace(&mut entry.conv, after.clone());
-        self.index_remove(&before);
-        self.index_add(&after);
+        // Most steps are messages, which change nothing the indexes hold: skip them.
+        if indexed(&before) != indexed(&after) {
+            self.index_remove(&before);
+            self.index_add(&after);
+        }
         Ok(Applied {
             before,
             after,
