@@ -679,7 +679,7 @@ impl Engine {
             } else {
                 "operator"
             };
-            self.metrics.message(sender);
+            self.metrics.message(from);
             tracing::debug!(conversation = %conv, from = sender, bytes = size, "message stored");
         }
         Ok(Self::seq_of(&a))

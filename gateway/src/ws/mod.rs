@@ -95,16 +95,28 @@ impl Conn {
         self.batching = true;
     }
 
-    pub async fn send(&mut self, msg: &ServerMsg) -> Flow {
-        let Ok(json) = serde_json::to_string(msg) else {
+    /// Sends a frame: a [`ServerMsg`], or a borrowed frame that serialises as one (see
+    /// [`crate::protocol::EventFrame`]). It is serialised straight into the send buffer.
+    pub async fn send(&mut self, msg: &(impl serde::Serialize + ?Sized)) -> Flow {
+        let queued = self
+            .socket
+            .queue_text_with(|buf| serde_json::to_writer(buf, msg));
+        if let Err(e) = queued {
+            // Only a bug could get here (every frame type serialises); the frame is dropped.
+            tracing::error!(kind = self.kind, error = %e, "a frame could not be serialised");
             return Flow::Continue;
-        };
-        self.send_json(&json).await
+        }
+        self.sent().await
     }
 
     /// Sends a frame that is already JSON.
     pub async fn send_json(&mut self, json: &str) -> Flow {
         self.socket.queue_text(json);
+        self.sent().await
+    }
+
+    /// After queueing: written now, or with the rest of the batch.
+    async fn sent(&mut self) -> Flow {
         if self.batching && !self.socket.needs_flush() {
             return Flow::Continue;
         }

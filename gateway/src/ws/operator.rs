@@ -20,8 +20,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, OperatorClient, OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS,
-    PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, EventFrame, OperatorClient, OperatorInfo, ServerMsg, Side,
+    MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -247,7 +247,7 @@ impl Session<'_> {
             return Flow::Continue;
         };
         for entry in entries {
-            let flow = conn.send(&ServerMsg::event(id, &entry)).await;
+            let flow = conn.send(&EventFrame::new(id, &entry)).await;
             self.cursors.insert(id, entry.seq);
             if flow != Flow::Continue {
                 return flow;

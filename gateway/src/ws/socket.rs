@@ -40,6 +40,12 @@ const READ_CHUNK: usize = 4096;
 /// queued: a batch (a long catch-up, say) is written in pieces of about this size.
 const WRITE_CHUNK: usize = 16 * 1024;
 
+/// Bytes reserved for an empty send buffer when a frame is serialised into it: a chat event.
+const TYPICAL_FRAME: usize = 384;
+
+/// Header bytes left before a payload serialised in place: enough for one under 64 KiB.
+const HEADER_ROOM: usize = 4;
+
 /// Why reading or writing failed. Each maps to the close code the socket ends with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -307,6 +313,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         }
     }
 
+    /// Queues a text frame whose payload `write` appends straight to the send buffer, so a
+    /// frame is serialised once, in place, rather than into a `String` that is then copied.
+    /// `write` must append UTF-8 (serde_json does); if it fails, nothing is queued.
+    pub fn queue_text_with<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.close_sent {
+            return Ok(());
+        }
+        if self.unsent.is_empty() {
+            self.unsent.reserve(TYPICAL_FRAME);
+        }
+        // Room for the header of a payload under 64 KiB; moved or widened once the length is known.
+        let start = self.unsent.len();
+        self.unsent.resize(start + HEADER_ROOM, 0);
+        if let Err(e) = write(&mut self.unsent) {
+            self.unsent.truncate(start);
+            return Err(e);
+        }
+        let len = self.unsent.len() - start - HEADER_ROOM;
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        let mut head = [0u8; 14];
+        let mut rest = &mut head[..];
+        header
+            .format(len as u64, &mut rest)
+            .expect("a frame header fits in 14 bytes");
+        let head_len = 14 - rest.len();
+        let head = &head[..head_len];
+        if head_len <= HEADER_ROOM {
+            let payload = start + HEADER_ROOM;
+            self.unsent.copy_within(payload.., start + head_len);
+            self.unsent.truncate(start + head_len + len);
+            self.unsent[start..start + head_len].copy_from_slice(head);
+        } else {
+            self.unsent
+                .splice(start..start + HEADER_ROOM, head.iter().copied());
+        }
+        Ok(())
+    }
+
     /// Queues a ping.
     pub fn queue_ping(&mut self) {
         if !self.close_sent {
@@ -526,6 +576,43 @@ mod tests {
     fn pair() -> (Socket<DuplexStream>, DuplexStream) {
         let (server, client) = duplex(64 * 1024);
         (Socket::new(server, 1024), client)
+    }
+
+    #[test]
+    fn a_frame_serialised_in_place_is_byte_for_byte_the_frame_queued_from_a_string() {
+        // Around each header size: 7-bit lengths, 16-bit from 126, 64-bit from 65,536.
+        for len in [0, 1, 125, 126, 127, 300, 65_535, 65_536, 70_000] {
+            let text = "あ".repeat(len / 3) + &"x".repeat(len % 3);
+            let (mut copied, _c1) = pair();
+            let (mut in_place, _c2) = pair();
+            for socket in [&mut copied, &mut in_place] {
+                socket.queue_text("before");
+            }
+            copied.queue_text(&text);
+            in_place
+                .queue_text_with(|buf| {
+                    buf.extend_from_slice(text.as_bytes());
+                    Ok::<_, ()>(())
+                })
+                .unwrap();
+            for socket in [&mut copied, &mut in_place] {
+                socket.queue_text("after");
+            }
+            assert_eq!(copied.unsent, in_place.unsent, "payload of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_frame_whose_serialiser_fails_leaves_nothing_queued() {
+        let (mut socket, _client) = pair();
+        socket.queue_text("kept");
+        let before = socket.unsent.clone();
+        let failed = socket.queue_text_with(|buf| {
+            buf.extend_from_slice(b"half a fra");
+            Err("no")
+        });
+        assert_eq!(failed, Err("no"));
+        assert_eq!(socket.unsent, before);
     }
 
     #[test]

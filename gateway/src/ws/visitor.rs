@@ -16,8 +16,8 @@ use crate::engine::registry::Inbox;
 use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
-    close, validate_text, Channel, ErrorCode, EventBody, Limits, ServerMsg, Side, VisitorClient,
-    PROTOCOL_VERSION,
+    close, validate_text, Channel, ErrorCode, EventBody, EventFrame, Limits, ServerMsg, Side,
+    VisitorClient, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -434,7 +434,7 @@ impl<'a> Session<'a> {
             let flow = self
                 .send_entry(
                     conn,
-                    &ServerMsg::event(self.id, &entry),
+                    &EventFrame::new(self.id, &entry),
                     entry.seq,
                     &entry.event,
                 )
@@ -449,7 +449,7 @@ impl<'a> Session<'a> {
     async fn send_entry(
         &mut self,
         conn: &mut Conn,
-        msg: &ServerMsg,
+        msg: &impl serde::Serialize,
         seq: u64,
         event: &EventBody,
     ) -> Flow {
@@ -481,11 +481,11 @@ impl<'a> Session<'a> {
                             return flow;
                         }
                     }
-                    let msg = ServerMsg::Event {
+                    let msg = EventFrame {
                         conversation,
                         seq,
                         at,
-                        event: event.clone(),
+                        event: &event,
                     };
                     self.send_entry(conn, &msg, seq, &event).await
                 }
