@@ -110,10 +110,20 @@ impl Inbox {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     visitors: HashMap<ConversationId, Handle>,
     operators: HashMap<OperatorId, Handle>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            // One entry per person's socket: full size from the start, see
+            // [`crate::store::PRESIZED_SESSIONS`].
+            visitors: HashMap::with_capacity(crate::store::PRESIZED_SESSIONS),
+            operators: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Default)]

@@ -99,7 +99,6 @@ fn token_key(token_hash: &str) -> TokenKey {
     key
 }
 
-#[derive(Default)]
 struct Inner {
     /// Boxed: the table keeps spare slots (up to half of them at a doubling), and an inline
     /// entry (~450 B) made each spare slot as large; boxed, a slot is 24 B.
@@ -114,6 +113,21 @@ struct Inner {
     /// and a `String` key is a heap allocation of its own.
     tokens: HashMap<TokenKey, ConversationId>,
     operators: HashMap<OperatorId, OperatorRecord>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        // The two tables with an entry per person start at their full size: see
+        // [`super::PRESIZED_SESSIONS`].
+        Inner {
+            conversations: HashMap::with_capacity(super::PRESIZED_SESSIONS),
+            queue: BTreeMap::new(),
+            held: HashMap::new(),
+            loads: HashMap::new(),
+            tokens: HashMap::with_capacity(super::PRESIZED_SESSIONS),
+            operators: HashMap::new(),
+        }
+    }
 }
 
 impl Inner {
