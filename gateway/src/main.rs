@@ -75,7 +75,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     // Before any thread starts (the log writer's, the runtime's).
     let descriptors = tsunagu::startup::reserve_descriptor_table();
     tsunagu::telemetry::init(
-        &settings.log.filter,
+        &tsunagu::telemetry::requested(&settings.log.filter),
         settings.log.format == "json",
         std::io::stdout,
     );

@@ -4,6 +4,11 @@
 //! Some dependencies log frame payloads or headers at debug and trace level (tungstenite,
 //! hyper). Those targets are always capped at `info`, whatever filter is configured, so that
 //! even a trace-level log carries no message text. `tests/privacy.rs` checks this.
+//!
+//! [`init`] uses exactly the filter it is given; only the binary lets `RUST_LOG` win over the
+//! configured filter ([`requested`]), so a test that asks for trace logs gets them whatever
+//! the environment says. Nothing in the library prints outside `tracing`: `print!`,
+//! `println!`, `eprint!` and `eprintln!` are denied in `lib.rs`.
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
@@ -29,15 +34,19 @@ pub fn filter(requested: &str) -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the global subscriber: `filter` (or `RUST_LOG` if set), JSON when `json`, writing
-/// to `sink` (stdout in production, a buffer in tests). A second call does nothing.
+/// The filter the binary asks for: `RUST_LOG` if set, else the configured `log.filter`.
+pub fn requested(configured: &str) -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| configured.to_owned())
+}
+
+/// Installs the global subscriber: exactly `requested` (through [`filter`]), JSON when `json`,
+/// writing to `sink` (stdout in production, a buffer in tests). A second call does nothing.
 pub fn init<W>(requested: &str, json: bool, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| requested.to_owned());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(&requested))
+        .with_env_filter(filter(requested))
         .with_writer(sink)
         .with_target(true);
     let _ = if json {

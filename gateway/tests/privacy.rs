@@ -1,9 +1,15 @@
 //! Privacy: a canary phrase written in a conversation is found nowhere after it closes: not in
-//! any log line (at trace level), not in the store, not in any file the gateway wrote.
-//! Its own test binary, because it installs the process-wide log subscriber.
+//! any log line (at trace level), not in the store, not in any file the gateway wrote, and not
+//! in anything the real `gateway` binary writes to stdout or stderr (logs or not).
+//! Its own test binary, because it installs the process-wide log subscriber. The level is
+//! forced, never taken from the environment: `telemetry::init` uses exactly the filter it is
+//! given, and the binary is started with `RUST_LOG=trace` of its own.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -195,15 +201,88 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
         .unwrap();
     let cookie = format!("tsunagu_session={token}");
 
-    let canary_visitor = format!("canary-visitor-{}", Ulid::new());
-    let canary_operator = format!("canary-operator-{}", Ulid::new());
-    let canary_note = format!("canary-note-{}", Ulid::new());
+    let canaries = Canaries::new();
+    // A channel identifier as a connector would hold it (here a caller's number).
+    let fake_number = format!("+8190{}", &Ulid::new().0.to_string()[..8]);
+    let conversation = canary_conversation(&base, &cookie, &canaries, |conversation| {
+        state
+            .engine
+            .set_channel_ref(conversation, format!("voice:CAfake:{fake_number}"));
+    })
+    .await;
+    let conv_ulid: Ulid = conversation.parse().unwrap();
+    let mut secrets = canaries.all().to_vec();
+    secrets.push(fake_number.clone());
 
-    let mut op = connect(&base, "/ws/operator", Some(&cookie)).await;
+    // Nothing in the store, and the channel identifier is gone from memory.
+    assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    assert_eq!(state.engine.channel_ref(conv_ulid), None);
+    assert!(state
+        .engine
+        .store
+        .read_log(conv_ulid, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    state.shutdown.cancel();
+    let _ = server.await;
+
+    if let Some(port) = redis_port {
+        assert_redis_holds_none(port, &prefix, &conversation, &secrets).await;
+    }
+    // Nothing in the logs, at trace level; the logs did record the conversation by id.
+    // (The tests share the capture; each checks its own canaries.)
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_output_holds_none(&text, &conversation, &secrets, &[]);
+    assert_no_file_holds(&dir, &secrets);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The phrases one canary conversation writes, unique to it.
+struct Canaries {
+    visitor: String,
+    operator: String,
+    note: String,
+}
+
+impl Canaries {
+    fn new() -> Canaries {
+        Canaries {
+            visitor: format!("canary-visitor-{}", Ulid::new()),
+            operator: format!("canary-operator-{}", Ulid::new()),
+            note: format!("canary-note-{}", Ulid::new()),
+        }
+    }
+
+    fn all(&self) -> [String; 3] {
+        [
+            self.visitor.clone(),
+            self.operator.clone(),
+            self.note.clone(),
+        ]
+    }
+}
+
+/// The canary conversation, against the gateway at `base` with an operator's session `cookie`:
+/// a visitor and the operator each write a canary, the visitor sends it again too long and in a
+/// malformed frame, the operator hands the conversation back with a canary note, takes it again,
+/// ends and wraps it up. `started` runs as soon as the conversation exists. Returns its id.
+async fn canary_conversation(
+    base: &str,
+    cookie: &str,
+    canaries: &Canaries,
+    started: impl FnOnce(Ulid),
+) -> String {
+    let Canaries {
+        visitor: canary_visitor,
+        operator: canary_operator,
+        note: canary_note,
+    } = canaries;
+    let mut op = connect(base, "/ws/operator", Some(cookie)).await;
     send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
     until(&mut op, |v| v["type"] == "welcome").await;
 
-    let mut visitor = connect(&base, "/ws/visitor", None).await;
+    let mut visitor = connect(base, "/ws/visitor", None).await;
     send(
         &mut visitor,
         json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
@@ -211,12 +290,7 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     .await;
     let welcome = until(&mut visitor, |v| v["type"] == "welcome").await;
     let conversation = welcome["conversation"].as_str().unwrap().to_owned();
-    // A channel identifier as a connector would hold it (here a caller's number).
-    let fake_number = format!("+8190{}", &Ulid::new().0.to_string()[..8]);
-    let conv_ulid: Ulid = conversation.parse().unwrap();
-    state
-        .engine
-        .set_channel_ref(conv_ulid, format!("voice:CAfake:{fake_number}"));
+    started(conversation.parse().unwrap());
 
     send(&mut op, json!({"type":"take_next","id":id()})).await;
     until(&mut op, |v| v["type"] == "conversation").await;
@@ -271,76 +345,248 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     )
     .await;
     until(&mut op, |v| v["type"] == "removed").await;
+    conversation
+}
 
-    // Nothing in the store, and the channel identifier is gone from memory.
-    assert!(state.engine.store.conversations().await.unwrap().is_empty());
-    assert_eq!(state.engine.channel_ref(conv_ulid), None);
-    let conv_id: Ulid = conversation.parse().unwrap();
-    assert!(state
-        .engine
-        .store
-        .read_log(conv_id, 0)
-        .await
-        .unwrap()
-        .is_empty());
-    state.shutdown.cancel();
-    let _ = server.await;
+/// Nothing in Redis under `prefix`: no key of the conversation, no value holding a secret.
+async fn assert_redis_holds_none(port: u16, prefix: &str, conversation: &str, secrets: &[String]) {
+    let contents = redis_contents(port, prefix).await;
+    assert!(!contents.is_empty(), "the gateway did use this Redis");
+    for (key, content) in &contents {
+        assert!(
+            !key.contains(conversation),
+            "{key} is left of the conversation"
+        );
+        for secret in secrets {
+            assert!(!content.contains(secret.as_str()), "{key} holds {secret}");
+        }
+    }
+}
 
-    // Nothing in Redis: no key of the conversation, no value holding a canary.
-    if let Some(port) = redis_port {
-        let contents = redis_contents(port, &prefix).await;
-        assert!(!contents.is_empty(), "the gateway did use this Redis");
-        for (key, content) in &contents {
-            assert!(
-                !key.contains(&conversation),
-                "{key} is left of the conversation"
-            );
-            for canary in [
-                &canary_visitor,
-                &canary_operator,
-                &canary_note,
-                &fake_number,
-            ] {
-                assert!(!content.contains(canary.as_str()), "{key} holds {canary}");
+/// Log or process output at trace level that names the conversation by id and holds none of
+/// the secrets nor a client's address. `own` are the addresses the gateway may name (its own
+/// listener, its Redis): any other `127.0.0.1:` is a client's.
+fn assert_output_holds_none(text: &str, conversation: &str, secrets: &[String], own: &[String]) {
+    assert!(
+        text.contains(conversation),
+        "the output carries the conversation id"
+    );
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "the output is at trace level"
+    );
+    for secret in secrets {
+        if let Some(line) = text.lines().find(|l| l.contains(secret.as_str())) {
+            panic!("{secret} found in the output: {line}");
+        }
+    }
+    let mut masked = text.to_owned();
+    for address in own {
+        masked = masked.replace(address.as_str(), "(own address)");
+    }
+    if let Some(line) = masked.lines().find(|l| l.contains("127.0.0.1:")) {
+        panic!("client address in the output: {line}");
+    }
+}
+
+/// No file under `dir` (at any depth) holds a secret in plaintext; returns how many it read.
+fn assert_no_file_holds(dir: &Path, secrets: &[String]) -> usize {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for secret in secrets {
+                assert!(
+                    !content.contains(secret.as_str()),
+                    "{secret} in plaintext in {}",
+                    path.display()
+                );
             }
         }
     }
+    files
+}
 
-    // Nothing in the logs, at trace level; the logs did record the conversation by id.
-    // (Both tests share the capture; each checks its own canaries.)
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        text.contains(&conversation),
-        "logs carry the conversation id"
-    );
-    for canary in [
-        &canary_visitor,
-        &canary_operator,
-        &canary_note,
-        &fake_number,
-    ] {
-        assert!(
-            !text.contains(canary.as_str()),
-            "canary {canary} found in logs"
-        );
+#[tokio::test]
+async fn the_real_binary_writes_no_canary_to_stdout_or_stderr_at_trace_level() {
+    canary_found_nowhere_in_the_binary(None).await;
+}
+
+#[tokio::test]
+async fn with_redis_the_real_binary_writes_no_canary_anywhere() {
+    let redis = RedisServer::start();
+    canary_found_nowhere_in_the_binary(Some(redis.port)).await;
+}
+
+/// The canary conversation through the real `gateway` binary, started with `RUST_LOG=trace`
+/// whatever this test's environment holds; then its whole stdout and stderr, the Redis it used
+/// and every file it wrote are searched.
+async fn canary_found_nowhere_in_the_binary(redis_port: Option<u16>) {
+    let dir = std::env::temp_dir().join(format!("tsunagu-privacy-bin-{}", Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users_file = dir.join("users.json").display().to_string();
+    let mut add = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "user",
+            "add",
+            "--username",
+            "sakura",
+            "--display-name",
+            "Sakura",
+        ])
+        .arg("--password-stdin")
+        .env("TSUNAGU_AUTH__USERS_FILE", &users_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gateway user add runs");
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"long enough password\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success(), "gateway user add");
+
+    let prefix = format!("privacy{}", Ulid::new());
+    let mut env = vec![
+        ("TSUNAGU_AUTH__USERS_FILE", users_file),
+        (
+            "TSUNAGU_ESCALATION__DIR",
+            dir.join("escalations").display().to_string(),
+        ),
+    ];
+    if let Some(port) = redis_port {
+        env.push(("TSUNAGU_STORE__URL", format!("redis://127.0.0.1:{port}/")));
+        env.push(("TSUNAGU_STORE__KEY_PREFIX", prefix.clone()));
     }
-    if let Some(line) = text.lines().find(|l| l.contains("127.0.0.1:")) {
-        panic!("client address in logs: {line}");
+    let gateway = Gateway::start(&env).await;
+    let base = gateway.base.clone();
+
+    let login = reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .header("origin", &base)
+        .json(&json!({"username": "sakura", "password": "long enough password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let canaries = Canaries::new();
+    let conversation = canary_conversation(&base, &cookie, &canaries, |_| {}).await;
+    let secrets = canaries.all();
+    let output = gateway.stop();
+
+    let mut own = vec![base.trim_start_matches("http://").to_owned()];
+    if let Some(port) = redis_port {
+        assert_redis_holds_none(port, &prefix, &conversation, &secrets).await;
+        own.push(format!("127.0.0.1:{port}"));
     }
-    // Nothing in any file the gateway wrote.
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let content = String::from_utf8_lossy(&bytes);
-        for canary in [
-            &canary_visitor,
-            &canary_operator,
-            &canary_note,
-            &fake_number,
-        ] {
-            assert!(!content.contains(canary.as_str()));
-        }
-    }
+    assert_output_holds_none(&output, &conversation, &secrets, &own);
+    assert_no_file_holds(&dir, &secrets);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The real `gateway` binary as a child process on a free port, at trace level, its stdout
+/// and stderr each drained whole into memory by a thread; killed on drop.
+struct Gateway {
+    base: String,
+    child: Child,
+    drains: Vec<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Gateway {
+    async fn start(env: &[(&str, String)]) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("serve")
+            // Forced, not inherited: the level must not depend on who runs the test.
+            .env("RUST_LOG", "trace")
+            .env("TSUNAGU_LOG__FILTER", "trace")
+            .env("TSUNAGU_LOG__FORMAT", "pretty")
+            .env("TSUNAGU_SERVER__HOST", "127.0.0.1")
+            .env("TSUNAGU_SERVER__PORT", "0")
+            .env("TSUNAGU_SERVER__SHUTDOWN_GRACE_MS", "1000")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the gateway binary starts");
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut tx = Some(tx);
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&line);
+                if let Some(url) = text.trim().strip_prefix("Landing page") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.trim().trim_end_matches('/').to_owned());
+                    }
+                }
+                all.append(&mut line);
+            }
+            all
+        });
+        let err = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = stderr.read_to_end(&mut all);
+            all
+        });
+        let mut gateway = Gateway {
+            base: String::new(),
+            child,
+            drains: vec![out, err],
+        };
+        gateway.base = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .expect("the gateway printed its address");
+        gateway
+    }
+
+    /// SIGTERM, a bounded wait for the exit (then SIGKILL), and the whole of stdout and
+    /// stderr once both pipes have closed.
+    fn stop(mut self) -> String {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+        let [out, err] = [self.drains.remove(0), self.drains.remove(0)]
+            .map(|d| String::from_utf8_lossy(&d.join().unwrap()).into_owned());
+        format!("{out}\n--- stderr\n{err}")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test]
@@ -430,37 +676,9 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     state.shutdown.cancel();
     let _ = server.await;
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(!text.contains(&canary), "canary in logs");
-    assert!(!text.contains(&reason), "flag reason in logs");
-    assert!(!text.contains(&fake_line_id), "LINE user id in logs");
-    let mut files = 0;
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            files += 1;
-            let content = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-            assert!(
-                !content.contains(&canary),
-                "canary in plaintext in {}",
-                path.display()
-            );
-            assert!(
-                !content.contains(&reason),
-                "reason in plaintext in {}",
-                path.display()
-            );
-            assert!(
-                !content.contains(&fake_line_id),
-                "LINE user id in plaintext in {}",
-                path.display()
-            );
-        }
-    }
+    let secrets = [canary, reason, fake_line_id];
+    assert_output_holds_none(&text, &conversation, &secrets, &[]);
+    let files = assert_no_file_holds(&dir, &secrets);
     assert!(files >= 2, "the record and the audit trail were written");
     std::fs::remove_dir_all(dir).unwrap();
 }
