@@ -237,6 +237,7 @@ const catalogue = {
     'removed.transferred': '{label} の相談を引き継ぎました。',
     'removed.requeued': '{label} の相談は待機列に戻りました。',
     'removed.gone': '{label} の相談は、接続が切れている間に終了したか待機列に戻りました。',
+    'removed.lost': '{label} の相談は、システムの不具合で失われました。相談者には、続けられなくなったこと、新しく相談を始められること、ほかの相談先を伝えています。',
 
     'error.bad_json': '送信した内容を受け付けられませんでした。',
     'error.bad_frame': '送信した内容を受け付けられませんでした。',
@@ -672,6 +673,7 @@ const catalogue = {
     'removed.transferred': 'The conversation with {label} was handed over.',
     'removed.requeued': 'The conversation with {label} went back to the queue.',
     'removed.gone': 'The conversation with {label} ended or went back to the queue while you were disconnected.',
+    'removed.lost': 'The conversation with {label} was lost by a fault in the system. The person has been told it cannot go on, that they can start a new conversation, and about other helplines.',
 
     'error.bad_json': 'The server could not accept what was sent.',
     'error.bad_frame': 'The server could not accept what was sent.',
