@@ -285,6 +285,21 @@ impl Session<'_> {
         }
     }
 
+    /// Tells the console that conversation `id`, if it follows it, is gone, and stops following.
+    async fn send_gone(&mut self, conn: &mut Conn, id: ConversationId) -> Flow {
+        let held = self.cursors.remove(&id).is_some();
+        let offered = self.offers.remove(&id);
+        if !(held || offered) {
+            return Flow::Continue;
+        }
+        tracing::warn!(operator = %self.user.id, conversation = %id, "conversation gone from the store; the console is told");
+        conn.send(&ServerMsg::Gone {
+            conversation: id,
+            reason: GoneReason::Lost,
+        })
+        .await
+    }
+
     /// Before the socket closes: sends `gone` for each conversation it follows that the store
     /// no longer has.
     async fn tell_gone_now(&mut self, conn: &mut Conn) {
@@ -296,7 +311,7 @@ impl Session<'_> {
             .collect();
         for id in followed {
             if let Ok(None) = self.app.engine.store.get(id).await {
-                let _ = self.outbound(conn, Outbound::Gone(id)).await;
+                let _ = self.send_gone(conn, id).await;
             }
         }
     }
@@ -314,22 +329,17 @@ impl Session<'_> {
                 Flow::Continue
             }
             Outbound::Recheck => {
-                self.recheck().await;
-                Flow::Continue
-            }
-            Outbound::Gone(id) => {
-                let held = self.cursors.remove(&id).is_some();
-                let offered = self.offers.remove(&id);
-                if !(held || offered) {
+                if self.app.accounts.session_live(self.token).await {
+                    self.recheck().await;
                     return Flow::Continue;
                 }
-                tracing::warn!(operator = %self.user.id, conversation = %id, "conversation gone from the store; the console is told");
-                conn.send(&ServerMsg::Gone {
-                    conversation: id,
-                    reason: GoneReason::Lost,
-                })
-                .await
+                // The session went with the store's data: say what was lost, then sign the
+                // console out now rather than at its next heartbeat, so the operator signs in
+                // again (and is known to routing again) at once.
+                self.tell_gone_now(conn).await;
+                Flow::Close(close::REVOKED, "session ended")
             }
+            Outbound::Gone(id) => self.send_gone(conn, id).await,
             // An operator socket has its own heartbeat timer.
             Outbound::Heartbeat => Flow::Continue,
             Outbound::Frame(msg) => {
