@@ -614,9 +614,12 @@
     // helplines are listed (the same list as when nobody is on duty).
     busy.hidden = !q.overloaded;
     if (q.wait_minutes === null) {
+      // No estimate: nobody is on duty (say so, with other helplines), or nothing to base one on
+      // yet (say nothing rather than a made-up number).
       wait.textContent = '';
-      none.hidden = q.overloaded;
-      $('queue-helplines').open = true;
+      var nobody = q.operators_on_duty === 0;
+      none.hidden = q.overloaded || !nobody;
+      if (nobody) $('queue-helplines').open = true;
     } else {
       none.hidden = true;
       wait.textContent = q.wait_minutes <= 1 ? t('queue_wait_soon') : t('queue_wait_minutes', { minutes: q.wait_minutes });
