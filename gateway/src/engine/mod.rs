@@ -208,6 +208,7 @@ impl Engine {
     /// A conversation the store no longer has is gone ([`Engine::tell_gone`]): after a restart
     /// of Redis without persistence, this is where its people and operators hear of it.
     pub async fn wake_local_sockets(&self) {
+        let mut gone = 0;
         for conv in self.registry.visitor_ids() {
             match self.store.get(conv).await {
                 Ok(Some(c)) => {
@@ -217,11 +218,18 @@ impl Engine {
                 }
                 Ok(None) => {
                     self.gone(conv);
+                    gone += 1;
                     continue;
                 }
                 Err(_) => {}
             }
             self.registry.to_visitor(conv, Outbound::Wake(conv));
+        }
+        if gone > 0 {
+            tracing::warn!(
+                people = gone,
+                "conversations gone from the store; their people are told"
+            );
         }
         for op in self.registry.operator_ids() {
             self.registry.to_operator(op, Outbound::Recheck);
@@ -250,18 +258,24 @@ impl Engine {
     /// for its person, so the `gone` queued here, after the store answered that it is not
     /// there, never overtakes an `ended`.
     pub async fn tell_gone(&self) {
+        let mut gone = 0;
         for conv in self.registry.visitor_ids() {
             if let Ok(None) = self.store.get(conv).await {
                 self.gone(conv);
+                gone += 1;
             }
         }
+        tracing::warn!(
+            people = gone,
+            "conversations gone from the store; their people are told"
+        );
         for op in self.registry.operator_ids() {
             self.registry.to_operator(op, Outbound::Recheck);
         }
     }
 
     fn gone(&self, conv: ConversationId) {
-        tracing::warn!(conversation = %conv, "conversation gone from the store; its person is told");
+        tracing::debug!(conversation = %conv, "conversation gone from the store");
         self.refs().remove(&conv);
         self.registry.to_visitor(conv, Outbound::Gone(conv));
     }
