@@ -6,9 +6,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { startGateway, startRedis, launchBrowser, operatorPage, tid } from './harness.js';
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
 let redis; let gw; let browser;
+
+/** Serious and critical axe-core violations of the page (as in accessibility.test.js). */
+async function violations(page) {
+  await page.addScriptTag({ content: AXE }).catch(async () => page.evaluate(AXE));
+  const found = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
+  });
+  return found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+}
 
 before(async () => {
   redis = await startRedis();
@@ -37,7 +52,7 @@ function flushAll(url) {
 
 test('a conversation the store lost is explained to the person with other helplines, and the console drops it', async () => {
   const op = await operatorPage(browser, gw.base, 'sakura', 'operator-password-1');
-  const context = await browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true });
+  const context = await browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true, bypassCSP: true });
   const person = await context.newPage();
   await person.goto(`${gw.base}/widget/`);
   await person.click(tid('start-button'));
@@ -60,6 +75,7 @@ test('a conversation the store lost is explained to the person with other helpli
   const helplines = await person.locator('#screen-ended [data-helplines] li').count();
   assert.ok(helplines > 0, 'other helplines are listed');
   assert.ok(await person.isVisible('#start-again'));
+  assert.deepEqual(await violations(person), [], 'the lost-conversation screen is accessible');
 
   // The console: the conversation is gone from the tabs, with a notice that stays.
   await op.waitForSelector(`${tid('toast')}:has-text("失われました")`, { timeout: 15000 });
