@@ -401,6 +401,7 @@ function dispatch(msg) {
     case 'event': onEvent(msg); break;
     case 'typing': onTyping(msg); break;
     case 'removed': onRemoved(msg); break;
+    case 'gone': onGone(msg); break;
     case 'ack': onAck(msg); break;
     case 'error': onError(msg); break;
     case 'pong': break;
@@ -740,6 +741,23 @@ function onRemoved(m) {
   const reason = ['closed', 'transferred', 'requeued'].includes(m.reason) ? m.reason : 'closed';
   if (!conv.closingLocally) toast(t(`removed.${reason}`, { label: convLabel(conv.id) }), 'info');
   dropConv(conv.id);
+}
+
+/**
+ * `gone`: the service lost this conversation (its store was restarted or emptied) without it
+ * ending. Nothing more can be sent or received in it; the person has been told and offered a new
+ * start. The notice stays until dismissed (an alert, not a passing status), so a counsellor who
+ * was mid-reply understands why the conversation vanished.
+ */
+function onGone(m) {
+  const id = m.conversation;
+  if (!id) return;
+  const offered = state.offers.has(id);
+  removeOffer(id);
+  const conv = state.convs.get(id);
+  if (!conv && !offered) return;
+  toast(t('removed.lost', { label: convLabel(id) }), 'error', { timeout: 0 });
+  if (conv) dropConv(id);
 }
 
 function dropConv(id) {

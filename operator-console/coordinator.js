@@ -144,6 +144,9 @@ const E = {
   recordClose: $('#record-close'),
   recordState: $('#record-state'),
   escRefresh: $('#escalations-refresh'),
+  escNote: $('#escalations-note'),
+  escTable: $('#escalations-table'),
+  flaggingOff: $('#flagging-off'),
 };
 
 initI18n(E.lang);
@@ -571,10 +574,30 @@ function renderEmergencySectionState() {
 
 // ---------------------------------------------------------------- panels (polled)
 
+/**
+ * Emergency flagging is off on this gateway (no escalation key, the first-run default; the
+ * server says so in /api/me). Then there are no records or audit trail to load, and asking for
+ * them would only fail again and again: the page says flagging is off and how an admin turns it
+ * on, instead of an error that promises a retry.
+ */
+function flaggingOff() {
+  return !!state.me && state.me.flagging === false;
+}
+
+function renderFlagging() {
+  const off = flaggingOff();
+  E.flaggingOff.hidden = !off;
+  E.escNote.hidden = off;
+  E.escTable.hidden = off;
+  E.escRefresh.hidden = off;
+  if (off) { showStatus(E.escStatus, null); E.escEmpty.hidden = true; }
+}
+
 function startPanels() {
   stopPanels();
-  state.auditHidden = false;
+  state.auditHidden = flaggingOff();
   E.auditSection.hidden = true;
+  renderFlagging();
   loadConversations();
   loadEscalations();
   state.timers.push(setInterval(loadConversations, CONVERSATIONS_POLL_MS));
@@ -582,7 +605,7 @@ function startPanels() {
   // polled: it is loaded at start, when the set of open emergencies changes, after a flag or
   // clear from this page, and by the refresh button.
   // The audit trail is for admins; a coordinator would get 403, so only admins ask.
-  if (state.me && state.me.role === 'admin') {
+  if (state.me && state.me.role === 'admin' && !flaggingOff()) {
     loadAudit();
     state.timers.push(setInterval(loadAudit, AUDIT_POLL_MS));
   }
@@ -684,6 +707,7 @@ function updateConvRow(row, c) {
   else emCell.textContent = '—';
   const flagBtn = row.querySelector('[data-testid="coord-flag"]');
   setText(flagBtn, open ? 'coord.flagAdd' : 'coord.flag');
+  flagBtn.hidden = flaggingOff();
   row.querySelector('[data-testid="coord-clear"]').hidden = !open;
 }
 
@@ -839,7 +863,7 @@ async function submitClear(e) {
 // ---------------------------------------------------------------- escalation records
 
 async function loadEscalations() {
-  if (state.stopped || state.escLoading) return;
+  if (state.stopped || state.escLoading || flaggingOff()) return;
   state.escLoading = true;
   const r = await api('/api/escalations');
   state.escLoading = false;

@@ -237,6 +237,7 @@ const catalogue = {
     'removed.transferred': '{label} の相談を引き継ぎました。',
     'removed.requeued': '{label} の相談は待機列に戻りました。',
     'removed.gone': '{label} の相談は、接続が切れている間に終了したか待機列に戻りました。',
+    'removed.lost': '{label} の相談は、システムの不具合で失われました。相談者には、続けられなくなったこと、新しく相談を始められること、ほかの相談先を伝えています。',
 
     'error.bad_json': '送信した内容を受け付けられませんでした。',
     'error.bad_frame': '送信した内容を受け付けられませんでした。',
@@ -360,6 +361,7 @@ const catalogue = {
     'coord.cleared': '{label} の緊急フラグを解除しました。',
     'coord.actionFailed': '操作できませんでした。{detail}',
     'coord.loadError': '読み込めませんでした（{status}）。自動でもう一度試します。',
+    'coord.flaggingOff': '緊急フラグは無効です（エスカレーション鍵が設定されていません）。そのため、エスカレーション記録と監査記録はありません。有効にするには、管理者がゲートウェイの環境変数 TSUNAGU_ESCALATION__KEY に 64 桁の 16 進数の鍵（例: openssl rand -hex 32 で作成し、リポジトリの外に保管）を設定して再起動します（escalation.enabled = false にしている場合は、それも外します）。詳しくは docs/privacy.md をご覧ください。',
     'coord.err.400': '入力内容が正しくありません。',
     'coord.err.403': '権限がないか、許可されていない接続元からの操作です。',
     'coord.err.404': '相談が見つかりません（すでに終了した可能性があります）。',
@@ -672,6 +674,7 @@ const catalogue = {
     'removed.transferred': 'The conversation with {label} was handed over.',
     'removed.requeued': 'The conversation with {label} went back to the queue.',
     'removed.gone': 'The conversation with {label} ended or went back to the queue while you were disconnected.',
+    'removed.lost': 'The conversation with {label} was lost by a fault in the system. The person has been told it cannot go on, that they can start a new conversation, and about other helplines.',
 
     'error.bad_json': 'The server could not accept what was sent.',
     'error.bad_frame': 'The server could not accept what was sent.',
@@ -794,6 +797,7 @@ const catalogue = {
     'coord.cleared': 'The emergency flag on {label} was cleared.',
     'coord.actionFailed': 'That did not work. {detail}',
     'coord.loadError': 'Could not load ({status}). Retrying automatically.',
+    'coord.flaggingOff': 'Emergency flagging is off (no escalation key is set), so there are no escalation records and no audit trail. To turn it on, an admin sets TSUNAGU_ESCALATION__KEY on the gateway to a key of 64 hex characters (e.g. made with openssl rand -hex 32 and kept outside the repository) and restarts it (removing escalation.enabled = false, if set); see docs/privacy.md.',
     'coord.err.400': 'Something in the input is not valid.',
     'coord.err.403': 'Not allowed (role or origin).',
     'coord.err.404': 'Conversation not found (it may have ended).',

@@ -538,6 +538,7 @@
       case 'ack': onAck(msg); break;
       case 'error': onError(msg); break;
       case 'pong': break;
+      case 'gone': onGone(msg); break;
       default: break;
     }
   }
@@ -613,9 +614,12 @@
     // helplines are listed (the same list as when nobody is on duty).
     busy.hidden = !q.overloaded;
     if (q.wait_minutes === null) {
+      // No estimate: nobody is on duty (say so, with other helplines), or nothing to base one on
+      // yet (say nothing rather than a made-up number).
       wait.textContent = '';
-      none.hidden = q.overloaded;
-      $('queue-helplines').open = true;
+      var nobody = q.operators_on_duty === 0;
+      none.hidden = q.overloaded || !nobody;
+      if (nobody) $('queue-helplines').open = true;
     } else {
       none.hidden = true;
       wait.textContent = q.wait_minutes <= 1 ? t('queue_wait_soon') : t('queue_wait_minutes', { minutes: q.wait_minutes });
@@ -1093,7 +1097,28 @@
     reason.textContent = e ? endedText(e) : '';
     $('ended-body').hidden = false;
     $('notfound-body').hidden = true;
+    $('gone-body').hidden = true;
     $('screen-ended').setAttribute('data-reason', 'ended');
+    showScreen('ended', true);
+  }
+
+  /** `gone`: the service lost this conversation (its store was restarted or emptied). */
+  function onGone(msg) {
+    if (S.conversation && msg.conversation && msg.conversation !== S.conversation) return;
+    conversationLost();
+  }
+
+  function conversationLost() {
+    // Said plainly, with a way forward: the person may be in the middle of something hard, and
+    // a silent page would read as being ignored. Other helplines are on the same screen.
+    S.ended = true;
+    finishConversation();
+    $('ended-title').textContent = t('gone_title');
+    $('ended-reason').hidden = true;
+    $('ended-body').hidden = true;
+    $('notfound-body').hidden = true;
+    $('gone-body').hidden = false;
+    $('screen-ended').setAttribute('data-reason', 'gone');
     showScreen('ended', true);
   }
 
@@ -1105,6 +1130,7 @@
     $('ended-reason').hidden = true;
     $('ended-body').hidden = true;
     $('notfound-body').hidden = false;
+    $('gone-body').hidden = true;
     $('screen-ended').setAttribute('data-reason', 'not_found');
     showScreen('ended', true);
   }

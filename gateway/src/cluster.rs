@@ -86,8 +86,9 @@ impl Remote {
             Outbound::Close(code, _) => Some(Remote::Close { code: *code }),
             // Which conversations an operator socket follows is decided by steps (`Applied`).
             Outbound::Hold(_) | Outbound::Release(_) => None,
-            // Each node pings its own sockets.
-            Outbound::Heartbeat => None,
+            // Each node pings its own sockets, and finds for itself which of its sockets'
+            // conversations the store lost.
+            Outbound::Heartbeat | Outbound::Gone(_) | Outbound::Recheck => None,
         }
     }
 

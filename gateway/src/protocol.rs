@@ -637,6 +637,22 @@ pub enum ServerMsg {
     Pong {
         id: Ulid,
     },
+    /// The conversation no longer exists in the store, without an `ended` entry: the store lost
+    /// it (a Redis restart without persistence, a flush, a failover to an empty replica). A
+    /// person's socket closes with [`close::NOT_FOUND`] after it; an operator's console drops
+    /// the conversation (or its offer) and the socket stays open.
+    Gone {
+        conversation: Ulid,
+        reason: GoneReason,
+    },
+}
+
+/// Why a conversation is [`ServerMsg::Gone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneReason {
+    /// The store no longer has it (it lost its data).
+    Lost,
 }
 
 impl ServerMsg {
@@ -704,6 +720,7 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const UNAUTHENTICATED: u16 = 4001;
     pub const UNSUPPORTED_VERSION: u16 = 4002;
+    /// Resume token unknown, or the conversation is gone (after a `gone` frame).
     pub const NOT_FOUND: u16 = 4004;
     pub const HEARTBEAT_TIMEOUT: u16 = 4008;
     pub const SUPERSEDED: u16 = 4009;

@@ -824,3 +824,75 @@ async fn no_line_user_id_text_or_token_appears_in_any_log_line() {
         }
     }
 }
+
+/// Issue 17, item 14: the store lost the conversation (what a Redis restart without
+/// persistence does; here the conversation is deleted without an `ended` entry and the engine
+/// told to check, as it is when it notices the loss). The person gets a push in the channel's
+/// language saying so, how to start again and other helplines; the operator's console gets
+/// `gone`; and the person's next message starts a new conversation.
+#[tokio::test]
+async fn a_conversation_the_store_lost_is_explained_to_the_person_and_their_next_message_starts_anew(
+) {
+    let t = LineTest::start().await;
+    let mut op = t.app.operator("lost-op", 2, true).await;
+    let user = new_user();
+    let (ev, _) = harness::text(
+        &user,
+        &canary("before the loss"),
+        Some(&reply_token()),
+        None,
+    );
+    assert_eq!(t.post("npo1", &[ev]).await, 200);
+    let conv = op.take().await;
+    let u = user.clone();
+    t.fake
+        .wait_for("someone is here now", |_| {
+            t.fake.pushed_to(&u).iter().any(|m| m.contains(JOINED))
+        })
+        .await;
+
+    let id: ulid::Ulid = conv.parse().unwrap();
+    t.app.state.engine.store.delete(id).await.unwrap();
+    t.app.state.engine.tell_gone().await;
+
+    let u = user.clone();
+    t.fake
+        .wait_for("the loss explained", |_| {
+            t.fake
+                .pushed_to(&u)
+                .iter()
+                .any(|m| m.contains("続けられなくなりました"))
+        })
+        .await;
+    let told = t.fake.pushed_to(&user).join("\n");
+    for needle in [
+        "もう一度メッセージを送って",
+        "よりそいホットライン 0120-279-338",
+        "救急 119",
+    ] {
+        assert!(told.contains(needle), "the notice lacks {needle}: {told}");
+    }
+    let c = conv.clone();
+    let gone = op
+        .client
+        .expect("gone", move |v| {
+            v["type"] == "gone" && v["conversation"] == c.as_str()
+        })
+        .await;
+    assert_eq!(gone["reason"], "lost");
+    for _ in 0..200 {
+        if t.line().live() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.line().live(), 0, "the person is no longer followed");
+
+    let (ev, _) = harness::text(&user, &canary("after the loss"), Some(&reply_token()), None);
+    assert_eq!(t.post("npo1", &[ev]).await, 200);
+    let convs = t
+        .wait_conversations("a new conversation", |c| c.len() == 1)
+        .await;
+    assert_ne!(convs[0].id, id, "a new conversation, not the lost one");
+    t.finish().await;
+}

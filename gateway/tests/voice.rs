@@ -576,3 +576,67 @@ async fn a_missing_credential_stops_the_start_naming_the_variable() {
         ),
     }
 }
+
+/// Issue 17, item 14: the store lost a waiting call's conversation (deleted without an
+/// `ended` entry, and the engine told to check, as when it notices the loss): the caller hears
+/// why, to call again, the other helplines, and the call ends.
+#[tokio::test]
+async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_helplines_then_the_call_ends(
+) {
+    let t = VoiceTest::start().await;
+    // Someone on duty (who does not take the call), or the caller is turned away at once.
+    let (_op, _) = t.phone_operator("lost-wait-op").await;
+    let caller = new_caller();
+    t.incoming(&caller).await;
+    let convs = t
+        .wait_conversations("the call queued", |c| c.len() == 1)
+        .await;
+    t.app.state.engine.store.delete(convs[0].id).await.unwrap();
+    t.app.state.engine.tell_gone().await;
+    t.fake
+        .wait_for("hang-up", |f| f.applied(&caller.sid).len() == 1)
+        .await;
+    let doc = parse_twiml(&t.fake.applied(&caller.sid)[0].twiml).await;
+    check_doc(&doc);
+    let words = said(&doc);
+    for needle in ["もう一度おかけ直しください", "0120-279-338"] {
+        assert!(words.contains(needle), "{needle} not in {words}");
+    }
+    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
+    t.finish().await;
+}
+
+/// A call already with a counsellor is left up when the store loses its conversation (cutting
+/// it could cut someone off mid-sentence); the counsellor's console is told it is gone.
+#[tokio::test]
+async fn a_bridged_call_whose_conversation_the_store_lost_is_left_up_and_the_console_is_told() {
+    let t = VoiceTest::start().await;
+    let (mut op, _) = t.phone_operator("lost-bridged-op").await;
+    let caller = new_caller();
+    t.incoming(&caller).await;
+    let conv = take_call(&mut op).await;
+    t.fake
+        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
+        .await;
+    t.app
+        .state
+        .engine
+        .store
+        .delete(conv.parse().unwrap())
+        .await
+        .unwrap();
+    t.app.state.engine.tell_gone().await;
+    let c = conv.clone();
+    op.client
+        .expect("gone", move |v| {
+            v["type"] == "gone" && v["conversation"] == c.as_str()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        t.fake.applied(&caller.sid).len(),
+        1,
+        "no hang-up for a call with a counsellor"
+    );
+    t.finish().await;
+}

@@ -204,16 +204,35 @@ impl Engine {
     /// (after cross-node wake-ups may have been missed), and records again that the people and
     /// operators of these sockets are connected here (after an outage of Redis, another node
     /// may have taken this one for dead).
+    ///
+    /// A conversation the store no longer has is gone ([`Engine::tell_gone`]): after a restart
+    /// of Redis without persistence, this is where its people and operators hear of it.
     pub async fn wake_local_sockets(&self) {
+        let mut gone = 0;
         for conv in self.registry.visitor_ids() {
-            if let Ok(Some(c)) = self.store.get(conv).await {
-                if !c.visitor_connected && !c.state.is_terminal() {
-                    self.visitor_connection(conv, true).await;
+            match self.store.get(conv).await {
+                Ok(Some(c)) => {
+                    if !c.visitor_connected && !c.state.is_terminal() {
+                        self.visitor_connection(conv, true).await;
+                    }
                 }
+                Ok(None) => {
+                    self.gone(conv);
+                    gone += 1;
+                    continue;
+                }
+                Err(_) => {}
             }
             self.registry.to_visitor(conv, Outbound::Wake(conv));
         }
+        if gone > 0 {
+            tracing::warn!(
+                people = gone,
+                "conversations gone from the store; their people are told"
+            );
+        }
         for op in self.registry.operator_ids() {
+            self.registry.to_operator(op, Outbound::Recheck);
             if let Ok(Some(rec)) = self
                 .store
                 .update_operator(op, OperatorUpdate::Connected)
@@ -227,6 +246,38 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Tells this node's people and operators about every conversation of theirs that the
+    /// store no longer has (it lost its data: a restart without persistence, a flush, a
+    /// failover to an empty replica). A person's socket gets `gone` and closes (the LINE and
+    /// phone connectors say so in their own way); an operator's socket checks the conversations
+    /// it follows and drops those that are gone.
+    ///
+    /// A conversation that ended normally is deleted only after its `ended` entry was queued
+    /// for its person, so the `gone` queued here, after the store answered that it is not
+    /// there, never overtakes an `ended`.
+    pub async fn tell_gone(&self) {
+        let mut gone = 0;
+        for conv in self.registry.visitor_ids() {
+            if let Ok(None) = self.store.get(conv).await {
+                self.gone(conv);
+                gone += 1;
+            }
+        }
+        tracing::warn!(
+            people = gone,
+            "conversations gone from the store; their people are told"
+        );
+        for op in self.registry.operator_ids() {
+            self.registry.to_operator(op, Outbound::Recheck);
+        }
+    }
+
+    fn gone(&self, conv: ConversationId) {
+        tracing::debug!(conversation = %conv, "conversation gone from the store");
+        self.refs().remove(&conv);
+        self.registry.to_visitor(conv, Outbound::Gone(conv));
     }
 
     pub fn with_escalations(mut self, escalations: Option<Arc<Escalations>>) -> Self {

@@ -37,6 +37,14 @@ pub enum Outbound {
     Release(ConversationId),
     /// Close the socket with this code and reason.
     Close(u16, &'static str),
+    /// The person's conversation no longer exists in the store (it lost its data): tell them
+    /// ([`crate::protocol::ServerMsg::Gone`], or each connector's own words) and stop. Queued
+    /// by [`crate::engine::Engine::tell_gone`] after the store answered that the conversation
+    /// is not there, so an `ended` queued before its deletion is always handled first.
+    Gone(ConversationId),
+    /// The store may have lost conversations: an operator socket checks each conversation it
+    /// follows and tells the console about those that are gone.
+    Recheck,
     /// Time for the heartbeat: ping the peer, or close it if it has been silent too long. Sent
     /// to visitor sockets by one shared ticker ([`crate::ws::visitor::spawn_heartbeat`]) instead
     /// of a timer in each socket's task; other sockets ignore it.

@@ -14,8 +14,6 @@ use crate::store::StoreError;
 /// Days roll over at midnight Japan time (UTC+9, no daylight saving).
 const JST_OFFSET_MS: u64 = 9 * 60 * 60 * 1000;
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-/// Until real conversations have closed, assume 15 minutes per conversation for the estimate.
-const DEFAULT_HANDLE_MS: f64 = 15.0 * 60_000.0;
 /// Weight of the newest closed conversation in the moving average of handling time.
 const HANDLE_EWMA_ALPHA: f64 = 0.1;
 /// Acknowledged alerts are dropped after an hour; at most this many alerts are kept.
@@ -78,8 +76,24 @@ impl StatsState {
         });
     }
 
-    pub fn handle_ms(&self) -> f64 {
-        self.handle_ewma_ms.unwrap_or(DEFAULT_HANDLE_MS)
+    /// How long a conversation takes here (a moving average); `None` until one has closed.
+    pub fn handle_ms(&self) -> Option<f64> {
+        self.handle_ewma_ms
+    }
+
+    /// A rough wait in minutes for someone at `position` (1-based) with `on_duty_capacity`
+    /// slots on duty, from how long conversations have taken here. `None` when there is nothing
+    /// to base it on: nobody on duty, or no conversation has closed yet. (A made-up default of
+    /// 15 minutes a conversation told a person who arrived while an operator was free, before
+    /// the offer reached them, to expect about 15 minutes; saying nothing is truer, and the
+    /// offer follows at once.)
+    pub fn estimate_wait(&self, position: u32, on_duty_capacity: u32) -> Option<u32> {
+        if on_duty_capacity == 0 {
+            return None;
+        }
+        let handle = self.handle_ms()?;
+        let rounds = position.div_ceil(on_duty_capacity) as f64;
+        Some(((rounds * handle) / 60_000.0).ceil().max(1.0) as u32)
     }
 
     /// Keeps an alert (raised here or, with several nodes, on another node).
@@ -284,14 +298,10 @@ impl Engine {
         Ok(d)
     }
 
-    /// A rough wait in minutes for someone at `position` (1-based); `None` if nobody is on duty.
+    /// A rough wait in minutes for someone at `position` (1-based): see
+    /// [`StatsState::estimate_wait`].
     pub(crate) fn estimate_wait(&self, position: u32, on_duty_capacity: u32) -> Option<u32> {
-        if on_duty_capacity == 0 {
-            return None;
-        }
-        let handle = self.stats().handle_ms();
-        let rounds = position.div_ceil(on_duty_capacity) as f64;
-        Some(((rounds * handle) / 60_000.0).ceil().max(1.0) as u32)
+        self.stats().estimate_wait(position, on_duty_capacity)
     }
 }
 
@@ -315,11 +325,32 @@ mod tests {
     #[test]
     fn handle_time_is_a_moving_average() {
         let mut s = StatsState::default();
-        assert_eq!(s.handle_ms(), DEFAULT_HANDLE_MS);
+        assert_eq!(s.handle_ms(), None);
         s.observe_handle_time(10_000);
-        assert_eq!(s.handle_ms(), 10_000.0);
+        assert_eq!(s.handle_ms(), Some(10_000.0));
         s.observe_handle_time(20_000);
-        assert_eq!(s.handle_ms(), 11_000.0);
+        assert_eq!(s.handle_ms(), Some(11_000.0));
+    }
+
+    #[test]
+    fn with_no_conversation_closed_yet_no_wait_is_estimated_even_with_someone_free() {
+        let s = StatsState::default();
+        // An operator on duty with room: no history, so no number (it used to be 15 minutes).
+        assert_eq!(s.estimate_wait(1, 2), None);
+        assert_eq!(s.estimate_wait(5, 2), None);
+    }
+
+    #[test]
+    fn the_wait_estimate_follows_how_long_conversations_have_taken() {
+        let mut s = StatsState::default();
+        s.observe_handle_time(6 * 60_000);
+        assert_eq!(s.estimate_wait(1, 0), None, "nobody on duty");
+        assert_eq!(s.estimate_wait(1, 2), Some(6));
+        assert_eq!(
+            s.estimate_wait(3, 2),
+            Some(12),
+            "two rounds of conversations ahead"
+        );
     }
 
     #[test]

@@ -175,6 +175,17 @@ impl Engine {
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
+        match self.store.lost_data().await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::error!(
+                    "the store lost its data (restarted without persistence, flushed, or failed \
+                     over to an empty replica); telling everyone whose conversation is gone"
+                );
+                self.tell_gone().await;
+            }
+            Err(e) => tracing::debug!(error = %e, "could not check the store's marker"),
+        }
     }
 
     /// Fires every deadline that has passed.

@@ -37,6 +37,9 @@ pub enum ApiError {
     NotFound,
     #[error("conflict")]
     Conflict,
+    /// A feature this gateway does not have switched on (emergency flagging without a key).
+    #[error("not enabled")]
+    NotEnabled,
     #[error("unavailable")]
     Unavailable,
     /// Rate limited or locked out: retry after this many seconds.
@@ -53,6 +56,7 @@ impl IntoResponse for ApiError {
             ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict => (StatusCode::CONFLICT, "conflict"),
+            ApiError::NotEnabled => (StatusCode::NOT_FOUND, "not_enabled"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         };
@@ -289,8 +293,16 @@ fn me_json(user: &User) -> serde_json::Value {
     json!({"id": user.id, "name": user.display_name, "username": user.username, "role": user.role})
 }
 
-pub async fn me(CurrentUser(user): CurrentUser) -> Json<serde_json::Value> {
-    Json(me_json(&user))
+/// The signed-in user, and what this gateway offers them: `flagging` says whether emergency
+/// flagging is on (an escalation key is set), so that the coordinator view says it is off
+/// instead of asking for records that cannot exist.
+pub async fn me(
+    State(app): State<Arc<AppState>>,
+    CurrentUser(user): CurrentUser,
+) -> Json<serde_json::Value> {
+    let mut me = me_json(&user);
+    me["flagging"] = json!(app.engine.escalations.is_some());
+    Json(me)
 }
 
 pub async fn directory(
@@ -395,7 +407,7 @@ fn engine_error(code: crate::protocol::ErrorCode) -> ApiError {
         E::NotFound => ApiError::NotFound,
         E::Invalid | E::TextTooLong => ApiError::Invalid("category or reason"),
         E::OutOfOrder => ApiError::Conflict,
-        E::NotEnabled => ApiError::NotFound,
+        E::NotEnabled => ApiError::NotEnabled,
         _ => ApiError::Unavailable,
     }
 }
@@ -492,8 +504,13 @@ pub async fn set_overloaded(
     Ok(Json(json!({ "overloaded": app.engine.is_overloaded() })))
 }
 
+/// The escalation records; with flagging off, 404 `not_enabled` (there are none, and asking
+/// again will not change that: `GET /api/me` says so up front).
 fn escalations(app: &AppState) -> Result<&crate::escalation::Escalations, ApiError> {
-    app.engine.escalations.as_deref().ok_or(ApiError::NotFound)
+    app.engine
+        .escalations
+        .as_deref()
+        .ok_or(ApiError::NotEnabled)
 }
 
 pub async fn list_escalations(

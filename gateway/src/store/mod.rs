@@ -270,6 +270,13 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, _now: Millis) -> Result<Vec<Applied>, StoreError> {
         Ok(Vec::new())
     }
+    /// Shared stores: true when the store lost what it held since this was last asked (a
+    /// restart without persistence, a flush, a failover to a replica that never had it), told
+    /// by a marker key the first node writes and every node checks; each node is told once per
+    /// loss. Always false for one process, whose memory is the store.
+    async fn lost_data(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// Shared stores: whether this node holds (or has now taken) the lease on `task` for the
     /// next `ttl_ms`, so that work every node could do (the timer sweep) is done by one at a
     /// time; when the holder stops renewing, another node takes over. Always true for one

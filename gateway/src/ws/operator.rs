@@ -2,7 +2,7 @@
 //! session cookie before anything else happens; the session is re-checked on every heartbeat so
 //! a revoked or expired session closes the socket (4010).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, EventFrame, OperatorClient, OperatorInfo, ServerMsg, Side,
-    MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ErrorCode, EventFrame, GoneReason, OperatorClient, OperatorInfo,
+    ServerMsg, Side, MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -133,11 +133,13 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
             )
         })
         .collect();
+    let offers = snapshot.offers.iter().map(|o| o.conversation).collect();
     let mut session = Session {
         app: &app,
         user: &user,
         token: &token,
         cursors,
+        offers,
     };
     let welcome = ServerMsg::OperatorWelcome {
         v: PROTOCOL_VERSION,
@@ -206,6 +208,9 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
                 if app.accounts.session_live(&token).await {
                     conn.heartbeat_tick().await
                 } else {
+                    // Sessions are lost with the store's data: the console hears which of its
+                    // conversations went with them before it is signed out.
+                    session.tell_gone_now(&mut conn).await;
                     Flow::Close(close::REVOKED, "session ended")
                 }
             }
@@ -230,6 +235,9 @@ struct Session<'a> {
     token: &'a str,
     /// Highest seq sent, per conversation this operator holds.
     cursors: HashMap<ConversationId, u64>,
+    /// Conversations offered to this operator and not yet accepted, withdrawn or gone (for
+    /// [`Outbound::Recheck`]: an offer the store lost is never withdrawn).
+    offers: HashSet<ConversationId>,
 }
 
 impl super::Outbox for Session<'_> {
@@ -256,10 +264,63 @@ impl Session<'_> {
         Flow::Continue
     }
 
+    /// The store may have lost conversations: each one this console follows (held or offered)
+    /// that the store no longer has is queued again on this socket as [`Outbound::Gone`]. Queued,
+    /// not told at once: a conversation that closed normally was released (queued) before it was
+    /// deleted, so its release is handled first and it is not reported as lost.
+    async fn recheck(&mut self) {
+        let engine = &self.app.engine;
+        let followed: Vec<ConversationId> = self
+            .cursors
+            .keys()
+            .chain(self.offers.iter())
+            .copied()
+            .collect();
+        for id in followed {
+            if let Ok(None) = engine.store.get(id).await {
+                engine
+                    .registry
+                    .to_operator(self.user.id, Outbound::Gone(id));
+            }
+        }
+    }
+
+    /// Tells the console that conversation `id`, if it follows it, is gone, and stops following.
+    async fn send_gone(&mut self, conn: &mut Conn, id: ConversationId) -> Flow {
+        let held = self.cursors.remove(&id).is_some();
+        let offered = self.offers.remove(&id);
+        if !(held || offered) {
+            return Flow::Continue;
+        }
+        tracing::warn!(operator = %self.user.id, conversation = %id, "conversation gone from the store; the console is told");
+        conn.send(&ServerMsg::Gone {
+            conversation: id,
+            reason: GoneReason::Lost,
+        })
+        .await
+    }
+
+    /// Before the socket closes: sends `gone` for each conversation it follows that the store
+    /// no longer has.
+    async fn tell_gone_now(&mut self, conn: &mut Conn) {
+        let followed: Vec<ConversationId> = self
+            .cursors
+            .keys()
+            .chain(self.offers.iter())
+            .copied()
+            .collect();
+        for id in followed {
+            if let Ok(None) = self.app.engine.store.get(id).await {
+                let _ = self.send_gone(conn, id).await;
+            }
+        }
+    }
+
     async fn outbound(&mut self, conn: &mut Conn, out: Outbound) -> Flow {
         match out {
             Outbound::Wake(id) => self.catch_up(conn, id).await,
             Outbound::Hold(id) => {
+                self.offers.remove(&id);
                 self.cursors.entry(id).or_insert(0);
                 self.catch_up(conn, id).await
             }
@@ -267,9 +328,32 @@ impl Session<'_> {
                 self.cursors.remove(&id);
                 Flow::Continue
             }
+            Outbound::Recheck => {
+                if self.app.accounts.session_live(self.token).await {
+                    self.recheck().await;
+                    return Flow::Continue;
+                }
+                // The session went with the store's data: say what was lost, then sign the
+                // console out now rather than at its next heartbeat, so the operator signs in
+                // again (and is known to routing again) at once.
+                self.tell_gone_now(conn).await;
+                Flow::Close(close::REVOKED, "session ended")
+            }
+            Outbound::Gone(id) => self.send_gone(conn, id).await,
             // An operator socket has its own heartbeat timer.
             Outbound::Heartbeat => Flow::Continue,
-            Outbound::Frame(msg) => conn.send(&msg).await,
+            Outbound::Frame(msg) => {
+                match &*msg {
+                    ServerMsg::Offer(o) => {
+                        self.offers.insert(o.conversation);
+                    }
+                    ServerMsg::OfferWithdrawn { conversation, .. } => {
+                        self.offers.remove(conversation);
+                    }
+                    _ => {}
+                }
+                conn.send(&msg).await
+            }
             Outbound::Json(text) => conn.send_json(&text).await,
             Outbound::Close(code, reason) => Flow::Close(code, reason),
         }

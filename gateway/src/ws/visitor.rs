@@ -16,8 +16,8 @@ use crate::engine::registry::Inbox;
 use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
 use crate::protocol::{
-    close, validate_text, Channel, ErrorCode, EventBody, EventFrame, Limits, ServerMsg, Side,
-    VisitorClient, PROTOCOL_VERSION,
+    close, validate_text, Channel, ErrorCode, EventBody, EventFrame, GoneReason, Limits, ServerMsg,
+    Side, VisitorClient, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -492,9 +492,20 @@ impl<'a> Session<'a> {
                 msg => conn.send(&msg).await,
             },
             Outbound::Json(text) => conn.send_json(&text).await,
-            Outbound::Release(_) => Flow::Continue,
+            Outbound::Release(_) | Outbound::Recheck => Flow::Continue,
             Outbound::Close(code, reason) => Flow::Close(code, reason),
             Outbound::Heartbeat => conn.heartbeat_tick().await,
+            Outbound::Gone(_) => {
+                // Nothing of the conversation is left to end or to mark disconnected.
+                self.ended = true;
+                let _ = conn
+                    .send(&ServerMsg::Gone {
+                        conversation: self.id,
+                        reason: GoneReason::Lost,
+                    })
+                    .await;
+                Flow::Close(close::NOT_FOUND, "conversation gone")
+            }
         }
     }
 

@@ -81,6 +81,33 @@ async fn without_a_key_flagging_is_not_enabled() {
     app.stop().await;
 }
 
+/// Issue 17, item 19: with flagging off (the first-run default) the API says so up front in
+/// `/api/me`, and the escalation and audit endpoints answer `not_enabled`, not a bare 404 the
+/// coordinator view took for a failure to retry.
+#[tokio::test]
+async fn with_flagging_off_the_api_says_so_and_records_and_audit_answer_not_enabled() {
+    let app = spawn_app().await;
+    let (_, cookie) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    let me: Value = get(&app, &cookie, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["flagging"], false, "{me}");
+    for path in ["/api/escalations", "/api/audit"] {
+        let r = get(&app, &cookie, path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "not_enabled", "{path}: {body}");
+    }
+    app.stop().await;
+
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let (_, cookie) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    let me: Value = get(&app, &cookie, "/api/me").await.json().await.unwrap();
+    assert_eq!(me["flagging"], true, "{me}");
+    assert_eq!(get(&app, &cookie, "/api/escalations").await.status(), 200);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only_they_can_read() {
     let dir = temp_dir();

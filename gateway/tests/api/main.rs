@@ -10,3 +10,4 @@ mod overload;
 mod queue;
 mod resume;
 mod tls;
+mod wait;

@@ -22,6 +22,9 @@ pub struct Notices {
     pub text_only: &'static str,
     /// The conversation ended: thanks, what was deleted, other helplines.
     closing_text: &'static str,
+    /// The conversation was lost (the service's store lost it): sorry, how to start again,
+    /// other helplines.
+    gone_text: &'static str,
     /// A group or multi-person chat: this is a one-to-one helpline.
     pub group: &'static str,
     /// For the operator, in place of content that is not text; `{k}` is the kind.
@@ -55,6 +58,9 @@ const JA: Notices = Notices {
 スタンプや写真などは相談員に届きません。言葉で送ってください。",
     closing_text: "相談はこれで終わりです。話してくれて、ありがとうございました。\
 ここでのやりとりは、こちらでは消去しました。また話したくなったら、いつでもメッセージを送ってください。\n\n",
+    gone_text: "ごめんなさい。システムの不具合で、この相談を続けられなくなりました。\
+書いてくれたことは、こちらには残っていません。\
+もう一度メッセージを送ってもらえれば、新しい相談として、順番に相談員がお返事します。\n\n",
     group: "このアカウントは、ひとりずつお話を聞く相談窓口です。グループでは相談を受けられません。\
 相談したいときは、このアカウントとの1対1のトークでメッセージを送ってください。",
     placeholder: "［{k}が送られました。文字以外の内容は表示されません］",
@@ -93,6 +99,9 @@ const JA_EASY: Notices = Notices {
     text_only: "ごめんなさい。ここでは もじの メッセージだけ よめます。スタンプや しゃしんは とどきません。",
     closing_text: "そうだんは これで おわりです。はなして くれて ありがとう。\
 ここでの やりとりは けしました。また いつでも メッセージを おくって ください。\n\n",
+    gone_text: "ごめんなさい。システムの ぐあいが わるくて、この そうだんを つづけられなく なりました。\
+かいて くれた ことは、こちらには のこって いません。\
+もう いちど メッセージを おくって くれたら、あたらしい そうだんとして、じゅんばんに へんじを します。\n\n",
     group: "ここは ひとりずつ はなしを きく ところです。グループでは そうだん できません。\
 この アカウントと 1たい1の トークで おくって ください。",
     placeholder: JA.placeholder,
@@ -124,6 +133,9 @@ information law allows).\nThe chat history stays on your phone; delete the chat 
 content do not reach the counsellor; please write in words.",
     closing_text: "This conversation has ended. Thank you for talking with us. It has been \
 deleted on our side. You can write again at any time.\n\n",
+    gone_text: "We are sorry: a fault in our system means this conversation cannot go on. \
+Nothing you wrote is kept on our side. If you send a message again, it starts a new \
+conversation and a counsellor will answer in turn.\n\n",
     group: "This account is a one-to-one helpline and cannot help in group chats. To talk, \
 please send a message in a one-to-one chat with this account.",
     placeholder: "[{k} sent; only text is shown]",
@@ -152,6 +164,11 @@ impl Notices {
     /// The closing message with other helplines.
     pub fn closing(&self) -> String {
         format!("{}{}", self.closing_text, self.helplines)
+    }
+
+    /// The conversation was lost, with how to start again and other helplines.
+    pub fn gone(&self) -> String {
+        format!("{}{}", self.gone_text, self.helplines)
     }
 
     /// Queue position and rough wait.
@@ -200,6 +217,20 @@ mod tests {
         assert!(Notices::for_language("ja-easy")
             .closing()
             .contains("0120-061-338"));
+    }
+
+    #[test]
+    fn a_lost_conversation_is_explained_in_every_language_with_the_helplines() {
+        for (lang, again) in [
+            ("ja", "もう一度メッセージを送って"),
+            ("ja-easy", "もう いちど メッセージを"),
+            ("en", "send a message again"),
+        ] {
+            let gone = Notices::for_language(lang).gone();
+            assert!(gone.contains(again), "{lang}: {gone}");
+            assert!(gone.contains("0120-279-338"), "{lang}: {gone}");
+            assert!(gone.chars().count() < 5_000);
+        }
     }
 
     #[test]

@@ -280,8 +280,28 @@ impl Follower {
                 // Queue positions change often; the person heard theirs when they joined.
                 _ => false,
             },
-            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat => false,
+            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat | Outbound::Recheck => {
+                false
+            }
             Outbound::Close(..) => true,
+            Outbound::Gone(_) => {
+                // The store lost the conversation: say so, how to start again (the next
+                // message starts a new one, as this follower stops), and other helplines.
+                if !blocked.load(Ordering::SeqCst) {
+                    let notices = Notices::for_language(&self.ch.language);
+                    let conv = self.conv.to_string();
+                    self.job(Job::Send {
+                        texts: vec![notices.gone()],
+                        key: retry_key(&[&conv, "gone"]),
+                        via_reply: true,
+                        reply: None,
+                        what: "notice",
+                        seq: None,
+                        operator_msg: None,
+                    });
+                }
+                true
+            }
         }
     }
 

@@ -125,8 +125,38 @@ impl Follower {
                 }
                 _ => false,
             },
-            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat => false,
+            Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat | Outbound::Recheck => {
+                false
+            }
             Outbound::Close(..) => true,
+            Outbound::Gone(_) => {
+                self.gone();
+                true
+            }
+        }
+    }
+
+    /// The store lost the conversation. A caller on hold hears why, the other helplines and
+    /// goodbye, and the call ends: nothing would ever take them off hold. A call already with
+    /// a counsellor (or being put through) is left up: the two are talking, and cutting a call
+    /// for a fault of ours could cut someone in crisis off mid-sentence; the counsellor's
+    /// console says the conversation is gone, and the call ends when either hangs up.
+    fn gone(&mut self) {
+        let Some(link) = self.link() else { return };
+        match link.phase {
+            Phase::Waiting => {
+                self.voice
+                    .update_link(&self.call_sid, |l| l.phase = Phase::Ending);
+                let _ = self.jobs.send(Job {
+                    op: "hangup",
+                    twiml: self.voice.docs().turn_away(Words::LOST),
+                    bridge_to: None,
+                });
+            }
+            Phase::Bridging | Phase::Bridged => {
+                tracing::warn!(conversation = %self.conv, "phone conversation gone from the store; the call with the counsellor is left up");
+            }
+            Phase::Ending => {}
         }
     }
 

@@ -152,6 +152,10 @@ impl Words {
         "相談員がかわります。もう一度おつなぎしますので、このままお待ちください。";
     pub const NOT_ANSWERED: &'static str =
         "相談員につながりませんでした。もう一度おつなぎしますので、このままお待ちください。";
+    /// The store lost the call's conversation: sorry, call again (the other helplines follow).
+    pub const LOST: &'static str =
+        "申し訳ありません。システムの不具合で、このままおつなぎすることができなくなりました。\
+        お手数ですが、もう一度おかけ直しください。ほかの相談窓口もご案内します。";
     pub const GOODBYE: &'static str =
         "お電話ありがとうございました。また話したくなったら、いつでもおかけください。";
 

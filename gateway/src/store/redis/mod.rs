@@ -18,6 +18,7 @@
 //! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
+//! | `P:epoch` | string | a marker the first node writes (`SET NX`, no TTL); when it vanishes or changes, Redis lost its data ([`Store::lost_data`]) |
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
 //! ([`crate::conversation`], [`crate::routing`]), then write with `commit.lua`, which checks every
@@ -96,6 +97,8 @@ pub struct RedisStore {
     /// only after [`NODE_TTL_SECS`] of that: after an outage of Redis every node's heartbeat has
     /// expired, and each must have had the time to renew its own first.
     beating_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The store's marker as this node last read it ([`Store::lost_data`]); `None` until read.
+    epoch: std::sync::Mutex<Option<String>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -232,6 +235,7 @@ impl RedisStore {
             delete: Script::new(include_str!("delete.lua")),
             lease: Script::new(LEASE),
             beating_since: std::sync::Mutex::new(None),
+            epoch: std::sync::Mutex::new(None),
         })
     }
 
@@ -1109,6 +1113,32 @@ impl Store for RedisStore {
             .run(|mut c| async move { c.hgetall(&key).await })
             .await?;
         Ok(Some(counts))
+    }
+
+    /// Writes the marker if there is none (a fresh Redis, or one that lost its data) and reads
+    /// it back, in one round trip: a marker other than the one read last time means the data
+    /// it stood beside is gone. Every node finds this out for itself, once.
+    async fn lost_data(&self) -> Result<bool, StoreError> {
+        let key = self.key(&["epoch"]);
+        let candidate = Ulid::new().to_string();
+        let (current,): (Option<String>,) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .set_nx(&key, &candidate)
+                    .ignore()
+                    .get(&key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(current) = current else {
+            // Flushed between the two commands: the next call writes it again.
+            return Ok(false);
+        };
+        let mut seen = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = seen.as_ref().is_some_and(|s| *s != current);
+        *seen = Some(current);
+        Ok(lost)
     }
 
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {

@@ -512,3 +512,24 @@ async fn an_operator_level_client_id_is_new_once_across_nodes() {
     assert_eq!(b.first_time(&key).await.unwrap(), Some(false));
     assert_eq!(a.first_time(&key).await.unwrap(), Some(false));
 }
+
+#[tokio::test]
+async fn every_node_learns_once_that_the_store_lost_its_data_when_its_marker_vanishes() {
+    let prefix = format!("epoch{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    assert!(!a.lost_data().await.unwrap(), "the first look writes it");
+    assert!(
+        !b.lost_data().await.unwrap(),
+        "a second node reads the same"
+    );
+    assert!(!a.lost_data().await.unwrap(), "unchanged");
+    // What a restart without persistence or a FLUSHALL does to it (only this test's keys).
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = conn.del(format!("{prefix}:epoch")).await.unwrap();
+    assert!(a.lost_data().await.unwrap(), "node a sees the loss");
+    assert!(b.lost_data().await.unwrap(), "node b sees it too");
+    assert!(!a.lost_data().await.unwrap(), "told once");
+    assert!(!b.lost_data().await.unwrap(), "told once");
+}
