@@ -23,7 +23,11 @@
 //! - **One owner, one place.** Each conversation is in exactly one of: the queue (queued), the
 //!   held set of exactly the operator its state names (offered, active, wrap-up), or nowhere
 //!   (closed, abandoned). The token index follows the visitor's side.
-//! - **Queue order.** `queue()` is strictly sorted by `QueueKey`; `dispatch` never passes over an
+//! - **Queue order.** `queue()` is in the order this test recorded, without the product's sort
+//!   key: higher priority first, then those handed back to the queue, then the order in which
+//!   the test saw each enter the queue (created, or handed back: requeued, or a transfer
+//!   declined or lapsed; an ordinary offer declined or lapsed keeps its place), so that
+//!   conversations created in the same millisecond keep their order; `dispatch` never passes over an
 //!   earlier conversation an operator could have served for a later one, leaves no servable pair
 //!   behind, gives each operator at most one pending offer and never offers to a decliner,
 //!   someone away, off duty or disconnected, or in the wrong language before the fallback;
@@ -388,6 +392,12 @@ struct Run {
     excused: bool,
     /// What happened so far, printed when an invariant breaks.
     trail: Vec<String>,
+    /// The reference for queue order: per conversation, when this test saw it (last) enter
+    /// the queue, counted by the test, not by the store.
+    places: HashMap<ConversationId, u64>,
+    entered: u64,
+    /// The command the current step applied, if it applied one.
+    last_command: Option<Command>,
 }
 
 macro_rules! check {
@@ -417,13 +427,54 @@ impl Run {
             strict_capacity: true,
             excused: false,
             trail: Vec::new(),
+            places: HashMap::new(),
+            entered: 0,
+            last_command: None,
         }
     }
 
-    /// Deterministic ids, so that a shrunk failure replays identically.
+    /// Notes that a conversation (re)entered the queue now: it goes behind all before it.
+    fn entered_queue(&mut self, id: ConversationId) {
+        self.entered += 1;
+        self.places.insert(id, self.entered);
+    }
+
+    /// Notes the conversations a step put back in the queue. An ordinary offer declined or
+    /// lapsed keeps its place; anything else that comes back takes a new one.
+    fn note_entries(&mut self, before: &Snap, after: &Snap) {
+        let declined = matches!(
+            self.last_command,
+            Some(Command::Decline { .. } | Command::OfferExpired { .. })
+        );
+        for (b, a) in before.convs.iter().zip(&after.convs) {
+            let keeps_place = match b.state {
+                State::Queued => true,
+                State::Offered {
+                    transfer_from: None,
+                    ..
+                } => declined,
+                _ => false,
+            };
+            if a.state == State::Queued && !keeps_place {
+                self.entered_queue(a.id);
+            }
+        }
+    }
+
+    /// The queue as this test expects it, from what it recorded.
+    fn expected_queue(&self, s: &Snap) -> Vec<ConversationId> {
+        let mut queued: Vec<&Conversation> =
+            s.convs.iter().filter(|c| c.state == State::Queued).collect();
+        queued.sort_by_key(|c| (std::cmp::Reverse(c.priority), !c.requeued, self.places[&c.id]));
+        queued.iter().map(|c| c.id).collect()
+    }
+
+    /// Deterministic ids, so that a shrunk failure replays identically. They run downwards:
+    /// conversations created in one millisecond then sort by id the other way round from the
+    /// order they arrived in, so a queue that breaks ties by id is caught.
     fn id(&mut self) -> Ulid {
         self.next_id += 1;
-        Ulid::from_parts(T0, self.next_id)
+        Ulid::from_parts(T0, u128::from(u32::MAX) - self.next_id)
     }
 
     fn record(&self, i: usize, op: &NewOp) -> OperatorRecord {
@@ -454,6 +505,7 @@ impl Run {
         conv.priority = n.priority;
         conv.weight = n.weight;
         self.store.create(conv).await.unwrap();
+        self.entered_queue(id);
         self.convs.push(id);
         self.tokens.push(token);
     }
@@ -603,7 +655,9 @@ impl Run {
             self.now += pause;
             self.trail.push(format!("t+{} {action:?}", self.now - T0));
             self.excused = false;
+            self.last_command = None;
             let after = self.step(action, &snap).await;
+            self.note_entries(&snap, &after);
             self.invariants(&after).await;
             self.capacity(&snap, &after);
             self.never_rewritten(&snap, &after);
@@ -715,6 +769,7 @@ impl Run {
                 let command = self.command(cmd, &before.convs[i], cid);
                 self.trail
                     .push(format!("    = {command:?} client id {cid:?}"));
+                self.last_command = Some(command.clone());
                 let res = self.store.apply(id, command.clone(), cid, now).await;
                 let after = self.snap().await;
                 self.check_apply(before, &after, i, command, cid, res);
@@ -814,6 +869,16 @@ impl Run {
                     "the store appends what the state machine logs"
                 );
                 pure.last_seq += outcome.log.len() as u64;
+                if pure.needs_arrival() {
+                    // Back in the queue: the store numbers it (the order is checked against
+                    // this test's own record in `invariants`).
+                    check!(
+                        self,
+                        after.convs[i].arrival > 0,
+                        "a conversation back in the queue is numbered"
+                    );
+                    pure.arrival = after.convs[i].arrival;
+                }
                 check!(
                     self,
                     pure == after.convs[i],
@@ -1183,13 +1248,13 @@ impl Run {
                 );
             }
         }
-        for w in s.queue.windows(2) {
-            check!(
-                self,
-                w[0].queue_key() < w[1].queue_key(),
-                "the queue is strictly ordered by QueueKey"
-            );
-        }
+        let expected = self.expected_queue(s);
+        let queue: Vec<ConversationId> = s.queue.iter().map(|q| q.id).collect();
+        check!(
+            self,
+            queue == expected,
+            "the queue is in the order recorded (priority, handed back, then entry): {queue:?}, expected {expected:?}"
+        );
         for q in &s.queue {
             check!(
                 self,
