@@ -463,9 +463,18 @@ impl Run {
 
     /// The queue as this test expects it, from what it recorded.
     fn expected_queue(&self, s: &Snap) -> Vec<ConversationId> {
-        let mut queued: Vec<&Conversation> =
-            s.convs.iter().filter(|c| c.state == State::Queued).collect();
-        queued.sort_by_key(|c| (std::cmp::Reverse(c.priority), !c.requeued, self.places[&c.id]));
+        let mut queued: Vec<&Conversation> = s
+            .convs
+            .iter()
+            .filter(|c| c.state == State::Queued)
+            .collect();
+        queued.sort_by_key(|c| {
+            (
+                std::cmp::Reverse(c.priority),
+                !c.requeued,
+                self.places[&c.id],
+            )
+        });
         queued.iter().map(|c| c.id).collect()
     }
 

@@ -229,7 +229,10 @@ pub async fn a_conversation_handed_back_goes_behind_those_handed_back_before_it(
     }
     let q: Vec<_> = store.queue().await.unwrap().iter().map(|c| c.id).collect();
     assert_eq!(q, vec![convs[1].id, convs[0].id, convs[2].id]);
-    assert_eq!(store.queue_position(convs[0].id).await.unwrap(), Some((2, 3)));
+    assert_eq!(
+        store.queue_position(convs[0].id).await.unwrap(),
+        Some((2, 3))
+    );
 }
 
 pub async fn queue_is_oldest_first_and_dispatch_respects_capacity(store: Arc<dyn Store>) {

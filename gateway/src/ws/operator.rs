@@ -72,10 +72,10 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
             tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut conn)).await;
         let flow = match inbound {
             Err(_) => Flow::Close(close::HEARTBEAT_TIMEOUT, "no hello"),
-            Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, .. })) => {
+            Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, id })) => {
                 if v != PROTOCOL_VERSION {
                     let _ = conn
-                        .error(&metrics, None, ErrorCode::UnsupportedVersion)
+                        .error(&metrics, Some(id), ErrorCode::UnsupportedVersion)
                         .await;
                     Flow::Close(close::UNSUPPORTED_VERSION, "unsupported version")
                 } else {
@@ -138,6 +138,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
         user: &user,
         token: &token,
         cursors,
+        limiter: app.limits.per_operator_connection(),
     };
     let welcome = ServerMsg::OperatorWelcome {
         v: PROTOCOL_VERSION,
@@ -230,6 +231,9 @@ struct Session<'a> {
     token: &'a str,
     /// Highest seq sent, per conversation this operator holds.
     cursors: HashMap<ConversationId, u64>,
+    /// Messages (and typing) of this console: the visitors' rule, with the operators' own,
+    /// larger allowance (`limits.operator_messages_per_minute`).
+    limiter: crate::limits::ConnectionLimiter,
 }
 
 impl super::Outbox for Session<'_> {
@@ -316,19 +320,28 @@ impl Session<'_> {
                 id,
                 conversation,
                 text,
-            } => match validate_text(&text) {
-                Err(code) => ServerMsg::error(Some(id), code),
-                Ok(text) => match engine.operator_send(op, conversation, id, text).await {
-                    Ok(seq) => ServerMsg::Ack { id, seq },
+            } => {
+                if let Err(wait) = self.limiter.check() {
+                    // Refused and counted with the socket's other refusals (`MAX_ERRORS`).
+                    return conn.rate_limited(&engine.metrics, Some(id), wait).await;
+                }
+                match validate_text(&text) {
                     Err(code) => ServerMsg::error(Some(id), code),
-                },
-            },
+                    Ok(text) => match engine.operator_send(op, conversation, id, text).await {
+                        Ok(seq) => ServerMsg::Ack { id, seq },
+                        Err(code) => ServerMsg::error(Some(id), code),
+                    },
+                }
+            }
             OperatorClient::Typing {
                 conversation,
                 active,
                 ..
             } => {
-                engine.operator_typing(op, conversation, active).await;
+                // Typing indicators share the message allowance; over it they are dropped.
+                if self.limiter.check().is_ok() {
+                    engine.operator_typing(op, conversation, active).await;
+                }
                 return Flow::Continue;
             }
             OperatorClient::Ack {

@@ -104,23 +104,45 @@ async fn anything_before_hello_is_out_of_order() {
 }
 
 #[tokio::test]
-async fn an_unsupported_protocol_version_is_refused_with_4002() {
+async fn an_unsupported_protocol_version_is_refused_with_4002_answering_the_hellos_id() {
     let app = spawn_app().await;
     let mut c = app.raw_visitor().await;
-    c.send(json!({"type":"hello","v":2,"id":id(),"start":{}}))
+    let hello = id();
+    c.send(json!({"type":"hello","v":2,"id":hello,"start":{}}))
         .await;
-    assert_eq!(c.expect_type("error").await["code"], "unsupported_version");
+    let e = c.expect_type("error").await;
+    assert_eq!(e["code"], "unsupported_version");
+    assert_eq!(e["id"], hello.as_str(), "the error answers the hello");
     assert_eq!(c.expect_close().await, Some(4002));
+    // The operator endpoint answers the same way.
+    let (_, cookie) = app
+        .session("sakura", tsunagu::auth::Role::Operator, Some(2))
+        .await;
+    let mut console = app
+        .connect("/ws/operator", Some(&app.base), Some(&cookie))
+        .await
+        .unwrap();
+    let hello = id();
+    console.send(json!({"type":"hello","v":2,"id":hello})).await;
+    let e = console.expect_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("unsupported_version"), Some(hello.as_str()))
+    );
+    assert_eq!(console.expect_close().await, Some(4002));
     app.stop().await;
 }
 
 #[tokio::test]
-async fn an_unknown_resume_token_is_refused_with_4004() {
+async fn an_unknown_resume_token_is_refused_with_4004_answering_the_hellos_id() {
     let app = spawn_app().await;
     let mut c = app.raw_visitor().await;
-    c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":"forged","last_seq":0}}))
+    let hello = id();
+    c.send(json!({"type":"hello","v":1,"id":hello,"resume":{"token":"forged","last_seq":0}}))
         .await;
-    assert_eq!(c.expect_type("error").await["code"], "not_found");
+    let e = c.expect_type("error").await;
+    assert_eq!(e["code"], "not_found");
+    assert_eq!(e["id"], hello.as_str(), "the error answers the hello");
     assert_eq!(c.expect_close().await, Some(4004));
     app.stop().await;
 }

@@ -314,10 +314,7 @@ impl RedisStore {
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
         // Missing rows are conversations whose keys expired (the TTL backstop): skip them.
-        Ok(rows
-            .into_iter()
-            .filter_map(parse_conv)
-            .collect())
+        Ok(rows.into_iter().filter_map(parse_conv).collect())
     }
 
     async fn members(&self, key: String) -> Result<Vec<String>, StoreError> {
