@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::protocol::{
-    Channel, ConversationSummary, EmergencySummary, EndReason, EventBody, LeftReason, Millis,
-    OperatorConvState, Side, VisitorState,
+    Channel, ClientId, ConversationSummary, EmergencySummary, EndReason, EventBody, LeftReason,
+    Millis, OperatorConvState, Side, VisitorState,
 };
 
 pub type ConversationId = Ulid;
@@ -244,12 +244,12 @@ pub enum Command {
     Message {
         from: Side,
         operator: Option<OperatorId>,
-        id: Ulid,
+        id: ClientId,
         text: String,
     },
     /// The person withdraws an earlier message of theirs (by its client id).
     VisitorRetract {
-        id: Ulid,
+        id: ClientId,
     },
     /// The person ends the conversation.
     VisitorEnd,
@@ -1069,7 +1069,7 @@ mod tests {
                 Command::Message {
                     from: Side::Visitor,
                     operator: None,
-                    id: Ulid::new(),
+                    id: Ulid::new().into(),
                     text: "hi".into(),
                 },
                 Command::WrapUpExpired,
@@ -1087,7 +1087,7 @@ mod tests {
         let msg = |from, operator| Command::Message {
             from,
             operator,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: "hello".into(),
         };
         c.apply(msg(Side::Visitor, None), T0).unwrap();
@@ -1179,7 +1179,7 @@ mod tests {
     #[test]
     fn a_person_may_retract_a_message_while_the_conversation_lives() {
         let mut c = queued();
-        let id = Ulid::new();
+        let id = ClientId::from(Ulid::new());
         let out = c.apply(Command::VisitorRetract { id }, T0).unwrap();
         assert_eq!(out.log, vec![EventBody::Retracted { id }]);
         c.apply(Command::VisitorEnd, T0).unwrap();

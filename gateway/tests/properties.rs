@@ -50,7 +50,9 @@ use proptest::prelude::*;
 use tsunagu::conversation::{
     Command, Conversation, ConversationId, OperatorId, State, StateKind, EMERGENCY_CATEGORIES,
 };
-use tsunagu::protocol::{Channel, EndReason, EventBody, LogEntry, Millis, Presence, Side};
+use tsunagu::protocol::{
+    Channel, ClientId, EndReason, EventBody, LogEntry, Millis, Presence, Side,
+};
 use tsunagu::routing::{self, OperatorSlot};
 use tsunagu::store::{Applied, ApplyError, MemoryStore, OperatorRecord, OperatorUpdate, Store};
 use ulid::Ulid;
@@ -610,14 +612,16 @@ impl Run {
             Cmd::Message(from, o, t) => Command::Message {
                 from,
                 operator: (from == Side::Operator).then(|| op(o)),
-                id: cid.unwrap_or_else(|| Ulid::from_parts(0, self.now as u128)),
+                id: cid
+                    .unwrap_or_else(|| Ulid::from_parts(0, self.now as u128))
+                    .into(),
                 text: TEXTS[t].to_owned(),
             },
             Cmd::Retract(i) => Command::VisitorRetract {
                 id: if self.cids.is_empty() {
-                    Ulid::nil()
+                    Ulid::nil().into()
                 } else {
-                    self.cids[i % self.cids.len()]
+                    self.cids[i % self.cids.len()].into()
                 },
             },
             Cmd::VisitorEnd => Command::VisitorEnd,
@@ -1484,6 +1488,100 @@ proptest! {
                 .map(|c| c.id);
             prop_assert_eq!(routing::next_for(&queue, o, rc.now, FALLBACK_MS), expected);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client ids
+// ---------------------------------------------------------------------------------------------
+
+/// Characters a client id might be written with: Crockford's base32 in both cases, the letters
+/// it leaves out, and a few that are nothing like it.
+const ID_CHARS: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyzILOUilou-_ ";
+
+/// A text that may or may not be a client id: mostly 26 characters, sometimes not.
+fn id_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::collection::vec(proptest::sample::select(ID_CHARS), 26),
+        1 => proptest::collection::vec(proptest::sample::select(ID_CHARS), 0..30),
+    ]
+    .prop_map(|bytes| String::from_utf8(bytes).expect("ASCII"))
+}
+
+/// A second text near the first: a case variant, one character changed, the first character
+/// changed (where an out-of-range id used to land on another), or an unrelated text.
+fn id_pair() -> impl Strategy<Value = (String, String)> {
+    id_text().prop_flat_map(|a| {
+        let len = a.len().max(1);
+        let b = prop_oneof![
+            proptest::collection::vec(any::<bool>(), len).prop_map({
+                let a = a.clone();
+                move |flips| {
+                    a.chars()
+                        .zip(flips)
+                        .map(|(c, f)| {
+                            if f {
+                                c.to_ascii_lowercase()
+                            } else {
+                                c.to_ascii_uppercase()
+                            }
+                        })
+                        .collect::<String>()
+                }
+            }),
+            (0..len, proptest::sample::select(ID_CHARS)).prop_map({
+                let a = a.clone();
+                move |(i, c)| {
+                    let mut bytes = a.clone().into_bytes();
+                    if let Some(b) = bytes.get_mut(i) {
+                        *b = c;
+                    }
+                    String::from_utf8(bytes).expect("ASCII")
+                }
+            }),
+            proptest::sample::select(ID_CHARS).prop_map({
+                let a = a.clone();
+                move |c| {
+                    let mut bytes = a.clone().into_bytes();
+                    if let Some(b) = bytes.first_mut() {
+                        *b = c;
+                    }
+                    String::from_utf8(bytes).expect("ASCII")
+                }
+            }),
+            id_text(),
+        ];
+        (Just(a), b)
+    })
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// Two accepted ids are the same id exactly when they are the same text up to case (so a
+    /// different message is never taken for a retry of another), and each is written back as
+    /// it was sent.
+    #[test]
+    fn two_different_accepted_client_ids_never_collide((a, b) in id_pair()) {
+        let (pa, pb) = (ClientId::parse(&a), ClientId::parse(&b));
+        for (text, parsed) in [(&a, &pa), (&b, &pb)] {
+            if let Ok(id) = parsed {
+                prop_assert_eq!(&id.to_string(), text, "written back as sent");
+                prop_assert!(text.len() == 26 && (b'0'..=b'7').contains(&text.as_bytes()[0]));
+            }
+        }
+        if let (Ok(x), Ok(y)) = (pa, pb) {
+            prop_assert_eq!(x == y, a.eq_ignore_ascii_case(&b), "{} and {}", a, b);
+            prop_assert_eq!(x.ulid() == y.ulid(), a.eq_ignore_ascii_case(&b));
+        }
+    }
+
+    /// Every 128-bit value has an id, and it reads back as that value.
+    #[test]
+    fn every_ulid_is_an_accepted_client_id(v in any::<u128>()) {
+        let text = Ulid(v).to_string();
+        prop_assert_eq!(ClientId::parse(&text).map(|c| c.ulid()), Ok(Ulid(v)));
+        prop_assert_eq!(ClientId::parse(&text.to_lowercase()).map(|c| c.ulid()), Ok(Ulid(v)));
     }
 }
 

@@ -53,7 +53,7 @@ fn message(text: &str) -> Command {
     Command::Message {
         from: Side::Visitor,
         operator: None,
-        id: Ulid::new(),
+        id: Ulid::new().into(),
         text: text.to_owned(),
     }
 }

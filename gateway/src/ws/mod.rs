@@ -14,13 +14,11 @@ pub mod visitor;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ulid::Ulid;
-
 use socket::{Message, Socket};
 
 use crate::engine::registry::{Inbox, Outbound};
 use crate::metrics::Metrics;
-use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg};
+use crate::protocol::{close, parse_frame, ClientFrame, ClientId, ErrorCode, ServerMsg};
 
 /// After this many refused frames on one socket, it is closed with 1008: errors and
 /// `rate_limited` refusals alike (a `hello` past the new-conversation limit, a message past the
@@ -40,7 +38,7 @@ pub enum Flow {
 pub enum Inbound<T> {
     Frame(T),
     /// A frame that could not be parsed; answer with an error and go on.
-    Bad(Option<Ulid>, ErrorCode),
+    Bad(Option<ClientId>, ErrorCode),
     /// Ping/pong or other control traffic: only proves the peer is alive.
     Alive,
     /// The peer closed, or the transport failed.
@@ -149,7 +147,12 @@ impl Conn {
     }
 
     /// Sends an error event; too many refusals close the socket.
-    pub async fn error(&mut self, metrics: &Metrics, id: Option<Ulid>, code: ErrorCode) -> Flow {
+    pub async fn error(
+        &mut self,
+        metrics: &Metrics,
+        id: Option<ClientId>,
+        code: ErrorCode,
+    ) -> Flow {
         self.refuse(metrics, &ServerMsg::error(id, code), code)
             .await
     }
@@ -158,7 +161,7 @@ impl Conn {
     pub async fn rate_limited(
         &mut self,
         metrics: &Metrics,
-        id: Option<Ulid>,
+        id: Option<ClientId>,
         wait: crate::limits::RetryAfter,
     ) -> Flow {
         let msg = ServerMsg::rate_limited(id, wait.millis());

@@ -12,7 +12,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use ulid::Ulid;
 
 use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
@@ -20,8 +19,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, EventFrame, OperatorClient, OperatorInfo, ServerMsg, Side,
-    MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ClientId, ErrorCode, EventFrame, OperatorClient, OperatorInfo, ServerMsg,
+    Side, MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -279,7 +278,7 @@ impl Session<'_> {
         }
     }
 
-    fn reply(id: Ulid, result: Result<(), ErrorCode>) -> ServerMsg {
+    fn reply(id: ClientId, result: Result<(), ErrorCode>) -> ServerMsg {
         match result {
             Ok(()) => ServerMsg::Ack { id, seq: None },
             Err(code) => ServerMsg::error(Some(id), code),
@@ -306,15 +305,15 @@ impl Session<'_> {
                 }
                 Err(code) => ServerMsg::error(Some(id), code),
             },
-            OperatorClient::TakeNext { id } => match engine.take_next(op, id).await {
+            OperatorClient::TakeNext { id } => match engine.take_next(op, id.ulid()).await {
                 Ok(_) => ServerMsg::Ack { id, seq: None },
                 Err(code) => ServerMsg::error(Some(id), code),
             },
             OperatorClient::Accept { id, conversation } => {
-                Self::reply(id, engine.accept(op, name, conversation, id).await)
+                Self::reply(id, engine.accept(op, name, conversation, id.ulid()).await)
             }
             OperatorClient::Decline { id, conversation } => {
-                Self::reply(id, engine.decline(op, conversation, id).await)
+                Self::reply(id, engine.decline(op, conversation, id.ulid()).await)
             }
             OperatorClient::Send {
                 id,
@@ -365,20 +364,26 @@ impl Session<'_> {
                 {
                     ServerMsg::error(Some(id), ErrorCode::TextTooLong)
                 } else {
-                    Self::reply(id, engine.transfer(op, conversation, to, note, id).await)
+                    Self::reply(
+                        id,
+                        engine.transfer(op, conversation, to, note, id.ulid()).await,
+                    )
                 }
             }
             OperatorClient::Help { id, conversation } => {
                 Self::reply(id, engine.help(op, name, conversation).await)
             }
             OperatorClient::End { id, conversation } => {
-                Self::reply(id, engine.operator_end(op, conversation, id).await)
+                Self::reply(id, engine.operator_end(op, conversation, id.ulid()).await)
             }
             OperatorClient::WrapUp {
                 id,
                 conversation,
                 category,
-            } => Self::reply(id, engine.wrap_up(op, conversation, category, id).await),
+            } => Self::reply(
+                id,
+                engine.wrap_up(op, conversation, category, id.ulid()).await,
+            ),
             OperatorClient::Flag {
                 id,
                 conversation,
@@ -387,7 +392,14 @@ impl Session<'_> {
             } => Self::reply(
                 id,
                 engine
-                    .flag(Some(op), name, conversation, category, reason, Some(id))
+                    .flag(
+                        Some(op),
+                        name,
+                        conversation,
+                        category,
+                        reason,
+                        Some(id.ulid()),
+                    )
                     .await,
             ),
         };

@@ -542,7 +542,7 @@ impl<'a> Session<'a> {
                 engine.ack(self.id, Side::Visitor, seq).await;
                 Flow::Continue
             }
-            VisitorClient::End { id } => match engine.visitor_end(self.id, id).await {
+            VisitorClient::End { id } => match engine.visitor_end(self.id, id.ulid()).await {
                 Ok(()) => conn.send(&ServerMsg::Ack { id, seq: None }).await,
                 Err(code) => conn.error(metrics, Some(id), code).await,
             },

@@ -238,7 +238,7 @@ async fn a_closed_conversation_leaves_no_key_behind() {
         Command::Message {
             from: Side::Visitor,
             operator: None,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: canary.into(),
         },
         Some(Ulid::new()),
@@ -285,7 +285,7 @@ async fn every_key_of_a_live_conversation_has_a_ttl() {
         Command::Message {
             from: Side::Visitor,
             operator: None,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: "hello".into(),
         },
         Some(Ulid::new()),
