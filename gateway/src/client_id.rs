@@ -141,6 +141,33 @@ impl<'de> Deserialize<'de> for ClientId {
     }
 }
 
+/// The same checks for the other ids a client sends (conversations, colleagues): the server
+/// made them, so a valid client only ever sends them back as they were; one out of range is
+/// refused rather than read as another conversation.
+pub mod strict {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer};
+    use ulid::Ulid;
+
+    use super::ClientId;
+
+    pub fn ulid<'de, D: Deserializer<'de>>(d: D) -> Result<Ulid, D::Error> {
+        ClientId::deserialize(d).map(ClientId::ulid)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ulid>, D::Error> {
+        Ok(Option::<ClientId>::deserialize(d)?.map(ClientId::ulid))
+    }
+
+    pub fn keys<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<HashMap<Ulid, V>, D::Error> {
+        let map = HashMap::<ClientId, V>::deserialize(d)?;
+        Ok(map.into_iter().map(|(k, v)| (k.ulid(), v)).collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

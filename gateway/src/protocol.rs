@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::client_id::strict;
 pub use crate::client_id::ClientId;
 
 /// The protocol version clients send in `hello.v`.
@@ -197,7 +198,7 @@ pub enum OperatorClient {
     Hello {
         v: u32,
         id: ClientId,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "strict::keys")]
         last_seqs: HashMap<Ulid, u64>,
     },
     Presence {
@@ -209,51 +210,61 @@ pub enum OperatorClient {
     },
     Accept {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     Decline {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     Send {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         text: String,
     },
     Typing {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         active: bool,
     },
     Ack {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         seq: u64,
     },
     Transfer {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "strict::option")]
         to: Option<Ulid>,
         #[serde(default)]
         note: Option<String>,
     },
     Help {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     End {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     WrapUp {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         category: String,
     },
     /// Records an emergency flag (or adds to it).
     Flag {
         id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         category: String,
         reason: String,
@@ -808,6 +819,22 @@ mod tests {
         let frame = r#"{"type":"accept","id":"Z1M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
         let err = parse_frame::<OperatorClient>(frame).unwrap_err();
         assert_eq!(err.code, ErrorCode::Invalid);
+        // The conversation an operator names is checked the same way.
+        let frame = r#"{"type":"accept","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"P1M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
+        let err = parse_frame::<OperatorClient>(frame).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Invalid);
+        let frame = r#"{"type":"hello","v":1,"id":"01M95GDJGJ6FNKM0YF7E9F6FGW","last_seqs":{"P1M95GDJGJ6FNKM0YF7E9F6FGW":3}}"#;
+        assert_eq!(
+            parse_frame::<OperatorClient>(frame).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let frame = r#"{"type":"transfer","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01M95GDJGJ6FNKM0YF7E9F6FGW","to":"P1M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
+        assert_eq!(
+            parse_frame::<OperatorClient>(frame).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let frame = r#"{"type":"transfer","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01m95gdjgj6fnkm0yf7e9f6fgw","to":null}"#;
+        assert!(parse_frame::<OperatorClient>(frame).is_ok());
     }
 
     #[test]
