@@ -97,10 +97,11 @@ async fn handshake(
                 if let Err(wait) = app.limits.new_conversation(key) {
                     // Told when to come back; the socket stays open for the retry, but a
                     // socket that keeps asking is closed after `MAX_ERRORS` refusals.
-                    return match conn.rate_limited(&app.engine.metrics, Some(id), wait).await {
-                        Flow::Continue => continue,
-                        Flow::Close(code, reason) => Err((code, reason)),
-                    };
+                    let flow = conn.rate_limited(&app.engine.metrics, Some(id), wait).await;
+                    if let Flow::Close(code, reason) = flow {
+                        return Err((code, reason));
+                    }
+                    continue;
                 }
                 let lang = clean_lang(start.and_then(|s| s.lang));
                 let (conv, token) = app
