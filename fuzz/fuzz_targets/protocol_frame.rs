@@ -1,40 +1,43 @@
 //! The websocket frame parser: `parse_frame` for both endpoints, and `validate_text`.
 //!
 //! Besides "never panics", checks what the parser promises: a parsed frame re-serialises to a
-//! frame that parses to the same value, carries the id its JSON carried, and an error's id is
-//! the frame's readable id; accepted text is trimmed, not empty and at most `MAX_TEXT_CHARS`.
+//! frame that parses to the same value, carries the id its JSON carried (written back exactly as
+//! it was sent), and an error's id is the frame's valid id; accepted text is trimmed, not empty and at most `MAX_TEXT_CHARS`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tsunagu::protocol::{
-    parse_frame, validate_text, ClientFrame, OperatorClient, VisitorClient, MAX_TEXT_CHARS,
+    parse_frame, validate_text, ClientFrame, ClientId, OperatorClient, VisitorClient,
+    MAX_TEXT_CHARS,
 };
-use ulid::Ulid;
 
-/// The `id` a frame's JSON object carries, if it is a readable ULID string.
-fn readable_id(text: &str) -> Option<Ulid> {
+/// The `id` a frame's JSON object carries, as sent, if it is a valid client id.
+fn readable_id(text: &str) -> Option<(ClientId, String)> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    Ulid::from_string(value.as_object()?.get("id")?.as_str()?).ok()
+    let sent = value.as_object()?.get("id")?.as_str()?;
+    Some((ClientId::parse(sent).ok()?, sent.to_owned()))
 }
 
-fn check<T>(text: &str, id_of: fn(&T) -> Ulid)
+fn check<T>(text: &str, id_of: fn(&T) -> ClientId)
 where
     T: ClientFrame + serde::Serialize + PartialEq + std::fmt::Debug,
 {
     match parse_frame::<T>(text) {
         Ok(frame) => {
-            assert_eq!(
-                Some(id_of(&frame)),
-                readable_id(text),
-                "parsed id is the JSON id"
-            );
+            let (id, sent) = readable_id(text).expect("a parsed frame has a valid id");
+            assert_eq!(id_of(&frame), id, "parsed id is the JSON id");
+            assert_eq!(id_of(&frame).to_string(), sent, "and is written back as sent");
             let again = serde_json::to_string(&frame).expect("a parsed frame serialises");
             let back = parse_frame::<T>(&again).expect("a re-serialised frame parses");
             assert_eq!(back, frame, "round trip");
         }
         Err(e) => {
             if e.id.is_some() {
-                assert_eq!(e.id, readable_id(text), "an error carries the frame's id");
+                assert_eq!(
+                    e.id,
+                    readable_id(text).map(|(id, _)| id),
+                    "an error carries the frame's id"
+                );
             }
         }
     }

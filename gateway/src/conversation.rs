@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::protocol::{
-    Channel, ConversationSummary, EmergencySummary, EndReason, EventBody, LeftReason, Millis,
-    OperatorConvState, Side, VisitorState,
+    Channel, ClientId, ConversationSummary, EmergencySummary, EndReason, EventBody, LeftReason,
+    Millis, OperatorConvState, Side, VisitorState,
 };
 
 pub type ConversationId = Ulid;
@@ -115,14 +115,18 @@ impl State {
 }
 
 /// Where a queued conversation sorts. Lower sorts first: higher priority, then conversations
-/// handed back to the queue (they go to the front), then the oldest.
+/// handed back to the queue (they go to the front), then arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QueueKey {
     /// `u8::MAX - priority`, so that higher priority sorts first.
     pub inverse_priority: u8,
     /// 0 for a conversation returned to the queue, 1 for a first-time arrival.
     pub tier: u8,
-    pub since: Millis,
+    /// [`Conversation::arrival`]: a number the store gives, unique and increasing, not a
+    /// time: a millisecond timestamp ties for people who arrive together (30 people in one
+    /// LINE webhook), and the tie was broken by the random conversation id.
+    pub arrival: u64,
+    /// Only ever decides between conversations not yet numbered (never in a store).
     pub id: ConversationId,
 }
 
@@ -161,6 +165,12 @@ pub struct Conversation {
     pub queued_at: Millis,
     /// True once handed back to the queue: it then sorts before first-time arrivals.
     pub requeued: bool,
+    /// Its place in arrival order, given by the store when the conversation enters the queue
+    /// (is created, or is handed back): a per-process counter in the memory store, one atomic
+    /// counter (`INCR`) in Redis, so it is strictly increasing in the order the steps were
+    /// stored. 0 until the store has numbered it ([`Conversation::needs_arrival`]).
+    #[serde(default)]
+    pub arrival: u64,
     #[serde(flatten)]
     pub state: State,
     /// When an operator first answered; the maximum duration counts from here.
@@ -234,12 +244,12 @@ pub enum Command {
     Message {
         from: Side,
         operator: Option<OperatorId>,
-        id: Ulid,
+        id: ClientId,
         text: String,
     },
     /// The person withdraws an earlier message of theirs (by its client id).
     VisitorRetract {
-        id: Ulid,
+        id: ClientId,
     },
     /// The person ends the conversation.
     VisitorEnd,
@@ -314,6 +324,7 @@ impl Conversation {
             created_at: now,
             queued_at: now,
             requeued: false,
+            arrival: 0,
             state: State::Queued,
             answered_at: None,
             last_activity: now,
@@ -346,9 +357,15 @@ impl Conversation {
         QueueKey {
             inverse_priority: u8::MAX - self.priority,
             tier: if self.requeued { 0 } else { 1 },
-            since: self.queued_at,
+            arrival: self.arrival,
             id: self.id,
         }
+    }
+
+    /// True when the conversation has (re)entered the queue and the store must give it the
+    /// next arrival number before storing it.
+    pub fn needs_arrival(&self) -> bool {
+        self.state == State::Queued && self.arrival == 0
     }
 
     /// What the person sees.
@@ -391,6 +408,8 @@ impl Conversation {
         self.state = State::Queued;
         self.requeued = true;
         self.queued_at = now;
+        // A new place, at the back of the requeued: the store numbers it.
+        self.arrival = 0;
         self.operator_name = None;
     }
 
@@ -1050,7 +1069,7 @@ mod tests {
                 Command::Message {
                     from: Side::Visitor,
                     operator: None,
-                    id: Ulid::new(),
+                    id: Ulid::new().into(),
                     text: "hi".into(),
                 },
                 Command::WrapUpExpired,
@@ -1068,7 +1087,7 @@ mod tests {
         let msg = |from, operator| Command::Message {
             from,
             operator,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: "hello".into(),
         };
         c.apply(msg(Side::Visitor, None), T0).unwrap();
@@ -1160,7 +1179,7 @@ mod tests {
     #[test]
     fn a_person_may_retract_a_message_while_the_conversation_lives() {
         let mut c = queued();
-        let id = Ulid::new();
+        let id = ClientId::from(Ulid::new());
         let out = c.apply(Command::VisitorRetract { id }, T0).unwrap();
         assert_eq!(out.log, vec![EventBody::Retracted { id }]);
         c.apply(Command::VisitorEnd, T0).unwrap();

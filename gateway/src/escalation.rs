@@ -608,7 +608,7 @@ mod tests {
             at: seq,
             event: EventBody::Message {
                 from: Side::Visitor,
-                id: Ulid::new(),
+                id: Ulid::new().into(),
                 text: text.into(),
                 operator: None,
             },

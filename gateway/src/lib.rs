@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: every frame on the wire (visitor and operator websockets), one place.
+//! - [`protocol`]: every frame on the wire (visitor and operator websockets), one place;
+//!   [`client_id`]: the ids clients put in their frames, checked and echoed as sent.
 //! - [`conversation`]: the conversation state machine; [`routing`]: who is offered whom.
 //! - [`store`]: the `Store` trait (conversations, queue, presence, message logs) and the
 //!   in-memory implementation; its `conformance` suite is what any store must pass.
@@ -30,6 +31,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
+pub mod client_id;
 pub mod cluster;
 pub mod config;
 pub mod connectors;

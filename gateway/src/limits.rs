@@ -8,8 +8,10 @@
 //! What is limited, and what the limited client is told:
 //! - new conversations per address (a visitor's `hello` with `start`): error `rate_limited`
 //!   with `retry_after_ms`, the socket stays open so the widget can try again;
-//! - messages per connection: error `rate_limited` with `retry_after_ms` for the refused frame;
-//!   the conversation continues (an honest burst fits in the burst allowance);
+//! - messages per connection (visitors and, with a larger allowance, operators): error
+//!   `rate_limited` with `retry_after_ms` for the refused frame; the conversation continues (an
+//!   honest burst fits in the burst allowance), but a socket refused `ws::MAX_ERRORS` times is
+//!   closed;
 //! - webhook requests per source address: HTTP 429 with `Retry-After`;
 //! - login attempts per address: HTTP 429 with `Retry-After` (per-account lockout is in
 //!   [`crate::auth`]);
@@ -37,6 +39,10 @@ pub struct LimitSettings {
     /// Messages per connection: sustained per minute, and the burst allowed on top.
     pub messages_per_minute: u32,
     pub message_burst: u32,
+    /// The same for an operator's console, larger: one operator writes in several
+    /// conversations at once, and pastes prepared texts.
+    pub operator_messages_per_minute: u32,
+    pub operator_message_burst: u32,
     /// Webhook requests per source address per second, and burst.
     pub webhooks_per_second: u32,
     pub webhook_burst: u32,
@@ -56,6 +62,8 @@ impl Default for LimitSettings {
             conversations_per_hour: 30,
             messages_per_minute: 60,
             message_burst: 20,
+            operator_messages_per_minute: 240,
+            operator_message_burst: 60,
             webhooks_per_second: 100,
             webhook_burst: 200,
             logins_per_minute: 10,
@@ -172,9 +180,20 @@ impl Limits {
 
     /// A limiter for one connection's messages.
     pub fn per_connection(&self) -> ConnectionLimiter {
+        self.connection_limiter(self.cfg.messages_per_minute, self.cfg.message_burst)
+    }
+
+    /// A limiter for one operator console's messages (its own, larger allowance).
+    pub fn per_operator_connection(&self) -> ConnectionLimiter {
+        self.connection_limiter(
+            self.cfg.operator_messages_per_minute,
+            self.cfg.operator_message_burst,
+        )
+    }
+
+    fn connection_limiter(&self, per_minute: u32, burst: u32) -> ConnectionLimiter {
         ConnectionLimiter(RateLimiter::direct_with_clock(
-            Quota::per_minute(nz(self.cfg.messages_per_minute))
-                .allow_burst(nz(self.cfg.message_burst)),
+            Quota::per_minute(nz(per_minute)).allow_burst(nz(burst)),
             self.clock.clone(),
         ))
     }
@@ -284,6 +303,19 @@ mod tests {
             assert!(conn.check().is_ok());
         }
         assert!(conn.check().is_err());
+    }
+
+    #[test]
+    fn an_operator_console_has_its_own_larger_allowance() {
+        let l = limits(|c| {
+            c.message_burst = 2;
+            c.operator_message_burst = 5;
+        });
+        let console = l.per_operator_connection();
+        for _ in 0..5 {
+            assert!(console.check().is_ok());
+        }
+        assert!(console.check().is_err());
     }
 
     #[test]

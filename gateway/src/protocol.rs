@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use crate::client_id::strict;
+pub use crate::client_id::ClientId;
+
 /// The protocol version clients send in `hello.v`.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest websocket frame or message accepted, in bytes. Well under 64 KiB: a chat message of
@@ -76,7 +79,7 @@ pub enum EventBody {
     Message {
         from: Side,
         /// The sender's client id, so the sender can match its pending message.
-        id: Ulid,
+        id: ClientId,
         text: String,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         operator: Option<String>,
@@ -93,7 +96,7 @@ pub enum EventBody {
     },
     /// The person withdrew an earlier message (LINE's unsend): consoles hide message `id`.
     Retracted {
-        id: Ulid,
+        id: ClientId,
     },
 }
 
@@ -147,36 +150,36 @@ pub struct Resume {
 pub enum VisitorClient {
     Hello {
         v: u32,
-        id: Ulid,
+        id: ClientId,
         #[serde(default)]
         start: Option<Start>,
         #[serde(default)]
         resume: Option<Resume>,
     },
     Send {
-        id: Ulid,
+        id: ClientId,
         text: String,
     },
     Typing {
-        id: Ulid,
+        id: ClientId,
         active: bool,
     },
     Ack {
-        id: Ulid,
+        id: ClientId,
         seq: u64,
     },
     End {
-        id: Ulid,
+        id: ClientId,
     },
     Ping {
-        id: Ulid,
+        id: ClientId,
     },
 }
 
 impl VisitorClient {
     const TYPES: &'static [&'static str] = &["hello", "send", "typing", "ack", "end", "ping"];
 
-    pub fn id(&self) -> Ulid {
+    pub fn id(&self) -> ClientId {
         match self {
             VisitorClient::Hello { id, .. }
             | VisitorClient::Send { id, .. }
@@ -194,70 +197,80 @@ impl VisitorClient {
 pub enum OperatorClient {
     Hello {
         v: u32,
-        id: Ulid,
-        #[serde(default)]
+        id: ClientId,
+        #[serde(default, deserialize_with = "strict::keys")]
         last_seqs: HashMap<Ulid, u64>,
     },
     Presence {
-        id: Ulid,
+        id: ClientId,
         state: Presence,
     },
     TakeNext {
-        id: Ulid,
+        id: ClientId,
     },
     Accept {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     Decline {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     Send {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         text: String,
     },
     Typing {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         active: bool,
     },
     Ack {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         seq: u64,
     },
     Transfer {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "strict::option")]
         to: Option<Ulid>,
         #[serde(default)]
         note: Option<String>,
     },
     Help {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     End {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
     },
     WrapUp {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         category: String,
     },
     /// Records an emergency flag (or adds to it).
     Flag {
-        id: Ulid,
+        id: ClientId,
+        #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
         category: String,
         reason: String,
     },
     Ping {
-        id: Ulid,
+        id: ClientId,
     },
 }
 
@@ -279,7 +292,7 @@ impl OperatorClient {
         "ping",
     ];
 
-    pub fn id(&self) -> Ulid {
+    pub fn id(&self) -> ClientId {
         use OperatorClient::*;
         match self {
             Hello { id, .. }
@@ -322,8 +335,8 @@ impl ClientFrame for OperatorClient {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
     pub code: ErrorCode,
-    /// The client id, when the frame had a readable one, so the error can be matched.
-    pub id: Option<Ulid>,
+    /// The client id, when the frame had a valid one, so the error can be matched.
+    pub id: Option<ClientId>,
     pub detail: &'static str,
 }
 
@@ -352,7 +365,7 @@ pub fn parse_frame<T: ClientFrame>(text: &str) -> Result<T, FrameError> {
     let id = obj
         .get("id")
         .and_then(|v| v.as_str())
-        .and_then(|s| Ulid::from_string(s).ok());
+        .and_then(|s| ClientId::parse(s).ok());
     let Some(kind) = obj.get("type").and_then(|t| t.as_str()) else {
         return Err(FrameError {
             code: ErrorCode::BadJson,
@@ -370,7 +383,7 @@ pub fn parse_frame<T: ClientFrame>(text: &str) -> Result<T, FrameError> {
     serde_json::from_value(value).map_err(|_| FrameError {
         code: ErrorCode::Invalid,
         id,
-        detail: "a field is missing or has the wrong type (ids are ULIDs)",
+        detail: "a field is missing or has the wrong type (ids are ULIDs, see client_id)",
     })
 }
 
@@ -622,12 +635,12 @@ pub enum ServerMsg {
         suggest_pause: bool,
     },
     Ack {
-        id: Ulid,
+        id: ClientId,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         seq: Option<u64>,
     },
     Error {
-        id: Option<Ulid>,
+        id: Option<ClientId>,
         code: ErrorCode,
         message: String,
         /// With `rate_limited`: when the client may try again.
@@ -635,7 +648,7 @@ pub enum ServerMsg {
         retry_after_ms: Option<u64>,
     },
     Pong {
-        id: Ulid,
+        id: ClientId,
     },
     /// The conversation no longer exists in the store, without an `ended` entry: the store lost
     /// it (a Redis restart without persistence, a flush, a failover to an empty replica). A
@@ -656,7 +669,7 @@ pub enum GoneReason {
 }
 
 impl ServerMsg {
-    pub fn error(id: Option<Ulid>, code: ErrorCode) -> Self {
+    pub fn error(id: Option<ClientId>, code: ErrorCode) -> Self {
         ServerMsg::Error {
             id,
             code,
@@ -666,7 +679,7 @@ impl ServerMsg {
     }
 
     /// `rate_limited`, saying when to try again.
-    pub fn rate_limited(id: Option<Ulid>, retry_after_ms: u64) -> Self {
+    pub fn rate_limited(id: Option<ClientId>, retry_after_ms: u64) -> Self {
         ServerMsg::Error {
             id,
             code: ErrorCode::RateLimited,
@@ -738,13 +751,13 @@ mod tests {
         let entries = [
             EventBody::Message {
                 from: Side::Operator,
-                id: Ulid::new(),
+                id: Ulid::new().into(),
                 text: "ゆっくりで大丈夫ですよ \"quoted\"\n".into(),
                 operator: Some("さくら".into()),
             },
             EventBody::Message {
                 from: Side::Visitor,
-                id: Ulid::new(),
+                id: Ulid::new().into(),
                 text: "眠れなくて".into(),
                 operator: None,
             },
@@ -769,7 +782,7 @@ mod tests {
 
     #[test]
     fn a_frame_parsed_in_one_pass_equals_the_frame_parsed_by_way_of_a_json_value() {
-        let id = Ulid::new();
+        let id = ClientId::from(Ulid::new());
         let text = format!(r#"{{"type":"send","id":"{id}","text":"こんにちは"}}"#);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let slow: VisitorClient = serde_json::from_value(value).unwrap();
@@ -790,7 +803,7 @@ mod tests {
 
     #[test]
     fn unknown_type_is_reported_with_the_client_id() {
-        let id = Ulid::new();
+        let id = ClientId::from(Ulid::new());
         let err = parse_frame::<VisitorClient>(&format!(r#"{{"type":"dance","id":"{id}"}}"#))
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::UnknownType);
@@ -815,8 +828,48 @@ mod tests {
     }
 
     #[test]
+    fn an_out_of_range_client_id_is_invalid_not_read_as_another() {
+        // `P…` is above the 128 bits of a ULID; the `ulid` crate alone reads it as `61M95…`.
+        let frame = r#"{"type":"send","id":"P1M95GDJGJ6FNKM0YF7E9F6FGW","text":"hi"}"#;
+        let err = parse_frame::<VisitorClient>(frame).unwrap_err();
+        assert_eq!((err.code, err.id), (ErrorCode::Invalid, None));
+        let frame = r#"{"type":"accept","id":"Z1M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
+        let err = parse_frame::<OperatorClient>(frame).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Invalid);
+        // The conversation an operator names is checked the same way.
+        let frame = r#"{"type":"accept","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"P1M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
+        let err = parse_frame::<OperatorClient>(frame).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Invalid);
+        let frame = r#"{"type":"hello","v":1,"id":"01M95GDJGJ6FNKM0YF7E9F6FGW","last_seqs":{"P1M95GDJGJ6FNKM0YF7E9F6FGW":3}}"#;
+        assert_eq!(
+            parse_frame::<OperatorClient>(frame).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let frame = r#"{"type":"transfer","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01M95GDJGJ6FNKM0YF7E9F6FGW","to":"P1M95GDJGJ6FNKM0YF7E9F6FGW"}"#;
+        assert_eq!(
+            parse_frame::<OperatorClient>(frame).unwrap_err().code,
+            ErrorCode::Invalid
+        );
+        let frame = r#"{"type":"transfer","id":"01M95GDJGJ6FNKM0YF7E9F6FGW","conversation":"01m95gdjgj6fnkm0yf7e9f6fgw","to":null}"#;
+        assert!(parse_frame::<OperatorClient>(frame).is_ok());
+    }
+
+    #[test]
+    fn a_lowercase_client_id_is_answered_exactly_as_sent() {
+        let sent = "01m95gdjgj6fnkm0yf7e9f6fgw";
+        let frame = format!(r#"{{"type":"send","id":"{sent}","text":"hi"}}"#);
+        let VisitorClient::Send { id, .. } = parse_frame::<VisitorClient>(&frame).unwrap() else {
+            panic!("a send");
+        };
+        let ack = serde_json::to_value(ServerMsg::Ack { id, seq: Some(1) }).unwrap();
+        assert_eq!(ack["id"], sent);
+        let err = serde_json::to_value(ServerMsg::error(Some(id), ErrorCode::Invalid)).unwrap();
+        assert_eq!(err["id"], sent);
+    }
+
+    #[test]
     fn a_send_frame_parses() {
-        let id = Ulid::new();
+        let id = ClientId::from(Ulid::new());
         let msg: VisitorClient = parse_frame(&format!(
             r#"{{"type":"send","id":"{id}","text":"こんにちは"}}"#
         ))

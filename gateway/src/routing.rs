@@ -113,14 +113,17 @@ mod tests {
 
     const FALLBACK: u64 = 120_000;
 
+    /// A queued conversation; its arrival number follows `queued_at`, as a store's would.
     fn conv(lang: Option<&str>, queued_at: Millis) -> Conversation {
-        Conversation::new(
+        let mut c = Conversation::new(
             Ulid::new(),
             Channel::Web,
             lang.map(str::to_owned),
             None,
             queued_at,
-        )
+        );
+        c.arrival = queued_at + 1;
+        c
     }
 
     fn op(langs: &[&str], capacity: u32, load: u32) -> OperatorSlot<'static> {

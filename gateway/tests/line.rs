@@ -317,6 +317,44 @@ async fn a_line_user_and_a_widget_visitor_wait_in_one_queue() {
     t.finish().await;
 }
 
+/// Thirty people in one webhook arrive within a millisecond or two of each other: each is told
+/// a place of their own, and together the places are 1 to 30 (they were told repeated and
+/// skipped places when the queue broke same-millisecond ties by random conversation id).
+#[tokio::test]
+async fn thirty_people_in_one_webhook_are_told_thirty_different_places() {
+    let t = LineTest::start().await;
+    let tokens: Vec<String> = (0..30).map(|_| reply_token()).collect();
+    let events: Vec<serde_json::Value> = tokens
+        .iter()
+        .map(|rt| harness::text(&new_user(), &canary("together"), Some(rt), None).0)
+        .collect();
+    assert_eq!(t.post("npo1", &events).await, 200);
+    t.fake
+        .wait_for("thirty opening replies", |_| {
+            tokens.iter().all(|rt| t.fake.replied_with(rt).len() >= 2)
+        })
+        .await;
+    let mut places: Vec<u32> = tokens
+        .iter()
+        .map(|rt| {
+            let told = t.fake.replied_with(rt)[1].clone();
+            let after = told.split("いま ").nth(1).expect("a place");
+            after
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a place in {told:?}"))
+        })
+        .collect();
+    places.sort_unstable();
+    assert_eq!(
+        places,
+        (1..=30).collect::<Vec<u32>>(),
+        "no place told twice, none skipped"
+    );
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn redelivered_events_are_applied_once() {
     let t = LineTest::start().await;

@@ -23,7 +23,11 @@
 //! - **One owner, one place.** Each conversation is in exactly one of: the queue (queued), the
 //!   held set of exactly the operator its state names (offered, active, wrap-up), or nowhere
 //!   (closed, abandoned). The token index follows the visitor's side.
-//! - **Queue order.** `queue()` is strictly sorted by `QueueKey`; `dispatch` never passes over an
+//! - **Queue order.** `queue()` is in the order this test recorded, without the product's sort
+//!   key: higher priority first, then those handed back to the queue, then the order in which
+//!   the test saw each enter the queue (created, or handed back: requeued, or a transfer
+//!   declined or lapsed; an ordinary offer declined or lapsed keeps its place), so that
+//!   conversations created in the same millisecond keep their order; `dispatch` never passes over an
 //!   earlier conversation an operator could have served for a later one, leaves no servable pair
 //!   behind, gives each operator at most one pending offer and never offers to a decliner,
 //!   someone away, off duty or disconnected, or in the wrong language before the fallback;
@@ -46,7 +50,9 @@ use proptest::prelude::*;
 use tsunagu::conversation::{
     Command, Conversation, ConversationId, OperatorId, State, StateKind, EMERGENCY_CATEGORIES,
 };
-use tsunagu::protocol::{Channel, EndReason, EventBody, LogEntry, Millis, Presence, Side};
+use tsunagu::protocol::{
+    Channel, ClientId, EndReason, EventBody, LogEntry, Millis, Presence, Side,
+};
 use tsunagu::routing::{self, OperatorSlot};
 use tsunagu::store::{Applied, ApplyError, MemoryStore, OperatorRecord, OperatorUpdate, Store};
 use ulid::Ulid;
@@ -388,6 +394,12 @@ struct Run {
     excused: bool,
     /// What happened so far, printed when an invariant breaks.
     trail: Vec<String>,
+    /// The reference for queue order: per conversation, when this test saw it (last) enter
+    /// the queue, counted by the test, not by the store.
+    places: HashMap<ConversationId, u64>,
+    entered: u64,
+    /// The command the current step applied, if it applied one.
+    last_command: Option<Command>,
 }
 
 macro_rules! check {
@@ -417,13 +429,63 @@ impl Run {
             strict_capacity: true,
             excused: false,
             trail: Vec::new(),
+            places: HashMap::new(),
+            entered: 0,
+            last_command: None,
         }
     }
 
-    /// Deterministic ids, so that a shrunk failure replays identically.
+    /// Notes that a conversation (re)entered the queue now: it goes behind all before it.
+    fn entered_queue(&mut self, id: ConversationId) {
+        self.entered += 1;
+        self.places.insert(id, self.entered);
+    }
+
+    /// Notes the conversations a step put back in the queue. An ordinary offer declined or
+    /// lapsed keeps its place; anything else that comes back takes a new one.
+    fn note_entries(&mut self, before: &Snap, after: &Snap) {
+        let declined = matches!(
+            self.last_command,
+            Some(Command::Decline { .. } | Command::OfferExpired { .. })
+        );
+        for (b, a) in before.convs.iter().zip(&after.convs) {
+            let keeps_place = match b.state {
+                State::Queued => true,
+                State::Offered {
+                    transfer_from: None,
+                    ..
+                } => declined,
+                _ => false,
+            };
+            if a.state == State::Queued && !keeps_place {
+                self.entered_queue(a.id);
+            }
+        }
+    }
+
+    /// The queue as this test expects it, from what it recorded.
+    fn expected_queue(&self, s: &Snap) -> Vec<ConversationId> {
+        let mut queued: Vec<&Conversation> = s
+            .convs
+            .iter()
+            .filter(|c| c.state == State::Queued)
+            .collect();
+        queued.sort_by_key(|c| {
+            (
+                std::cmp::Reverse(c.priority),
+                !c.requeued,
+                self.places[&c.id],
+            )
+        });
+        queued.iter().map(|c| c.id).collect()
+    }
+
+    /// Deterministic ids, so that a shrunk failure replays identically. They run downwards:
+    /// conversations created in one millisecond then sort by id the other way round from the
+    /// order they arrived in, so a queue that breaks ties by id is caught.
     fn id(&mut self) -> Ulid {
         self.next_id += 1;
-        Ulid::from_parts(T0, self.next_id)
+        Ulid::from_parts(T0, u128::from(u32::MAX) - self.next_id)
     }
 
     fn record(&self, i: usize, op: &NewOp) -> OperatorRecord {
@@ -454,6 +516,7 @@ impl Run {
         conv.priority = n.priority;
         conv.weight = n.weight;
         self.store.create(conv).await.unwrap();
+        self.entered_queue(id);
         self.convs.push(id);
         self.tokens.push(token);
     }
@@ -549,14 +612,16 @@ impl Run {
             Cmd::Message(from, o, t) => Command::Message {
                 from,
                 operator: (from == Side::Operator).then(|| op(o)),
-                id: cid.unwrap_or_else(|| Ulid::from_parts(0, self.now as u128)),
+                id: cid
+                    .unwrap_or_else(|| Ulid::from_parts(0, self.now as u128))
+                    .into(),
                 text: TEXTS[t].to_owned(),
             },
             Cmd::Retract(i) => Command::VisitorRetract {
                 id: if self.cids.is_empty() {
-                    Ulid::nil()
+                    Ulid::nil().into()
                 } else {
-                    self.cids[i % self.cids.len()]
+                    self.cids[i % self.cids.len()].into()
                 },
             },
             Cmd::VisitorEnd => Command::VisitorEnd,
@@ -603,7 +668,9 @@ impl Run {
             self.now += pause;
             self.trail.push(format!("t+{} {action:?}", self.now - T0));
             self.excused = false;
+            self.last_command = None;
             let after = self.step(action, &snap).await;
+            self.note_entries(&snap, &after);
             self.invariants(&after).await;
             self.capacity(&snap, &after);
             self.never_rewritten(&snap, &after);
@@ -715,6 +782,7 @@ impl Run {
                 let command = self.command(cmd, &before.convs[i], cid);
                 self.trail
                     .push(format!("    = {command:?} client id {cid:?}"));
+                self.last_command = Some(command.clone());
                 let res = self.store.apply(id, command.clone(), cid, now).await;
                 let after = self.snap().await;
                 self.check_apply(before, &after, i, command, cid, res);
@@ -814,6 +882,16 @@ impl Run {
                     "the store appends what the state machine logs"
                 );
                 pure.last_seq += outcome.log.len() as u64;
+                if pure.needs_arrival() {
+                    // Back in the queue: the store numbers it (the order is checked against
+                    // this test's own record in `invariants`).
+                    check!(
+                        self,
+                        after.convs[i].arrival > 0,
+                        "a conversation back in the queue is numbered"
+                    );
+                    pure.arrival = after.convs[i].arrival;
+                }
                 check!(
                     self,
                     pure == after.convs[i],
@@ -1183,13 +1261,13 @@ impl Run {
                 );
             }
         }
-        for w in s.queue.windows(2) {
-            check!(
-                self,
-                w[0].queue_key() < w[1].queue_key(),
-                "the queue is strictly ordered by QueueKey"
-            );
-        }
+        let expected = self.expected_queue(s);
+        let queue: Vec<ConversationId> = s.queue.iter().map(|q| q.id).collect();
+        check!(
+            self,
+            queue == expected,
+            "the queue is in the order recorded (priority, handed back, then entry): {queue:?}, expected {expected:?}"
+        );
         for q in &s.queue {
             check!(
                 self,
@@ -1410,6 +1488,100 @@ proptest! {
                 .map(|c| c.id);
             prop_assert_eq!(routing::next_for(&queue, o, rc.now, FALLBACK_MS), expected);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client ids
+// ---------------------------------------------------------------------------------------------
+
+/// Characters a client id might be written with: Crockford's base32 in both cases, the letters
+/// it leaves out, and a few that are nothing like it.
+const ID_CHARS: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyzILOUilou-_ ";
+
+/// A text that may or may not be a client id: mostly 26 characters, sometimes not.
+fn id_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => proptest::collection::vec(proptest::sample::select(ID_CHARS), 26),
+        1 => proptest::collection::vec(proptest::sample::select(ID_CHARS), 0..30),
+    ]
+    .prop_map(|bytes| String::from_utf8(bytes).expect("ASCII"))
+}
+
+/// A second text near the first: a case variant, one character changed, the first character
+/// changed (where an out-of-range id used to land on another), or an unrelated text.
+fn id_pair() -> impl Strategy<Value = (String, String)> {
+    id_text().prop_flat_map(|a| {
+        let len = a.len().max(1);
+        let b = prop_oneof![
+            proptest::collection::vec(any::<bool>(), len).prop_map({
+                let a = a.clone();
+                move |flips| {
+                    a.chars()
+                        .zip(flips)
+                        .map(|(c, f)| {
+                            if f {
+                                c.to_ascii_lowercase()
+                            } else {
+                                c.to_ascii_uppercase()
+                            }
+                        })
+                        .collect::<String>()
+                }
+            }),
+            (0..len, proptest::sample::select(ID_CHARS)).prop_map({
+                let a = a.clone();
+                move |(i, c)| {
+                    let mut bytes = a.clone().into_bytes();
+                    if let Some(b) = bytes.get_mut(i) {
+                        *b = c;
+                    }
+                    String::from_utf8(bytes).expect("ASCII")
+                }
+            }),
+            proptest::sample::select(ID_CHARS).prop_map({
+                let a = a.clone();
+                move |c| {
+                    let mut bytes = a.clone().into_bytes();
+                    if let Some(b) = bytes.first_mut() {
+                        *b = c;
+                    }
+                    String::from_utf8(bytes).expect("ASCII")
+                }
+            }),
+            id_text(),
+        ];
+        (Just(a), b)
+    })
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// Two accepted ids are the same id exactly when they are the same text up to case (so a
+    /// different message is never taken for a retry of another), and each is written back as
+    /// it was sent.
+    #[test]
+    fn two_different_accepted_client_ids_never_collide((a, b) in id_pair()) {
+        let (pa, pb) = (ClientId::parse(&a), ClientId::parse(&b));
+        for (text, parsed) in [(&a, &pa), (&b, &pb)] {
+            if let Ok(id) = parsed {
+                prop_assert_eq!(&id.to_string(), text, "written back as sent");
+                prop_assert!(text.len() == 26 && (b'0'..=b'7').contains(&text.as_bytes()[0]));
+            }
+        }
+        if let (Ok(x), Ok(y)) = (pa, pb) {
+            prop_assert_eq!(x == y, a.eq_ignore_ascii_case(&b), "{} and {}", a, b);
+            prop_assert_eq!(x.ulid() == y.ulid(), a.eq_ignore_ascii_case(&b));
+        }
+    }
+
+    /// Every 128-bit value has an id, and it reads back as that value.
+    #[test]
+    fn every_ulid_is_an_accepted_client_id(v in any::<u128>()) {
+        let text = Ulid(v).to_string();
+        prop_assert_eq!(ClientId::parse(&text).map(|c| c.ulid()), Ok(Ulid(v)));
+        prop_assert_eq!(ClientId::parse(&text.to_lowercase()).map(|c| c.ulid()), Ok(Ulid(v)));
     }
 }
 

@@ -25,8 +25,8 @@ use crate::conversation::{Command, Conversation, ConversationId, OperatorId, Sta
 use crate::escalation::{Action, Escalations, FlagEntry};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    Channel, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason, ServerMsg,
-    Side, TransferInfo, WithdrawReason,
+    Channel, ClientId, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason,
+    ServerMsg, Side, TransferInfo, WithdrawReason,
 };
 use crate::store::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
 pub use registry::{Handle, Outbound, Registry};
@@ -711,7 +711,7 @@ impl Engine {
         conv: ConversationId,
         from: Side,
         operator: Option<OperatorId>,
-        client_id: Ulid,
+        client_id: ClientId,
         text: String,
     ) -> Result<Option<u64>, ErrorCode> {
         let size = text.len();
@@ -722,7 +722,7 @@ impl Engine {
             text,
         };
         let a = self
-            .apply(conv, cmd, Some(client_id), WithdrawReason::Timeout)
+            .apply(conv, cmd, Some(client_id.ulid()), WithdrawReason::Timeout)
             .await?;
         if a.duplicate.is_none() {
             let sender = if from == Side::Visitor {
@@ -736,13 +736,15 @@ impl Engine {
         Ok(Self::seq_of(&a))
     }
 
+    /// Stores a message from the person. The client id is echoed in its log entry as sent (a
+    /// connector's own ids are ULIDs).
     pub async fn visitor_send(
         &self,
         id: ConversationId,
-        client_id: Ulid,
+        client_id: impl Into<ClientId>,
         text: String,
     ) -> Result<Option<u64>, ErrorCode> {
-        self.store_message(id, Side::Visitor, None, client_id, text)
+        self.store_message(id, Side::Visitor, None, client_id.into(), text)
             .await
     }
 
@@ -777,7 +779,7 @@ impl Engine {
     ) -> Result<(), ErrorCode> {
         self.apply(
             id,
-            Command::VisitorRetract { id: message },
+            Command::VisitorRetract { id: message.into() },
             Some(client_id),
             WithdrawReason::Timeout,
         )
@@ -969,10 +971,10 @@ impl Engine {
         &self,
         op: OperatorId,
         conv: ConversationId,
-        client_id: Ulid,
+        client_id: impl Into<ClientId>,
         text: String,
     ) -> Result<Option<u64>, ErrorCode> {
-        self.store_message(conv, Side::Operator, Some(op), client_id, text)
+        self.store_message(conv, Side::Operator, Some(op), client_id.into(), text)
             .await
     }
 

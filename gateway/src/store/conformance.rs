@@ -23,6 +23,18 @@ fn conv(lang: Option<&str>, at: u64) -> Conversation {
     )
 }
 
+/// `n` conversations queued in the same millisecond whose ids sort the other way round from
+/// the order they are created in (as random ids may): only arrival order can tell them apart.
+fn same_millisecond(n: u64) -> Vec<Conversation> {
+    (0..n)
+        .map(|i| {
+            let mut c = conv(None, NOW);
+            c.id = Ulid::from_parts(NOW, u128::from(n - i));
+            c
+        })
+        .collect()
+}
+
 fn operator(name: &str, capacity: u32) -> OperatorRecord {
     OperatorRecord {
         id: Ulid::new(),
@@ -41,7 +53,7 @@ fn message(text: &str) -> Command {
     Command::Message {
         from: Side::Visitor,
         operator: None,
-        id: Ulid::new(),
+        id: Ulid::new().into(),
         text: text.to_owned(),
     }
 }
@@ -54,6 +66,8 @@ where
     log_appends_in_order_and_reads_from_any_seq(make()).await;
     a_retried_client_id_is_applied_once(make()).await;
     queue_is_oldest_first_and_dispatch_respects_capacity(make()).await;
+    arrivals_in_one_millisecond_keep_their_order_and_distinct_places(make()).await;
+    a_conversation_handed_back_goes_behind_those_handed_back_before_it(make()).await;
     take_next_gives_the_head_of_the_queue_atomically(make()).await;
     delete_removes_everything_of_a_conversation(make()).await;
     refused_commands_change_nothing(make()).await;
@@ -66,10 +80,11 @@ where
 pub async fn queue_positions_agree_with_the_queue(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        let c = conv(None, NOW + 10 * (5 - i));
+        let c = conv(None, NOW + 10 * i);
         ids.push(c.id);
         store.create(c).await.unwrap();
     }
+    ids.reverse();
     let queue = store.queue().await.unwrap();
     let brief = store.queue_brief().await.unwrap();
     assert_eq!(
@@ -144,11 +159,87 @@ pub async fn a_retried_client_id_is_applied_once(store: Arc<dyn Store>) {
     assert_eq!(store.read_log(c.id, 0).await.unwrap().len(), 1);
 }
 
+/// Thirty people in one LINE webhook arrive in the same millisecond: each is told a place of
+/// their own, the next after the last one told, and the queue keeps the order they came in.
+pub async fn arrivals_in_one_millisecond_keep_their_order_and_distinct_places(
+    store: Arc<dyn Store>,
+) {
+    let convs = same_millisecond(30);
+    for (i, c) in convs.iter().enumerate() {
+        store.create(c.clone()).await.unwrap();
+        assert_eq!(
+            store.queue_position(c.id).await.unwrap(),
+            Some((i as u32 + 1, i as u32 + 1)),
+            "arrival {i} is told the place after the last one told"
+        );
+    }
+    let q: Vec<_> = store.queue().await.unwrap().iter().map(|c| c.id).collect();
+    let arrived: Vec<_> = convs.iter().map(|c| c.id).collect();
+    assert_eq!(q, arrived, "the queue is in the order they arrived");
+    let brief: Vec<_> = store
+        .queue_brief()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(brief, arrived, "so is the brief queue");
+    for (i, c) in convs.iter().enumerate() {
+        assert_eq!(
+            store.queue_position(c.id).await.unwrap(),
+            Some((i as u32 + 1, 30)),
+            "arrival {i} keeps its place"
+        );
+    }
+}
+
+/// Two conversations handed back in the same millisecond: both go before first-time arrivals,
+/// in the order they were handed back.
+pub async fn a_conversation_handed_back_goes_behind_those_handed_back_before_it(
+    store: Arc<dyn Store>,
+) {
+    let convs = same_millisecond(3);
+    let op = operator("A", 3);
+    store.put_operator(op.clone()).await.unwrap();
+    for c in &convs {
+        store.create(c.clone()).await.unwrap();
+    }
+    for c in &convs[..2] {
+        store
+            .apply(
+                c.id,
+                Command::Take {
+                    operator: op.id,
+                    operator_name: "A".into(),
+                },
+                None,
+                NOW,
+            )
+            .await
+            .unwrap();
+    }
+    // Handed back in the other order from the one they arrived in.
+    for c in [&convs[1], &convs[0]] {
+        let a = store
+            .apply(c.id, Command::Requeue { operator: op.id }, None, NOW)
+            .await
+            .unwrap();
+        let stored = store.get(c.id).await.unwrap().unwrap();
+        assert_eq!(a.after, stored, "the step returns what was stored");
+    }
+    let q: Vec<_> = store.queue().await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(q, vec![convs[1].id, convs[0].id, convs[2].id]);
+    assert_eq!(
+        store.queue_position(convs[0].id).await.unwrap(),
+        Some((2, 3))
+    );
+}
+
 pub async fn queue_is_oldest_first_and_dispatch_respects_capacity(store: Arc<dyn Store>) {
-    let late = conv(None, NOW + 10);
     let early = conv(None, NOW);
     let middle = conv(None, NOW + 5);
-    for c in [&late, &early, &middle] {
+    let late = conv(None, NOW + 10);
+    for c in [&early, &middle, &late] {
         store.create(c.clone()).await.unwrap();
     }
     let q: Vec<_> = store.queue().await.unwrap().iter().map(|c| c.id).collect();
@@ -260,6 +351,8 @@ pub async fn delete_removes_everything_of_a_conversation(store: Arc<dyn Store>) 
 pub async fn refused_commands_change_nothing(store: Arc<dyn Store>) {
     let c = conv(None, NOW);
     store.create(c.clone()).await.unwrap();
+    // As stored: with its arrival number.
+    let c = store.get(c.id).await.unwrap().unwrap();
     let res = store
         .apply(c.id, Command::WrapUpExpired, Some(Ulid::new()), NOW)
         .await;

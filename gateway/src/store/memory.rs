@@ -113,6 +113,9 @@ struct Inner {
     /// and a `String` key is a heap allocation of its own.
     tokens: HashMap<TokenKey, ConversationId>,
     operators: HashMap<OperatorId, OperatorRecord>,
+    /// The last arrival number given ([`Conversation::arrival`]): taken under the lock, so
+    /// queue order is the order in which arrivals were stored.
+    arrivals: u64,
 }
 
 impl Default for Inner {
@@ -126,7 +129,16 @@ impl Default for Inner {
             loads: HashMap::new(),
             tokens: HashMap::with_capacity(super::PRESIZED_SESSIONS),
             operators: HashMap::new(),
+            arrivals: 0,
         }
+    }
+}
+
+/// Gives a conversation that has (re)entered the queue the next arrival number.
+fn number(arrivals: &mut u64, conv: &mut Conversation) {
+    if conv.needs_arrival() {
+        *arrivals += 1;
+        conv.arrival = *arrivals;
     }
 }
 
@@ -190,7 +202,8 @@ impl Inner {
             }
         }
         // A refusal returns here, before anything changed. From here on nothing can fail.
-        let (after, appended) = super::advance(&entry.conv, cmd, now)?;
+        let (mut after, appended) = super::advance(&entry.conv, cmd, now)?;
+        number(&mut self.arrivals, &mut after);
         entry.log.extend(appended.iter().cloned());
         if let Some(cid) = client_id {
             entry.client_ids.insert(cid, appended.last().map(|e| e.seq));
@@ -242,8 +255,9 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn create(&self, conv: Conversation) -> Result<(), StoreError> {
+    async fn create(&self, mut conv: Conversation) -> Result<(), StoreError> {
         let mut inner = self.lock();
+        number(&mut inner.arrivals, &mut conv);
         inner.index_add(&conv);
         inner.conversations.insert(
             conv.id,

@@ -14,15 +14,17 @@ pub mod visitor;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ulid::Ulid;
-
 use socket::{Message, Socket};
 
 use crate::engine::registry::{Inbox, Outbound};
 use crate::metrics::Metrics;
-use crate::protocol::{close, parse_frame, ClientFrame, ErrorCode, ServerMsg};
+use crate::protocol::{close, parse_frame, ClientFrame, ClientId, ErrorCode, ServerMsg};
 
-/// After this many refused frames on one socket, it is closed with 1008.
+/// After this many refused frames on one socket, it is closed with 1008: errors and
+/// `rate_limited` refusals alike (a `hello` past the new-conversation limit, a message past the
+/// allowance), counted over the socket's life, never reset. A client that keeps sending what is
+/// refused is closed whatever its pacing; an honest one is refused a handful of times at most
+/// (the widget waits `retry_after_ms` before trying again).
 pub const MAX_ERRORS: u32 = 50;
 
 /// What the connection loop does next.
@@ -36,7 +38,7 @@ pub enum Flow {
 pub enum Inbound<T> {
     Frame(T),
     /// A frame that could not be parsed; answer with an error and go on.
-    Bad(Option<Ulid>, ErrorCode),
+    Bad(Option<ClientId>, ErrorCode),
     /// Ping/pong or other control traffic: only proves the peer is alive.
     Alive,
     /// The peer closed, or the transport failed.
@@ -144,8 +146,30 @@ impl Conn {
         }
     }
 
-    /// Sends an error event; too many of them close the socket.
-    pub async fn error(&mut self, metrics: &Metrics, id: Option<Ulid>, code: ErrorCode) -> Flow {
+    /// Sends an error event; too many refusals close the socket.
+    pub async fn error(
+        &mut self,
+        metrics: &Metrics,
+        id: Option<ClientId>,
+        code: ErrorCode,
+    ) -> Flow {
+        self.refuse(metrics, &ServerMsg::error(id, code), code)
+            .await
+    }
+
+    /// Sends `rate_limited` with when to try again; it counts as a refusal like any error.
+    pub async fn rate_limited(
+        &mut self,
+        metrics: &Metrics,
+        id: Option<ClientId>,
+        wait: crate::limits::RetryAfter,
+    ) -> Flow {
+        let msg = ServerMsg::rate_limited(id, wait.millis());
+        self.refuse(metrics, &msg, ErrorCode::RateLimited).await
+    }
+
+    /// Counts a refusal and sends its frame; the [`MAX_ERRORS`]th closes the socket instead.
+    async fn refuse(&mut self, metrics: &Metrics, msg: &ServerMsg, code: ErrorCode) -> Flow {
         metrics.error(code.as_str());
         tracing::debug!(
             kind = self.kind,
@@ -154,9 +178,9 @@ impl Conn {
         );
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            return Flow::Close(close::POLICY, "too many errors");
+            return Flow::Close(close::POLICY, "too many refusals");
         }
-        self.send(&ServerMsg::error(id, code)).await
+        self.send(msg).await
     }
 
     /// The heartbeat tick: close a silent peer, else ping it.
@@ -168,18 +192,26 @@ impl Conn {
         self.flush().await
     }
 
-    /// Sends a Close frame with `code` and ends the socket.
+    /// Sends a Close frame with `code` and ends the socket. After its Close the socket reads
+    /// (and drops) what the peer still sends, until the peer closes too or
+    /// [`CLOSE_LINGER`] has passed: a socket dropped at once answers the peer's next write
+    /// (a pong to a ping it had not read yet, its answer to the Close) with a TCP reset, and
+    /// the reset discards what the peer had not read yet, the Close and its code with it.
     pub async fn close(mut self, code: u16, reason: &'static str) {
         tracing::debug!(kind = self.kind, code, reason, "closing socket");
         self.socket.queue_close(code, reason);
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
             if self.socket.flush().await.is_ok() {
                 self.socket.shutdown().await;
+                while self.socket.recv().await.is_ok() {}
             }
         })
         .await;
     }
 }
+
+/// The longest a closing socket waits: to write its Close, then for the peer to close too.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Heartbeats a write may wait for a peer that does not read before the socket is closed.
 pub const SEND_DEADLINE_HEARTBEATS: u32 = 2;

@@ -12,7 +12,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use ulid::Ulid;
 
 use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
@@ -20,8 +19,8 @@ use crate::auth::User;
 use crate::conversation::ConversationId;
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
-    close, validate_text, ErrorCode, EventFrame, GoneReason, OperatorClient, OperatorInfo,
-    ServerMsg, Side, MAX_NOTE_CHARS, PROTOCOL_VERSION,
+    close, validate_text, ClientId, ErrorCode, EventFrame, GoneReason, OperatorClient,
+    OperatorInfo, ServerMsg, Side, MAX_NOTE_CHARS, PROTOCOL_VERSION,
 };
 use crate::state::AppState;
 
@@ -72,10 +71,10 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
             tokio::time::timeout(heartbeat * 3, next_inbound::<OperatorClient>(&mut conn)).await;
         let flow = match inbound {
             Err(_) => Flow::Close(close::HEARTBEAT_TIMEOUT, "no hello"),
-            Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, .. })) => {
+            Ok(Inbound::Frame(OperatorClient::Hello { v, last_seqs, id })) => {
                 if v != PROTOCOL_VERSION {
                     let _ = conn
-                        .error(&metrics, None, ErrorCode::UnsupportedVersion)
+                        .error(&metrics, Some(id), ErrorCode::UnsupportedVersion)
                         .await;
                     Flow::Close(close::UNSUPPORTED_VERSION, "unsupported version")
                 } else {
@@ -140,6 +139,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
         token: &token,
         cursors,
         offers,
+        limiter: app.limits.per_operator_connection(),
     };
     let welcome = ServerMsg::OperatorWelcome {
         v: PROTOCOL_VERSION,
@@ -238,6 +238,9 @@ struct Session<'a> {
     /// Conversations offered to this operator and not yet accepted, withdrawn or gone (for
     /// [`Outbound::Recheck`]: an offer the store lost is never withdrawn).
     offers: HashSet<ConversationId>,
+    /// Messages (and typing) of this console: the visitors' rule, with the operators' own,
+    /// larger allowance (`limits.operator_messages_per_minute`).
+    limiter: crate::limits::ConnectionLimiter,
 }
 
 impl super::Outbox for Session<'_> {
@@ -359,7 +362,7 @@ impl Session<'_> {
         }
     }
 
-    fn reply(id: Ulid, result: Result<(), ErrorCode>) -> ServerMsg {
+    fn reply(id: ClientId, result: Result<(), ErrorCode>) -> ServerMsg {
         match result {
             Ok(()) => ServerMsg::Ack { id, seq: None },
             Err(code) => ServerMsg::error(Some(id), code),
@@ -386,33 +389,42 @@ impl Session<'_> {
                 }
                 Err(code) => ServerMsg::error(Some(id), code),
             },
-            OperatorClient::TakeNext { id } => match engine.take_next(op, id).await {
+            OperatorClient::TakeNext { id } => match engine.take_next(op, id.ulid()).await {
                 Ok(_) => ServerMsg::Ack { id, seq: None },
                 Err(code) => ServerMsg::error(Some(id), code),
             },
             OperatorClient::Accept { id, conversation } => {
-                Self::reply(id, engine.accept(op, name, conversation, id).await)
+                Self::reply(id, engine.accept(op, name, conversation, id.ulid()).await)
             }
             OperatorClient::Decline { id, conversation } => {
-                Self::reply(id, engine.decline(op, conversation, id).await)
+                Self::reply(id, engine.decline(op, conversation, id.ulid()).await)
             }
             OperatorClient::Send {
                 id,
                 conversation,
                 text,
-            } => match validate_text(&text) {
-                Err(code) => ServerMsg::error(Some(id), code),
-                Ok(text) => match engine.operator_send(op, conversation, id, text).await {
-                    Ok(seq) => ServerMsg::Ack { id, seq },
+            } => {
+                if let Err(wait) = self.limiter.check() {
+                    // Refused and counted with the socket's other refusals (`MAX_ERRORS`).
+                    return conn.rate_limited(&engine.metrics, Some(id), wait).await;
+                }
+                match validate_text(&text) {
                     Err(code) => ServerMsg::error(Some(id), code),
-                },
-            },
+                    Ok(text) => match engine.operator_send(op, conversation, id, text).await {
+                        Ok(seq) => ServerMsg::Ack { id, seq },
+                        Err(code) => ServerMsg::error(Some(id), code),
+                    },
+                }
+            }
             OperatorClient::Typing {
                 conversation,
                 active,
                 ..
             } => {
-                engine.operator_typing(op, conversation, active).await;
+                // Typing indicators share the message allowance; over it they are dropped.
+                if self.limiter.check().is_ok() {
+                    engine.operator_typing(op, conversation, active).await;
+                }
                 return Flow::Continue;
             }
             OperatorClient::Ack {
@@ -436,20 +448,26 @@ impl Session<'_> {
                 {
                     ServerMsg::error(Some(id), ErrorCode::TextTooLong)
                 } else {
-                    Self::reply(id, engine.transfer(op, conversation, to, note, id).await)
+                    Self::reply(
+                        id,
+                        engine.transfer(op, conversation, to, note, id.ulid()).await,
+                    )
                 }
             }
             OperatorClient::Help { id, conversation } => {
                 Self::reply(id, engine.help(op, name, conversation).await)
             }
             OperatorClient::End { id, conversation } => {
-                Self::reply(id, engine.operator_end(op, conversation, id).await)
+                Self::reply(id, engine.operator_end(op, conversation, id.ulid()).await)
             }
             OperatorClient::WrapUp {
                 id,
                 conversation,
                 category,
-            } => Self::reply(id, engine.wrap_up(op, conversation, category, id).await),
+            } => Self::reply(
+                id,
+                engine.wrap_up(op, conversation, category, id.ulid()).await,
+            ),
             OperatorClient::Flag {
                 id,
                 conversation,
@@ -458,7 +476,14 @@ impl Session<'_> {
             } => Self::reply(
                 id,
                 engine
-                    .flag(Some(op), name, conversation, category, reason, Some(id))
+                    .flag(
+                        Some(op),
+                        name,
+                        conversation,
+                        category,
+                        reason,
+                        Some(id.ulid()),
+                    )
                     .await,
             ),
         };

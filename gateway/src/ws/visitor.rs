@@ -69,9 +69,10 @@ async fn handshake(
                 resume,
                 id,
             }) => {
+                // Errors answering a `hello` carry its id, as every error does.
                 if v != PROTOCOL_VERSION {
                     let _ = conn
-                        .error(&app.engine.metrics, None, ErrorCode::UnsupportedVersion)
+                        .error(&app.engine.metrics, Some(id), ErrorCode::UnsupportedVersion)
                         .await;
                     return Err((close::UNSUPPORTED_VERSION, "unsupported version"));
                 }
@@ -83,7 +84,7 @@ async fn handshake(
                         .map_err(|_| (close::GOING_AWAY, "store unavailable"))?;
                     let Some(conv) = found else {
                         let _ = conn
-                            .error(&app.engine.metrics, None, ErrorCode::NotFound)
+                            .error(&app.engine.metrics, Some(id), ErrorCode::NotFound)
                             .await;
                         return Err((close::NOT_FOUND, "conversation not found"));
                     };
@@ -94,10 +95,12 @@ async fn handshake(
                     return Ok((conv, resume.token, cursor, true));
                 }
                 if let Err(wait) = app.limits.new_conversation(key) {
-                    // Told when to come back; the socket stays open for the retry.
-                    app.engine.metrics.error(ErrorCode::RateLimited.as_str());
-                    conn.send(&ServerMsg::rate_limited(Some(id), wait.millis()))
-                        .await;
+                    // Told when to come back; the socket stays open for the retry, but a
+                    // socket that keeps asking is closed after `MAX_ERRORS` refusals.
+                    let flow = conn.rate_limited(&app.engine.metrics, Some(id), wait).await;
+                    if let Flow::Close(code, reason) = flow {
+                        return Err((code, reason));
+                    }
                     continue;
                 }
                 let lang = clean_lang(start.and_then(|s| s.lang));
@@ -110,20 +113,21 @@ async fn handshake(
             }
             Inbound::Frame(VisitorClient::Ping { id }) => {
                 conn.last_seen = std::time::Instant::now();
-                conn.send(&ServerMsg::Pong { id }).await;
+                if let Flow::Close(code, reason) = conn.send(&ServerMsg::Pong { id }).await {
+                    return Err((code, reason));
+                }
             }
             Inbound::Frame(other) => {
-                if conn
+                let flow = conn
                     .error(&app.engine.metrics, Some(other.id()), ErrorCode::OutOfOrder)
-                    .await
-                    != Flow::Continue
-                {
-                    return Err((close::POLICY, "too many errors"));
+                    .await;
+                if let Flow::Close(code, reason) = flow {
+                    return Err((code, reason));
                 }
             }
             Inbound::Bad(id, code) => {
-                if conn.error(&app.engine.metrics, id, code).await != Flow::Continue {
-                    return Err((close::POLICY, "too many errors"));
+                if let Flow::Close(code, reason) = conn.error(&app.engine.metrics, id, code).await {
+                    return Err((code, reason));
                 }
             }
             Inbound::Alive => conn.last_seen = std::time::Instant::now(),
@@ -518,16 +522,16 @@ impl<'a> Session<'a> {
             }
             VisitorClient::Send { id, text } => {
                 if let Err(wait) = self.limiter.check() {
-                    metrics.error(ErrorCode::RateLimited.as_str());
                     self.refusals += 1;
                     if self.refusals > FLOOD_REFUSALS {
+                        metrics.error(ErrorCode::RateLimited.as_str());
                         tracing::info!(conversation = %self.id, "visitor socket closed for flooding");
                         return Flow::Close(close::POLICY, "flooding");
                     }
                     self.throttled = Some(Box::pin(tokio::time::sleep(wait.0)));
-                    return conn
-                        .send(&ServerMsg::rate_limited(Some(id), wait.millis()))
-                        .await;
+                    // Counted with the socket's other refusals too: a flood paced to let one
+                    // message through between refusals is closed after `MAX_ERRORS` of them.
+                    return conn.rate_limited(metrics, Some(id), wait).await;
                 }
                 self.refusals = 0;
                 let text = match validate_text(&text) {
@@ -550,7 +554,7 @@ impl<'a> Session<'a> {
                 engine.ack(self.id, Side::Visitor, seq).await;
                 Flow::Continue
             }
-            VisitorClient::End { id } => match engine.visitor_end(self.id, id).await {
+            VisitorClient::End { id } => match engine.visitor_end(self.id, id.ulid()).await {
                 Ok(()) => conn.send(&ServerMsg::Ack { id, seq: None }).await,
                 Err(code) => conn.error(metrics, Some(id), code).await,
             },

@@ -104,23 +104,45 @@ async fn anything_before_hello_is_out_of_order() {
 }
 
 #[tokio::test]
-async fn an_unsupported_protocol_version_is_refused_with_4002() {
+async fn an_unsupported_protocol_version_is_refused_with_4002_answering_the_hellos_id() {
     let app = spawn_app().await;
     let mut c = app.raw_visitor().await;
-    c.send(json!({"type":"hello","v":2,"id":id(),"start":{}}))
+    let hello = id();
+    c.send(json!({"type":"hello","v":2,"id":hello,"start":{}}))
         .await;
-    assert_eq!(c.expect_type("error").await["code"], "unsupported_version");
+    let e = c.expect_type("error").await;
+    assert_eq!(e["code"], "unsupported_version");
+    assert_eq!(e["id"], hello.as_str(), "the error answers the hello");
     assert_eq!(c.expect_close().await, Some(4002));
+    // The operator endpoint answers the same way.
+    let (_, cookie) = app
+        .session("sakura", tsunagu::auth::Role::Operator, Some(2))
+        .await;
+    let mut console = app
+        .connect("/ws/operator", Some(&app.base), Some(&cookie))
+        .await
+        .unwrap();
+    let hello = id();
+    console.send(json!({"type":"hello","v":2,"id":hello})).await;
+    let e = console.expect_type("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("unsupported_version"), Some(hello.as_str()))
+    );
+    assert_eq!(console.expect_close().await, Some(4002));
     app.stop().await;
 }
 
 #[tokio::test]
-async fn an_unknown_resume_token_is_refused_with_4004() {
+async fn an_unknown_resume_token_is_refused_with_4004_answering_the_hellos_id() {
     let app = spawn_app().await;
     let mut c = app.raw_visitor().await;
-    c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":"forged","last_seq":0}}))
+    let hello = id();
+    c.send(json!({"type":"hello","v":1,"id":hello,"resume":{"token":"forged","last_seq":0}}))
         .await;
-    assert_eq!(c.expect_type("error").await["code"], "not_found");
+    let e = c.expect_type("error").await;
+    assert_eq!(e["code"], "not_found");
+    assert_eq!(e["id"], hello.as_str(), "the error answers the hello");
     assert_eq!(c.expect_close().await, Some(4004));
     app.stop().await;
 }
@@ -300,5 +322,55 @@ async fn a_request_that_is_not_a_websocket_handshake_is_refused_with_400_or_426(
         .unwrap();
     assert_eq!(old.status(), 426);
     assert_eq!(old.headers()["sec-websocket-version"], "13");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_out_of_range_client_id_is_refused_and_loses_no_later_message() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("ja").await;
+    // `P…` is past the 128 bits of a ULID: it used to be kept as `61M95…`, and the next message
+    // whose real id was `61M95…` was then dropped as a retry of it.
+    v.client
+        .send(json!({"type":"send","id":"P1M95GDJGJ6FNKM0YF7E9F6FGW","text":"一つ目"}))
+        .await;
+    let e = v.client.expect_type("error").await;
+    assert_eq!(e["code"], "invalid");
+    v.client
+        .send(json!({"type":"send","id":"61M95GDJGJ6FNKM0YF7E9F6FGW","text":"二つ目"}))
+        .await;
+    let ack = v.client.expect_type("ack").await;
+    assert_eq!(ack["id"], "61M95GDJGJ6FNKM0YF7E9F6FGW");
+    let entry = v
+        .client
+        .expect("the second message in the log", |f| is_event(f, "message"))
+        .await;
+    assert_eq!(entry["event"]["text"], "二つ目");
+    assert_eq!(entry["seq"], ack["seq"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_lowercase_client_id_is_echoed_exactly_as_sent() {
+    let app = spawn_app().await;
+    let mut v = app.visitor("ja").await;
+    let sent = id().to_lowercase();
+    v.client
+        .send(json!({"type":"send","id":sent,"text":"こんにちは"}))
+        .await;
+    let ack = v.client.expect_type("ack").await;
+    assert_eq!(ack["id"], sent.as_str(), "the ack answers the id as sent");
+    let entry = v
+        .client
+        .expect("the message in the log", |f| is_event(f, "message"))
+        .await;
+    assert_eq!(entry["event"]["id"], sent.as_str(), "so does the log entry");
+    // The same id in upper case is the same id: a retry, answered with the first seq.
+    v.client
+        .send(json!({"type":"send","id":sent.to_uppercase(),"text":"こんにちは"}))
+        .await;
+    let again = v.client.expect_type("ack").await;
+    assert_eq!(again["seq"], ack["seq"]);
+    assert_eq!(again["id"], sent.to_uppercase().as_str());
     app.stop().await;
 }

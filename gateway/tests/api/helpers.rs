@@ -95,7 +95,8 @@ impl Client {
                     return Ok(serde_json::from_str(t.as_str()).expect("server sends JSON"))
                 }
                 Some(Ok(Message::Close(frame))) => {
-                    return Err(Closed(frame.map(|f| u16::from(f.code))))
+                    let _ = self.ws.flush().await;
+                    return Err(Closed(frame.map(|f| u16::from(f.code))));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Err(Closed(None)),
@@ -147,7 +148,12 @@ impl Client {
                 .await
                 .expect("timed out waiting for close")
             {
-                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Close(f))) => {
+                    // Send the answer to the Close now, as a browser does, so that the
+                    // server's socket ends at once instead of lingering for it.
+                    let _ = self.ws.flush().await;
+                    return f.map(|f| u16::from(f.code));
+                }
                 Some(Ok(Message::Text(t))) => {
                     self.backlog.push(serde_json::from_str(t.as_str()).unwrap())
                 }

@@ -205,3 +205,118 @@ async fn webhook_floods_from_one_source_get_429() {
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     app.stop().await;
 }
+
+/// Reads frames until one answers `cid` (an ack or an error), or the socket closes.
+async fn reply_to(client: &mut Client, cid: &str) -> Result<serde_json::Value, Closed> {
+    if let Some(i) = client.backlog.iter().position(|v| v["id"] == cid) {
+        return Ok(client.backlog.remove(i));
+    }
+    loop {
+        let v = client.next().await?;
+        if v["id"] == cid && (v["type"] == "ack" || v["type"] == "error") {
+            return Ok(v);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hello_flood_past_the_new_conversation_limit_is_closed_after_a_bounded_number_of_refusals(
+) {
+    let app = spawn_app_with(|s| s.limits.conversations_per_hour = 1).await;
+    let _first = app.visitor("ja").await;
+    let mut flood = app.raw_visitor().await;
+    let mut refused = 0;
+    let code = loop {
+        assert!(
+            refused <= tsunagu::ws::MAX_ERRORS,
+            "still open after {refused} refused hellos"
+        );
+        let cid = id();
+        flood
+            .send(json!({"type":"hello","v":1,"id":cid,"start":{"lang":"ja"}}))
+            .await;
+        match reply_to(&mut flood, &cid).await {
+            Ok(e) => {
+                assert_eq!(e["code"], "rate_limited", "{e}");
+                refused += 1;
+            }
+            Err(Closed(code)) => break code,
+        }
+    };
+    assert_eq!(code, Some(1008), "closed with the policy code");
+    assert_eq!(refused, tsunagu::ws::MAX_ERRORS - 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_paced_message_flood_is_closed_after_a_bounded_number_of_refusals() {
+    // One message every 50 ms, no burst: of two sent back to back the second is refused, and
+    // waiting `retry_after_ms` lets the next through, so refusals never come twice in a row.
+    let app = spawn_app_with(|s| {
+        s.limits.messages_per_minute = 1_200;
+        s.limits.message_burst = 1;
+    })
+    .await;
+    let mut v = app.visitor("ja").await;
+    let mut refused = 0;
+    let mut rounds = 0;
+    let code = 'flood: loop {
+        rounds += 1;
+        assert!(
+            rounds <= 3 * tsunagu::ws::MAX_ERRORS,
+            "still open after {rounds} rounds, {refused} refusals"
+        );
+        let ids = [id(), id()];
+        for cid in &ids {
+            v.client
+                .send(json!({"type":"send","id":cid,"text":"paced"}))
+                .await;
+        }
+        let mut wait = 0;
+        for cid in &ids {
+            match reply_to(&mut v.client, cid).await {
+                Ok(r) if r["type"] == "error" => {
+                    assert_eq!(r["code"], "rate_limited", "{r}");
+                    wait = r["retry_after_ms"].as_u64().unwrap();
+                    refused += 1;
+                }
+                Ok(_) => {}
+                Err(Closed(code)) => break 'flood code,
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(wait + 5)).await;
+    };
+    assert_eq!(code, Some(1008), "closed with the policy code");
+    assert!(refused < tsunagu::ws::MAX_ERRORS, "{refused} refusals");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_console_is_rate_limited_with_its_own_larger_allowance() {
+    let app = spawn_app_with(|s| {
+        s.limits.message_burst = 2;
+        s.limits.operator_messages_per_minute = 60;
+        s.limits.operator_message_burst = 5;
+    })
+    .await;
+    let _v = app.visitor("ja").await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let c = op.take().await;
+    let mut stored = 0;
+    let mut limited = None;
+    for i in 0..8 {
+        let r = op
+            .act("send", &c, json!({"text":format!("返信 {i}")}))
+            .await;
+        if r["type"] == "ack" {
+            stored += 1;
+        } else {
+            limited.get_or_insert(r);
+        }
+    }
+    assert_eq!(stored, 5, "the operators' burst, not the visitors'");
+    let e = limited.expect("a flood from a console is refused");
+    assert_eq!(e["code"], "rate_limited");
+    assert!(e["retry_after_ms"].as_u64().unwrap() > 0, "{e}");
+    app.stop().await;
+}

@@ -205,3 +205,56 @@ async fn a_person_gone_past_the_grace_period_is_abandoned() {
     assert_eq!(d.today.abandoned, 1);
     app.stop().await;
 }
+
+/// An operator of the given routing languages and capacity, on duty.
+async fn operator_speaking(app: &TestApp, name: &str, langs: &[&str], capacity: u32) -> Operator {
+    let (uid, cookie) = app
+        .session(name, tsunagu::auth::Role::Operator, Some(capacity))
+        .await;
+    app.state
+        .accounts
+        .set_routing(
+            uid.parse().unwrap(),
+            langs.iter().map(|l| l.to_string()).collect(),
+            Some(capacity),
+        )
+        .unwrap();
+    app.operator_with(name, &uid, &cookie, json!({}), true)
+        .await
+}
+
+#[tokio::test]
+async fn dispatch_never_offers_to_an_operator_at_capacity() {
+    let app = spawn_app().await;
+    // Sakura holds one person, her whole capacity.
+    let mut full = operator_speaking(&app, "sakura", &["ja"], 1).await;
+    let first = app.visitor("ja").await;
+    assert_eq!(full.expect_offer().await, first.conversation);
+    assert_eq!(
+        full.act("accept", &first.conversation, json!({})).await["type"],
+        "ack"
+    );
+    // Kai is free but does not speak Japanese: dispatch runs its plan at each arrival (an
+    // operator with room is on duty), and only the capacity rule keeps the next person from
+    // Sakura.
+    let mut english = operator_speaking(&app, "kai", &["en"], 2).await;
+    let second = app.visitor("ja").await;
+    // Someone who can take them comes on duty: the offer goes there.
+    let mut free = operator_speaking(&app, "hana", &["ja"], 1).await;
+    assert_eq!(free.expect_offer().await, second.conversation);
+    // Nothing was offered to Sakura or Kai meanwhile (a reply to a ping comes after anything
+    // queued for them before it).
+    for op in [&mut full, &mut english] {
+        let cid = id();
+        op.client.send(json!({"type":"ping","id":cid})).await;
+        op.client
+            .expect("pong", move |v| v["type"] == "pong" && v["id"] == cid)
+            .await;
+        assert!(
+            op.client.backlog.iter().all(|f| f["type"] != "offer"),
+            "no offer beyond capacity or language: {:?}",
+            op.client.backlog
+        );
+    }
+    app.stop().await;
+}

@@ -100,7 +100,7 @@ enum Job {
         seq: Option<u64>,
         /// An operator's message: its client id. Such a push is retried while the
         /// conversation lives, and the operator is told if LINE does not take it.
-        operator_msg: Option<Ulid>,
+        operator_msg: Option<crate::protocol::ClientId>,
     },
     FreshToken(ReplyToken),
     Loading,
@@ -516,7 +516,7 @@ impl Sender {
 
     /// Tells the operator holding the conversation that their message `id` did not reach the
     /// person: an `error` frame with its client id, which the console shows on that message.
-    async fn tell_operator(&self, id: Ulid) {
+    async fn tell_operator(&self, id: crate::protocol::ClientId) {
         let engine = &self.line.engine;
         let op = match engine.store.get(self.conv).await {
             Ok(Some(conv)) => conv.state.operator(),

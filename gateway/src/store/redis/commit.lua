@@ -1,17 +1,27 @@
 -- One atomic step of the Redis store: checks versions, then writes conversations, their log
 -- entries, client ids, indexes and operator records. Nothing is written unless every check
--- passes. Returns 1 (written), 0 (a conversation's version or client ids moved on) or 2 (an
--- operator's record or load moved on): read again and retry.
+-- passes. Fails with 0 (a conversation's version or client ids moved on) or 2 (an operator's
+-- record or load moved on): read again and retry.
 --
 -- An operator's record carries two versions: `v` (the record) and `l` (their load: it grows
 -- whenever a conversation starts or stops being held by them). An offer or a take checks the
 -- operator's `l`, so two nodes can never both fill the same free place.
 --
+-- A conversation that enters the queue (created, or handed back) takes the next number of one
+-- counter, `P:arrivals` (INCR), here, in the same step that stores it: queue order is then the
+-- order in which arrivals were stored, on every node, and a new arrival's place is always
+-- behind everyone already there. The counter starts at the first arrival's queued-at time in
+-- ms, so that conversations an older gateway scored by that time stay in front. The number
+-- is kept in the conversation's hash as `a` (its JSON is written before the number exists).
+--
+-- Returns {1, the numbers given, in order of the conversations that took one}, {0} or {2}.
+--
 -- ARGV: prefix, ttl seconds, conversation count, operator count, then per conversation:
 --   id, expected version ('0': must not exist), json, token hash, holder, queue score ('' when
---   not queued; else its place in queue order, see `queue_score` in mod.rs),
---   visitor node ('-' keep, '' clear, else set), client id ('' none), client seq,
---   entry count, then entry count x (seq, json)
+--   not queued; else its place in queue order, see `queue_score` in mod.rs: without the
+--   arrival number when the next argument is '1'), '1' to take a new arrival number ('0' not),
+--   queued-at ms ('' when not queued), visitor node ('-' keep, '' clear, else set),
+--   client id ('' none), client seq, entry count, then entry count x (seq, json)
 -- and per operator: id, expected version, expected load version ('' not checked), json,
 -- console node ('-' keep, '' clear, else set).
 local p = ARGV[1]
@@ -25,14 +35,15 @@ local convs = {}
 for _ = 1, nconv do
   local c = {
     id = ARGV[i], expect = ARGV[i + 1], json = ARGV[i + 2], token = ARGV[i + 3],
-    holder = ARGV[i + 4], queued = ARGV[i + 5], node = ARGV[i + 6],
-    cid = ARGV[i + 7], cseq = ARGV[i + 8], n = tonumber(ARGV[i + 9]), at = i + 10,
+    holder = ARGV[i + 4], queued = ARGV[i + 5], enq = ARGV[i + 6], since = ARGV[i + 7],
+    node = ARGV[i + 8], cid = ARGV[i + 9], cseq = ARGV[i + 10], n = tonumber(ARGV[i + 11]),
+    at = i + 12,
   }
-  i = i + 10 + 2 * c.n
+  i = i + 12 + 2 * c.n
   local key = p .. ':c:' .. c.id
   local v = redis.call('HGET', key, 'v') or '0'
-  if v ~= c.expect then return 0 end
-  if c.cid ~= '' and redis.call('HEXISTS', p .. ':cid:' .. c.id, c.cid) == 1 then return 0 end
+  if v ~= c.expect then return {0} end
+  if c.cid ~= '' and redis.call('HEXISTS', p .. ':cid:' .. c.id, c.cid) == 1 then return {0} end
   convs[#convs + 1] = c
 end
 local ops = {}
@@ -42,12 +53,13 @@ for _ = 1, nops do
   i = i + 5
   local key = p .. ':o:' .. o.id
   local cur = redis.call('HMGET', key, 'v', 'l')
-  if (cur[1] or '0') ~= o.expect then return 2 end
-  if o.load ~= '' and (cur[2] or '0') ~= o.load then return 2 end
+  if (cur[1] or '0') ~= o.expect then return {2} end
+  if o.load ~= '' and (cur[2] or '0') ~= o.load then return {2} end
   ops[#ops + 1] = o
 end
 
 -- Second pass: writes.
+local written = {1}
 for _, c in ipairs(convs) do
   local key = p .. ':c:' .. c.id
   local old = redis.call('HMGET', key, 't', 'h')
@@ -68,11 +80,23 @@ for _, c in ipairs(convs) do
   if c.token ~= '' then redis.call('SET', p .. ':tok:' .. c.token, c.id, 'EX', ttl) end
   if c.holder ~= '' then redis.call('SADD', p .. ':held:' .. c.holder, c.id) end
   if c.queued ~= '' then
+    local score = c.queued
+    if c.enq == '1' then
+      local counter = p .. ':arrivals'
+      redis.call('SET', counter, c.since, 'NX')
+      local a = redis.call('INCR', counter)
+      redis.call('HSET', key, 'a', a)
+      written[#written + 1] = a
+      -- A number, not tostring (%.14g): Redis writes number arguments exactly.
+      score = tonumber(c.queued) + a
+    end
     redis.call('SADD', p .. ':q', c.id)
-    redis.call('ZADD', p .. ':qz', c.queued, c.id)
+    redis.call('ZADD', p .. ':qz', score, c.id)
+    redis.call('HSET', p .. ':qt', c.id, c.since)
   else
     redis.call('SREM', p .. ':q', c.id)
     redis.call('ZREM', p .. ':qz', c.id)
+    redis.call('HDEL', p .. ':qt', c.id)
   end
   if c.n > 0 then
     local log = p .. ':log:' .. c.id
@@ -93,4 +117,4 @@ for _, o in ipairs(ops) do
   if o.node ~= '-' then redis.call('HSET', key, 'n', o.node) end
   redis.call('SADD', p .. ':ops', o.id)
 end
-return 1
+return written

@@ -11,6 +11,7 @@ end
 redis.call('SREM', p .. ':convs', id)
 redis.call('SREM', p .. ':q', id)
 redis.call('ZREM', p .. ':qz', id)
+redis.call('HDEL', p .. ':qt', id)
 local existed = redis.call('DEL', key, p .. ':log:' .. id, p .. ':cid:' .. id)
 if existed > 0 then return 1 end
 return 0

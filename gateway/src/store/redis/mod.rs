@@ -10,7 +10,9 @@
 //! | `P:cid:{id}` | hash | client ids already applied → the seq they answered with |
 //! | `P:tok:{hash}` | string | resume-token hash → conversation id |
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
-//! | `P:qz` | sorted set | queued ones again, scored in queue order ([`queue_score`]): a place in the queue is `ZRANK`, the queue's ids and waits one `ZRANGE`, without reading any conversation |
+//! | `P:qz` | sorted set | queued ones again, scored in queue order ([`queue_score`]): a place in the queue is `ZRANK`, the queue's ids one `ZRANGE`, without reading any conversation |
+//! | `P:qt` | hash | queued ones again → when they were queued (ms), for the longest wait |
+//! | `P:arrivals` | string | the last arrival number given ([`Conversation::arrival`]; `INCR` in `commit.lua`); the conversation's hash keeps its own as `a` |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
@@ -147,18 +149,20 @@ struct ConvWrite<'a> {
     entries: &'a [LogEntry],
 }
 
-/// Bits of a queue score below the priority and the tier: queued-at milliseconds up to 2^42
-/// (the year 2109).
-const SINCE_BITS: u32 = 42;
+/// Bits of a queue score below the priority and the tier: the arrival number, up to 2^42 (the
+/// counter starts at the first arrival's time in ms, which reaches 2^42 in the year 2109).
+const ARRIVAL_BITS: u32 = 42;
 
-/// A queued conversation's score in `P:qz`: priority, then tier, then when it was queued, so
-/// that (score, id) sorts as [`Conversation::queue_key`] does (Redis orders equal scores by
-/// member, and a ULID's text sorts as the ULID). Exact in an `f64`: 8 + 1 + 42 bits.
+/// A queued conversation's score in `P:qz`: priority, then tier, then its arrival number, so
+/// that the scores sort as [`Conversation::queue_key`] does, and no two are equal (arrival
+/// numbers are unique). Exact in an `f64`: 8 + 1 + 42 bits. A conversation that has yet to be
+/// numbered ([`Conversation::needs_arrival`]) is scored without its number, which
+/// `commit.lua` adds.
 fn queue_score(conv: &Conversation) -> u64 {
     let key = conv.queue_key();
-    (u64::from(key.inverse_priority) << (SINCE_BITS + 1))
-        | (u64::from(key.tier) << SINCE_BITS)
-        | (key.since & ((1 << SINCE_BITS) - 1))
+    (u64::from(key.inverse_priority) << (ARRIVAL_BITS + 1))
+        | (u64::from(key.tier) << ARRIVAL_BITS)
+        | (key.arrival & ((1 << ARRIVAL_BITS) - 1))
 }
 
 /// The queued ones of `loaded`, in queue order.
@@ -171,9 +175,10 @@ fn in_queue_order(loaded: Vec<Loaded>) -> Vec<Loaded> {
     q
 }
 
-/// The queued-at time a queue score holds.
-fn since_of(score: f64) -> Millis {
-    (score as u64) & ((1 << SINCE_BITS) - 1)
+/// The arrival number a queue score holds. (A score written by an older gateway held the
+/// queued-at time there instead, which is also what the counter starts from.)
+fn arrival_of(score: f64) -> u64 {
+    (score as u64) & ((1 << ARRIVAL_BITS) - 1)
 }
 
 /// One operator write of a commit.
@@ -185,13 +190,28 @@ struct OpWrite<'a> {
     node: Option<&'a str>,
 }
 
-fn parse_conv(
-    version: Option<String>,
-    data: Option<String>,
-    node: Option<String>,
-) -> Option<Loaded> {
+/// A conversation's hash as read: `v`, `d`, `n` and `a`.
+type ConvRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The fields of a conversation's hash that [`parse_conv`] reads.
+const CONV_FIELDS: [&str; 4] = ["v", "d", "n", "a"];
+
+fn parse_conv((version, data, node, arrival): ConvRow) -> Option<Loaded> {
     let version = version?.parse().ok()?;
-    let conv = serde_json::from_str(&data?).ok()?;
+    let mut conv: Conversation = serde_json::from_str(&data?).ok()?;
+    match arrival.and_then(|a| a.parse().ok()) {
+        // The number `commit.lua` gave when it last entered the queue (its JSON was written
+        // before the number existed).
+        Some(a) => conv.arrival = a,
+        // Queued by an older gateway, which scored it by its queued-at time: keep its place.
+        None if conv.needs_arrival() => conv.arrival = conv.queued_at.max(1),
+        None => {}
+    }
     Some(Loaded {
         version,
         conv,
@@ -275,13 +295,13 @@ impl RedisStore {
 
     async fn load(&self, id: ConversationId) -> Result<Option<Loaded>, StoreError> {
         let key = self.key(&["c", &id.to_string()]);
-        let (v, d, n): (Option<String>, Option<String>, Option<String>) = self
-            .run(|mut c| async move { c.hmget(&key, &["v", "d", "n"]).await })
+        let row: ConvRow = self
+            .run(|mut c| async move { c.hmget(&key, &CONV_FIELDS).await })
             .await?;
-        if v.is_none() {
+        if row.0.is_none() {
             return Ok(None);
         }
-        parse_conv(v, d, n)
+        parse_conv(row)
             .map(Some)
             .ok_or_else(|| corrupt("conversation"))
     }
@@ -292,16 +312,13 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hmget(self.key(&["c", id]), &["v", "d", "n"]);
+            pipe.hmget(self.key(&["c", id]), &CONV_FIELDS);
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self
+        let rows: Vec<ConvRow> = self
             .run(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
         // Missing rows are conversations whose keys expired (the TTL backstop): skip them.
-        Ok(rows
-            .into_iter()
-            .filter_map(|(v, d, n)| parse_conv(v, d, n))
-            .collect())
+        Ok(rows.into_iter().filter_map(parse_conv).collect())
     }
 
     async fn members(&self, key: String) -> Result<Vec<String>, StoreError> {
@@ -355,6 +372,16 @@ impl RedisStore {
         convs: &[ConvWrite<'_>],
         ops: &[OpWrite<'_>],
     ) -> Result<Outcome, StoreError> {
+        Ok(self.commit_numbered(convs, ops).await?.0)
+    }
+
+    /// [`Self::commit_outcome`], with the arrival numbers `commit.lua` gave the conversations
+    /// that entered the queue ([`Conversation::needs_arrival`]), in the order of `convs`.
+    async fn commit_numbered(
+        &self,
+        convs: &[ConvWrite<'_>],
+        ops: &[OpWrite<'_>],
+    ) -> Result<(Outcome, Vec<u64>), StoreError> {
         let mut inv = self.commit.prepare_invoke();
         inv.arg(&self.opts.key_prefix)
             .arg(self.opts.ttl_secs)
@@ -375,13 +402,20 @@ impl RedisStore {
                 ),
                 None => (String::new(), String::new()),
             };
+            let queued = w.conv.state == State::Queued;
             inv.arg(w.conv.id.to_string())
                 .arg(w.expect)
                 .arg(json)
                 .arg(w.conv.token_hash.clone().unwrap_or_default())
                 .arg(holder)
-                .arg(if w.conv.state == State::Queued {
+                .arg(if queued {
                     queue_score(w.conv).to_string()
+                } else {
+                    String::new()
+                })
+                .arg(if w.conv.needs_arrival() { "1" } else { "0" })
+                .arg(if queued {
+                    w.conv.queued_at.to_string()
                 } else {
                     String::new()
                 })
@@ -402,14 +436,15 @@ impl RedisStore {
                 .arg(json)
                 .arg(w.node.unwrap_or("-"));
         }
-        let written: i64 = self
+        let reply: Vec<u64> = self
             .run(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        Ok(match written {
-            1 => Outcome::Written,
-            2 => Outcome::OperatorMoved,
+        let outcome = match reply.first() {
+            Some(1) => Outcome::Written,
+            Some(2) => Outcome::OperatorMoved,
             _ => Outcome::ConversationMoved,
-        })
+        };
+        Ok((outcome, reply.into_iter().skip(1).collect()))
     }
 
     /// With `wait_replicas` set: returns only once that many replicas have this connection's
@@ -513,7 +548,7 @@ impl RedisStore {
                 ));
             }
             let before = loaded.conv;
-            let (after, appended) = advance(&before, cmd.clone(), now)?;
+            let (mut after, appended) = advance(&before, cmd.clone(), now)?;
             let write = ConvWrite {
                 expect: loaded.version,
                 conv: &after,
@@ -521,7 +556,11 @@ impl RedisStore {
                 client: client_id.map(|c| (c, appended.last().map(|e| e.seq))),
                 entries: &appended,
             };
-            if self.commit(&[write], &[]).await? {
+            let (outcome, arrivals) = self.commit_numbered(&[write], &[]).await?;
+            if outcome == Outcome::Written {
+                if let Some(&a) = arrivals.first() {
+                    after.arrival = a;
+                }
                 if is_message {
                     self.replicated().await?;
                 }
@@ -617,8 +656,15 @@ impl RedisStore {
         for (id, _) in scored.iter().filter(|(id, _)| !want.contains_key(id)) {
             pipe.zrem(self.key(&["qz"]), id).ignore();
         }
+        for (id, _) in scored.iter().filter(|(id, _)| !want.contains_key(id)) {
+            pipe.hdel(self.key(&["qt"]), id).ignore();
+        }
         for (id, score) in &want {
             pipe.zadd(self.key(&["qz"]), id, *score).ignore();
+        }
+        for l in &queued {
+            pipe.hset(self.key(&["qt"]), l.conv.id.to_string(), l.conv.queued_at)
+                .ignore();
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await?;
@@ -820,7 +866,7 @@ impl Store for RedisStore {
     }
 
     async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
-        let (qz, q) = (self.key(&["qz"]), self.key(&["q"]));
+        let (qz, q, qt) = (self.key(&["qz"]), self.key(&["q"]), self.key(&["qt"]));
         let (scored, set_len): (Vec<(String, f64)>, u32) = self
             .run(|mut c| async move {
                 redis::pipe()
@@ -831,9 +877,17 @@ impl Store for RedisStore {
             })
             .await?;
         if scored.len() == set_len as usize {
+            // When each was queued: `P:qt`, or for one queued by an older gateway (scored by
+            // its queued-at time), its score.
+            let since: HashMap<String, Millis> = self
+                .run(|mut c| async move { c.hgetall(&qt).await })
+                .await?;
             return Ok(scored
                 .into_iter()
-                .filter_map(|(id, score)| Some((id.parse().ok()?, since_of(score))))
+                .filter_map(|(id, score)| {
+                    let at = since.get(&id).copied().unwrap_or_else(|| arrival_of(score));
+                    Some((id.parse().ok()?, at))
+                })
                 .collect());
         }
         // `P:qz` and `P:q` disagree: conversations queued or deleted by an older gateway (before

@@ -142,8 +142,10 @@ async fn a_queue_written_before_the_sorted_index_still_answers_positions_and_is_
 #[test]
 fn queue_scores_sort_as_queue_keys_do() {
     let mut a = queued(1_700_000_000_000);
-    let mut b = queued(1_700_000_000_001);
-    assert!(queue_score(&a) < queue_score(&b), "earlier first");
+    let mut b = queued(1_700_000_000_000);
+    a.arrival = 1_700_000_000_007;
+    b.arrival = 1_700_000_000_008;
+    assert!(queue_score(&a) < queue_score(&b), "earlier arrival first");
     b.priority = 1;
     assert!(queue_score(&b) < queue_score(&a), "higher priority first");
     a.priority = 1;
@@ -152,7 +154,7 @@ fn queue_scores_sort_as_queue_keys_do() {
         queue_score(&a) < queue_score(&b),
         "returned to the queue first"
     );
-    assert_eq!(since_of(queue_score(&b) as f64), b.queued_at);
+    assert_eq!(arrival_of(queue_score(&b) as f64), b.arrival);
 }
 
 fn queued(at: u64) -> Conversation {
@@ -236,7 +238,7 @@ async fn a_closed_conversation_leaves_no_key_behind() {
         Command::Message {
             from: Side::Visitor,
             operator: None,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: canary.into(),
         },
         Some(Ulid::new()),
@@ -283,7 +285,7 @@ async fn every_key_of_a_live_conversation_has_a_ttl() {
         Command::Message {
             from: Side::Visitor,
             operator: None,
-            id: Ulid::new(),
+            id: Ulid::new().into(),
             text: "hello".into(),
         },
         Some(Ulid::new()),
