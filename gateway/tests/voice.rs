@@ -165,6 +165,22 @@ async fn a_call_is_greeted_in_japanese_with_the_privacy_notice_and_held_with_its
 }
 
 #[tokio::test]
+async fn a_caller_arriving_while_an_operator_is_free_is_told_they_are_connected_soon() {
+    let t = VoiceTest::start_with(|s| s.conversation.auto_offer = true).await;
+    let (mut op, _) = t.phone_operator("free-op").await;
+    let caller = new_caller();
+    let (status, doc) = t.incoming(&caller).await;
+    assert_eq!(status, 200);
+    let words = said(&doc);
+    assert!(words.contains("まもなく"), "{words}");
+    assert!(!words.contains("番目"), "no place in a queue: {words}");
+    assert!(!words.contains("分です"), "no made-up wait: {words}");
+    let offer = op.client.expect_type("offer").await;
+    assert_eq!(offer["channel"], "phone", "{offer}");
+    t.finish().await;
+}
+
+#[tokio::test]
 async fn a_configured_recording_is_played_instead_of_the_spoken_greeting() {
     let audio = "https://audio.example.org/greeting-ja.mp3";
     let t = VoiceTest::start_with(|s| s.voice.greeting_audio_url = Some(audio.into())).await;

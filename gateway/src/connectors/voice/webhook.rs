@@ -216,6 +216,10 @@ async fn incoming(
     };
     call::spawn(voice, conv, sid, link);
     tracing::info!(conversation = %conv, "voice call queued");
+    // Let routing decide now whether someone is free, so a caller an operator is being offered
+    // hears 「まもなく」 rather than a place in a queue they are already leaving. (The store's
+    // dispatch is one atomic step: running it here beside the dispatcher task is safe.)
+    voice.engine.dispatch_once().await;
     let position = announcement(voice, conv).await;
     xml(docs.welcome(Some(position), &wait_url))
 }
