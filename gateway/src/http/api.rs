@@ -42,6 +42,9 @@ pub enum ApiError {
     /// Rate limited or locked out: retry after this many seconds.
     #[error("too many requests")]
     TooMany(u64),
+    /// Too busy now (every password check taken): retry after this many seconds.
+    #[error("busy")]
+    Busy(u64),
 }
 
 impl IntoResponse for ApiError {
@@ -55,8 +58,9 @@ impl IntoResponse for ApiError {
             ApiError::Conflict => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         };
-        if let ApiError::TooMany(secs) = self {
+        if let ApiError::TooMany(secs) | ApiError::Busy(secs) = self {
             return (
                 status,
                 [(header::RETRY_AFTER, secs.to_string())],
@@ -231,10 +235,11 @@ pub async fn login(
     }
     let (user, token) = app
         .accounts
-        .login(&body.username, &body.password)
+        .login_from(key, &body.username, &body.password)
         .await
         .map_err(|e| match e {
             AuthError::Locked(ms) => ApiError::TooMany(ms.div_ceil(1000).max(1)),
+            AuthError::Busy => ApiError::Busy(crate::password::BUSY_RETRY_SECS),
             _ => ApiError::Unauthorized,
         })?;
     let jar = jar.add(session_cookie(&app, token));
