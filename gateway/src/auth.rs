@@ -160,8 +160,9 @@ fn lock_file(path: &std::path::Path) -> std::io::Result<FileLock> {
         .truncate(false)
         .write(true)
         .open(std::path::PathBuf::from(name))?;
-    // Held for a read, a change and a write of a small file: milliseconds.
-    f.lock()?;
+    // Held for a read, a change and a write of a small file: milliseconds. (`flock`: the
+    // standard library's `File::lock` is newer than the supported Rust.)
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(FileLock(f))
 }
 

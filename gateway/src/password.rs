@@ -77,6 +77,11 @@ impl Checker {
             .map_err(|_| Busy)
     }
 
+    /// Checks waiting for a permit now (for tests and operations).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// Whether `password` matches the PHC-format `hash`, checked on the blocking pool while
     /// holding a permit.
     pub async fn verify(&self, password: String, hash: String) -> Result<bool, Busy> {

@@ -9,4 +9,5 @@ mod limits;
 mod overload;
 mod queue;
 mod resume;
+mod sign_in;
 mod tls;
