@@ -22,7 +22,7 @@ use ulid::Ulid;
 use crate::cluster::{BusMsg, BusSender, Remote};
 use crate::config::ConversationSettings;
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
-use crate::escalation::{Action, Escalations, FlagEntry};
+use crate::escalation::{Action, Actor, Escalations, FlagEntry};
 use crate::metrics::Metrics;
 use crate::protocol::{
     Channel, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason, ServerMsg,
@@ -497,6 +497,7 @@ impl Engine {
                 r.actions.push(Action {
                     at: now,
                     actor: "system".into(),
+                    actor_id: None,
                     action: "closed".into(),
                     detail: category,
                 });
@@ -1054,13 +1055,13 @@ impl Engine {
     }
 
     /// Acknowledges a help alert; false if there is no such alert.
-    pub async fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
-        let acked = self.stats().ack_alert(alert, by);
+    pub async fn ack_alert(&self, alert: Ulid, by: &Actor) -> bool {
+        let acked = self.stats().ack_alert(alert, &by.name);
         if acked.is_some() {
             if let Some(bus) = &self.bus {
                 bus.send(BusMsg::AlertAcknowledged {
                     id: alert,
-                    by: by.to_owned(),
+                    by: by.name.clone(),
                 });
             }
         }
@@ -1070,7 +1071,8 @@ impl Engine {
                     let _ = esc.update(e.record, |r| {
                         r.actions.push(Action {
                             at: now_ms(),
-                            actor: by.to_owned(),
+                            actor: by.name.clone(),
+                            actor_id: by.id,
                             action: "alert_acknowledged".into(),
                             detail: None,
                         })
@@ -1089,7 +1091,7 @@ impl Engine {
     pub async fn flag(
         &self,
         operator: Option<OperatorId>,
-        by: &str,
+        by: &Actor,
         conv: ConversationId,
         category: String,
         reason: String,
@@ -1119,7 +1121,7 @@ impl Engine {
             .unwrap_or_else(Ulid::new);
         let cmd = Command::Flag {
             operator,
-            by: by.to_owned(),
+            by: by.name.clone(),
             category: category.clone(),
             record,
         };
@@ -1133,7 +1135,8 @@ impl Engine {
             id: client_id,
             category: category.clone(),
             reason,
-            by: by.to_owned(),
+            by: by.name.clone(),
+            by_id: by.id,
             at: now,
         };
         let created = current.emergency.is_none();
@@ -1148,7 +1151,8 @@ impl Engine {
                 r.flags.push(entry);
                 r.actions.push(Action {
                     at: now,
-                    actor: by.to_owned(),
+                    actor: by.name.clone(),
+                    actor_id: by.id,
                     action: "flag_added".into(),
                     detail: Some(category.clone()),
                 });
@@ -1180,7 +1184,8 @@ impl Engine {
             let _ = esc.update(e.record, |r| {
                 r.actions.push(Action {
                     at: now,
-                    actor: by.to_owned(),
+                    actor: by.name.clone(),
+                    actor_id: by.id,
                     action: "flag_added".into(),
                     detail: Some(category.clone()),
                 })
@@ -1197,9 +1202,10 @@ impl Engine {
     }
 
     /// A coordinator clears an open emergency; the record keeps the clearing and its reason.
+    /// The record first, as for a flag: a clearing the record cannot show is refused.
     pub async fn clear_flag(
         &self,
-        by: &str,
+        by: &Actor,
         conv: ConversationId,
         reason: String,
     ) -> Result<(), ErrorCode> {
@@ -1211,21 +1217,46 @@ impl Engine {
         if reason.chars().count() > crate::protocol::MAX_NOTE_CHARS {
             return Err(ErrorCode::TextTooLong);
         }
-        let a = self
+        let now = now_ms();
+        let current = self
             .store
-            .apply(conv, Command::ClearFlag, None, now_ms())
+            .get(conv)
             .await
-            .map_err(|e| code_of(&e))?;
-        if let Some(e) = &a.after.emergency {
-            let _ = esc.update(e.record, |r| {
-                r.actions.push(Action {
-                    at: now_ms(),
-                    actor: by.to_owned(),
-                    action: "flag_cleared".into(),
-                    detail: Some(reason),
-                })
-            });
+            .map_err(store_code)?
+            .ok_or(ErrorCode::NotFound)?;
+        // Check what the state machine would refuse before writing anything.
+        current
+            .clone()
+            .apply(Command::ClearFlag, now)
+            .map_err(|e| code_of(&ApplyError::Refused(e)))?;
+        let record = current.emergency.as_ref().map(|e| e.record);
+        let action = Action {
+            at: now,
+            actor: by.name.clone(),
+            actor_id: by.id,
+            action: "flag_cleared".into(),
+            detail: Some(reason),
+        };
+        if let Some(record) = record {
+            if let Err(err) = esc.update(record, |r| r.actions.push(action.clone())) {
+                tracing::error!(conversation = %conv, record = %record, error = %err, "could not write escalation record; clearing refused");
+                return Err(ErrorCode::Unavailable);
+            }
         }
+        let a = match self.store.apply(conv, Command::ClearFlag, None, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Not cleared after all: the record does not say it was.
+                if let Some(record) = record {
+                    let _ = esc.update(record, |r| {
+                        if let Some(i) = r.actions.iter().rposition(|x| *x == action) {
+                            r.actions.remove(i);
+                        }
+                    });
+                }
+                return Err(code_of(&e));
+            }
+        };
         tracing::info!(conversation = %conv, "emergency cleared by a coordinator");
         self.send_summary(&a.after);
         Ok(())

@@ -377,7 +377,8 @@ pub async fn ack_alert(
 ) -> Result<StatusCode, ApiError> {
     check_origin(&app, &headers)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
-    if app.engine.ack_alert(id, &user.display_name).await {
+    let by = crate::escalation::Actor::account(user.id, &user.display_name);
+    if app.engine.ack_alert(id, &by).await {
         tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -385,9 +386,13 @@ pub async fn ack_alert(
     }
 }
 
-/// Who did something, as recorded in escalation records and the audit trail.
-fn actor(user: &User) -> String {
-    format!("{} ({})", user.display_name, user.role.as_str())
+/// Who did something, as recorded in escalation records and the audit trail: the account's id,
+/// and its name and role as shown.
+fn actor(user: &User) -> crate::escalation::Actor {
+    crate::escalation::Actor::account(
+        user.id,
+        format!("{} ({})", user.display_name, user.role.as_str()),
+    )
 }
 
 fn parse_id(id: &str) -> Result<Ulid, ApiError> {
@@ -505,7 +510,10 @@ pub async fn list_escalations(
     State(app): State<Arc<AppState>>,
     Coordinator(user): Coordinator,
 ) -> Result<Json<Vec<crate::escalation::RecordSummary>>, ApiError> {
-    Ok(Json(escalations(&app)?.list(&actor(&user))))
+    escalations(&app)?
+        .list(&actor(&user))
+        .map(Json)
+        .map_err(|_| ApiError::Unavailable)
 }
 
 pub async fn read_escalation(

@@ -374,7 +374,14 @@ impl Session<'_> {
             } => Self::reply(
                 id,
                 engine
-                    .flag(Some(op), name, conversation, category, reason, Some(id))
+                    .flag(
+                        Some(op),
+                        &crate::escalation::Actor::account(op, name),
+                        conversation,
+                        category,
+                        reason,
+                        Some(id),
+                    )
                     .await,
             ),
         };
