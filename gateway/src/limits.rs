@@ -11,8 +11,8 @@
 //! - messages per connection: error `rate_limited` with `retry_after_ms` for the refused frame;
 //!   the conversation continues (an honest burst fits in the burst allowance);
 //! - webhook requests per source address: HTTP 429 with `Retry-After`;
-//! - login attempts per address: HTTP 429 with `Retry-After` (per-account lockout is in
-//!   [`crate::auth`]);
+//! - login attempts per address: HTTP 429 with `Retry-After` (the lockout per username and
+//!   address is in [`crate::lockout`]);
 //! - open websockets per address: HTTP 429 before the upgrade.
 
 use std::collections::HashMap;
