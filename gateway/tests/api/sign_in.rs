@@ -178,6 +178,32 @@ async fn wrong_guesses_sent_at_once_with_the_right_password_do_not_let_it_in_pas
     app.stop().await;
 }
 
+/// `gateway user add` (the real binary, as an installer runs it) on the accounts file `file`.
+fn cli_add_user(file: &str, username: &str, role: &str) {
+    use std::io::Write;
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "user",
+            "add",
+            "--username",
+            username,
+            "--display-name",
+            username,
+        ])
+        .args(["--role", role, "--password-stdin"])
+        .env("TSUNAGU_AUTH__USERS_FILE", file)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(b"cli user password\n")
+        .unwrap();
+    assert!(cli.wait().unwrap().success(), "gateway user add {username}");
+}
+
 #[tokio::test]
 async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_account_is_lost() {
     let dir = std::env::temp_dir().join(format!("tsunagu-setup-{}", id()));
@@ -190,33 +216,7 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
         .pending_setup_code()
         .expect("no accounts yet: a setup code");
     // While the gateway runs, the CLI creates an admin.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args([
-            "user",
-            "add",
-            "--username",
-            "root",
-            "--display-name",
-            "Root",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ])
-        .env("TSUNAGU_AUTH__USERS_FILE", &file)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut cli = cli;
-        cli.stdin
-            .take()
-            .unwrap()
-            .write_all(b"cli admin password\n")
-            .unwrap();
-        assert!(cli.wait().unwrap().success(), "gateway user add");
-    }
+    cli_add_user(&file, "root", "admin");
     let r = app
         .http()
         .post(format!("{}/api/setup", app.base))
@@ -226,7 +226,9 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "the setup code outlived the CLI's admin");
-    // A change the gateway makes keeps the account the CLI wrote, though it never logged in.
+    // The CLI adds another account; a change the gateway makes then keeps it, though the
+    // gateway has not read the file since.
+    cli_add_user(&file, "kai", "operator");
     app.state
         .accounts
         .add_user("sakura", "Sakura", Role::Operator, PASSWORD)
@@ -237,7 +239,7 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
         .iter()
         .map(|u| u["username"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["root", "sakura"]);
+    assert_eq!(names, ["root", "kai", "sakura"]);
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
