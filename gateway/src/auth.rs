@@ -189,6 +189,12 @@ fn write_users(path: &std::path::Path, users: &[User]) -> std::io::Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp)?;
+    #[cfg(unix)]
+    {
+        // Also when a crashed write left the temporary file behind with other permissions.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     f.write_all(&json)?;
     f.sync_all()?;
     drop(f);
