@@ -1054,21 +1054,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Acknowledges a help alert; false if there is no such alert.
-    pub async fn ack_alert(&self, alert: Ulid, by: &Actor) -> bool {
-        let acked = self.stats().ack_alert(alert, &by.name);
-        if acked.is_some() {
-            if let Some(bus) = &self.bus {
-                bus.send(BusMsg::AlertAcknowledged {
-                    id: alert,
-                    by: by.name.clone(),
-                });
-            }
-        }
-        if let Some((conv, true)) = acked {
+    /// Acknowledges an alert; `Ok(false)` if there is no such alert. An emergency alert's
+    /// acknowledgement is written to the escalation record first, and refused
+    /// (`Unavailable`) if it cannot be: the record is the trail of who did what.
+    pub async fn ack_alert(&self, alert: Ulid, by: &Actor) -> Result<bool, ErrorCode> {
+        let Some((conv, emergency)) = self.stats().alert(alert) else {
+            return Ok(false);
+        };
+        let mut summary = None;
+        if emergency {
             if let Ok(Some(c)) = self.store.get(conv).await {
                 if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
-                    let _ = esc.update(e.record, |r| {
+                    let written = esc.update(e.record, |r| {
                         r.actions.push(Action {
                             at: now_ms(),
                             actor: by.name.clone(),
@@ -1077,12 +1074,28 @@ impl Engine {
                             detail: None,
                         })
                     });
+                    if let Err(err) = written {
+                        tracing::error!(record = %e.record, error = %err, "could not write escalation record; acknowledgement refused");
+                        return Err(ErrorCode::Unavailable);
+                    }
                 }
-                // The operator's banner shows who acknowledged.
-                self.send_summary(&c);
+                summary = Some(c);
             }
         }
-        acked.is_some()
+        if self.stats().ack_alert(alert, &by.name).is_none() {
+            return Ok(false);
+        }
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::AlertAcknowledged {
+                id: alert,
+                by: by.name.clone(),
+            });
+        }
+        if let Some(c) = summary {
+            // The operator's banner shows who acknowledged.
+            self.send_summary(&c);
+        }
+        Ok(true)
     }
 
     /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or

@@ -378,7 +378,7 @@ pub async fn ack_alert(
     check_origin(&app, &headers)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
     let by = crate::escalation::Actor::account(user.id, &user.display_name);
-    if app.engine.ack_alert(id, &by).await {
+    if app.engine.ack_alert(id, &by).await.map_err(engine_error)? {
         tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -733,3 +733,40 @@ async fn a_clearing_whose_record_cannot_be_written_is_refused() {
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    flagged_record(&app, &coord, &v.conversation).await;
+    let alert = |app: &TestApp| {
+        let engine = app.state.engine.clone();
+        async move {
+            let d = engine.dashboard().await.unwrap();
+            d.alerts
+                .into_iter()
+                .find(|a| a.kind == "emergency")
+                .expect("an emergency alert")
+        }
+    };
+    let id = alert(&app).await.id;
+    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
+    std::fs::rename(&dir, &saved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let ack = format!("/api/alerts/{id}/ack");
+    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 503);
+    assert!(
+        alert(&app).await.acknowledged_by.is_none(),
+        "not acknowledged when the record could not say so"
+    );
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&saved, &dir).unwrap();
+    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 204);
+    assert!(alert(&app).await.acknowledged_by.is_some());
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
