@@ -1040,11 +1040,23 @@ async function loadAudit() {
   renderAudit();
 }
 
+/**
+ * The actor of an audit entry: the name as shown, and under it the account id, which is what
+ * identifies the person (two volunteers may share a display name). The system has no account.
+ */
+function auditActor(a) {
+  const id = hasValue(a.actor_id) ? String(a.actor_id) : null;
+  return el('td', { data: { actorId: id ?? '' } },
+    el('span', { text: String(a.actor ?? '—') }),
+    id ? el('br') : null,
+    id ? el('span', { class: 'mono small muted', text: id }) : null);
+}
+
 function renderAudit() {
   const list = [...state.audit].sort((a, b) => toMs(b.at) - toMs(a.at)).slice(0, 500);
   E.auditRows.replaceChildren(...list.map((a) => el('tr', { data: { testid: 'audit-row', action: String(a.action ?? ''), record: String(a.record ?? '') } },
     el('td', { text: fmtDateTime(toMs(a.at)) || '—' }),
-    el('td', { text: String(a.actor ?? '—') }),
+    auditActor(a),
     el('td', { text: actionName(a.action) }),
     el('td', { class: 'mono small', text: hasValue(a.record) ? String(a.record) : '—' }))));
   E.auditEmpty.hidden = list.length > 0;

@@ -10,10 +10,18 @@ let redis; let nodeA; let nodeB; let balancer; let browser;
 
 before(async () => {
   redis = await startRedis();
-  const shared = { TSUNAGU_STORE__URL: redis.url, TSUNAGU_STORE__KEY_PREFIX: 'e2e' };
+  // The balancer is the origin people's pages come from: both nodes allow it, as a deployment
+  // behind a load balancer sets `server.public_url` (the nodes check Origin against their own
+  // configured origins, never against Host).
+  balancer = await startProxy('http://127.0.0.1:9');
+  const shared = {
+    TSUNAGU_STORE__URL: redis.url,
+    TSUNAGU_STORE__KEY_PREFIX: 'e2e',
+    TSUNAGU_SERVER__ALLOWED_ORIGINS: balancer.base,
+  };
   nodeA = await startGateway(shared);
   nodeB = await startGateway({ ...shared, TSUNAGU_AUTH__USERS_FILE: nodeA.usersFile }, { addUsers: false });
-  balancer = await startProxy(nodeA.base);
+  balancer.retarget(nodeA.base);
   browser = await launchBrowser();
 });
 

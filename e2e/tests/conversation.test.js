@@ -7,8 +7,14 @@ import { startGateway, startProxy, launchBrowser, operatorPage, tid } from './ha
 let gw; let proxy; let browser;
 
 before(async () => {
-  gw = await startGateway({ TSUNAGU_WIDGET__QUICK_EXIT_URL: 'http://127.0.0.1:9/harmless' });
-  proxy = await startProxy(gw.base);
+  // The person reaches the gateway through a proxy (to cut their network): its origin is the
+  // one the gateway is configured to allow, as `server.public_url` is behind a real proxy.
+  proxy = await startProxy('http://127.0.0.1:9');
+  gw = await startGateway({
+    TSUNAGU_WIDGET__QUICK_EXIT_URL: 'http://127.0.0.1:9/harmless',
+    TSUNAGU_SERVER__ALLOWED_ORIGINS: proxy.base,
+  });
+  proxy.retarget(gw.base);
   browser = await launchBrowser();
 });
 

@@ -1,19 +1,24 @@
 //! Operator accounts and sessions.
 //!
 //! Accounts (username, display name, role, argon2id hash, languages, capacity) live in a JSON file
-//! written atomically (`auth.users_file`); they are the only thing the gateway writes to disk and
-//! hold nothing about the people who reach out. Sessions live in memory: a random 256-bit token
-//! in an HttpOnly cookie, stored here only as its SHA-256, with an idle timeout and an absolute
-//! lifetime, revocable. On first run with no accounts a one-time setup code is generated and
-//! printed, so nobody ever has a default password.
+//! (`auth.users_file`); they are the only thing the gateway writes to disk and hold nothing about
+//! the people who reach out. The running gateway and the `gateway user` CLI both write it, so
+//! every change is a read-modify-write under an exclusive lock on `<users_file>.lock`: the file
+//! is re-read under the lock, changed, and replaced atomically (temporary file, fsync, rename).
+//! No write replaces accounts it did not read (issue 17, item 6).
+//!
+//! Sessions live in memory (or Redis): a random 256-bit token in an HttpOnly cookie, stored
+//! here only as its SHA-256, with an idle timeout and an absolute lifetime, revocable. On first
+//! run with no accounts a one-time setup code is generated and printed, so nobody ever has a
+//! default password; it stops working as soon as any admin exists, checked against the file
+//! at use. Password checks are bounded ([`crate::password`]); failed logins lock per
+//! (username, address) and slow down per username ([`crate::lockout`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
-use argon2::{Argon2, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use ulid::Ulid;
@@ -22,6 +27,10 @@ use crate::store::redis::RedisSessions;
 
 use crate::config::AuthSettings;
 use crate::engine::{hash_token, now_ms};
+use crate::limits::AddrKey;
+use crate::lockout::{Locked, Lockout};
+pub use crate::lockout::{LOCK_AFTER, LOCK_FIRST_MS, LOCK_MAX_MS};
+use crate::password::Checker;
 use crate::protocol::Millis;
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; volunteers' accounts guard
@@ -96,23 +105,13 @@ pub enum AuthError {
     Storage,
     #[error("too many failed attempts; locked for {0} ms")]
     Locked(u64),
+    /// Every password check is taken and the queue is full ([`crate::password`]).
+    #[error("password checks are busy")]
+    Busy,
 }
 
-/// Failed logins before an account locks, and the first lock's length; each further failure
-/// while locked out doubles it, up to [`LOCK_MAX_MS`].
-pub const LOCK_AFTER: u32 = 5;
-pub const LOCK_FIRST_MS: u64 = 30_000;
-pub const LOCK_MAX_MS: u64 = 60 * 60_000;
-/// Failure records kept at most (one per username tried), so a spray of names cannot grow
-/// memory without bound.
-const MAX_FAILURE_RECORDS: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Failures {
-    count: u32,
-    locked_until: Millis,
-    last: Millis,
-}
+/// The address key of logins that come from no network address (the CLI, tests).
+pub const NO_ADDRESS: AddrKey = 0;
 
 pub struct Accounts {
     cfg: AuthSettings,
@@ -129,8 +128,11 @@ pub struct Accounts {
     /// Modification time of the accounts file when last read, so accounts added with
     /// `gateway user add` while the gateway runs are picked up at the next login.
     loaded_mtime: Mutex<Option<std::time::SystemTime>>,
-    /// Failed logins per username (known or not, so lockout reveals nothing), for lockout.
-    failures: Mutex<HashMap<String, Failures>>,
+    /// Failed logins per (username, address) and per username (known or not, so a lock
+    /// reveals nothing).
+    lockout: Lockout,
+    /// Bounds concurrent password checks (argon2 holds 19 MiB each).
+    checker: Checker,
     /// With the Redis store: sessions live there (shared by every node) instead of `sessions`.
     shared: Option<RedisSessions>,
 }
@@ -140,21 +142,63 @@ fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
 }
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| AuthError::Invalid("password could not be hashed"))
+    crate::password::hash(password).ok_or(AuthError::Invalid("password could not be hashed"))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// Holds the exclusive lock on the accounts file's lock file while alive (released when the
+/// file is closed).
+struct FileLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_file(path: &std::path::Path) -> std::io::Result<FileLock> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::path::PathBuf::from(name))?;
+    // Held for a read, a change and a write of a small file: milliseconds. (`flock`: the
+    // standard library's `File::lock` is newer than the supported Rust.)
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(FileLock(f))
+}
+
+/// The accounts in the file; none if it does not exist yet. A file that cannot be read or
+/// parsed is an error: never treated as empty, so nothing overwrites it.
+fn read_users(path: &std::path::Path) -> std::io::Result<Vec<User>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces the file atomically: a temporary file beside it, written, synced, renamed over.
+fn write_users(path: &std::path::Path, users: &[User]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(users).map_err(std::io::Error::other)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    #[cfg(unix)]
+    {
+        // Also when a crashed write left the temporary file behind with other permissions.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(&json)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 fn random_token() -> String {
@@ -186,7 +230,8 @@ impl Accounts {
         let loaded_mtime = Mutex::new(path.as_deref().and_then(mtime));
         Ok(Accounts {
             loaded_mtime,
-            failures: Mutex::new(HashMap::new()),
+            lockout: Lockout::new(),
+            checker: Checker::new(cfg.hash_concurrency, cfg.hash_queue),
             cfg: cfg.clone(),
             path,
             users: RwLock::new(users),
@@ -228,9 +273,9 @@ impl Accounts {
         self.users().clone()
     }
 
-    /// Creates an account and saves the file.
-    pub fn add_user(
-        &self,
+    /// Checks an account's fields and hashes its password (slow: done before taking the file
+    /// lock).
+    fn new_user(
         username: &str,
         display_name: &str,
         role: Role,
@@ -254,7 +299,7 @@ impl Accounts {
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(AuthError::Invalid("password: at least 12 characters"));
         }
-        let user = User {
+        Ok(User {
             id: Ulid::new(),
             username: username.to_owned(),
             display_name: display_name.to_owned(),
@@ -264,17 +309,25 @@ impl Accounts {
             capacity: None,
             disabled: false,
             phone: None,
-        };
-        let snapshot = {
-            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        })
+    }
+
+    /// Creates an account and saves the file.
+    pub fn add_user(
+        &self,
+        username: &str,
+        display_name: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<User, AuthError> {
+        let user = Self::new_user(username, display_name, role, password)?;
+        self.modify(|users| {
             if users.iter().any(|u| u.username == user.username) {
                 return Err(AuthError::Exists);
             }
             users.push(user.clone());
-            users.clone()
-        };
-        self.save(&snapshot)?;
-        *self.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            Ok(())
+        })?;
         Ok(user)
     }
 
@@ -285,17 +338,15 @@ impl Accounts {
         languages: Vec<String>,
         capacity: Option<u32>,
     ) -> Result<(), AuthError> {
-        let snapshot = {
-            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        self.modify(|users| {
             let u = users
                 .iter_mut()
                 .find(|u| u.id == id)
                 .ok_or(AuthError::Invalid("no such user"))?;
             u.languages = languages;
             u.capacity = capacity;
-            users.clone()
-        };
-        self.save(&snapshot)
+            Ok(())
+        })
     }
 
     /// Sets (or clears) where phone calls are bridged for this operator: `+` and 8-15 digits,
@@ -309,71 +360,82 @@ impl Accounts {
                 ));
             }
         }
-        let snapshot = {
-            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        self.modify(|users| {
             let u = users
                 .iter_mut()
                 .find(|u| u.id == id)
                 .ok_or(AuthError::Invalid("no such user"))?;
             u.phone = phone;
-            users.clone()
+            Ok(())
+        })
+    }
+
+    /// Changes the accounts. With a file: under its lock, re-reads it, applies `change` to
+    /// what it holds now (so accounts another process added are kept), writes the result
+    /// atomically, and adopts it in memory. Without a file (tests), changes memory.
+    fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<User>) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        let Some(path) = &self.path else {
+            let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+            let out = change(&mut users)?;
+            if users.iter().any(|u| u.role == Role::Admin) {
+                *self.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            return Ok(out);
         };
-        self.save(&snapshot)
+        let storage = |e: std::io::Error| {
+            tracing::error!(error = %e, "could not update the accounts file");
+            AuthError::Storage
+        };
+        let _lock = lock_file(path).map_err(storage)?;
+        let mut users = read_users(path).map_err(storage)?;
+        match change(&mut users) {
+            Ok(out) => {
+                write_users(path, &users).map_err(storage)?;
+                self.adopt(users, mtime(path));
+                Ok(out)
+            }
+            Err(e) => {
+                // Nothing written; what was read is still the truth.
+                self.adopt(users, mtime(path));
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes `users`, read from the file with modification time `mtime`, as the accounts.
+    fn adopt(&self, users: Vec<User>, mtime: Option<std::time::SystemTime>) {
+        if users.iter().any(|u| u.role == Role::Admin) {
+            *self.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
+        *self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner()) = mtime;
     }
 
     /// Re-reads the accounts file if another process (the CLI) changed it.
     fn refresh(&self) {
         let Some(path) = &self.path else { return };
         let now = mtime(path);
-        let mut loaded = self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner());
-        if now.is_none() || *loaded == now {
+        let loaded = *self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_none() || loaded == now {
             return;
         }
-        let parsed: Option<Vec<User>> = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        match parsed {
-            Some(users) => {
-                if !users.is_empty() {
-                    *self.setup_code.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-                *self.users.write().unwrap_or_else(|e| e.into_inner()) = users;
-                *loaded = now;
+        match read_users(path) {
+            Ok(users) => {
+                self.adopt(users, now);
                 tracing::info!("accounts file changed: reloaded");
             }
-            None => tracing::warn!(
+            Err(_) => tracing::warn!(
                 "accounts file changed but could not be read; keeping the accounts in memory"
             ),
         }
     }
 
-    fn save(&self, users: &[User]) -> Result<(), AuthError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            let json = serde_json::to_vec_pretty(users).map_err(std::io::Error::other)?;
-            std::fs::write(&tmp, json)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-            }
-            std::fs::rename(&tmp, path)?;
-            *self.loaded_mtime.lock().unwrap_or_else(|e| e.into_inner()) = mtime(path);
-            Ok(())
-        };
-        write().map_err(|e| {
-            tracing::error!(error = %e, "could not save accounts file");
-            AuthError::Storage
-        })
-    }
-
-    /// Creates the first admin with the setup code printed at start.
+    /// Creates the first admin with the setup code printed at start. Refused as soon as any
+    /// admin exists in the accounts file, whoever created it and whenever: checked under the
+    /// file's lock, in the same step that adds the admin.
     pub fn setup(
         &self,
         code: &str,
@@ -381,6 +443,7 @@ impl Accounts {
         display_name: &str,
         password: &str,
     ) -> Result<User, AuthError> {
+        self.refresh();
         let expected = self
             .pending_setup_code()
             .ok_or(AuthError::SetupUnavailable)?;
@@ -388,40 +451,67 @@ impl Accounts {
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(AuthError::SetupUnavailable);
         }
-        self.add_user(username, display_name, Role::Admin, password)
+        let user = Self::new_user(username, display_name, Role::Admin, password)?;
+        self.modify(|users| {
+            if users.iter().any(|u| u.role == Role::Admin) {
+                return Err(AuthError::SetupUnavailable);
+            }
+            if users.iter().any(|u| u.username == user.username) {
+                return Err(AuthError::Exists);
+            }
+            users.push(user.clone());
+            Ok(())
+        })?;
+        Ok(user)
     }
 
-    /// Checks a password (off the async runtime: argon2 is deliberately slow) and opens a
-    /// session. Returns the user and the session token for the cookie.
+    /// Checks a password and opens a session, for a login from no network address (the CLI,
+    /// tests). See [`Accounts::login_from`].
     pub async fn login(
         self: &std::sync::Arc<Self>,
         username: &str,
         password: &str,
     ) -> Result<(User, String), AuthError> {
+        self.login_from(NO_ADDRESS, username, password).await
+    }
+
+    /// Checks a password from the address with key `addr` and opens a session. Returns the
+    /// user and the session token for the cookie. The attempt is counted before its check
+    /// ([`crate::lockout`]); the check runs off the async runtime, bounded
+    /// ([`crate::password`]).
+    pub async fn login_from(
+        self: &std::sync::Arc<Self>,
+        addr: AddrKey,
+        username: &str,
+        password: &str,
+    ) -> Result<(User, String), AuthError> {
         self.refresh();
         let name = username.trim().to_owned();
-        let now = now_ms();
-        if let Some(f) = self.failures_lock().get(&name) {
-            if f.locked_until > now {
-                return Err(AuthError::Locked(f.locked_until - now));
-            }
+        let attempt = self
+            .lockout
+            .begin(&name, addr, now_ms())
+            .map_err(|Locked(ms)| AuthError::Locked(ms))?;
+        if attempt.delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(attempt.delay_ms)).await;
         }
         let user = self
             .users()
             .iter()
-            .find(|u| u.username == username.trim() && !u.disabled)
+            .find(|u| u.username == name && !u.disabled)
             .cloned();
         let hash = user
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        // Busy: the attempt is dropped unfinished, so it is not counted as a failure.
+        let ok = self
+            .checker
+            .verify(password.to_owned(), hash)
             .await
-            .unwrap_or(false);
+            .map_err(|_| AuthError::Busy)?;
         match (ok, user) {
             (true, Some(user)) => {
-                self.failures_lock().remove(&name);
+                attempt.succeeded();
                 let token = random_token();
                 let now = now_ms();
                 let session = Session {
@@ -447,7 +537,7 @@ impl Accounts {
                 Ok((user, token))
             }
             _ => {
-                let locked = self.record_failure(&name, now);
+                let locked = attempt.failed(now_ms());
                 tracing::info!(locked = locked.is_some(), "login refused");
                 match locked {
                     Some(ms) => Err(AuthError::Locked(ms)),
@@ -457,33 +547,15 @@ impl Accounts {
         }
     }
 
-    fn failures_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    /// Failed and in-flight logins of `username` from the address with key `addr` (for tests
+    /// and operations).
+    pub fn login_attempts(&self, username: &str, addr: AddrKey) -> u32 {
+        self.lockout.attempts(username, addr)
     }
 
-    /// Counts a failed login; returns the lock length if the account is now locked.
-    fn record_failure(&self, name: &str, now: Millis) -> Option<u64> {
-        let mut all = self.failures_lock();
-        if all.len() >= MAX_FAILURE_RECORDS && !all.contains_key(name) {
-            // Forget the record unused longest.
-            if let Some(oldest) = all
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| k.clone())
-            {
-                all.remove(&oldest);
-            }
-        }
-        let f = all.entry(name.to_owned()).or_default();
-        f.count += 1;
-        f.last = now;
-        if f.count < LOCK_AFTER {
-            return None;
-        }
-        let doublings = (f.count - LOCK_AFTER).min(16);
-        let ms = (LOCK_FIRST_MS << doublings).min(LOCK_MAX_MS);
-        f.locked_until = now + ms;
-        Some(ms)
+    /// The password checker, whose permits tests may hold.
+    pub fn password_checker(&self) -> &Checker {
+        &self.checker
     }
 
     fn expired(&self, s: &Session, now: Millis) -> bool {
@@ -627,38 +699,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_failures_lock_the_account_with_growing_delays() {
+    async fn repeated_failures_lock_the_name_from_that_address_only() {
         let a = accounts();
         a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
             .unwrap();
         for _ in 0..LOCK_AFTER - 1 {
             assert_eq!(
-                a.login("sakura", "wrong password!!").await.unwrap_err(),
+                a.login_from(1, "sakura", "wrong password!!")
+                    .await
+                    .unwrap_err(),
                 AuthError::BadCredentials
             );
         }
-        let first = a.login("sakura", "wrong password!!").await.unwrap_err();
+        let first = a
+            .login_from(1, "sakura", "wrong password!!")
+            .await
+            .unwrap_err();
         assert_eq!(first, AuthError::Locked(LOCK_FIRST_MS));
         // Locked: even the right password is refused, without being checked.
         assert!(matches!(
-            a.login("sakura", "correct horse battery").await,
+            a.login_from(1, "sakura", "correct horse battery").await,
             Err(AuthError::Locked(_))
         ));
-        // Past the lock, another failure locks twice as long.
-        a.failures_lock().get_mut("sakura").unwrap().locked_until = 0;
-        assert_eq!(
-            a.login("sakura", "wrong password!!").await.unwrap_err(),
-            AuthError::Locked(2 * LOCK_FIRST_MS)
-        );
-        a.failures_lock().get_mut("sakura").unwrap().locked_until = 0;
-        assert!(a.login("sakura", "correct horse battery").await.is_ok());
-        assert!(a.failures_lock().get("sakura").is_none(), "success resets");
+        // From another address, the owner's password still works.
+        assert!(a
+            .login_from(2, "sakura", "correct horse battery")
+            .await
+            .is_ok());
         // Unknown names lock the same way, so a lock says nothing about who exists.
         for _ in 0..LOCK_AFTER {
-            let _ = a.login("nobody", "whatever password").await;
+            let _ = a.login_from(1, "nobody", "whatever password").await;
         }
         assert!(matches!(
-            a.login("nobody", "whatever password").await,
+            a.login_from(1, "nobody", "whatever password").await,
             Err(AuthError::Locked(_))
         ));
     }

@@ -180,6 +180,10 @@ pub struct AuthSettings {
     pub session_max_ms: u64,
     /// Mark the session cookie `Secure` (set when serving over TLS or behind a TLS proxy).
     pub cookie_secure: bool,
+    /// Password checks (argon2id, 19 MiB each) run at once; 0: one per core.
+    pub hash_concurrency: usize,
+    /// Logins waiting for a check beyond those; more are answered 503 with `Retry-After`.
+    pub hash_queue: usize,
 }
 
 impl Default for AuthSettings {
@@ -189,6 +193,9 @@ impl Default for AuthSettings {
             session_idle_ms: 2 * 60 * 60_000,
             session_max_ms: 12 * 60 * 60_000,
             cookie_secure: false,
+            hash_concurrency: 0,
+            // A check takes tens of milliseconds: a queue of 8 is well under a second's wait.
+            hash_queue: 8,
         }
     }
 }

@@ -10,7 +10,10 @@
 //! retention sweep delete without decrypting.
 //!
 //! `audit.jsonl` beside the records is the audit trail: who listed, viewed, delivered or let
-//! expire which record, when. It holds ids and names, never content.
+//! expire which record, when. It holds ids and names, never content. Each entry names its actor
+//! by account id (display names are not unique) and shows the name beside it. The trail fails
+//! closed: an action whose entry cannot be written is refused (a list or a view returns an
+//! error and no content; a deletion or a delivery is not committed and is tried again later).
 //!
 //! Records are optionally delivered to the organisation's case system by webhook when their
 //! conversation closes (see [`webhook_signature`]), retried with backoff until acknowledged.
@@ -37,6 +40,30 @@ const MAGIC: &[u8; 4] = b"TSG1";
 const NONCE_LEN: usize = 24;
 const AUDIT_FILE: &str = "audit.jsonl";
 
+/// Who did something: the account's id, which identifies it (display names are not unique),
+/// and the name shown for it. `id` is `None` for the system and the person reaching out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Actor {
+    pub id: Option<Ulid>,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn account(id: Ulid, name: impl Into<String>) -> Self {
+        Actor {
+            id: Some(id),
+            name: name.into(),
+        }
+    }
+
+    pub fn system() -> Self {
+        Actor {
+            id: None,
+            name: "system".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlagEntry {
     /// The client id of the flag message, so a retry is recorded once.
@@ -45,6 +72,9 @@ pub struct FlagEntry {
     pub category: String,
     pub reason: String,
     pub by: String,
+    /// The account that flagged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub by_id: Option<Ulid>,
     pub at: Millis,
 }
 
@@ -52,6 +82,9 @@ pub struct FlagEntry {
 pub struct Action {
     pub at: Millis,
     pub actor: String,
+    /// The account that acted (none for the system and the person).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub actor_id: Option<Ulid>,
     pub action: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
@@ -104,7 +137,11 @@ pub struct RecordSummary {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditEntry {
     pub at: Millis,
+    /// The name shown for the actor.
     pub actor: String,
+    /// The account that acted (none for the system): what identifies the actor.
+    #[serde(default)]
+    pub actor_id: Option<Ulid>,
     pub action: String,
     pub record: Option<Ulid>,
 }
@@ -277,6 +314,7 @@ impl Escalations {
             actions: vec![Action {
                 at: flag.at,
                 actor: flag.by.clone(),
+                actor_id: flag.by_id,
                 action: "flag_raised".into(),
                 detail: Some(flag.category.clone()),
             }],
@@ -363,28 +401,37 @@ impl Escalations {
         out
     }
 
-    /// Lists records without content; recorded in the audit trail.
-    pub fn list(&self, actor: &str) -> Vec<RecordSummary> {
-        let list = self.summaries();
-        self.audit(actor, "list", None);
-        list
+    /// Lists records without content; recorded in the audit trail first, and refused if it
+    /// cannot be.
+    pub fn list(&self, actor: &Actor) -> Result<Vec<RecordSummary>, EscalationError> {
+        self.audit(actor, "list", None)?;
+        Ok(self.summaries())
     }
 
-    /// One record, decrypted; every read is recorded in the audit trail.
-    pub fn read(&self, id: Ulid, actor: &str) -> Result<Record, EscalationError> {
+    /// One record, decrypted; every read is recorded in the audit trail, and a read that
+    /// cannot be recorded is refused.
+    pub fn read(&self, id: Ulid, actor: &Actor) -> Result<Record, EscalationError> {
         let rec = {
             let _g = self.guard();
             self.load(id)?
         };
-        self.audit(actor, "view", Some(id));
+        self.audit(actor, "view", Some(id))?;
         tracing::info!(record = %id, "escalation record viewed");
         Ok(rec)
     }
 
-    pub fn audit(&self, actor: &str, action: &str, record: Option<Ulid>) {
+    /// Appends an entry to the audit trail (written through to the file before returning). The
+    /// caller must not go on with the action if this fails.
+    pub fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        record: Option<Ulid>,
+    ) -> Result<(), EscalationError> {
         let entry = AuditEntry {
             at: now_ms(),
-            actor: actor.to_owned(),
+            actor: actor.name.clone(),
+            actor_id: actor.id,
             action: action.to_owned(),
             record,
         };
@@ -397,11 +444,13 @@ impl Escalations {
                 .open(self.dir.join(AUDIT_FILE))?;
             let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            f.write_all(&line)
+            f.write_all(&line)?;
+            f.sync_data()
         };
-        if let Err(e) = write() {
-            tracing::error!(error = %e, "could not append to the audit trail");
-        }
+        write().map_err(|e| {
+            tracing::error!(error = %e, action, "could not append to the audit trail; action refused");
+            EscalationError::Io(e)
+        })
     }
 
     pub fn audit_trail(&self) -> Vec<AuditEntry> {
@@ -429,13 +478,17 @@ impl Escalations {
         };
         let mut n = 0;
         for (path, id) in expired {
+            // Audited first: a deletion the trail cannot show is not made (the next sweep tries
+            // again).
+            if self.audit(&Actor::system(), "expired", id).is_err() {
+                continue;
+            }
             let removed = {
                 let _g = self.guard();
                 std::fs::remove_file(&path).is_ok()
             };
             if removed {
                 n += 1;
-                self.audit("system", "expired", id);
                 tracing::info!(record = ?id, "escalation record deleted at the end of its retention");
             }
         }
@@ -483,19 +536,25 @@ impl Escalations {
                 .await;
             let ok = matches!(&result, Ok(r) if r.status().is_success());
             if ok {
+                // A delivery the trail cannot show is not committed: the record stays pending
+                // and is delivered (the case system sees the same record id) and audited again.
+                if self.audit(&Actor::system(), "delivered", Some(id)).is_err() {
+                    continue;
+                }
                 delivered += 1;
                 self.retry
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
-                self.audit("system", "delivered", Some(id));
-                if self.cfg.delete_after_delivery {
+                let delete = self.cfg.delete_after_delivery
+                    && self
+                        .audit(&Actor::system(), "deleted_after_delivery", Some(id))
+                        .is_ok();
+                if delete {
                     let _g = self.guard();
                     if let Some(p) = self.path_of(id) {
                         let _ = std::fs::remove_file(p);
                     }
-                    drop(_g);
-                    self.audit("system", "deleted_after_delivery", Some(id));
                 } else {
                     let _ = self.update(id, |r| r.delivered_at = Some(now));
                 }
@@ -549,24 +608,28 @@ fn append_entries(rec: &mut Record, entries: &[LogEntry]) {
             EventBody::OperatorJoined { operator } => rec.actions.push(Action {
                 at: e.at,
                 actor: operator.clone(),
+                actor_id: None,
                 action: "operator_joined".into(),
                 detail: None,
             }),
             EventBody::OperatorLeft { reason } => rec.actions.push(Action {
                 at: e.at,
                 actor: "system".into(),
+                actor_id: None,
                 action: "operator_left".into(),
                 detail: Some(format!("{reason:?}").to_lowercase()),
             }),
             EventBody::Ended { by, reason } => rec.actions.push(Action {
                 at: e.at,
                 actor: format!("{by:?}").to_lowercase(),
+                actor_id: None,
                 action: "ended".into(),
                 detail: Some(reason.as_str().to_owned()),
             }),
             EventBody::Retracted { id } => rec.actions.push(Action {
                 at: e.at,
                 actor: "visitor".into(),
+                actor_id: None,
                 action: "retracted".into(),
                 detail: Some(id.to_string()),
             }),
@@ -598,6 +661,7 @@ mod tests {
             category: "self_harm".into(),
             reason: "said they want to die".into(),
             by: "Sakura".into(),
+            by_id: None,
             at: 1,
         }
     }
@@ -638,13 +702,15 @@ mod tests {
             assert!(!text.contains("U-line-user"));
             assert!(!text.contains("want to die"));
         }
-        let rec = esc.read(id, "Coordinator").unwrap();
+        let coordinator = Actor::account(Ulid::new(), "Coordinator");
+        let rec = esc.read(id, &coordinator).unwrap();
         assert_eq!(rec.transcript.len(), 2, "seq 1 is not appended twice");
         assert_eq!(rec.transcript[1].text, "later canary");
         assert_eq!(rec.channel_ref.as_deref(), Some("U-line-user"));
         let trail = esc.audit_trail();
         assert_eq!(trail.last().unwrap().action, "view");
         assert_eq!(trail.last().unwrap().actor, "Coordinator");
+        assert_eq!(trail.last().unwrap().actor_id, coordinator.id);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -662,13 +728,19 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert!(matches!(other.read(id, "x"), Err(EscalationError::Corrupt)));
+        assert!(matches!(
+            other.read(id, &Actor::system()),
+            Err(EscalationError::Corrupt)
+        ));
         let path = esc.path_of(id).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert!(matches!(esc.read(id, "x"), Err(EscalationError::Corrupt)));
+        assert!(matches!(
+            esc.read(id, &Actor::system()),
+            Err(EscalationError::Corrupt)
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -681,7 +753,10 @@ mod tests {
         esc.create(&conv, id, None, flag(), &[]).unwrap();
         assert_eq!(esc.sweep(now_ms()), 0);
         assert_eq!(esc.sweep(now_ms() + 61_000), 1);
-        assert!(matches!(esc.read(id, "x"), Err(EscalationError::NotFound)));
+        assert!(matches!(
+            esc.read(id, &Actor::system()),
+            Err(EscalationError::NotFound)
+        ));
         assert!(esc
             .audit_trail()
             .iter()

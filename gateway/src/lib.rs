@@ -13,7 +13,8 @@
 //! - [`engine`]: the behaviour between sockets and store: one method per client action, the
 //!   `publish` step that tells everyone concerned, timers, statistics, the live-socket registry.
 //! - [`ws`]: the websocket endpoints; [`http`]: router, pages, JSON API, security headers.
-//! - [`auth`]: operator accounts (argon2) and sessions; [`directory`]: referrals and phrases.
+//! - [`auth`]: operator accounts (argon2) and sessions, with [`password`] (bounded password
+//!   checks) and [`lockout`] (failed logins); [`directory`]: referrals and phrases.
 //! - [`escalation`]: encrypted escalation records after an emergency flag, audit trail,
 //!   retention and delivery to the organisation's case system.
 //! - [`connectors`]: channels other than the widget ([`connectors::line`]: LINE official
@@ -41,7 +42,9 @@ pub mod engine;
 pub mod escalation;
 pub mod http;
 pub mod limits;
+pub mod lockout;
 pub mod metrics;
+pub mod password;
 pub mod protocol;
 pub mod routing;
 pub mod startup;

@@ -13,8 +13,8 @@
 //!   honest burst fits in the burst allowance), but a socket refused `ws::MAX_ERRORS` times is
 //!   closed;
 //! - webhook requests per source address: HTTP 429 with `Retry-After`;
-//! - login attempts per address: HTTP 429 with `Retry-After` (per-account lockout is in
-//!   [`crate::auth`]);
+//! - login attempts per address: HTTP 429 with `Retry-After` (the lockout per username and
+//!   address is in [`crate::lockout`]);
 //! - open websockets per address: HTTP 429 before the upgrade.
 
 use std::collections::HashMap;

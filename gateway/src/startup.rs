@@ -140,6 +140,8 @@ impl Application {
                 format!("binding {}:{}", settings.server.host, settings.server.port)
             })?;
         let addr = listener.local_addr()?;
+        // The port actually bound (port 0 picks one): the gateway's own origins name it.
+        settings.server.port = addr.port();
         let limits = Arc::new(crate::limits::Limits::new(&settings.limits));
         let state = Arc::new(AppState {
             settings,

@@ -659,8 +659,10 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
 
     // Inside the record (decrypted by a coordinator's read) …
     let esc = state.engine.escalations.clone().unwrap();
-    let list = esc.list("test");
-    let record = esc.read(list[0].id, "test").unwrap();
+    let list = esc.list(&tsunagu::escalation::Actor::system()).unwrap();
+    let record = esc
+        .read(list[0].id, &tsunagu::escalation::Actor::system())
+        .unwrap();
     assert!(record.transcript.iter().any(|t| t.text == canary));
     assert!(record.flags.iter().any(|f| f.reason == reason));
     assert!(

@@ -22,7 +22,7 @@ use ulid::Ulid;
 use crate::cluster::{BusMsg, BusSender, Remote};
 use crate::config::ConversationSettings;
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
-use crate::escalation::{Action, Escalations, FlagEntry};
+use crate::escalation::{Action, Actor, Escalations, FlagEntry};
 use crate::metrics::Metrics;
 use crate::protocol::{
     Channel, ClientId, ConversationSummary, ErrorCode, Millis, Offer, Presence, RemovedReason,
@@ -548,6 +548,7 @@ impl Engine {
                 r.actions.push(Action {
                     at: now,
                     actor: "system".into(),
+                    actor_id: None,
                     action: "closed".into(),
                     detail: category,
                 });
@@ -1106,34 +1107,48 @@ impl Engine {
         Ok(())
     }
 
-    /// Acknowledges a help alert; false if there is no such alert.
-    pub async fn ack_alert(&self, alert: Ulid, by: &str) -> bool {
-        let acked = self.stats().ack_alert(alert, by);
-        if acked.is_some() {
-            if let Some(bus) = &self.bus {
-                bus.send(BusMsg::AlertAcknowledged {
-                    id: alert,
-                    by: by.to_owned(),
-                });
-            }
-        }
-        if let Some((conv, true)) = acked {
+    /// Acknowledges an alert; `Ok(false)` if there is no such alert. An emergency alert's
+    /// acknowledgement is written to the escalation record first, and refused
+    /// (`Unavailable`) if it cannot be: the record is the trail of who did what.
+    pub async fn ack_alert(&self, alert: Ulid, by: &Actor) -> Result<bool, ErrorCode> {
+        let Some((conv, emergency)) = self.stats().alert(alert) else {
+            return Ok(false);
+        };
+        let mut summary = None;
+        if emergency {
             if let Ok(Some(c)) = self.store.get(conv).await {
                 if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
-                    let _ = esc.update(e.record, |r| {
+                    let written = esc.update(e.record, |r| {
                         r.actions.push(Action {
                             at: now_ms(),
-                            actor: by.to_owned(),
+                            actor: by.name.clone(),
+                            actor_id: by.id,
                             action: "alert_acknowledged".into(),
                             detail: None,
                         })
                     });
+                    if let Err(err) = written {
+                        tracing::error!(record = %e.record, error = %err, "could not write escalation record; acknowledgement refused");
+                        return Err(ErrorCode::Unavailable);
+                    }
                 }
-                // The operator's banner shows who acknowledged.
-                self.send_summary(&c);
+                summary = Some(c);
             }
         }
-        acked.is_some()
+        if self.stats().ack_alert(alert, &by.name).is_none() {
+            return Ok(false);
+        }
+        if let Some(bus) = &self.bus {
+            bus.send(BusMsg::AlertAcknowledged {
+                id: alert,
+                by: by.name.clone(),
+            });
+        }
+        if let Some(c) = summary {
+            // The operator's banner shows who acknowledged.
+            self.send_summary(&c);
+        }
+        Ok(true)
     }
 
     /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or
@@ -1142,7 +1157,7 @@ impl Engine {
     pub async fn flag(
         &self,
         operator: Option<OperatorId>,
-        by: &str,
+        by: &Actor,
         conv: ConversationId,
         category: String,
         reason: String,
@@ -1172,7 +1187,7 @@ impl Engine {
             .unwrap_or_else(Ulid::new);
         let cmd = Command::Flag {
             operator,
-            by: by.to_owned(),
+            by: by.name.clone(),
             category: category.clone(),
             record,
         };
@@ -1186,7 +1201,8 @@ impl Engine {
             id: client_id,
             category: category.clone(),
             reason,
-            by: by.to_owned(),
+            by: by.name.clone(),
+            by_id: by.id,
             at: now,
         };
         let created = current.emergency.is_none();
@@ -1201,7 +1217,8 @@ impl Engine {
                 r.flags.push(entry);
                 r.actions.push(Action {
                     at: now,
-                    actor: by.to_owned(),
+                    actor: by.name.clone(),
+                    actor_id: by.id,
                     action: "flag_added".into(),
                     detail: Some(category.clone()),
                 });
@@ -1233,7 +1250,8 @@ impl Engine {
             let _ = esc.update(e.record, |r| {
                 r.actions.push(Action {
                     at: now,
-                    actor: by.to_owned(),
+                    actor: by.name.clone(),
+                    actor_id: by.id,
                     action: "flag_added".into(),
                     detail: Some(category.clone()),
                 })
@@ -1250,9 +1268,10 @@ impl Engine {
     }
 
     /// A coordinator clears an open emergency; the record keeps the clearing and its reason.
+    /// The record first, as for a flag: a clearing the record cannot show is refused.
     pub async fn clear_flag(
         &self,
-        by: &str,
+        by: &Actor,
         conv: ConversationId,
         reason: String,
     ) -> Result<(), ErrorCode> {
@@ -1264,21 +1283,46 @@ impl Engine {
         if reason.chars().count() > crate::protocol::MAX_NOTE_CHARS {
             return Err(ErrorCode::TextTooLong);
         }
-        let a = self
+        let now = now_ms();
+        let current = self
             .store
-            .apply(conv, Command::ClearFlag, None, now_ms())
+            .get(conv)
             .await
-            .map_err(|e| code_of(&e))?;
-        if let Some(e) = &a.after.emergency {
-            let _ = esc.update(e.record, |r| {
-                r.actions.push(Action {
-                    at: now_ms(),
-                    actor: by.to_owned(),
-                    action: "flag_cleared".into(),
-                    detail: Some(reason),
-                })
-            });
+            .map_err(store_code)?
+            .ok_or(ErrorCode::NotFound)?;
+        // Check what the state machine would refuse before writing anything.
+        current
+            .clone()
+            .apply(Command::ClearFlag, now)
+            .map_err(|e| code_of(&ApplyError::Refused(e)))?;
+        let record = current.emergency.as_ref().map(|e| e.record);
+        let action = Action {
+            at: now,
+            actor: by.name.clone(),
+            actor_id: by.id,
+            action: "flag_cleared".into(),
+            detail: Some(reason),
+        };
+        if let Some(record) = record {
+            if let Err(err) = esc.update(record, |r| r.actions.push(action.clone())) {
+                tracing::error!(conversation = %conv, record = %record, error = %err, "could not write escalation record; clearing refused");
+                return Err(ErrorCode::Unavailable);
+            }
         }
+        let a = match self.store.apply(conv, Command::ClearFlag, None, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Not cleared after all: the record does not say it was.
+                if let Some(record) = record {
+                    let _ = esc.update(record, |r| {
+                        if let Some(i) = r.actions.iter().rposition(|x| *x == action) {
+                            r.actions.remove(i);
+                        }
+                    });
+                }
+                return Err(code_of(&e));
+            }
+        };
         tracing::info!(conversation = %conv, "emergency cleared by a coordinator");
         self.send_summary(&a.after);
         Ok(())

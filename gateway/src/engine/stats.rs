@@ -153,6 +153,12 @@ impl StatsState {
         alert
     }
 
+    /// An alert's conversation and whether it is an emergency; `None` if there is no such alert.
+    pub fn alert(&self, id: Ulid) -> Option<(ConversationId, bool)> {
+        let a = self.alerts.iter().find(|a| a.id == id)?;
+        Some((a.conversation, a.kind == "emergency"))
+    }
+
     /// Acknowledges an alert (the first coordinator's name sticks). Returns its conversation and
     /// whether it was an emergency; `None` if there is no such alert.
     pub fn ack_alert(&mut self, id: Ulid, by: &str) -> Option<(ConversationId, bool)> {

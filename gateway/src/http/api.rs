@@ -45,6 +45,9 @@ pub enum ApiError {
     /// Rate limited or locked out: retry after this many seconds.
     #[error("too many requests")]
     TooMany(u64),
+    /// Too busy now (every password check taken): retry after this many seconds.
+    #[error("busy")]
+    Busy(u64),
 }
 
 impl IntoResponse for ApiError {
@@ -59,8 +62,9 @@ impl IntoResponse for ApiError {
             ApiError::NotEnabled => (StatusCode::NOT_FOUND, "not_enabled"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         };
-        if let ApiError::TooMany(secs) = self {
+        if let ApiError::TooMany(secs) | ApiError::Busy(secs) = self {
             return (
                 status,
                 [(header::RETRY_AFTER, secs.to_string())],
@@ -235,10 +239,11 @@ pub async fn login(
     }
     let (user, token) = app
         .accounts
-        .login(&body.username, &body.password)
+        .login_from(key, &body.username, &body.password)
         .await
         .map_err(|e| match e {
             AuthError::Locked(ms) => ApiError::TooMany(ms.div_ceil(1000).max(1)),
+            AuthError::Busy => ApiError::Busy(crate::password::BUSY_RETRY_SECS),
             _ => ApiError::Unauthorized,
         })?;
     let jar = jar.add(session_cookie(&app, token));
@@ -384,7 +389,8 @@ pub async fn ack_alert(
 ) -> Result<StatusCode, ApiError> {
     check_origin(&app, &headers)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
-    if app.engine.ack_alert(id, &user.display_name).await {
+    let by = crate::escalation::Actor::account(user.id, &user.display_name);
+    if app.engine.ack_alert(id, &by).await.map_err(engine_error)? {
         tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -392,9 +398,13 @@ pub async fn ack_alert(
     }
 }
 
-/// Who did something, as recorded in escalation records and the audit trail.
-fn actor(user: &User) -> String {
-    format!("{} ({})", user.display_name, user.role.as_str())
+/// Who did something, as recorded in escalation records and the audit trail: the account's id,
+/// and its name and role as shown.
+fn actor(user: &User) -> crate::escalation::Actor {
+    crate::escalation::Actor::account(
+        user.id,
+        format!("{} ({})", user.display_name, user.role.as_str()),
+    )
 }
 
 fn parse_id(id: &str) -> Result<Ulid, ApiError> {
@@ -517,7 +527,10 @@ pub async fn list_escalations(
     State(app): State<Arc<AppState>>,
     Coordinator(user): Coordinator,
 ) -> Result<Json<Vec<crate::escalation::RecordSummary>>, ApiError> {
-    Ok(Json(escalations(&app)?.list(&actor(&user))))
+    escalations(&app)?
+        .list(&actor(&user))
+        .map(Json)
+        .map_err(|_| ApiError::Unavailable)
 }
 
 pub async fn read_escalation(

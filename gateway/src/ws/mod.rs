@@ -266,8 +266,14 @@ pub async fn finish_batch<S: Outbox>(
     }
 }
 
-/// Checks a websocket or mutating request's `Origin` against the gateway's own origin (from the
-/// `Host` header), `server.public_url` and `server.allowed_origins`. Exact matches only.
+/// Checks a websocket or mutating request's `Origin` against the origins the gateway is
+/// reached at: `server.allowed_origins`, the origin of `server.public_url`, and its own listen
+/// address ([`listen_origins`]) with the scheme it serves. Exact matches only.
+///
+/// Never against the request's `Host` header: a DNS-rebinding page (a name of the attacker's
+/// pointed at the gateway's address) sends a `Host` and an `Origin` that agree with each other
+/// (issue 17, item 8); and an `https://` origin is never the gateway's own when it serves plain
+/// HTTP.
 pub fn origin_allowed(
     headers: &axum::http::HeaderMap,
     settings: &crate::config::ServerSettings,
@@ -281,18 +287,68 @@ pub fn origin_allowed(
     if settings.allowed_origins.iter().any(|o| o == origin) {
         return true;
     }
-    if let Some(public) = &settings.public_url {
-        if public.trim_end_matches('/') == origin {
+    let Some(origin) = normalise_origin(origin) else {
+        return false;
+    };
+    if let Some(public) = settings.public_url.as_deref().and_then(normalise_origin) {
+        if public == origin {
             return true;
         }
     }
-    let Some(host) = headers
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
+    listen_origins(settings).contains(&origin)
+}
+
+/// `scheme://host[:port]` of a URL, lower-cased, without a default port (as browsers send an
+/// `Origin`); `None` if it is not an http(s) URL.
+fn normalise_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return None,
     };
-    origin == format!("http://{host}") || origin == format!("https://{host}")
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// The origins of the gateway's own listen address (`server.host` and the bound
+/// `server.port`), with the scheme it serves (https with `tls_cert_file`). A loopback or
+/// unspecified (`0.0.0.0`, `::`) listener is also reached as `localhost`, `127.0.0.1` and
+/// `[::1]`.
+pub fn listen_origins(settings: &crate::config::ServerSettings) -> Vec<String> {
+    let scheme = if settings.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = settings.host.trim_start_matches('[').trim_end_matches(']');
+    let mut hosts = Vec::new();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            hosts.push(match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            });
+            if ip.is_loopback() || ip.is_unspecified() {
+                hosts.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+            }
+        }
+        Err(_) => {
+            hosts.push(host.to_ascii_lowercase());
+            if host.eq_ignore_ascii_case("localhost") {
+                hosts.extend(["127.0.0.1", "[::1]"].map(String::from));
+            }
+        }
+    }
+    hosts
+        .into_iter()
+        .filter_map(|h| normalise_origin(&format!("{scheme}://{h}:{}", settings.port)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -334,6 +390,65 @@ mod tests {
             !origin_allowed(&HeaderMap::new(), &s),
             "no Origin, no websocket"
         );
+    }
+
+    #[test]
+    fn the_host_header_never_makes_an_origin_allowed() {
+        let s = crate::config::ServerSettings::default();
+        // DNS rebinding: the page's name now points at the gateway; Host and Origin agree.
+        assert!(!origin_allowed(
+            &headers("http://evil.example:8080", "evil.example:8080"),
+            &s
+        ));
+        assert!(!origin_allowed(
+            &headers("http://evil.example", "evil.example"),
+            &s
+        ));
+        // Over plain HTTP, an https origin is not the gateway's own.
+        assert!(!origin_allowed(
+            &headers("https://127.0.0.1:8080", "127.0.0.1:8080"),
+            &s
+        ));
+        assert!(origin_allowed(
+            &headers("http://localhost:8080", "localhost:8080"),
+            &s
+        ));
+    }
+
+    #[test]
+    fn the_listen_address_and_public_url_give_the_gateways_own_origins() {
+        let s = crate::config::ServerSettings {
+            host: "0.0.0.0".into(),
+            port: 80,
+            public_url: Some("https://Chat.NPO.example:443/helpline/".into()),
+            ..Default::default()
+        };
+        for ok in [
+            "http://localhost",
+            "http://127.0.0.1",
+            "http://[::1]",
+            "http://0.0.0.0",
+            "https://chat.npo.example",
+        ] {
+            assert!(origin_allowed(&headers(ok, "x"), &s), "{ok}");
+        }
+        for no in [
+            "https://localhost",
+            "http://localhost:8080",
+            "http://chat.npo.example",
+            "http://10.0.0.5",
+            "null",
+        ] {
+            assert!(!origin_allowed(&headers(no, "x"), &s), "{no}");
+        }
+        let tls = crate::config::ServerSettings {
+            host: "::".into(),
+            port: 8443,
+            tls_cert_file: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(origin_allowed(&headers("https://[::1]:8443", "x"), &tls));
+        assert!(!origin_allowed(&headers("http://[::1]:8443", "x"), &tls));
     }
 
     /// A connected pair over loopback with small buffers: the server's end (as the gateway

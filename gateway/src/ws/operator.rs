@@ -478,7 +478,7 @@ impl Session<'_> {
                 engine
                     .flag(
                         Some(op),
-                        name,
+                        &crate::escalation::Actor::account(op, name),
                         conversation,
                         category,
                         reason,

@@ -602,10 +602,13 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         })
         .await;
     let esc = app.state.engine.escalations.clone().unwrap();
-    let list = esc.list("test");
+    let list = esc.list(&tsunagu::escalation::Actor::system()).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(
-        esc.read(list[0].id, "test").unwrap().flags.len(),
+        esc.read(list[0].id, &tsunagu::escalation::Actor::system())
+            .unwrap()
+            .flags
+            .len(),
         1,
         "recorded once"
     );
@@ -615,6 +618,182 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         1,
         "alerted once"
     );
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A coordinator with this display name, signed in: (account id, cookie).
+async fn coordinator_named(app: &TestApp, username: &str, name: &str) -> (String, String) {
+    let accounts = &app.state.accounts;
+    let u = accounts
+        .add_user(
+            username,
+            name,
+            tsunagu::auth::Role::Coordinator,
+            "long enough password",
+        )
+        .unwrap();
+    let (_, token) = accounts
+        .login(username, "long enough password")
+        .await
+        .unwrap();
+    (u.id.to_string(), format!("tsunagu_session={token}"))
+}
+
+/// A live conversation flagged by a coordinator; returns its record id.
+async fn flagged_record(app: &TestApp, coord: &str, conversation: &str) -> String {
+    let path = format!("/api/conversations/{conversation}/flag");
+    let r = post(
+        app,
+        coord,
+        &path,
+        json!({"category":"crime","reason":"脅されている"}),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let conv = app
+        .state
+        .engine
+        .store
+        .get(conversation.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    conv.emergency.unwrap().record.to_string()
+}
+
+#[tokio::test]
+async fn the_audit_trail_names_each_actor_by_account_and_shows_the_name() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    // Two coordinators with the same display name.
+    let (id_a, coord_a) = coordinator_named(&app, "kai.a", "Kai").await;
+    let (id_b, coord_b) = coordinator_named(&app, "kai.b", "Kai").await;
+    let rid = flagged_record(&app, &coord_a, &v.conversation).await;
+    let path = format!("/api/escalations/{rid}");
+    assert_eq!(get(&app, &coord_b, &path).await.status(), 200);
+    let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    let view = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "view")
+        .expect("the view is audited");
+    assert_eq!(view["actor_id"], id_b.as_str(), "{view}");
+    assert!(view["actor"].as_str().unwrap().contains("Kai"), "{view}");
+    // The record's own actions name the account too.
+    let rec: Value = get(&app, &coord_b, &path).await.json().await.unwrap();
+    assert_eq!(rec["flags"][0]["by_id"], id_a.as_str(), "{rec}");
+    assert_eq!(rec["actions"][0]["actor_id"], id_a.as_str(), "{rec}");
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    let rid = flagged_record(&app, &coord, &v.conversation).await;
+    // The audit trail cannot be appended to (a directory where the file should be; unlike
+    // permissions, this holds even for root).
+    let trail = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&trail);
+    std::fs::create_dir(&trail).unwrap();
+    assert_eq!(
+        get(&app, &coord, "/api/escalations").await.status(),
+        503,
+        "a list the trail cannot show"
+    );
+    let r = get(&app, &coord, &format!("/api/escalations/{rid}")).await;
+    assert_eq!(r.status(), 503, "a view the trail cannot show");
+    assert!(!r.text().await.unwrap().contains("脅されている"));
+    // Back: reads work again and are audited.
+    std::fs::remove_dir(&trail).unwrap();
+    assert_eq!(
+        get(&app, &coord, &format!("/api/escalations/{rid}"))
+            .await
+            .status(),
+        200
+    );
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_clearing_whose_record_cannot_be_written_is_refused() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    flagged_record(&app, &coord, &v.conversation).await;
+    // The disk fails: the records directory is replaced by a file.
+    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
+    std::fs::rename(&dir, &saved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let clear = format!("/api/conversations/{}/flag/clear", v.conversation);
+    let r = post(&app, &coord, &clear, json!({"reason":"safe now"})).await;
+    assert_eq!(r.status(), 503);
+    let conv = app
+        .state
+        .engine
+        .store
+        .get(v.conversation.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        conv.emergency.unwrap().open,
+        "not cleared when the record could not say so"
+    );
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&saved, &dir).unwrap();
+    let r = post(&app, &coord, &clear, json!({"reason":"safe now"})).await;
+    assert_eq!(r.status(), 204);
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
+    let dir = temp_dir();
+    let app = flagging_app(&dir, |_| {}).await;
+    let v = app.visitor("ja").await;
+    let (_, coord) = app
+        .session("coord", tsunagu::auth::Role::Coordinator, None)
+        .await;
+    flagged_record(&app, &coord, &v.conversation).await;
+    let alert = |app: &TestApp| {
+        let engine = app.state.engine.clone();
+        async move {
+            let d = engine.dashboard().await.unwrap();
+            d.alerts
+                .into_iter()
+                .find(|a| a.kind == "emergency")
+                .expect("an emergency alert")
+        }
+    };
+    let id = alert(&app).await.id;
+    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
+    std::fs::rename(&dir, &saved).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let ack = format!("/api/alerts/{id}/ack");
+    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 503);
+    assert!(
+        alert(&app).await.acknowledged_by.is_none(),
+        "not acknowledged when the record could not say so"
+    );
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&saved, &dir).unwrap();
+    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 204);
+    assert!(alert(&app).await.acknowledged_by.is_some());
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }

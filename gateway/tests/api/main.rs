@@ -10,5 +10,6 @@ mod limits;
 mod overload;
 mod queue;
 mod resume;
+mod sign_in;
 mod tls;
 mod wait;
