@@ -45,6 +45,10 @@ pub struct LimitSettings {
     pub login_burst: u32,
     /// Open websockets per address (visitors behind one school or office NAT share one).
     pub connections_per_address: u32,
+    /// IPv6 addresses count as one address per network of this prefix length (a /64 is what
+    /// one subscriber gets; each of its 2^64 addresses must not be a fresh allowance). 128:
+    /// each address alone. IPv4 addresses count alone.
+    pub ipv6_prefix_len: u8,
     /// Proxies whose `X-Forwarded-For` is believed (exact addresses). Empty: the peer address
     /// is the client address.
     pub trusted_proxies: Vec<IpAddr>,
@@ -61,6 +65,7 @@ impl Default for LimitSettings {
             logins_per_minute: 10,
             login_burst: 10,
             connections_per_address: 100,
+            ipv6_prefix_len: 64,
             trusted_proxies: Vec::new(),
         }
     }
@@ -120,13 +125,24 @@ impl Limits {
         }
     }
 
-    /// The anonymous key of a client address.
+    /// The anonymous key of a client address: every per-address limit uses it. An IPv6
+    /// address is first cut to its network (`ipv6_prefix_len`, a /64 by default); an
+    /// IPv4-mapped IPv6 address is its IPv4 address.
     pub fn key(&self, ip: IpAddr) -> AddrKey {
         let mut h = Sha256::new();
         h.update(self.salt);
         match ip {
             IpAddr::V4(v4) => h.update(v4.octets()),
-            IpAddr::V6(v6) => h.update(v6.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => h.update(v4.octets()),
+                None => {
+                    let bits = u32::from(self.cfg.ipv6_prefix_len.clamp(1, 128));
+                    let mask = u128::MAX << (128 - bits);
+                    h.update((u128::from(v6) & mask).to_be_bytes());
+                    // Kept apart from an IPv4 address with the same leading bytes.
+                    h.update([6]);
+                }
+            },
         }
         let d = h.finalize();
         u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
@@ -295,6 +311,43 @@ mod tests {
         assert!(l.open_connection(k).is_none());
         drop(g1);
         assert!(l.open_connection(k).is_some());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_network_share_one_key_and_so_every_per_address_limit() {
+        let l = limits(|c| {
+            c.connections_per_address = 1;
+            c.conversations_per_hour = 1;
+        });
+        let a = l.key("2001:db8:1:2::1".parse().unwrap());
+        let b = l.key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let other = l.key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b, "one /64");
+        assert_ne!(a, other, "the next /64");
+        let _slot = l.open_connection(a).unwrap();
+        assert!(l.open_connection(b).is_none());
+        assert!(l.new_conversation(a).is_ok());
+        assert!(l.new_conversation(b).is_err());
+        assert!(l.open_connection(other).is_some());
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(
+            l.key("::ffff:192.0.2.1".parse().unwrap()),
+            l.key("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_ipv6_network_size_is_configurable() {
+        let l = limits(|c| c.ipv6_prefix_len = 48);
+        assert_eq!(
+            l.key("2001:db8:1:2::1".parse().unwrap()),
+            l.key("2001:db8:1:ffff::1".parse().unwrap())
+        );
+        let l = limits(|c| c.ipv6_prefix_len = 128);
+        assert_ne!(
+            l.key("2001:db8:1:2::1".parse().unwrap()),
+            l.key("2001:db8:1:2::2".parse().unwrap())
+        );
     }
 
     #[test]
