@@ -13,7 +13,9 @@
 //! - webhook requests per source address: HTTP 429 with `Retry-After`;
 //! - login attempts per address: HTTP 429 with `Retry-After` (per-account lockout is in
 //!   [`crate::auth`]);
-//! - open websockets per address: HTTP 429 before the upgrade.
+//! - open websockets per address: HTTP 429 before the upgrade;
+//! - open TCP connections per address (any kind, before a byte is read): 429 and closed at
+//!   accept (see [`crate::server`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +47,9 @@ pub struct LimitSettings {
     pub login_burst: u32,
     /// Open websockets per address (visitors behind one school or office NAT share one).
     pub connections_per_address: u32,
+    /// Open TCP connections per address, of any kind (a browser holds a few kept-alive
+    /// connections beside its websocket). Not applied to `trusted_proxies`.
+    pub tcp_connections_per_address: u32,
     /// IPv6 addresses count as one address per network of this prefix length (a /64 is what
     /// one subscriber gets; each of its 2^64 addresses must not be a fresh allowance). 128:
     /// each address alone. IPv4 addresses count alone.
@@ -65,6 +70,9 @@ impl Default for LimitSettings {
             logins_per_minute: 10,
             login_burst: 10,
             connections_per_address: 100,
+            // Each of 100 visitors behind one NAT may hold its websocket and a kept-alive page
+            // connection or two; idle ones close after `server.header_read_timeout_ms`.
+            tcp_connections_per_address: 300,
             ipv6_prefix_len: 64,
             trusted_proxies: Vec::new(),
         }
@@ -101,7 +109,44 @@ pub struct Limits {
     webhooks: DefaultKeyedRateLimiter<AddrKey>,
     logins: DefaultKeyedRateLimiter<AddrKey>,
     /// Open websockets per address key.
-    connections: Mutex<HashMap<AddrKey, u32>>,
+    connections: Arc<Slots>,
+    /// Open TCP connections per address key.
+    tcp: Arc<Slots>,
+}
+
+/// Open connections per address key, capped.
+struct Slots {
+    cap: u32,
+    open: Mutex<HashMap<AddrKey, u32>>,
+}
+
+impl Slots {
+    fn new(cap: u32) -> Arc<Slots> {
+        Arc::new(Slots {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn take(self: &Arc<Self>, key: AddrKey) -> Option<ConnectionGuard> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.cap {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionGuard {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Limits {
@@ -121,7 +166,8 @@ impl Limits {
                 Quota::per_minute(nz(cfg.logins_per_minute)).allow_burst(nz(cfg.login_burst)),
             ),
             clock: DefaultClock::default(),
-            connections: Mutex::new(HashMap::new()),
+            connections: Slots::new(cfg.connections_per_address),
+            tcp: Slots::new(cfg.tcp_connections_per_address),
         }
     }
 
@@ -150,6 +196,11 @@ impl Limits {
 
     /// The client address of a request: the peer, or the right-most untrusted address of
     /// `X-Forwarded-For` when the peer is a trusted proxy.
+    /// Whether `ip` is one of `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.cfg.trusted_proxies.contains(&ip)
+    }
+
     pub fn client_ip(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
         if !self.cfg.trusted_proxies.contains(&peer.ip()) {
             return peer.ip();
@@ -198,16 +249,12 @@ impl Limits {
     /// Counts an open websocket for `key`; `None` if the address is at its cap. The guard
     /// releases the slot when dropped.
     pub fn open_connection(self: &Arc<Self>, key: AddrKey) -> Option<ConnectionGuard> {
-        let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        let n = conns.entry(key).or_insert(0);
-        if *n >= self.cfg.connections_per_address {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionGuard {
-            limits: Arc::clone(self),
-            key,
-        })
+        self.connections.take(key)
+    }
+
+    /// Counts an open TCP connection for `key`; `None` if the address is at its cap.
+    pub fn open_tcp(&self, key: AddrKey) -> Option<ConnectionGuard> {
+        self.tcp.take(key)
     }
 
     /// Forgets keys that have been quiet long enough to be back at full allowance.
@@ -223,11 +270,8 @@ impl Limits {
         self.conversations.len()
             + self.webhooks.len()
             + self.logins.len()
-            + self
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len()
+            + self.connections.len()
+            + self.tcp.len()
     }
 }
 
@@ -241,19 +285,15 @@ impl ConnectionLimiter {
     }
 }
 
-/// Holds one websocket slot of an address.
+/// Holds one connection slot (websocket or TCP) of an address.
 pub struct ConnectionGuard {
-    limits: Arc<Limits>,
+    slots: Arc<Slots>,
     key: AddrKey,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut conns = self
-            .limits
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut conns = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = conns.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {

@@ -15,6 +15,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, Cursor};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::extract::FromRequestParts;
@@ -31,6 +32,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 use crate::protocol::MAX_FRAME_BYTES;
+use crate::server::Slot;
 
 /// How much one read takes from the connection, into a buffer on the stack. Client frames are
 /// 100-250 bytes; a larger one takes several reads.
@@ -124,6 +126,8 @@ pub struct Socket<S = Io> {
     /// Set while [`Socket::recv`] waits for `unsent` to drain (the peer is not reading): when
     /// it fires, `recv` gives up with [`Error::TooSlow`]. Allocated only while behind.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's place in the server's connection caps, held for the socket's life.
+    _slot: Option<Arc<Slot>>,
     max_message: usize,
     close_received: bool,
     close_sent: bool,
@@ -145,6 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             written: 0,
             pong_at: None,
             stalled: None,
+            _slot: None,
             max_message,
             close_received: false,
             close_sent: false,
@@ -511,6 +516,8 @@ fn valid_close_code(code: u16) -> bool {
 pub struct Upgrade {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The connection's place in the connection caps, which the socket keeps.
+    slot: Option<Arc<Slot>>,
 }
 
 /// Why a request could not be upgraded; answered with 400 (426 for a missing or wrong version).
@@ -566,7 +573,12 @@ impl<St: Send + Sync> FromRequestParts<St> for Upgrade {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return refuse("this connection cannot be upgraded");
         };
-        Ok(Upgrade { key, on_upgrade })
+        let slot = parts.extensions.remove::<Arc<Slot>>();
+        Ok(Upgrade {
+            key,
+            on_upgrade,
+            slot,
+        })
     }
 }
 
@@ -579,18 +591,16 @@ impl Upgrade {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
+        let slot = self.slot;
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 tracing::debug!("websocket upgrade failed");
                 return;
             };
             let (io, received) = io_of(upgraded);
-            callback(Box::new(Socket::with_received(
-                io,
-                received,
-                MAX_FRAME_BYTES,
-            )))
-            .await;
+            let mut socket = Socket::with_received(io, received, MAX_FRAME_BYTES);
+            socket._slot = slot;
+            callback(Box::new(socket)).await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod escalation;
+mod exhaustion;
 mod flow;
 mod helpers;
 mod http;
