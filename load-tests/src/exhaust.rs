@@ -95,7 +95,7 @@ pub async fn exhaust(args: ExhaustArgs) -> anyhow::Result<()> {
             "300".to_owned(),
         ),
     ];
-    let gateway = Gateway::start_with(&bin, 0, 1, None, &defaults).await?;
+    let gateway = Gateway::start_with(&bin, 1, 1, None, &defaults).await?;
     let addr = gateway.base.trim_start_matches("http://").to_owned();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_of(gateway.pid);
