@@ -12,20 +12,23 @@
 //!   `limits.tcp_connections_per_address` connections; past that it is answered 429 and closed;
 //! - at most `server.max_connections` connections are open (by default a little below the
 //!   descriptor limit); the last `server.reserved_connections` of them serve only health
-//!   checks and operators ([`reserved_path`]), everything else 503; past the cap a connection is
-//!   answered 503 and closed;
+//!   checks and operators ([`reserved_path`]), everything else 503. At the cap, a new
+//!   connection takes the place of the oldest one that has not sent a request yet (closed at
+//!   once), so idle connections cannot hold the reserve against a health check, which sends
+//!   its request as soon as it connects; with none to close, it is answered 503 and closed;
 //! - a websocket keeps its connection's slot ([`Slot`], moved into the socket) until it closes.
 //!
 //! On shutdown the listener closes, idle connections close at once and requests in flight
 //! finish; connection tasks are on the application's `TaskTracker`, so shutdown waits for them
 //! within `server.shutdown_grace_ms` like for sockets.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -68,10 +71,18 @@ pub fn max_connections(settings: &ServerSettings) -> usize {
     limit.saturating_sub(DESCRIPTORS_FOR_THE_REST).max(16) as usize
 }
 
+/// How many connections over `max_connections` may be open while the ones they displaced are
+/// closing (each closes within a scheduler turn).
+const DISPLACING: usize = 64;
+
 /// Open connections, counted against the overall cap.
 pub struct Admission {
     open: AtomicUsize,
     max: usize,
+    /// Connections in the order they were admitted, to find the oldest that has sent no
+    /// request when the cap is reached. Entries of closed or busy connections are dropped
+    /// when it is searched, and when it grows past twice the cap.
+    waiting: Mutex<VecDeque<Weak<Slot>>>,
     /// From this many open connections on, a new one is served only for [`reserved_path`]s.
     reserved_from: usize,
     limits: Arc<Limits>,
@@ -95,6 +106,14 @@ pub struct Slot {
     reserve_only: bool,
     /// A request has arrived (the first-request deadline no longer applies).
     requested: AtomicBool,
+    /// Told to close: a newer connection took its place before it sent a request.
+    displaced: tokio::sync::Notify,
+}
+
+impl Slot {
+    fn has_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Slot {
@@ -110,6 +129,7 @@ impl Admission {
             open: AtomicUsize::new(0),
             max,
             reserved_from: max.saturating_sub(settings.reserved_connections),
+            waiting: Mutex::new(VecDeque::new()),
             limits,
         })
     }
@@ -118,7 +138,7 @@ impl Admission {
     /// count only toward the overall cap: everyone behind it shares its address.
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Arc<Slot>, Refused> {
         let open = self.open.fetch_add(1, Ordering::AcqRel);
-        if open >= self.max {
+        if open >= self.max && (open >= self.max + DISPLACING || !self.displace_oldest_idle()) {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Full);
         }
@@ -128,12 +148,32 @@ impl Admission {
             _address: None,
             reserve_only: open >= self.reserved_from,
             requested: AtomicBool::new(false),
+            displaced: tokio::sync::Notify::new(),
         };
         if !self.limits.is_trusted_proxy(peer.ip()) {
             let key = self.limits.key(peer.ip());
             slot._address = Some(self.limits.open_tcp(key).ok_or(Refused::Address)?);
         }
-        Ok(Arc::new(slot))
+        let slot = Arc::new(slot);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.len() >= 2 * self.max.max(16) {
+            waiting.retain(|w| w.upgrade().is_some_and(|s| !s.has_requested()));
+        }
+        waiting.push_back(Arc::downgrade(&slot));
+        Ok(slot)
+    }
+
+    /// Tells the oldest open connection that has sent no request to close; false if there is
+    /// none.
+    fn displace_oldest_idle(&self) -> bool {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(oldest) = waiting.pop_front() {
+            if let Some(slot) = oldest.upgrade().filter(|s| !s.has_requested()) {
+                slot.displaced.notify_one();
+                return true;
+            }
+        }
+        false
     }
 
     /// Connections open now.
@@ -271,6 +311,7 @@ impl Server {
                 let handshake = tokio::time::timeout_at(first_request, acceptor.accept(tcp));
                 let stream = tokio::select! {
                     _ = self.shutdown.cancelled() => return,
+                    _ = slot.displaced.notified() => return,
                     done = handshake => match done {
                         Ok(Ok(stream)) => stream,
                         _ => return,
@@ -324,11 +365,17 @@ impl Server {
             tokio::select! {
                 _ = connection.as_mut() => break,
                 _ = &mut first, if waiting_for_first => {
-                    if !slot.requested.load(Ordering::Acquire) {
+                    if !slot.has_requested() {
                         tracing::debug!("connection closed: no request before the deadline");
                         break;
                     }
                     waiting_for_first = false;
+                }
+                _ = slot.displaced.notified(), if waiting_for_first => {
+                    if !slot.has_requested() {
+                        tracing::debug!("connection closed: displaced by a newer one at the cap");
+                        break;
+                    }
                 }
                 _ = self.shutdown.cancelled(), if !stopping => {
                     stopping = true;

@@ -6,10 +6,16 @@
 //! - `idle`: TCP connections that are opened and never send a byte.
 //!
 //! It prints the gateway's RSS before, at its peak and at the end, how many connections the
-//! gateway had closed by the end, and whether `/healthz` answered during the flood.
+//! gateway had closed by the end, and how often `/healthz` answered during the flood (asked
+//! every 0.5 s from 127.0.0.254, an address of its own, as a load balancer would). With
+//! `--addresses`, the connections come from that many loopback addresses (past the
+//! per-address cap); with `--gateway-nofile`, the gateway starts with that open-files limit
+//! (to reach it with a few thousand connections).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -29,6 +35,12 @@ pub struct ExhaustArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 1)]
     connections: usize,
+    /// Loopback addresses the connections come from (127.0.0.1, .2, …), in turn.
+    #[arg(long, default_value_t = 1)]
+    addresses: u8,
+    /// The gateway's open-files limit (default: this process's).
+    #[arg(long)]
+    gateway_nofile: Option<u64>,
     /// How long the flood lasts, in seconds.
     #[arg(long, default_value_t = 15)]
     seconds: u64,
@@ -50,12 +62,20 @@ fn ping() -> Vec<u8> {
     out
 }
 
+/// A connection to `addr` from the loopback address 127.0.0.`from`.
+async fn connect(addr: &str, from: u8, small_buffer: bool) -> anyhow::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if small_buffer {
+        socket.set_recv_buffer_size(4096)?;
+    }
+    socket.bind(SocketAddr::new(IpAddr::from([127, 0, 0, from]), 0))?;
+    Ok(socket.connect(addr.parse()?).await?)
+}
+
 /// Opens a visitor websocket (the handshake only) with a small receive buffer, which is then
 /// never read.
-async fn upgraded(addr: &str) -> anyhow::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_recv_buffer_size(4096)?;
-    let mut tcp = socket.connect(addr.parse()?).await?;
+async fn upgraded(addr: &str, from: u8) -> anyhow::Result<TcpStream> {
+    let mut tcp = connect(addr, from, true).await?;
     let upgrade = format!(
         "GET /ws/visitor HTTP/1.1\r\nhost: {addr}\r\norigin: http://{addr}\r\nconnection: upgrade\r\n\
          upgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
@@ -71,7 +91,7 @@ async fn upgraded(addr: &str) -> anyhow::Result<TcpStream> {
 /// Whether `/healthz` answers 200 within 2 s on a new connection.
 async fn healthy(addr: &str) -> bool {
     tokio::time::timeout(Duration::from_secs(2), async {
-        let mut tcp = TcpStream::connect(addr).await.ok()?;
+        let mut tcp = connect(addr, 254, false).await.ok()?;
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n\r\n")
             .await
             .ok()?;
@@ -95,20 +115,32 @@ pub async fn exhaust(args: ExhaustArgs) -> anyhow::Result<()> {
             "300".to_owned(),
         ),
     ];
-    let gateway = Gateway::start_with(&bin, 1, 1, None, &defaults).await?;
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if let Some(n) = args.gateway_nofile {
+        // Inherited by the gateway; this process's own limit is put back once it started.
+        let lowered = rustix::process::Rlimit {
+            current: Some(n),
+            maximum: nofile.maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, lowered)?;
+    }
+    let started = Gateway::start_with(&bin, 1, 1, None, &defaults).await;
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile)?;
+    let gateway = started?;
     let addr = gateway.base.trim_start_matches("http://").to_owned();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_of(gateway.pid);
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
-    for _ in 0..args.connections {
+    for i in 0..args.connections {
+        let from = 1 + (i % usize::from(args.addresses.clamp(1, 250))) as u8;
         let addr = addr.clone();
         let kind = args.kind;
         tasks.push(tokio::spawn(async move {
             // Ok(true): the gateway closed the connection before the end.
             match kind {
                 Kind::Pings => {
-                    let Ok(tcp) = upgraded(&addr).await else {
+                    let Ok(tcp) = upgraded(&addr, from).await else {
                         return Ok::<_, anyhow::Error>(true);
                     };
                     let (_unread, mut write) = tcp.into_split();
@@ -117,7 +149,7 @@ pub async fn exhaust(args: ExhaustArgs) -> anyhow::Result<()> {
                     Ok(tokio::time::timeout_at(until.into(), flood).await.is_ok())
                 }
                 Kind::Idle => {
-                    let Ok(mut tcp) = TcpStream::connect(&addr).await else {
+                    let Ok(mut tcp) = connect(&addr, from, false).await else {
                         return Ok(true);
                     };
                     let mut buf = [0u8; 512];

@@ -365,3 +365,31 @@ async fn past_the_connection_cap_health_checks_and_operators_still_get_in_from_t
     drop(held);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn idle_connections_filling_every_place_give_way_to_a_health_check() {
+    let app = spawn_app_with(|s| {
+        s.server.max_connections = 8;
+        s.server.reserved_connections = 2;
+        // Long enough that no idle connection times out during the test.
+        s.server.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    let addr = app.addr();
+    // Eight connections that send nothing fill every place, the reserve too. They are accepted
+    // in the order they connected, before the health check below.
+    let mut idle = Vec::new();
+    for n in 1..=8 {
+        idle.push(connect_from(addr, local(n)).await);
+    }
+    let mut health = connect_from(addr, local(100)).await;
+    let answer = get(&mut health, "/healthz").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The oldest idle connection made way; the newest is still open.
+    assert_eq!(read_until_closed(&mut idle[0]).await, Ok(String::new()));
+    let mut newest = [0u8; 1];
+    let still_open =
+        tokio::time::timeout(Duration::from_millis(200), idle[7].read(&mut newest)).await;
+    assert!(still_open.is_err(), "the newest idle connection was closed");
+    app.stop().await;
+}
