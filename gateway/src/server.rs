@@ -81,7 +81,7 @@ pub struct Admission {
     max: usize,
     /// Connections in the order they were admitted, to find the oldest that has sent no
     /// request when the cap is reached. Entries of closed or busy connections are dropped
-    /// when it is searched, and when it grows past twice the cap.
+    /// when it is searched, and when they could outnumber the open connections.
     waiting: Mutex<VecDeque<Weak<Slot>>>,
     /// From this many open connections on, a new one is served only for [`reserved_path`]s.
     reserved_from: usize,
@@ -137,26 +137,29 @@ impl Admission {
     /// Admits a connection from `peer`, or says why not. Connections from a trusted proxy
     /// count only toward the overall cap: everyone behind it shares its address.
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Arc<Slot>, Refused> {
+        let address = if self.limits.is_trusted_proxy(peer.ip()) {
+            None
+        } else {
+            let key = self.limits.key(peer.ip());
+            Some(self.limits.open_tcp(key).ok_or(Refused::Address)?)
+        };
         let open = self.open.fetch_add(1, Ordering::AcqRel);
         if open >= self.max && (open >= self.max + DISPLACING || !self.displace_oldest_idle()) {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refused::Full);
         }
         // From here on, dropping the slot gives the place back.
-        let mut slot = Slot {
+        let slot = Arc::new(Slot {
             admission: Arc::clone(self),
-            _address: None,
+            _address: address,
             reserve_only: open >= self.reserved_from,
             requested: AtomicBool::new(false),
             displaced: tokio::sync::Notify::new(),
-        };
-        if !self.limits.is_trusted_proxy(peer.ip()) {
-            let key = self.limits.key(peer.ip());
-            slot._address = Some(self.limits.open_tcp(key).ok_or(Refused::Address)?);
-        }
-        let slot = Arc::new(slot);
+        });
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting.len() >= 2 * self.max.max(16) {
+        // Amortised: entries of closed and busy connections go once they are as many as the
+        // open connections.
+        if waiting.len() >= 2 * open + 64 {
             waiting.retain(|w| w.upgrade().is_some_and(|s| !s.has_requested()));
         }
         waiting.push_back(Arc::downgrade(&slot));
