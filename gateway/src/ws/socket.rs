@@ -829,7 +829,10 @@ mod tests {
         let (mut socket, mut client) = pair();
         let ping = frame(true, 9, &[b'p'; 126]);
         client.write_all(&ping[..8]).await.unwrap();
-        assert!(matches!(socket.recv(DRAIN).await, Err(Error::Protocol(_))));
+        let got = tokio::time::timeout(DRAIN, socket.recv(DRAIN))
+            .await
+            .expect("refused from the header, not waited for");
+        assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
     }
 
     #[tokio::test]
