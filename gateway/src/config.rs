@@ -50,6 +50,15 @@ pub struct ServerSettings {
     pub tls_key_file: Option<String>,
     /// How often the certificate files are checked for changes.
     pub tls_reload_poll_ms: u64,
+    /// A connection must send a request's complete headers within this long of opening (TLS
+    /// handshake included) and of its previous response, or it is closed.
+    pub header_read_timeout_ms: u64,
+    /// The most bytes a request's headers may take (at least 8 KiB).
+    pub max_header_bytes: usize,
+    /// The most TCP connections open at once; 0: the open-files limit less 128.
+    pub max_connections: usize,
+    /// The last this many of `max_connections` serve only health checks and operators.
+    pub reserved_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +75,13 @@ impl Default for ServerSettings {
             tls_cert_file: None,
             tls_key_file: None,
             tls_reload_poll_ms: 2_000,
+            // Long enough for a phone on a poor network to send its headers; short enough
+            // that idle and half-sent connections do not pile up (issue 17).
+            header_read_timeout_ms: 5_000,
+            // Browsers' headers, cookies included, are 1-4 KB.
+            max_header_bytes: 16 * 1024,
+            max_connections: 0,
+            reserved_connections: 32,
         }
     }
 }

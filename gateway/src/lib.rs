@@ -19,6 +19,7 @@
 //!   retention and delivery to the organisation's case system.
 //! - [`connectors`]: channels other than the widget ([`connectors::line`]: LINE official
 //!   accounts), delivering a conversation's log through the provider's API.
+//! - [`server`]: accepting connections under the connection caps and timeouts, TLS, hyper.
 //! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
 //!
 //! Data flow: a client frame is parsed in `ws`, handed to an `Engine` method, which applies one
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod password;
 pub mod protocol;
 pub mod routing;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store;

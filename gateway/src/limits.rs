@@ -15,7 +15,9 @@
 //! - webhook requests per source address: HTTP 429 with `Retry-After`;
 //! - login attempts per address: HTTP 429 with `Retry-After` (the lockout per username and
 //!   address is in [`crate::lockout`]);
-//! - open websockets per address: HTTP 429 before the upgrade.
+//! - open websockets per address: HTTP 429 before the upgrade;
+//! - open TCP connections per address (any kind, before a byte is read): 429 and closed at
+//!   accept (see [`crate::server`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +53,13 @@ pub struct LimitSettings {
     pub login_burst: u32,
     /// Open websockets per address (visitors behind one school or office NAT share one).
     pub connections_per_address: u32,
+    /// Open TCP connections per address, of any kind (a browser holds a few kept-alive
+    /// connections beside its websocket). Not applied to `trusted_proxies`.
+    pub tcp_connections_per_address: u32,
+    /// IPv6 addresses count as one address per network of this prefix length (a /64 is what
+    /// one subscriber gets; each of its 2^64 addresses must not be a fresh allowance). 128:
+    /// each address alone. IPv4 addresses count alone.
+    pub ipv6_prefix_len: u8,
     /// Proxies whose `X-Forwarded-For` is believed (exact addresses). Empty: the peer address
     /// is the client address.
     pub trusted_proxies: Vec<IpAddr>,
@@ -69,6 +78,10 @@ impl Default for LimitSettings {
             logins_per_minute: 10,
             login_burst: 10,
             connections_per_address: 100,
+            // Each of 100 visitors behind one NAT may hold its websocket and a kept-alive page
+            // connection or two; idle ones close after `server.header_read_timeout_ms`.
+            tcp_connections_per_address: 300,
+            ipv6_prefix_len: 64,
             trusted_proxies: Vec::new(),
         }
     }
@@ -104,7 +117,44 @@ pub struct Limits {
     webhooks: DefaultKeyedRateLimiter<AddrKey>,
     logins: DefaultKeyedRateLimiter<AddrKey>,
     /// Open websockets per address key.
-    connections: Mutex<HashMap<AddrKey, u32>>,
+    connections: Arc<Slots>,
+    /// Open TCP connections per address key.
+    tcp: Arc<Slots>,
+}
+
+/// Open connections per address key, capped.
+struct Slots {
+    cap: u32,
+    open: Mutex<HashMap<AddrKey, u32>>,
+}
+
+impl Slots {
+    fn new(cap: u32) -> Arc<Slots> {
+        Arc::new(Slots {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn take(self: &Arc<Self>, key: AddrKey) -> Option<ConnectionGuard> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.cap {
+            if *n == 0 {
+                open.remove(&key);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionGuard {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Limits {
@@ -124,17 +174,29 @@ impl Limits {
                 Quota::per_minute(nz(cfg.logins_per_minute)).allow_burst(nz(cfg.login_burst)),
             ),
             clock: DefaultClock::default(),
-            connections: Mutex::new(HashMap::new()),
+            connections: Slots::new(cfg.connections_per_address),
+            tcp: Slots::new(cfg.tcp_connections_per_address),
         }
     }
 
-    /// The anonymous key of a client address.
+    /// The anonymous key of a client address: every per-address limit uses it. An IPv6
+    /// address is first cut to its network (`ipv6_prefix_len`, a /64 by default); an
+    /// IPv4-mapped IPv6 address is its IPv4 address.
     pub fn key(&self, ip: IpAddr) -> AddrKey {
         let mut h = Sha256::new();
         h.update(self.salt);
         match ip {
             IpAddr::V4(v4) => h.update(v4.octets()),
-            IpAddr::V6(v6) => h.update(v6.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => h.update(v4.octets()),
+                None => {
+                    let bits = u32::from(self.cfg.ipv6_prefix_len.clamp(1, 128));
+                    let mask = u128::MAX << (128 - bits);
+                    h.update((u128::from(v6) & mask).to_be_bytes());
+                    // Kept apart from an IPv4 address with the same leading bytes.
+                    h.update([6]);
+                }
+            },
         }
         let d = h.finalize();
         u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
@@ -142,6 +204,11 @@ impl Limits {
 
     /// The client address of a request: the peer, or the right-most untrusted address of
     /// `X-Forwarded-For` when the peer is a trusted proxy.
+    /// Whether `ip` is one of `trusted_proxies`.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.cfg.trusted_proxies.contains(&ip)
+    }
+
     pub fn client_ip(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
         if !self.cfg.trusted_proxies.contains(&peer.ip()) {
             return peer.ip();
@@ -201,16 +268,12 @@ impl Limits {
     /// Counts an open websocket for `key`; `None` if the address is at its cap. The guard
     /// releases the slot when dropped.
     pub fn open_connection(self: &Arc<Self>, key: AddrKey) -> Option<ConnectionGuard> {
-        let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        let n = conns.entry(key).or_insert(0);
-        if *n >= self.cfg.connections_per_address {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionGuard {
-            limits: Arc::clone(self),
-            key,
-        })
+        self.connections.take(key)
+    }
+
+    /// Counts an open TCP connection for `key`; `None` if the address is at its cap.
+    pub fn open_tcp(&self, key: AddrKey) -> Option<ConnectionGuard> {
+        self.tcp.take(key)
     }
 
     /// Forgets keys that have been quiet long enough to be back at full allowance.
@@ -226,11 +289,8 @@ impl Limits {
         self.conversations.len()
             + self.webhooks.len()
             + self.logins.len()
-            + self
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len()
+            + self.connections.len()
+            + self.tcp.len()
     }
 }
 
@@ -244,19 +304,15 @@ impl ConnectionLimiter {
     }
 }
 
-/// Holds one websocket slot of an address.
+/// Holds one connection slot (websocket or TCP) of an address.
 pub struct ConnectionGuard {
-    limits: Arc<Limits>,
+    slots: Arc<Slots>,
     key: AddrKey,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut conns = self
-            .limits
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut conns = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = conns.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -327,6 +383,43 @@ mod tests {
         assert!(l.open_connection(k).is_none());
         drop(g1);
         assert!(l.open_connection(k).is_some());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_network_share_one_key_and_so_every_per_address_limit() {
+        let l = limits(|c| {
+            c.connections_per_address = 1;
+            c.conversations_per_hour = 1;
+        });
+        let a = l.key("2001:db8:1:2::1".parse().unwrap());
+        let b = l.key("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let other = l.key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b, "one /64");
+        assert_ne!(a, other, "the next /64");
+        let _slot = l.open_connection(a).unwrap();
+        assert!(l.open_connection(b).is_none());
+        assert!(l.new_conversation(a).is_ok());
+        assert!(l.new_conversation(b).is_err());
+        assert!(l.open_connection(other).is_some());
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(
+            l.key("::ffff:192.0.2.1".parse().unwrap()),
+            l.key("192.0.2.1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_ipv6_network_size_is_configurable() {
+        let l = limits(|c| c.ipv6_prefix_len = 48);
+        assert_eq!(
+            l.key("2001:db8:1:2::1".parse().unwrap()),
+            l.key("2001:db8:1:ffff::1".parse().unwrap())
+        );
+        let l = limits(|c| c.ipv6_prefix_len = 128);
+        assert_ne!(
+            l.key("2001:db8:1:2::1".parse().unwrap()),
+            l.key("2001:db8:1:2::2".parse().unwrap())
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -209,36 +208,24 @@ impl Application {
             );
         }
         let router = crate::http::router(Arc::clone(&state));
-        let shutdown = state.shutdown.clone();
         spawn_limit_shedder(&state);
         crate::ws::visitor::spawn_heartbeat(&state);
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        match self.tls {
-            None => {
-                // TCP_NODELAY: every frame is a small write; with Nagle, a frame written while
-                // the previous one is unacknowledged waits for the peer's delayed ACK (40 ms).
-                let listener = self.listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await?;
-            }
-            Some(tls) => {
-                tls.watch(state.shutdown.clone(), &state.tracker);
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.cancelled().await;
-                    // Stop accepting; open sockets close themselves with 1001 (tracked below).
-                    stopper.graceful_shutdown(Some(Duration::from_millis(500)));
-                });
-                axum_server::from_tcp_rustls(self.listener.into_std()?, tls.config.clone())?
-                    .handle(handle)
-                    .serve(service)
-                    .await?;
-            }
+        if let Some(tls) = &self.tls {
+            tls.watch(state.shutdown.clone(), &state.tracker);
         }
+        let server = &state.settings.server;
+        crate::server::Server {
+            router,
+            admission: crate::server::Admission::new(server, Arc::clone(&state.limits)),
+            tls: self.tls,
+            header_timeout: Duration::from_millis(server.header_read_timeout_ms.max(1)),
+            max_header_bytes: server.max_header_bytes,
+            shutdown: state.shutdown.clone(),
+            tracker: state.tracker.clone(),
+        }
+        .run(self.listener)
+        .await;
+        // Connections in flight and open sockets close themselves (1001), on the tracker.
         state.tracker.close();
         let grace = Duration::from_millis(state.settings.server.shutdown_grace_ms);
         if tokio::time::timeout(grace, state.tracker.wait())

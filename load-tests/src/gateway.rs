@@ -33,6 +33,10 @@ fn env(dir: &Path) -> Vec<(String, String)> {
         // scenario measures exactly that).
         ("TSUNAGU_LIMITS__CONVERSATIONS_PER_HOUR", "1000000".into()),
         ("TSUNAGU_LIMITS__CONNECTIONS_PER_ADDRESS", "1000000".into()),
+        (
+            "TSUNAGU_LIMITS__TCP_CONNECTIONS_PER_ADDRESS",
+            "1000000".into(),
+        ),
         ("TSUNAGU_LIMITS__LOGINS_PER_MINUTE", "100000".into()),
         ("TSUNAGU_LIMITS__LOGIN_BURST", "100000".into()),
     ]

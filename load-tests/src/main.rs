@@ -6,12 +6,14 @@
 //!   Redis mode with 2-3 nodes: `cluster.rs`), the peers in `load-tests/peers/` (Socket.IO, ws,
 //!   Bun) and the raw relay (the floor); see `suite.rs`.
 //! - `flood`: one flooding person against many steady conversations (security issue).
+//! - `exhaust`: the gateway's memory under a ping flood and an idle-connection flood.
 //! - `relay`: the raw relay server itself (started by `suite`).
 //! - `report`: writes a run's Markdown and plots again from its `results.json`.
 
 mod clients;
 mod clock;
 mod cluster;
+mod exhaust;
 mod gateway;
 mod net;
 mod relay;
@@ -32,6 +34,8 @@ enum Cli {
     Suite(suite::SuiteArgs),
     /// One flooding person against many steady conversations (issue: security, flood test).
     Flood(scenario::FloodArgs),
+    /// The gateway's RSS under a ping flood or an idle-connection flood (issue 17).
+    Exhaust(exhaust::ExhaustArgs),
     /// Runs the raw relay server (the physical floor); prints `listening http://…`.
     Relay,
     /// Writes a run's results.md and plots again from its results.json.
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             match cli {
                 Cli::Suite(args) => suite::suite(args).await,
                 Cli::Flood(args) => scenario::flood(args).await,
+                Cli::Exhaust(args) => exhaust::exhaust(args).await,
                 Cli::Relay | Cli::Report { .. } => Ok(()),
             }
         })

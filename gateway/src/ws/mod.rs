@@ -45,13 +45,17 @@ pub enum Inbound<T> {
     Gone,
     /// The frame was larger than the limit.
     TooBig,
+    /// The peer did not take what it was sent (pongs too) within the send deadline: nothing
+    /// more is read from it, and it is closed with 4011.
+    TooSlow,
     /// The peer broke the websocket protocol (1002), or sent text that is not UTF-8 (1007).
     Broken(u16),
 }
 
 /// Reads the next inbound event. Cancel-safe (see [`Socket::recv`]).
 pub async fn next_inbound<T: ClientFrame>(conn: &mut Conn) -> Inbound<T> {
-    match conn.socket.recv().await {
+    let drain = conn.heartbeat * SEND_DEADLINE_HEARTBEATS;
+    match conn.socket.recv(drain).await {
         Ok(Message::Text(text)) => match parse_frame::<T>(&text) {
             Ok(frame) => Inbound::Frame(frame),
             Err(e) => Inbound::Bad(e.id, e.code),
@@ -60,6 +64,13 @@ pub async fn next_inbound<T: ClientFrame>(conn: &mut Conn) -> Inbound<T> {
         Ok(Message::Ping | Message::Pong) => Inbound::Alive,
         Ok(Message::Close(_)) | Err(socket::Error::Closed | socket::Error::Io(_)) => Inbound::Gone,
         Err(socket::Error::TooBig) => Inbound::TooBig,
+        Err(socket::Error::TooSlow) => {
+            tracing::debug!(
+                kind = conn.kind,
+                "peer took nothing before the send deadline"
+            );
+            Inbound::TooSlow
+        }
         Err(socket::Error::Protocol(why)) => {
             tracing::debug!(kind = conn.kind, why, "websocket protocol violation");
             Inbound::Broken(close::PROTOCOL_ERROR)
@@ -203,7 +214,7 @@ impl Conn {
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             if self.socket.flush().await.is_ok() {
                 self.socket.shutdown().await;
-                while self.socket.recv().await.is_ok() {}
+                while self.socket.recv(CLOSE_LINGER).await.is_ok() {}
             }
         })
         .await;
@@ -213,7 +224,8 @@ impl Conn {
 /// The longest a closing socket waits: to write its Close, then for the peer to close too.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// Heartbeats a write may wait for a peer that does not read before the socket is closed.
+/// Heartbeats a write may wait for a peer that does not read before the socket is closed,
+/// whether the write is a frame of ours or the answer to its ping (see [`Socket::recv`]).
 pub const SEND_DEADLINE_HEARTBEATS: u32 = 2;
 
 /// The most queued outbound items one batch (one write) carries.

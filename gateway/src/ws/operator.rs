@@ -88,6 +88,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
             Ok(Inbound::Bad(id, code)) => conn.error(&metrics, id, code).await,
             Ok(Inbound::Alive) => Flow::Continue,
             Ok(Inbound::TooBig) => Flow::Close(close::TOO_BIG, "frame too large"),
+            Ok(Inbound::TooSlow) => Flow::Close(close::TOO_SLOW, "too slow"),
             Ok(Inbound::Broken(code)) => Flow::Close(code, "websocket protocol violation"),
             Ok(Inbound::Gone) => return,
         };
@@ -196,6 +197,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
                     Inbound::Bad(cid, code) => conn.error(&metrics, cid, code).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::TooSlow => Flow::Close(close::TOO_SLOW, "too slow"),
                     Inbound::Broken(code) => Flow::Close(code, "websocket protocol violation"),
                     Inbound::Gone => break,
                 }

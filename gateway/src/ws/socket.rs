@@ -11,10 +11,11 @@
 //! [`FrameHeader`]; what this module adds is the buffering, the message rules (fragments,
 //! control frames, masking, limits, UTF-8) and the close handshake.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, Cursor};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::extract::FromRequestParts;
@@ -31,6 +32,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
 
 use crate::protocol::MAX_FRAME_BYTES;
+use crate::server::Slot;
 
 /// How much one read takes from the connection, into a buffer on the stack. Client frames are
 /// 100-250 bytes; a larger one takes several reads.
@@ -42,6 +44,9 @@ const WRITE_CHUNK: usize = 16 * 1024;
 
 /// Bytes reserved for an empty send buffer when a frame is serialised into it: a chat event.
 const TYPICAL_FRAME: usize = 384;
+
+/// The largest control frame payload (RFC 6455 5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
 
 /// Header bytes left before a payload serialised in place: enough for one under 64 KiB.
 const HEADER_ROOM: usize = 4;
@@ -57,6 +62,9 @@ pub enum Error {
     /// A frame broke the protocol (1002).
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// What was written to the peer was not taken within the drain deadline (4011).
+    #[error("peer too slow to read")]
+    TooSlow,
     /// A message larger than the limit was announced (1009).
     #[error("message too big")]
     TooBig,
@@ -71,7 +79,7 @@ pub enum Message {
     Text(String),
     /// Binary messages are not part of the protocol; their payload is dropped.
     Binary,
-    /// Already answered with a pong.
+    /// Already answered with a pong (or will be: a later ping's pong may replace it).
     Ping,
     Pong,
     /// The peer's Close, with its code; it has been answered.
@@ -110,6 +118,16 @@ pub struct Socket<S = Io> {
     /// Frames queued and not yet written, from `written` on. Freed once written.
     unsent: Vec<u8>,
     written: usize,
+    /// Where in `unsent` the answer to the latest ping starts, while it is the last frame
+    /// queued and none of it has been written: a newer ping's pong replaces it, so a peer
+    /// that pings and does not read holds at most one pong here (RFC 6455 5.5.3 allows
+    /// answering only the most recent ping).
+    pong_at: Option<u32>,
+    /// Set while [`Socket::recv`] waits for `unsent` to drain (the peer is not reading): when
+    /// it fires, `recv` gives up with [`Error::TooSlow`]. Allocated only while behind.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The connection's place in the server's connection caps, held for the socket's life.
+    _slot: Option<Arc<Slot>>,
     max_message: usize,
     close_received: bool,
     close_sent: bool,
@@ -129,6 +147,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
             partial: None,
             unsent: Vec::new(),
             written: 0,
+            pong_at: None,
+            stalled: None,
+            _slot: None,
             max_message,
             close_received: false,
             close_sent: false,
@@ -137,22 +158,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
 
     /// The next message. Pings are answered (the pong is queued and written when it can be),
     /// and so is a Close. Cancel-safe.
-    pub async fn recv(&mut self) -> Result<Message, Error> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+    ///
+    /// Reads nothing while something queued is still unwritten because the peer does not
+    /// read: what it sends then waits in the kernel's buffers, and TCP holds the peer back,
+    /// instead of answers piling up here. If the peer has not taken it all within `drain`,
+    /// this fails with [`Error::TooSlow`].
+    pub async fn recv(&mut self, drain: std::time::Duration) -> Result<Message, Error> {
+        poll_fn(|cx| self.poll_recv(cx, drain)).await
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        drain: std::time::Duration,
+    ) -> Poll<Result<Message, Error>> {
         if self.close_received {
             return Poll::Ready(Err(Error::Closed));
         }
         // A pong or a close answer that could not be written at once goes out as soon as it
         // can: its waker is this task's.
         if self.written < self.unsent.len() {
-            let _ = self.poll_write_unsent(cx);
+            if let Poll::Ready(Err(e)) = self.poll_write_unsent(cx) {
+                return Poll::Ready(Err(e.into()));
+            }
         }
         loop {
+            // Frames already received are handed out even while behind (a ping among them
+            // replaces the pong not yet sent); only reading more waits.
             if let Some(message) = self.next_message(cx)? {
                 return Poll::Ready(Ok(message));
+            }
+            if self.written < self.unsent.len() {
+                // Behind: the write's waker is registered; so is the deadline's.
+                let stalled = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(drain)));
+                ready!(stalled.as_mut().poll(cx));
+                return Poll::Ready(Err(Error::TooSlow));
             }
             let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
             let mut buf = ReadBuf::uninit(&mut chunk);
@@ -169,14 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     fn next_message(&mut self, cx: &mut Context<'_>) -> Result<Option<Message>, Error> {
         while let Some((header, payload)) = self.next_frame()? {
             match header.opcode {
-                OpCode::Control(control) => {
-                    if !header.is_final || payload.len() > 125 {
-                        return Err(Error::Protocol(
-                            "a control frame over 125 bytes or fragmented",
-                        ));
-                    }
-                    return self.control(control, &payload, cx).map(Some);
-                }
+                OpCode::Control(control) => return self.control(control, &payload, cx).map(Some),
                 OpCode::Data(Data::Continue) => {
                     let Some(partial) = self.partial.as_mut() else {
                         return Err(Error::Protocol(
@@ -224,7 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         match control {
             Control::Ping => {
                 if !self.close_sent {
+                    if let Some(at) = self.pong_at.take() {
+                        // The previous pong has not started going out: this one replaces it.
+                        self.unsent.truncate(at as usize);
+                    }
+                    let at = u32::try_from(self.unsent.len()).ok();
                     self.queue(OpCode::Control(Control::Pong), payload);
+                    self.pong_at = at;
                     let _ = self.poll_write_unsent(cx);
                 }
                 Ok(Message::Ping)
@@ -280,9 +321,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         let Some(mask) = header.mask else {
             return Err(Error::Protocol("an unmasked client frame"));
         };
-        let assembled = self.partial.as_ref().map_or(0, |p| p.payload.len());
-        if len > self.max_message.saturating_sub(assembled) as u64 {
-            return Err(Error::TooBig);
+        if let OpCode::Control(_) = header.opcode {
+            // Refused from the header, before a large body is waited for. A control frame may
+            // arrive between a message's fragments and is no part of it: it does not count
+            // toward the message's limit.
+            if !header.is_final || len > MAX_CONTROL_PAYLOAD {
+                return Err(Error::Protocol(
+                    "a control frame over 125 bytes or fragmented",
+                ));
+            }
+        } else {
+            // Only data frames count toward the message limit: what is assembled so far and
+            // this frame.
+            let assembled = self.partial.as_ref().map_or(0, |p| p.payload.len());
+            if len > self.max_message.saturating_sub(assembled) as u64 {
+                return Err(Error::TooBig);
+            }
         }
         let start = cursor.position() as usize;
         let end = start + len as usize;
@@ -323,6 +377,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
         if self.close_sent {
             return Ok(());
         }
+        self.pong_at = None;
         if self.unsent.is_empty() {
             self.unsent.reserve(TYPICAL_FRAME);
         }
@@ -381,6 +436,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
     }
 
     fn queue(&mut self, opcode: OpCode, payload: &[u8]) {
+        // Whatever follows a pending pong pins it in place.
+        self.pong_at = None;
         let header = FrameHeader {
             opcode,
             ..FrameHeader::default()
@@ -416,11 +473,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Socket<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
+            // A pong partly written can no longer be replaced.
+            if self.pong_at.is_some_and(|at| (at as usize) < self.written) {
+                self.pong_at = None;
+            }
         }
         // Written: give the buffer back rather than keep it for the socket's life.
         self.unsent = Vec::new();
         self.written = 0;
+        self.pong_at = None;
+        self.stalled = None;
         Poll::Ready(Ok(()))
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.unsent.len() - self.written
     }
 
     /// Ends the connection's sending side (after a Close was flushed).
@@ -448,6 +516,8 @@ fn valid_close_code(code: u16) -> bool {
 pub struct Upgrade {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The connection's place in the connection caps, which the socket keeps.
+    slot: Option<Arc<Slot>>,
 }
 
 /// Why a request could not be upgraded; answered with 400 (426 for a missing or wrong version).
@@ -503,7 +573,12 @@ impl<St: Send + Sync> FromRequestParts<St> for Upgrade {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return refuse("this connection cannot be upgraded");
         };
-        Ok(Upgrade { key, on_upgrade })
+        let slot = parts.extensions.remove::<Arc<Slot>>();
+        Ok(Upgrade {
+            key,
+            on_upgrade,
+            slot,
+        })
     }
 }
 
@@ -516,18 +591,16 @@ impl Upgrade {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
+        let slot = self.slot;
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
                 tracing::debug!("websocket upgrade failed");
                 return;
             };
             let (io, received) = io_of(upgraded);
-            callback(Box::new(Socket::with_received(
-                io,
-                received,
-                MAX_FRAME_BYTES,
-            )))
-            .await;
+            let mut socket = Socket::with_received(io, received, MAX_FRAME_BYTES);
+            socket._slot = slot;
+            callback(Box::new(socket)).await;
         });
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
@@ -557,6 +630,9 @@ mod tests {
     use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// The drain deadline of tests that do not test it.
+    const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
     /// A client frame: FIN as given, masked with [`MASK`].
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -629,14 +705,23 @@ mod tests {
         let mut bytes = frame(true, 1, b"first");
         bytes.extend(frame(true, 1, "二番目".as_bytes()));
         client.write_all(&bytes).await.unwrap();
-        assert_eq!(socket.recv().await.unwrap(), Message::Text("first".into()));
-        assert_eq!(socket.recv().await.unwrap(), Message::Text("二番目".into()));
+        assert_eq!(
+            socket.recv(DRAIN).await.unwrap(),
+            Message::Text("first".into())
+        );
+        assert_eq!(
+            socket.recv(DRAIN).await.unwrap(),
+            Message::Text("二番目".into())
+        );
         let third = frame(true, 1, &[b'x'; 300]);
         for piece in third.chunks(7) {
             client.write_all(piece).await.unwrap();
             tokio::task::yield_now().await;
         }
-        assert_eq!(socket.recv().await.unwrap(), Message::Text("x".repeat(300)));
+        assert_eq!(
+            socket.recv(DRAIN).await.unwrap(),
+            Message::Text("x".repeat(300))
+        );
     }
 
     #[tokio::test]
@@ -647,9 +732,9 @@ mod tests {
         bytes.extend(frame(false, 0, b"lo "));
         bytes.extend(frame(true, 0, b"there"));
         client.write_all(&bytes).await.unwrap();
-        assert_eq!(socket.recv().await.unwrap(), Message::Ping);
+        assert_eq!(socket.recv(DRAIN).await.unwrap(), Message::Ping);
         assert_eq!(
-            socket.recv().await.unwrap(),
+            socket.recv(DRAIN).await.unwrap(),
             Message::Text("hello there".into())
         );
         let mut pong = [0u8; 15];
@@ -662,7 +747,10 @@ mod tests {
     async fn an_idle_socket_holds_no_buffer_after_reading_and_writing() {
         let (mut socket, mut client) = pair();
         client.write_all(&frame(true, 1, b"hello")).await.unwrap();
-        assert_eq!(socket.recv().await.unwrap(), Message::Text("hello".into()));
+        assert_eq!(
+            socket.recv(DRAIN).await.unwrap(),
+            Message::Text("hello".into())
+        );
         socket.queue_text(&"welcome ".repeat(60));
         socket.queue_text("position 3");
         socket.flush().await.unwrap();
@@ -695,7 +783,7 @@ mod tests {
         for (bytes, why) in cases {
             let (mut socket, mut client) = pair();
             client.write_all(&bytes).await.unwrap();
-            match socket.recv().await {
+            match socket.recv(DRAIN).await {
                 Err(Error::Protocol(reason)) => assert_eq!(reason, why),
                 other => panic!("{why}: got {other:?}"),
             }
@@ -707,12 +795,116 @@ mod tests {
         let (mut socket, mut client) = pair();
         let big = frame(true, 1, &[b'x'; 2000]);
         client.write_all(&big[..8]).await.unwrap();
-        assert!(matches!(socket.recv().await, Err(Error::TooBig)));
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::TooBig)));
         // Fragments count together.
         let (mut socket, mut client) = pair();
         let bytes = [frame(false, 1, &[b'x'; 600]), frame(true, 0, &[b'x'; 600])].concat();
         client.write_all(&bytes).await.unwrap();
-        assert!(matches!(socket.recv().await, Err(Error::TooBig)));
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::TooBig)));
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_between_fragments_does_not_count_toward_the_message_limit() {
+        // The limit is 1,024: 1,000 + 24 bytes of data, with a 100-byte ping between them.
+        let (mut socket, mut client) = pair();
+        let bytes = [
+            frame(false, 1, &[b'x'; 1000]),
+            frame(true, 9, &[b'p'; 100]),
+            frame(true, 0, &[b'y'; 24]),
+        ]
+        .concat();
+        client.write_all(&bytes).await.unwrap();
+        assert_eq!(socket.recv(DRAIN).await.unwrap(), Message::Ping);
+        let whole = "x".repeat(1000) + &"y".repeat(24);
+        assert_eq!(socket.recv(DRAIN).await.unwrap(), Message::Text(whole));
+        // Data still counts: one byte more is too big.
+        let (mut socket, mut client) = pair();
+        let bytes = [frame(false, 1, &[b'x'; 1000]), frame(true, 0, &[b'y'; 25])].concat();
+        client.write_all(&bytes).await.unwrap();
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::TooBig)));
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_announcing_more_than_125_bytes_is_refused_before_its_body() {
+        let (mut socket, mut client) = pair();
+        let ping = frame(true, 9, &[b'p'; 126]);
+        client.write_all(&ping[..8]).await.unwrap();
+        let got = tokio::time::timeout(DRAIN, socket.recv(DRAIN))
+            .await
+            .expect("refused from the header, not waited for");
+        assert!(matches!(got, Err(Error::Protocol(_))), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_pings_and_never_reads_has_one_pong_queued_at_most_and_is_dropped_after_the_drain_deadline(
+    ) {
+        // 512 bytes each way: the server's pongs fill its direction after four.
+        let (server, client) = duplex(512);
+        let mut socket = Socket::new(server, 1024);
+        let (_unread, mut client) = tokio::io::split(client);
+        let pinger = tokio::spawn(async move {
+            let ping = frame(true, 9, &[b'p'; 125]);
+            let mut sent = 0u32;
+            while sent < 100_000 && client.write_all(&ping).await.is_ok() {
+                sent += 1;
+            }
+        });
+        let drain = std::time::Duration::from_millis(200);
+        let (mut answered, mut most_unwritten, mut most_held) = (0, 0, 0);
+        let end = loop {
+            let got = tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv(drain))
+                .await
+                .expect("recv returns within the drain deadline");
+            most_unwritten = most_unwritten.max(socket.unwritten());
+            most_held = most_held.max(socket.buffered_capacity());
+            match got {
+                Ok(Message::Ping) if answered < 10_000 => answered += 1,
+                other => break other,
+            }
+        };
+        pinger.abort();
+        assert!(matches!(end, Err(Error::TooSlow)), "ended with {end:?}");
+        // At most the rest of a pong partly written and the latest pong (127 bytes each)
+        // wait; what was read and not yet handled is one read.
+        assert!(most_unwritten <= 2 * 127, "{most_unwritten} bytes queued");
+        assert!(
+            most_held <= 2 * 127 + 2 * READ_CHUNK,
+            "{most_held} bytes held"
+        );
+        // Reading stopped once the pongs backed up: four fit the peer's buffer, and one read
+        // (a few pings) was being handled.
+        assert!(
+            answered < 4 + READ_CHUNK / 131 + 2,
+            "{answered} pings answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn pings_handled_while_the_peer_is_not_reading_are_answered_by_the_latest_pong_only() {
+        // Three pings arrived before the socket started (as after the upgrade); the peer's
+        // buffer takes 8 bytes, so the first pong goes out in part and the rest must wait.
+        let (server, mut client) = duplex(8);
+        let pings = [b'1', b'2', b'3']
+            .map(|n| frame(true, 9, &[n; 20]))
+            .concat();
+        let mut socket = Socket::with_received(server, pings, 1024);
+        for _ in 0..3 {
+            assert_eq!(socket.recv(DRAIN).await.unwrap(), Message::Ping);
+        }
+        assert_eq!(
+            socket.unwritten(),
+            22 - 8 + 22,
+            "the rest of pong 1, then pong 3"
+        );
+        let mut got = vec![0u8; 44];
+        let (flushed, read) = tokio::join!(socket.flush(), client.read_exact(&mut got));
+        flushed.unwrap();
+        read.unwrap();
+        let mut expected = vec![0x8a, 20];
+        expected.extend([b'1'; 20]);
+        expected.extend([0x8a, 20]);
+        expected.extend([b'3'; 20]);
+        assert_eq!(got, expected);
     }
 
     #[tokio::test]
@@ -722,7 +914,7 @@ mod tests {
             .write_all(&frame(true, 1, &[0xe3, 0x81]))
             .await
             .unwrap();
-        assert!(matches!(socket.recv().await, Err(Error::NotUtf8)));
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::NotUtf8)));
     }
 
     #[tokio::test]
@@ -732,8 +924,11 @@ mod tests {
             .write_all(&frame(true, 8, &[0x03, 0xe8, b'b', b'y', b'e']))
             .await
             .unwrap();
-        assert_eq!(socket.recv().await.unwrap(), Message::Close(Some(1000)));
-        assert!(matches!(socket.recv().await, Err(Error::Closed)));
+        assert_eq!(
+            socket.recv(DRAIN).await.unwrap(),
+            Message::Close(Some(1000))
+        );
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::Closed)));
         let mut echo = [0u8; 4];
         client.read_exact(&mut echo).await.unwrap();
         assert_eq!(echo, [0x88, 0x02, 0x03, 0xe8]);
@@ -749,14 +944,14 @@ mod tests {
             .write_all(&frame(true, 8, &1005u16.to_be_bytes()))
             .await
             .unwrap();
-        assert!(matches!(socket.recv().await, Err(Error::Protocol(_))));
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::Protocol(_))));
     }
 
     #[tokio::test]
     async fn the_end_of_the_stream_is_closed() {
         let (mut socket, client) = pair();
         drop(client);
-        assert!(matches!(socket.recv().await, Err(Error::Closed)));
+        assert!(matches!(socket.recv(DRAIN).await, Err(Error::Closed)));
     }
 
     #[tokio::test]
@@ -765,11 +960,11 @@ mod tests {
         let bytes = frame(true, 1, b"patience");
         client.write_all(&bytes[..5]).await.unwrap();
         let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(50), socket.recv()).await;
+            tokio::time::timeout(std::time::Duration::from_millis(50), socket.recv(DRAIN)).await;
         assert!(waited.is_err(), "half a frame is not a message");
         client.write_all(&bytes[5..]).await.unwrap();
         assert_eq!(
-            socket.recv().await.unwrap(),
+            socket.recv(DRAIN).await.unwrap(),
             Message::Text("patience".into())
         );
     }

@@ -132,6 +132,7 @@ async fn handshake(
             }
             Inbound::Alive => conn.last_seen = std::time::Instant::now(),
             Inbound::TooBig => return Err((close::TOO_BIG, "frame too large")),
+            Inbound::TooSlow => return Err((close::TOO_SLOW, "too slow")),
             Inbound::Broken(code) => return Err((code, "websocket protocol violation")),
             Inbound::Gone => return Err((close::NORMAL, "gone")),
         }
@@ -340,6 +341,7 @@ impl Open<'_> {
                     Inbound::Bad(cid, code) => conn.error(metrics, cid, code).await,
                     Inbound::Alive => Flow::Continue,
                     Inbound::TooBig => Flow::Close(close::TOO_BIG, "frame too large"),
+                    Inbound::TooSlow => Flow::Close(close::TOO_SLOW, "too slow"),
                     Inbound::Broken(code) => Flow::Close(code, "websocket protocol violation"),
                     Inbound::Gone => return None,
                 }

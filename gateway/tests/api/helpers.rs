@@ -324,6 +324,11 @@ impl TestApp {
         op
     }
 
+    /// The address the app listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::new()
     }

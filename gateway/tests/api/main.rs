@@ -3,6 +3,7 @@
 mod bad_input;
 mod docs;
 mod escalation;
+mod exhaustion;
 mod flow;
 mod helpers;
 mod http;

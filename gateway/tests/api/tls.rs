@@ -150,3 +150,44 @@ async fn a_missing_certificate_is_a_startup_error() {
     settings.server.tls_key_file = Some("/nonexistent/key.pem".into());
     assert!(tsunagu::Application::build(settings).await.is_err());
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_never_finishes_its_handshake_is_closed_after_the_header_timeout() {
+    let dir = std::env::temp_dir().join(format!("tsunagu-tls-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let c = cert("stalled");
+    std::fs::write(&cert_path, &c.pem).unwrap();
+    std::fs::write(&key_path, &c.key_pem).unwrap();
+    let (cert_file, key_file) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    let app = spawn_app_with(move |s| {
+        s.server.tls_cert_file = Some(cert_file);
+        s.server.tls_key_file = Some(key_file);
+        s.server.header_read_timeout_ms = 300;
+    })
+    .await;
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    // Half a ClientHello's record header, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stalled.write_all(&[0x16, 0x03]).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled handshake is still open");
+    // Others still get in.
+    assert_eq!(handshake(port, &[&c]).await.unwrap(), c.der);
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

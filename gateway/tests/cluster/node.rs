@@ -87,6 +87,10 @@ pub fn base_env(dir: &Path) -> Vec<(String, String)> {
         // Every simulated person comes from 127.0.0.1: lift the per-address caps.
         ("TSUNAGU_LIMITS__CONVERSATIONS_PER_HOUR", "1000000".into()),
         ("TSUNAGU_LIMITS__CONNECTIONS_PER_ADDRESS", "1000000".into()),
+        (
+            "TSUNAGU_LIMITS__TCP_CONNECTIONS_PER_ADDRESS",
+            "1000000".into(),
+        ),
         ("TSUNAGU_LIMITS__LOGINS_PER_MINUTE", "100000".into()),
         ("TSUNAGU_LIMITS__LOGIN_BURST", "100000".into()),
         ("TSUNAGU_LIMITS__MESSAGES_PER_MINUTE", "1000000".into()),
