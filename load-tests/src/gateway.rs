@@ -39,6 +39,13 @@ fn env(dir: &Path) -> Vec<(String, String)> {
         ),
         ("TSUNAGU_LIMITS__LOGINS_PER_MINUTE", "100000".into()),
         ("TSUNAGU_LIMITS__LOGIN_BURST", "100000".into()),
+        // A simulated operator answers far more conversations than a person at a console can:
+        // lift the operators' own message limit (the visitors' stays).
+        (
+            "TSUNAGU_LIMITS__OPERATOR_MESSAGES_PER_MINUTE",
+            "100000000".into(),
+        ),
+        ("TSUNAGU_LIMITS__OPERATOR_MESSAGE_BURST", "1000000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

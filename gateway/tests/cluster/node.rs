@@ -95,6 +95,11 @@ pub fn base_env(dir: &Path) -> Vec<(String, String)> {
         ("TSUNAGU_LIMITS__LOGIN_BURST", "100000".into()),
         ("TSUNAGU_LIMITS__MESSAGES_PER_MINUTE", "1000000".into()),
         ("TSUNAGU_LIMITS__MESSAGE_BURST", "100000".into()),
+        (
+            "TSUNAGU_LIMITS__OPERATOR_MESSAGES_PER_MINUTE",
+            "1000000".into(),
+        ),
+        ("TSUNAGU_LIMITS__OPERATOR_MESSAGE_BURST", "100000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
