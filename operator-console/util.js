@@ -75,7 +75,7 @@ export function toMs(v) {
 }
 
 /** Length in Unicode scalar values (what the server counts). */
-export function charCount(s) { return Array.from(s).length; }
+export { charCount } from '/console/counter.js';
 
 export function channelName(ch) { return has(`channel.${ch}`) ? t(`channel.${ch}`) : String(ch || '?'); }
 export function langName(code) {
