@@ -3,6 +3,8 @@
 // data-i18n="key" (and optionally data-i18n-vars='{"n":1}') are translated by
 // applyI18n(); data-i18n-placeholder / -aria-label / -title do the same for attributes.
 
+import { interpolate } from '/console/translate.js';
+
 const catalogue = {
   ja: {
     'app.name': 'つなぐ',
@@ -900,10 +902,7 @@ export function t(key, vars) {
   let s = catalogue[current][key];
   if (s === undefined) s = catalogue.ja[key];
   if (s === undefined) return key;
-  if (vars) {
-    s = s.replace(/\{(\w+)\}/g, (m, name) => (vars[name] === undefined || vars[name] === null ? m : String(vars[name])));
-  }
-  return s;
+  return interpolate(s, vars);
 }
 
 /** Set text of el from key (and remember it so a language switch re-translates it). */
