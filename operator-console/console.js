@@ -19,7 +19,7 @@
 import { t, initI18n, onLangChange } from '/console/i18n.js';
 import { getMe, logout as apiLogout, bindLoginForm, resetLoginForm } from '/console/auth.js';
 import { installAudioUnlock, bindSoundToggle } from '/console/sound.js';
-import { $, errorText, toast } from '/console/util.js';
+import { $, byIds, errorText, toast } from '/console/util.js';
 import { user, setUser, whenExpired } from '/console/console/session.js';
 import {
   initSocket, startConnection, connectNow, hasSocket, isStopped, stopReconnecting, disconnect, welcome,
@@ -42,14 +42,9 @@ import { welcomeEmergency, refreshFlagDialog } from '/console/console/emergency.
 import { renderPhrases, renderDirectory } from '/console/console/tools.js';
 
 const E = {
-  loginView: $('#login-view'),
-  loginForm: $('#login-form'),
-  loginNotice: $('#login-notice'),
-  appView: $('#app-view'),
-  statusBar: $('#status-bar'),
+  ...byIds('login-view', 'login-form', 'login-notice', 'app-view', 'status-bar', 'me-name',
+    'logout'),
   sound: $('#sound-toggle'),
-  meName: $('#me-name'),
-  logout: $('#logout'),
   lang: $('#lang-switch'),
 };
 

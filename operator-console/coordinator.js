@@ -17,7 +17,7 @@
 import { t, initI18n, onLangChange } from '/console/i18n.js';
 import { api, getMe, logout as apiLogout, bindLoginForm, resetLoginForm } from '/console/auth.js';
 import { installAudioUnlock, bindSoundToggle } from '/console/sound.js';
-import { $ } from '/console/util.js';
+import { $, byIds } from '/console/util.js';
 import { user, setUser, isAllowed, setLive, whenExpired } from '/console/coordinator/session.js';
 import { initStream, restartStream, stopStream, setStream, gotStats, checkStale } from '/console/coordinator/stream.js';
 import { onStats, rerender } from '/console/coordinator/stats.js';
@@ -30,15 +30,9 @@ import { startRecords, stopRecords, renderEscalations, renderAudit } from '/cons
 const CONVERSATIONS_POLL_MS = 5000;
 
 const E = {
-  loginView: $('#login-view'),
-  loginForm: $('#login-form'),
-  loginNotice: $('#login-notice'),
-  forbiddenView: $('#forbidden-view'),
-  dashView: $('#dash-view'),
-  statusBar: $('#status-bar'),
+  ...byIds('login-view', 'login-form', 'login-notice', 'forbidden-view', 'dash-view', 'status-bar',
+    'me-name', 'logout'),
   sound: $('#sound-toggle'),
-  meName: $('#me-name'),
-  logout: $('#logout'),
   lang: $('#lang-switch'),
 };
 

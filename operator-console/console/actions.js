@@ -4,7 +4,7 @@
 
 import { t, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
-import { $, el, convLabel, categoryName, errorText, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, categoryName, errorText, toast } from '/console/util.js';
 import { renderCount, charCount } from '/console/counter.js';
 import { command } from '/console/console/socket.js';
 import { user, expire } from '/console/console/session.js';
@@ -17,25 +17,13 @@ const MAX_NOTE = 500;
 const HELP_COOLDOWN_MS = 5000;
 
 const E = {
-  helpButton: $('#help-button'),
-  endButton: $('#end-button'),
+  ...byIds('help-button', 'end-button', 'end-confirm', 'end-cancel', 'transfer-button',
+    'transfer-dialog', 'transfer-form', 'transfer-for', 'transfer-target', 'transfer-status',
+    'transfer-note', 'transfer-count', 'transfer-error', 'transfer-cancel', 'transfer-submit'),
   endBar: $('#end-confirm-bar'),
-  endConfirm: $('#end-confirm'),
-  endCancel: $('#end-cancel'),
   wrapForm: $('#wrapup-form'),
   wrapCategory: $('#wrapup-category'),
   wrapSubmit: $('#wrapup-submit'),
-  transferButton: $('#transfer-button'),
-  transferDialog: $('#transfer-dialog'),
-  transferForm: $('#transfer-form'),
-  transferFor: $('#transfer-for'),
-  transferTarget: $('#transfer-target'),
-  transferStatus: $('#transfer-status'),
-  transferNote: $('#transfer-note'),
-  transferCount: $('#transfer-count'),
-  transferError: $('#transfer-error'),
-  transferCancel: $('#transfer-cancel'),
-  transferSubmit: $('#transfer-submit'),
 };
 
 let categories = [];

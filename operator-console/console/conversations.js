@@ -4,7 +4,7 @@
 // list, outbox of unconfirmed messages, draft and typing state; messages.js fills those in.
 
 import { t } from '/console/i18n.js';
-import { $, el, convLabel, fmtDuration, toMs, channelName, langName, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, fmtDuration, toMs, channelName, langName, toast } from '/console/util.js';
 import { untrack } from '/console/console/socket.js';
 import { renderPane, scrollToEnd } from '/console/console/pane.js';
 import { markRead, stopTyping } from '/console/console/messages.js';
@@ -14,10 +14,9 @@ import { offerPause } from '/console/console/presence.js';
 import { toolsOpen, renderPhrases } from '/console/console/tools.js';
 
 const E = {
+  ...byIds('tabs-empty', 'messages-host'),
   tabs: $('#conv-tabs'),
-  tabsEmpty: $('#tabs-empty'),
   input: $('#message-input'),
-  messagesHost: $('#messages-host'),
 };
 
 const convs = new Map();    // conversation id -> conv (see newConv)

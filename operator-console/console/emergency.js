@@ -11,7 +11,7 @@ import { t, setText } from '/console/i18n.js';
 import { ulid } from '/console/ulid.js';
 import { tone } from '/console/sound.js';
 import {
-  $, el, convLabel, fmtClock, toMs, flagCategoryName, EMERGENCY_CATEGORIES, errorText, toast,
+  $, byIds, el, convLabel, fmtClock, toMs, flagCategoryName, EMERGENCY_CATEGORIES, errorText, toast,
 } from '/console/util.js';
 import { mountFlagDialog } from '/console/flag-dialog.js';
 import { command } from '/console/console/socket.js';
@@ -21,14 +21,9 @@ import { getConv, currentConv } from '/console/console/conversations.js';
 const MAX_FLAG_REASON = 500;
 
 const E = {
+  ...byIds('flag-button', 'emergency-banner', 'emergency-categories', 'emergency-raised',
+    'emergency-acked', 'emergency-checklist', 'emergency-checklist-empty'),
   pane: $('#chat-pane'),
-  flagButton: $('#flag-button'),
-  emergencyBanner: $('#emergency-banner'),
-  emergencyCategories: $('#emergency-categories'),
-  emergencyRaised: $('#emergency-raised'),
-  emergencyAcked: $('#emergency-acked'),
-  emergencyChecklist: $('#emergency-checklist'),
-  emergencyChecklistEmpty: $('#emergency-checklist-empty'),
 };
 
 let flagEnabled = false;       // welcome.emergency_categories is empty when flagging is not enabled

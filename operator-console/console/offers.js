@@ -3,7 +3,7 @@
 
 import { t, setText } from '/console/i18n.js';
 import { tone } from '/console/sound.js';
-import { $, el, convLabel, fmtDuration, channelName, langName, errorText, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, fmtDuration, channelName, langName, errorText, toast } from '/console/util.js';
 import { command, isWelcomed } from '/console/console/socket.js';
 import {
   getConv, selectConv, selectOnArrival, selectNextArrival, awaitingArrival, updateTitle,
@@ -12,9 +12,7 @@ import {
 const OFFER_REPEAT_TONE_MS = 10000;
 
 const E = {
-  offers: $('#offers'),
-  offersEmpty: $('#offers-empty'),
-  takeNext: $('#take-next'),
+  ...byIds('offers', 'offers-empty', 'take-next'),
 };
 
 const offers = new Map();   // conversation id -> { data, receivedAt, card, busy }

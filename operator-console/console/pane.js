@@ -3,7 +3,7 @@
 // state of its own: it draws the current conversation (conversations.js).
 
 import { t } from '/console/i18n.js';
-import { $, fmtDuration, toMs, channelName, langName, convLabel } from '/console/util.js';
+import { $, byIds, fmtDuration, toMs, channelName, langName, convLabel } from '/console/util.js';
 import { charCount } from '/console/counter.js';
 import { currentConv, isSelected } from '/console/console/conversations.js';
 import { renderEmergency } from '/console/console/emergency.js';
@@ -14,25 +14,13 @@ export const MAX_TEXT = 4000;
 const REMOTE_TYPING_EXPIRE_MS = 10000;
 
 const E = {
-  paneEmpty: $('#pane-empty'),
+  ...byIds('pane-empty', 'pane-title', 'pane-channel', 'pane-lang', 'pane-duration', 'pane-state',
+    'pane-visitor-gone', 'pane-handover', 'pane-handover-text', 'pane-phone', 'transfer-button',
+    'end-button', 'messages-host', 'composer', 'input-count'),
   pane: $('#chat-pane'),
-  paneTitle: $('#pane-title'),
-  paneChannel: $('#pane-channel'),
-  paneLang: $('#pane-lang'),
-  paneDuration: $('#pane-duration'),
-  paneState: $('#pane-state'),
-  paneVisitorGone: $('#pane-visitor-gone'),
-  paneHandover: $('#pane-handover'),
-  paneHandoverText: $('#pane-handover-text'),
-  panePhone: $('#pane-phone'),
-  transferButton: $('#transfer-button'),
-  endButton: $('#end-button'),
   endBar: $('#end-confirm-bar'),
-  messagesHost: $('#messages-host'),
   typing: $('#typing-indicator'),
-  composer: $('#composer'),
   input: $('#message-input'),
-  inputCount: $('#input-count'),
   wrapForm: $('#wrapup-form'),
 };
 

@@ -3,18 +3,13 @@
 // load, capacity and the last queue figures.
 
 import { t, setText } from '/console/i18n.js';
-import { $, fmtDuration, errorText, toast } from '/console/util.js';
+import { $, byIds, fmtDuration, errorText, toast } from '/console/util.js';
 import { command } from '/console/console/socket.js';
 
 const E = {
-  queueWaiting: $('#queue-waiting'),
-  queueLongest: $('#queue-longest'),
+  ...byIds('queue-waiting', 'queue-longest', 'presence-load', 'take-next', 'pause-offer',
+    'pause-accept', 'pause-decline'),
   presence: $('#presence-select'),
-  presenceLoad: $('#presence-load'),
-  takeNext: $('#take-next'),
-  pauseOffer: $('#pause-offer'),
-  pauseAccept: $('#pause-accept'),
-  pauseDecline: $('#pause-decline'),
 };
 
 let presence = 'off_duty';

@@ -6,12 +6,11 @@
 import { t, setText } from '/console/i18n.js';
 import { ulid } from '/console/ulid.js';
 import { getMe } from '/console/auth.js';
-import { $, byTestId, toast } from '/console/util.js';
+import { $, byIds, byTestId, toast } from '/console/util.js';
 
 const E = {
+  ...byIds('conn-text', 'reconnect-here'),
   conn: byTestId('connection-status'),
-  connText: $('#conn-text'),
-  reconnectHere: $('#reconnect-here'),
 };
 
 let ws = null;

@@ -4,26 +4,17 @@
 
 import { setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
-import { $, el } from '/console/util.js';
+import { $, byIds, el } from '/console/util.js';
 import { expire } from '/console/console/session.js';
 import { currentConv } from '/console/console/conversations.js';
 import { composerOpen } from '/console/console/pane.js';
 import { onLocalInput } from '/console/console/messages.js';
 
 const E = {
+  ...byIds('composer', 'phrases-button', 'directory-button', 'tools', 'phrases-panel',
+    'phrase-filter', 'phrases-status', 'phrase-list', 'directory-panel', 'directory-search',
+    'directory-status', 'directory-list'),
   input: $('#message-input'),
-  composer: $('#composer'),
-  phrasesButton: $('#phrases-button'),
-  directoryButton: $('#directory-button'),
-  tools: $('#tools'),
-  phrasesPanel: $('#phrases-panel'),
-  phraseFilter: $('#phrase-filter'),
-  phrasesStatus: $('#phrases-status'),
-  phraseList: $('#phrase-list'),
-  directoryPanel: $('#directory-panel'),
-  directorySearch: $('#directory-search'),
-  directoryStatus: $('#directory-status'),
-  directoryList: $('#directory-list'),
 };
 
 let phrases = null;

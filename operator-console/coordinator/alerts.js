@@ -6,7 +6,7 @@
 import { t, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
 import { tone } from '/console/sound.js';
-import { $, el, convLabel, fmtClock, fmtDuration, toMs, flagCategoryName, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, fmtClock, fmtDuration, toMs, flagCategoryName, toast } from '/console/util.js';
 import { user, isStopped, expire } from '/console/coordinator/session.js';
 import { categoriesText, hasValue, placeInOrder, updateSince } from '/console/coordinator/view.js';
 import { loadConversations } from '/console/coordinator/conversations.js';
@@ -16,14 +16,8 @@ const ALERT_REMINDER_MS = 20000;
 const EMERGENCY_REMINDER_MS = 5000;   // an unacknowledged emergency keeps sounding
 
 const E = {
-  alerts: $('#alerts'),
-  alertsEmpty: $('#alerts-empty'),
-  alertsCount: $('#alerts-count'),
-  emergencySection: $('#emergency-section'),
-  emergencyCount: $('#emergency-count'),
-  emergencyAlerts: $('#emergency-alerts'),
-  emergencies: $('#emergencies'),
-  emergenciesEmpty: $('#emergencies-empty'),
+  ...byIds('alerts', 'alerts-empty', 'alerts-count', 'emergency-section', 'emergency-count',
+    'emergency-alerts', 'emergencies', 'emergencies-empty'),
 };
 
 let alerts = null;                 // the snapshot's alerts, last rendered

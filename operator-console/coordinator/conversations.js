@@ -4,7 +4,7 @@
 
 import { t, has, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
-import { $, el, convLabel, fmtClock, toMs, charCount, channelName, langName, EMERGENCY_CATEGORIES, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, fmtClock, toMs, charCount, channelName, langName, EMERGENCY_CATEGORIES, toast } from '/console/util.js';
 import { mountFlagDialog, openDialog, closeDialog, formError, setInvalid } from '/console/flag-dialog.js';
 import { isStopped, expire, flaggingOff } from '/console/coordinator/session.js';
 import { categoriesText, hasValue, placeInOrder, updateSince, showStatus, httpErrorText } from '/console/coordinator/view.js';
@@ -13,17 +13,8 @@ import { loadEscalations } from '/console/coordinator/records.js';
 const MAX_REASON = 500;
 
 const E = {
-  convRows: $('#conv-rows'),
-  convsEmpty: $('#convs-empty'),
-  convsStatus: $('#convs-status'),
-  convsUpdated: $('#convs-updated'),
-  clearDialog: $('#clear-dialog'),
-  clearForm: $('#clear-form'),
-  clearFor: $('#clear-for'),
-  clearReason: $('#clear-reason'),
-  clearError: $('#clear-error'),
-  clearCancel: $('#clear-cancel'),
-  clearSubmit: $('#clear-submit'),
+  ...byIds('conv-rows', 'convs-empty', 'convs-status', 'convs-updated', 'clear-dialog',
+    'clear-form', 'clear-for', 'clear-reason', 'clear-error', 'clear-cancel', 'clear-submit'),
 };
 
 let convs = [];

@@ -5,7 +5,7 @@
 import { t, has, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
 import {
-  $, el, convLabel, fmtClock, fmtDateTime, toMs, channelName, categoryName, flagCategoryName, EMERGENCY_CATEGORIES,
+  $, byIds, el, convLabel, fmtClock, fmtDateTime, toMs, channelName, categoryName, flagCategoryName, EMERGENCY_CATEGORIES,
 } from '/console/util.js';
 import { openDialog, closeDialog } from '/console/flag-dialog.js';
 import { user, isAdmin, isStopped, expire, flaggingOff } from '/console/coordinator/session.js';
@@ -14,6 +14,11 @@ import { categoriesText, hasValue, placeInOrder, showStatus, httpErrorText } fro
 const AUDIT_POLL_MS = 30000;
 
 const E = {
+  ...byIds('flagging-off', 'audit-section', 'audit-rows', 'audit-empty', 'audit-status',
+    'audit-updated', 'record-dialog', 'record-audit', 'record-status', 'record-body',
+    'record-conversation', 'record-channel', 'record-channel-ref', 'record-created',
+    'record-expires', 'record-flags', 'record-actions', 'record-transcript', 'record-close',
+    'record-state'),
   escRows: $('#escalation-rows'),
   escEmpty: $('#escalations-empty'),
   escStatus: $('#escalations-status'),
@@ -21,26 +26,6 @@ const E = {
   escRefresh: $('#escalations-refresh'),
   escNote: $('#escalations-note'),
   escTable: $('#escalations-table'),
-  flaggingOff: $('#flagging-off'),
-  auditSection: $('#audit-section'),
-  auditRows: $('#audit-rows'),
-  auditEmpty: $('#audit-empty'),
-  auditStatus: $('#audit-status'),
-  auditUpdated: $('#audit-updated'),
-  recordDialog: $('#record-dialog'),
-  recordAudit: $('#record-audit'),
-  recordStatus: $('#record-status'),
-  recordBody: $('#record-body'),
-  recordConversation: $('#record-conversation'),
-  recordChannel: $('#record-channel'),
-  recordChannelRef: $('#record-channel-ref'),
-  recordCreated: $('#record-created'),
-  recordExpires: $('#record-expires'),
-  recordFlags: $('#record-flags'),
-  recordActions: $('#record-actions'),
-  recordTranscript: $('#record-transcript'),
-  recordClose: $('#record-close'),
-  recordState: $('#record-state'),
 };
 
 let escalations = [];

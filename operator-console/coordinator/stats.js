@@ -4,15 +4,14 @@
 
 import { t } from '/console/i18n.js';
 import { api } from '/console/auth.js';
-import { $, el, fmtMmSs, fmtClock, channelName, toast } from '/console/util.js';
+import { $, byIds, el, fmtMmSs, fmtClock, channelName, toast } from '/console/util.js';
 import { expire } from '/console/coordinator/session.js';
 import { renderAlerts, renderEmergencies, updateTitle } from '/console/coordinator/alerts.js';
 
 const E = {
-  updated: $('#updated'),
-  banners: $('#banners'),
+  ...byIds('updated', 'banners', 'by-channel', 'card-waiting', 'card-longest', 'card-operators',
+    'overloaded-state', 'overloaded-toggle'),
   waiting: $('#stat-waiting'),
-  byChannel: $('#by-channel'),
   longest: $('#stat-longest-wait'),
   onDuty: $('#stat-on-duty'),
   away: $('#stat-away'),
@@ -26,11 +25,6 @@ const E = {
   started: $('#stat-started'),
   closed: $('#stat-closed'),
   abandoned: $('#stat-abandoned'),
-  cardWaiting: $('#card-waiting'),
-  cardLongest: $('#card-longest'),
-  cardOperators: $('#card-operators'),
-  overloadedState: $('#overloaded-state'),
-  overloadedToggle: $('#overloaded-toggle'),
 };
 
 let snapshot = null;
