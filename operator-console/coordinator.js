@@ -81,7 +81,7 @@ function showLogin(noticeKey) {
   stop();
   setUser(null);
   showView('login');
-  resetLoginForm(E.loginForm, E.loginNotice, noticeKey);
+  resetLoginForm(E.loginForm, E.loginNotice, noticeKey, { userFirst: true });
 }
 
 function showForbidden() {
