@@ -78,6 +78,18 @@ export function bindLoginForm(form, onSuccess) {
   return { focus: () => (user.value ? pass : user).focus(), error };
 }
 
+/**
+ * Shows a login form afresh: the notice above it (a message key, or none), no error, and the
+ * focus on the first field still to fill (the console) or always on the user name
+ * (`userFirst`, as the coordinator view has always done).
+ */
+export function resetLoginForm(form, notice, noticeKey, { userFirst = false } = {}) {
+  if (noticeKey) { setText(notice, noticeKey); notice.hidden = false; } else notice.hidden = true;
+  showLoginError(form, null);
+  const user = byTestId('login-username', form);
+  (user.value && !userFirst ? byTestId('login-password', form) : user).focus();
+}
+
 export function showLoginError(form, key, vars) {
   const error = byTestId('login-error', form);
   if (!error) return;

@@ -1,7 +1,8 @@
 // ULID generator (https://github.com/ulid/spec): 48-bit millisecond timestamp
 // + 80 random bits, encoded as 26 Crockford base32 characters.
-// Monotonic within one millisecond (the random part is incremented), so ids
-// made by this console sort in creation order.
+// Monotonic (within one millisecond, or when the clock steps back, the random part is
+// incremented), so ids made by one page sort in creation order. Shared by the console pages and
+// the widget.
 
 const ENCODING = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const TIME_MAX = 2 ** 48 - 1;
@@ -43,8 +44,10 @@ export function ulid(now = Date.now()) {
     throw new RangeError('ulid: time out of range');
   }
   let random;
-  if (lastRandom !== null && now === lastTime) {
-    // Same millisecond: increment the random part so ids stay ordered.
+  if (lastRandom !== null && now <= lastTime) {
+    // Same millisecond, or the clock stepped back: keep the time and increment the random part,
+    // so ids made here stay ordered.
+    now = lastTime;
     random = lastRandom.slice();
     let i = 15;
     while (i >= 0 && random[i] === 31) {
@@ -52,15 +55,16 @@ export function ulid(now = Date.now()) {
       i--;
     }
     if (i < 0) {
-      // 2^80 ids in one millisecond: cannot happen in practice; start afresh.
+      // 2^80 ids in one millisecond: cannot happen in practice; move to the next one.
+      now += 1;
       random = randomDigits();
     } else {
       random[i] += 1;
     }
   } else {
     random = randomDigits();
-    lastTime = now;
   }
+  lastTime = now;
   lastRandom = random;
   return encodeTime(now) + random.map((d) => ENCODING[d]).join('');
 }

@@ -3,6 +3,12 @@ import { t, has, setText } from '/console/i18n.js';
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+/** The elements with these ids, named in camelCase ('flag-reason' -> flagReason). */
+export function byIds(...ids) {
+  const out = {};
+  for (const id of ids) out[id.replace(/-([a-z])/g, (_, c) => c.toUpperCase())] = document.getElementById(id);
+  return out;
+}
 export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 
 /**
@@ -75,7 +81,7 @@ export function toMs(v) {
 }
 
 /** Length in Unicode scalar values (what the server counts). */
-export function charCount(s) { return Array.from(s).length; }
+export { charCount } from '/console/counter.js';
 
 export function channelName(ch) { return has(`channel.${ch}`) ? t(`channel.${ch}`) : String(ch || '?'); }
 export function langName(code) {
