@@ -1,7 +1,9 @@
 //! The wire protocol, version 1: every frame a visitor or operator client sends or receives.
 //!
-//! This module is the single source of the JSON shapes described in `docs/protocol.md`; the
-//! gateway, its tests and the load tests all use these types. Parsing is done in two steps
+//! This crate is the single source of the JSON shapes described in `docs/protocol.md`; the
+//! gateway (as `tsunagu::protocol`), its tests and the load tests all use these types, and a
+//! test checks that every frame type here appears in the document. It holds wire data only and
+//! depends on nothing of the gateway, so anything that speaks the protocol can use it. Parsing is done in two steps
 //! ([`parse_frame`]) so that a client learns *why* a frame was refused (malformed JSON, an unknown
 //! type, or a bad field), never just that it was.
 
@@ -10,8 +12,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::client_id::strict;
-pub use crate::client_id::ClientId;
+pub mod client_id;
+
+use client_id::strict;
+pub use client_id::ClientId;
 
 /// The protocol version clients send in `hello.v`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -473,10 +477,16 @@ pub enum OperatorConvState {
     WrapUp,
 }
 
+/// The limits a client checks before sending, so it can tell its user instead of being refused.
+/// Both `welcome` frames carry them (the widget and the console read them from there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
+    /// [`MAX_TEXT_CHARS`]: chat text, in Unicode scalar values.
     pub max_text: usize,
+    /// [`MAX_FRAME_BYTES`]: a whole frame, in bytes of UTF-8.
     pub max_frame: usize,
+    /// [`MAX_NOTE_CHARS`]: a transfer's handover note or a flag's reason, in Unicode scalar values.
+    pub max_note: usize,
 }
 
 impl Default for Limits {
@@ -484,6 +494,7 @@ impl Default for Limits {
         Limits {
             max_text: MAX_TEXT_CHARS,
             max_frame: MAX_FRAME_BYTES,
+            max_note: MAX_NOTE_CHARS,
         }
     }
 }
@@ -585,6 +596,8 @@ pub enum ServerMsg {
         emergency_checklist: Vec<String>,
         conversations: Vec<ConversationSummary>,
         offers: Vec<Offer>,
+        /// The same limits a visitor's welcome carries.
+        limits: Limits,
     },
     /// Queue position, for a waiting visitor.
     #[serde(rename = "queue")]
