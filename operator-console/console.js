@@ -11,9 +11,10 @@ import {
   channelName, langName, categoryName, flagCategoryName, EMERGENCY_CATEGORIES, errorText, toast,
 } from '/console/util.js';
 
-const MAX_TEXT = 4000;
-const MAX_NOTE = 500;
-const MAX_FLAG_REASON = 500;
+// What the gateway accepts, from `welcome.limits` (docs/protocol.md); these defaults only cover
+// the moment before the first welcome. `text` is chat text, `note` a transfer note or flag reason,
+// both in characters.
+const limits = { text: 4000, note: 500 };
 const TYPING_REFRESH_MS = 3000;
 const TYPING_IDLE_MS = 5000;
 const REMOTE_TYPING_EXPIRE_MS = 10000;
@@ -409,6 +410,15 @@ function dispatch(msg) {
   }
 }
 
+/** Takes the text limits from `welcome.limits`; a missing or odd value keeps the one before. */
+function readLimits(l) {
+  if (!l || typeof l !== 'object') return;
+  if (Number.isInteger(l.max_text) && l.max_text > 0) limits.text = l.max_text;
+  if (Number.isInteger(l.max_note) && l.max_note > 0) limits.note = l.max_note;
+  E.transferNote.maxLength = limits.note;
+  E.flagReason.maxLength = limits.note;
+}
+
 function onWelcome(m) {
   state.welcomed = true;
   state.everConnected = true;
@@ -420,6 +430,7 @@ function onWelcome(m) {
     E.meName.textContent = t('signedInAs', { name: state.me.name || '' });
   }
   if (Number.isFinite(m.heartbeat_ms) && m.heartbeat_ms >= 1000) state.heartbeatMs = m.heartbeat_ms;
+  readLimits(m.limits);
   if (Array.isArray(m.categories)) { state.categories = m.categories.map(String); renderCategories(); }
   const emCats = Array.isArray(m.emergency_categories) ? m.emergency_categories.map(itemText).filter(Boolean) : [];
   state.flagEnabled = emCats.length > 0;
@@ -1052,7 +1063,7 @@ function sendCurrent() {
   if (!conv || conv.summary.state === 'wrap_up') return;
   const text = E.input.value.trim();
   if (!text) return;
-  if (charCount(text) > MAX_TEXT) { updateInputCount(); toast(t('input.tooLong', { max: MAX_TEXT }), 'error'); return; }
+  if (charCount(text) > limits.text) { updateInputCount(); toast(t('input.tooLong', { max: limits.text }), 'error'); return; }
   const id = ulid();
   const li = el('li', { class: 'msg msg-operator msg-own unconfirmed', data: { testid: 'message', from: 'operator', state: 'pending', clientId: id } });
   li.append(
@@ -1214,11 +1225,11 @@ function stopTyping(conv) {
 
 function updateInputCount() {
   const n = charCount(E.input.value.trim());
-  E.inputCount.textContent = n > 0 ? t('input.count', { n, max: MAX_TEXT }) : '';
-  const over = n > MAX_TEXT;
+  E.inputCount.textContent = n > 0 ? t('input.count', { n, max: limits.text }) : '';
+  const over = n > limits.text;
   E.inputCount.classList.toggle('over', over);
   E.input.setAttribute('aria-invalid', over ? 'true' : 'false');
-  if (over) E.inputCount.textContent += ` ${t('input.tooLong', { max: MAX_TEXT })}`;
+  if (over) E.inputCount.textContent += ` ${t('input.tooLong', { max: limits.text })}`;
 }
 
 // ---------------------------------------------------------------- scrolling
@@ -1392,8 +1403,8 @@ function closeTransfer() {
 
 function updateTransferCount() {
   const n = charCount(E.transferNote.value);
-  E.transferCount.textContent = `${n} / ${MAX_NOTE}`;
-  E.transferCount.classList.toggle('over', n > MAX_NOTE);
+  E.transferCount.textContent = `${n} / ${limits.note}`;
+  E.transferCount.classList.toggle('over', n > limits.note);
 }
 
 function submitTransfer(e) {
@@ -1402,7 +1413,7 @@ function submitTransfer(e) {
   const conv = id && state.convs.get(id);
   if (!conv) { closeTransfer(); return; }
   const note = E.transferNote.value.trim();
-  if (charCount(note) > MAX_NOTE) {
+  if (charCount(note) > limits.note) {
     setText(E.transferError, 'error.text_too_long');
     E.transferError.hidden = false;
     return;
@@ -1570,8 +1581,8 @@ function setInvalid(node, invalid) {
 
 function updateFlagCount() {
   const n = charCount(E.flagReason.value.trim());
-  E.flagCount.textContent = `${n} / ${MAX_FLAG_REASON}`;
-  E.flagCount.classList.toggle('over', n > MAX_FLAG_REASON);
+  E.flagCount.textContent = `${n} / ${limits.note}`;
+  E.flagCount.classList.toggle('over', n > limits.note);
 }
 
 /** First button: check the input, then show the explicit confirm step. */
@@ -1584,9 +1595,9 @@ function submitFlagForm(e) {
   setInvalid(E.flagCategory, !category);
   if (!category) { flagError('flag.needCategory'); E.flagCategory.focus(); return; }
   const n = charCount(reason);
-  setInvalid(E.flagReason, n === 0 || n > MAX_FLAG_REASON);
+  setInvalid(E.flagReason, n === 0 || n > limits.note);
   if (n === 0) { flagError('flag.needReason'); E.flagReason.focus(); return; }
-  if (n > MAX_FLAG_REASON) { flagError('flag.reasonTooLong', { max: MAX_FLAG_REASON }); E.flagReason.focus(); return; }
+  if (n > limits.note) { flagError('flag.reasonTooLong', { max: limits.note }); E.flagReason.focus(); return; }
   flagError(null);
   E.flagSummaryCategory.textContent = flagCategoryName(category);
   E.flagSummaryReason.textContent = reason;
