@@ -134,17 +134,20 @@ impl EndReason {
 // ---------------------------------------------------------------------------------------------
 // Client to server
 // ---------------------------------------------------------------------------------------------
+//
+// Serialised (by the load tests, or any client in Rust) without the optional fields that are
+// absent, so a frame built here is the frame a browser client sends.
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Start {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Resume {
     pub token: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
 }
 
@@ -155,9 +158,9 @@ pub enum VisitorClient {
     Hello {
         v: u32,
         id: ClientId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         start: Option<Start>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
     },
     Send {
@@ -202,7 +205,11 @@ pub enum OperatorClient {
     Hello {
         v: u32,
         id: ClientId,
-        #[serde(default, deserialize_with = "strict::keys")]
+        #[serde(
+            default,
+            deserialize_with = "strict::keys",
+            skip_serializing_if = "HashMap::is_empty"
+        )]
         last_seqs: HashMap<Ulid, u64>,
     },
     Presence {
@@ -244,9 +251,13 @@ pub enum OperatorClient {
         id: ClientId,
         #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
-        #[serde(default, deserialize_with = "strict::option")]
+        #[serde(
+            default,
+            deserialize_with = "strict::option",
+            skip_serializing_if = "Option::is_none"
+        )]
         to: Option<Ulid>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
     Help {

@@ -246,7 +246,7 @@ fn every_frame_type_a_client_may_send_has_an_example_in_the_protocol_document() 
 #[test]
 fn every_frame_type_the_server_sends_has_an_example_in_the_protocol_document() {
     let samples = server_samples();
-    let mut numbered = vec![false; SERVER_VARIANTS];
+    let mut numbered = [false; SERVER_VARIANTS];
     for msg in &samples {
         numbered[variant(msg)] = true;
     }
