@@ -15,13 +15,13 @@ pub fn new_id() -> ClientId {
     ClientId::from(Ulid::new())
 }
 
-fn text(frame: &impl Serialize) -> String {
+fn to_text(frame: &impl Serialize) -> String {
     serde_json::to_string(frame).expect("a protocol frame serialises")
 }
 
 /// A person's `hello` starting a conversation in Japanese.
 pub fn hello_start(id: ClientId) -> String {
-    text(&VisitorClient::Hello {
+    to_text(&VisitorClient::Hello {
         v: PROTOCOL_VERSION,
         id,
         start: Some(Start {
@@ -33,7 +33,7 @@ pub fn hello_start(id: ClientId) -> String {
 
 /// A person's `hello` resuming with its token, after `last_seq`.
 pub fn hello_resume(id: ClientId, token: &str, last_seq: u64) -> String {
-    text(&VisitorClient::Hello {
+    to_text(&VisitorClient::Hello {
         v: PROTOCOL_VERSION,
         id,
         start: None,
@@ -45,13 +45,13 @@ pub fn hello_resume(id: ClientId, token: &str, last_seq: u64) -> String {
 }
 
 /// A person's chat message.
-pub fn visitor_send(id: ClientId, text_: String) -> String {
-    text(&VisitorClient::Send { id, text: text_ })
+pub fn visitor_send(id: ClientId, text: String) -> String {
+    to_text(&VisitorClient::Send { id, text })
 }
 
 /// An operator console's `hello`, holding no conversations.
 pub fn operator_hello(id: ClientId) -> String {
-    text(&OperatorClient::Hello {
+    to_text(&OperatorClient::Hello {
         v: PROTOCOL_VERSION,
         id,
         last_seqs: Default::default(),
@@ -60,7 +60,7 @@ pub fn operator_hello(id: ClientId) -> String {
 
 /// An operator going on duty.
 pub fn on_duty(id: ClientId) -> String {
-    text(&OperatorClient::Presence {
+    to_text(&OperatorClient::Presence {
         id,
         state: Presence::OnDuty,
     })
@@ -68,13 +68,13 @@ pub fn on_duty(id: ClientId) -> String {
 
 /// An operator taking the next waiting person.
 pub fn take_next(id: ClientId) -> String {
-    text(&OperatorClient::TakeNext { id })
+    to_text(&OperatorClient::TakeNext { id })
 }
 
 /// An operator accepting an offer of `conversation` (as the offer named it).
 pub fn accept(id: ClientId, conversation: &str) -> anyhow::Result<String> {
     let conversation: Ulid = conversation.parse()?;
-    Ok(text(&OperatorClient::Accept { id, conversation }))
+    Ok(to_text(&OperatorClient::Accept { id, conversation }))
 }
 
 /// What the flood scenario reads of the server's frames; everything else is `Other`.

@@ -3,9 +3,10 @@
 //! This crate is the single source of the JSON shapes described in `docs/protocol.md`; the
 //! gateway (as `tsunagu::protocol`), its tests and the load tests all use these types, and a
 //! test checks that every frame type here appears in the document. It holds wire data only and
-//! depends on nothing of the gateway, so anything that speaks the protocol can use it. Parsing is done in two steps
-//! ([`parse_frame`]) so that a client learns *why* a frame was refused (malformed JSON, an unknown
-//! type, or a bad field), never just that it was.
+//! depends on nothing of the gateway, so anything that speaks the protocol can use it.
+//!
+//! Parsing is done in two steps ([`parse_frame`]) so that a client learns *why* a frame was
+//! refused (malformed JSON, an unknown type, or a bad field), never just that it was.
 
 use std::collections::HashMap;
 
