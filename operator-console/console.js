@@ -14,8 +14,10 @@
 //   presence.js       presence and load, queue figures, the pause offer
 //   actions.js        help, end, wrap-up, transfer
 //   emergency.js      the emergency banner and checklist, raising a flag (shared flag dialog)
+//   limits.js         the text limits, from welcome.limits
 //   tools.js          phrases and the referral directory
 
+import { readLimits } from '/console/console/limits.js';
 import { t, initI18n, onLangChange } from '/console/i18n.js';
 import { getMe, logout as apiLogout, bindLoginForm, resetLoginForm } from '/console/auth.js';
 import { installAudioUnlock, bindSoundToggle } from '/console/sound.js';
@@ -137,6 +139,7 @@ function dispatch(msg) {
 
 function onWelcome(m) {
   welcome(m);
+  readLimits(m.limits);
   if (m.operator) {
     setUser({ ...user(), ...m.operator });
     E.meName.textContent = t('signedInAs', { name: user().name || '' });

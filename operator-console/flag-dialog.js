@@ -67,13 +67,14 @@ export function setInvalid(node, invalid) {
 
 /**
  * Puts the dialog into the page before `before` and wires it.
- *   maxReason       the reason's limit in characters
+ *   maxReason       the reason's limit in characters (a number, or a function giving it)
  *   categories()    the categories to offer, in order
  *   onConfirm(f, { category, reason })  sends the flag; `f` is the flag being edited
  *     ({ conversation, busy, ... }: the page may keep its own fields on it) and is busy until
  *     the page calls done(f) or failed(f, text).
  */
-export function mountFlagDialog(before, { maxReason, categories, onConfirm }) {
+export function mountFlagDialog(before, { maxReason: limit, categories, onConfirm }) {
+  const maxReason = () => (typeof limit === 'function' ? limit() : limit);
   const tpl = document.createElement('template');
   tpl.innerHTML = MARKUP.trim();
   const dialog = tpl.content.firstElementChild;
@@ -113,7 +114,7 @@ export function mountFlagDialog(before, { maxReason, categories, onConfirm }) {
     if (confirm) setText(E.confirmText, 'flag.confirmText');
   }
 
-  const updateCount = () => renderCount(E.count, E.reason.value.trim(), maxReason);
+  const updateCount = () => renderCount(E.count, E.reason.value.trim(), maxReason());
 
   /** Opens the dialog for `conversation` (`adding`: it already has an open emergency). */
   function open(conversation, { label, adding }) {
@@ -149,9 +150,9 @@ export function mountFlagDialog(before, { maxReason, categories, onConfirm }) {
     setInvalid(E.category, !category);
     if (!category) { formError(E.error, 'flag.needCategory'); E.category.focus(); return; }
     const n = charCount(reason);
-    setInvalid(E.reason, n === 0 || n > maxReason);
+    setInvalid(E.reason, n === 0 || n > maxReason());
     if (n === 0) { formError(E.error, 'flag.needReason'); E.reason.focus(); return; }
-    if (n > maxReason) { formError(E.error, 'flag.reasonTooLong', { max: maxReason }); E.reason.focus(); return; }
+    if (n > maxReason()) { formError(E.error, 'flag.reasonTooLong', { max: maxReason() }); E.reason.focus(); return; }
     formError(E.error, null);
     E.summaryCategory.textContent = flagCategoryName(category);
     E.summaryReason.textContent = reason;

@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: every frame on the wire (visitor and operator websockets), one place;
+//! - [`protocol`]: every frame on the wire (visitor and operator websockets), one place (the
+//!   `tsunagu-protocol` crate, re-exported);
 //!   [`client_id`]: the ids clients put in their frames, checked and echoed as sent.
 //! - [`conversation`]: the conversation state machine; [`routing`]: who is offered whom.
 //! - [`store`]: the `Store` trait (conversations, queue, presence, message logs) and the
@@ -33,7 +34,6 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
-pub mod client_id;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
@@ -46,7 +46,6 @@ pub mod limits;
 pub mod lockout;
 pub mod metrics;
 pub mod password;
-pub mod protocol;
 pub mod routing;
 pub mod server;
 pub mod startup;
@@ -57,3 +56,7 @@ pub mod tls;
 pub mod ws;
 
 pub use startup::Application;
+/// The wire types live in their own crate (`protocol/`), shared with the load tests; these
+/// re-exports keep `crate::protocol::X` and `tsunagu::protocol::X` paths as they were.
+pub use tsunagu_protocol as protocol;
+pub use tsunagu_protocol::client_id;

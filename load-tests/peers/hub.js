@@ -37,7 +37,7 @@ class Hub {
           conn.conv = conv;
           hub.conversations.set(conv.id, conv);
           send({ type: 'welcome', v: 1, conversation: conv.id, token: newId(), state: 'queued',
-            resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: { max_text: 4000, max_frame: 16384 } });
+            resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
           hub.queue.push(conv);
           hub.dispatch();
           break;
@@ -75,7 +75,8 @@ class Hub {
       switch (m.type) {
         case 'hello':
           send({ type: 'welcome', v: 1, operator: { id: newId(), name: 'Op', role: 'operator' },
-            presence: 'off_duty', capacity: conn.capacity, heartbeat_ms: 15000, conversations: [], offers: [] });
+            presence: 'off_duty', capacity: conn.capacity, heartbeat_ms: 15000, conversations: [], offers: [],
+            limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
           hub.operators.add(conn);
           break;
         case 'presence':

@@ -12,6 +12,9 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::watch;
 
+use tsunagu_protocol::ClientId;
+
+use crate::frames;
 use crate::gateway::PASSWORD;
 use crate::net::{self, source_addr, stamp, str_field, Connect, Sock};
 use crate::servers::Server;
@@ -20,10 +23,6 @@ pub type Hist = Histogram<u64>;
 
 pub fn hist() -> Hist {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds are valid")
-}
-
-pub fn id() -> String {
-    ulid::Ulid::new().to_string()
 }
 
 /// Padding so a chat frame is 100-200 bytes of JSON, like a short chat line.
@@ -117,12 +116,10 @@ pub async fn operator(
         recv_buffer,
     })
     .await?;
-    sock.send(&json!({"type":"hello","v":1,"id":id()}).to_string())
-        .await?;
+    sock.send(&frames::operator_hello(frames::new_id())).await?;
     sock.until("\"welcome\"").await?;
     if on_duty && server.target.has_queue() {
-        sock.send(&json!({"type":"presence","id":id(),"state":"on_duty"}).to_string())
-            .await?;
+        sock.send(&frames::on_duty(frames::new_id())).await?;
         sock.until("\"presence\"").await?;
     }
     Ok(sock)
@@ -142,7 +139,7 @@ pub async fn visitor_socket(server: &Server, i: usize) -> anyhow::Result<Sock> {
 }
 
 pub fn hello_start() -> String {
-    json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}).to_string()
+    frames::hello_start(frames::new_id())
 }
 
 /// A person's open socket: the welcome frame, and the seq of the operator's join (0 if none).
@@ -254,8 +251,7 @@ async fn operator_frame(sock: &mut Sock, sh: &Shared, t: &str) -> anyhow::Result
         if let Ok(mut m) = sh.offers.lock() {
             m.insert(conv.to_owned(), (now, waited));
         }
-        let accept = json!({"type":"accept","id":id(),"conversation":conv}).to_string();
-        sock.send(&accept).await?;
+        sock.send(&frames::accept(frames::new_id(), conv)?).await?;
     }
     Ok(())
 }
@@ -270,8 +266,8 @@ pub struct Plan {
 }
 
 /// The chat frame a person sends, carrying its scheduled send time.
-pub fn chat_frame(cid: &str, at_us: u64) -> String {
-    format!(r#"{{"type":"send","id":"{cid}","text":"t:{at_us}:{PAD}"}}"#)
+pub fn chat_frame(cid: ClientId, at_us: u64) -> String {
+    frames::visitor_send(cid, format!("t:{at_us}:{PAD}"))
 }
 
 /// A person writing on an open-loop schedule: each message at its scheduled time, whatever the
@@ -310,7 +306,7 @@ pub async fn writer_loop(
                     due = wait_for(&next);
                     continue;
                 };
-                if sock.send(&chat_frame(&id(), at)).await.is_err() {
+                if sock.send(&chat_frame(frames::new_id(), at)).await.is_err() {
                     return;
                 }
                 sent.fetch_add(1, Ordering::Relaxed);

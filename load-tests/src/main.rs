@@ -14,6 +14,7 @@ mod clients;
 mod clock;
 mod cluster;
 mod exhaust;
+mod frames;
 mod gateway;
 mod net;
 mod relay;

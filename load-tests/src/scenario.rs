@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tsunagu_protocol::{ErrorCode, EventBody, Side};
 
 use crate::clients::login;
+use crate::frames::{self, new_id, Received};
 use crate::gateway::{cpu_of, Gateway};
 
 type Ws =
@@ -58,10 +59,6 @@ struct Phase {
     generator_busy: f64,
 }
 
-fn id() -> String {
-    ulid::Ulid::new().to_string()
-}
-
 async fn connect(base: &str, path: &str, cookie: Option<&str>) -> anyhow::Result<Ws> {
     let mut req = format!("{}{}", base.replacen("http", "ws", 1), path).into_client_request()?;
     req.headers_mut().insert("origin", base.parse()?);
@@ -71,20 +68,24 @@ async fn connect(base: &str, path: &str, cookie: Option<&str>) -> anyhow::Result
     Ok(tokio_tungstenite::connect_async(req).await?.0)
 }
 
-async fn send(ws: &mut Ws, v: Value) -> anyhow::Result<()> {
-    ws.send(Message::text(v.to_string())).await?;
+async fn send(ws: &mut Ws, frame: String) -> anyhow::Result<()> {
+    ws.send(Message::text(frame)).await?;
     Ok(())
 }
 
-async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+async fn until(
+    ws: &mut Ws,
+    what: &str,
+    pred: impl Fn(&Received) -> bool,
+) -> anyhow::Result<Received> {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
             .with_context(|| format!("waiting for {what}"))?
             .with_context(|| format!("socket closed waiting for {what}"))??;
         if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(t.as_str())?;
-            if pred(&v) {
+            // A frame of a shape not read here is skipped like one the predicate refuses.
+            if let Some(v) = Received::parse(t.as_str()).filter(|v| pred(v)) {
                 return Ok(v);
             }
         }
@@ -94,12 +95,8 @@ async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow
 /// A person: starts a conversation, returns the socket once welcomed.
 async fn visitor(base: &str) -> anyhow::Result<Ws> {
     let mut ws = connect(base, "/ws/visitor", None).await?;
-    send(
-        &mut ws,
-        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
-    )
-    .await?;
-    until(&mut ws, "welcome", |v| v["type"] == "welcome").await?;
+    send(&mut ws, frames::hello_start(new_id())).await?;
+    until(&mut ws, "welcome", |v| matches!(v, Received::Welcome)).await?;
     Ok(ws)
 }
 
@@ -126,8 +123,11 @@ async fn run_phase(
     for i in 0..args.operators {
         let cookie = login(&base, &format!("op{i}")).await?;
         let mut ws = connect(&base, "/ws/operator", Some(&cookie)).await?;
-        send(&mut ws, json!({"type":"hello","v":1,"id":id()})).await?;
-        until(&mut ws, "operator welcome", |v| v["type"] == "welcome").await?;
+        send(&mut ws, frames::operator_hello(new_id())).await?;
+        until(&mut ws, "operator welcome", |v| {
+            matches!(v, Received::Welcome)
+        })
+        .await?;
         ops.push(ws);
     }
     // People arrive; each operator takes its share.
@@ -142,10 +142,10 @@ async fn run_phase(
             if taken == total {
                 break;
             }
-            let cid = id();
-            send(ws, json!({"type":"take_next","id":cid})).await?;
-            until(ws, "take_next reply", |v| v["id"] == cid.as_str()).await?;
-            until(ws, "conversation", |v| v["type"] == "conversation").await?;
+            let cid = new_id();
+            send(ws, frames::take_next(cid)).await?;
+            until(ws, "take_next reply", |v| v.answers() == Some(cid)).await?;
+            until(ws, "conversation", |v| matches!(v, Received::Conversation)).await?;
             taken += 1;
         }
     }
@@ -169,11 +169,9 @@ async fn run_phase(
                     _ = stop.notified() => break,
                     msg = ws.next() => {
                         let Some(Ok(Message::Text(t))) = msg else { break };
-                        let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
-                        if v["type"] != "event" || v["event"]["from"] != "visitor" {
-                            continue;
-                        }
-                        let Some(text) = v["event"]["text"].as_str() else { continue };
+                        let Some(Received::Event {
+                            event: EventBody::Message { from: Side::Visitor, text, .. },
+                        }) = Received::parse(t.as_str()) else { continue };
                         if let Some(us) = text.strip_prefix("t:").and_then(|r| r.split(':').next()).and_then(|n| n.parse::<u64>().ok()) {
                             let now = origin.elapsed().as_micros() as u64;
                             let _ = hist.lock().map(|mut h| h.record(now.saturating_sub(us).max(1)));
@@ -214,8 +212,7 @@ async fn run_phase(
                     }
                 }
                 let text = format!("t:{}:{}", at.as_micros(), PAD);
-                let cid = id();
-                if send(&mut ws, json!({"type":"send","id":cid,"text":text}))
+                if send(&mut ws, frames::visitor_send(new_id(), text))
                     .await
                     .is_err()
                 {
@@ -236,20 +233,24 @@ async fn run_phase(
             let counts_r = Arc::clone(&counts);
             let reader = tokio::spawn(async move {
                 while let Some(Ok(Message::Text(t))) = rx.next().await {
-                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                        continue;
-                    };
-                    if v["type"] == "ack" {
-                        counts_r.1.fetch_add(1, Ordering::Relaxed);
-                    } else if v["code"] == "rate_limited" {
-                        counts_r.2.fetch_add(1, Ordering::Relaxed);
+                    match Received::parse(t.as_str()) {
+                        Some(Received::Ack { .. }) => {
+                            counts_r.1.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Received::Error {
+                            code: ErrorCode::RateLimited,
+                            ..
+                        }) => {
+                            counts_r.2.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
                     }
                 }
             });
             let mut tx = tx;
             while Instant::now() < end {
                 let text = format!("f:{PAD}");
-                let frame = Message::text(json!({"type":"send","id":id(),"text":text}).to_string());
+                let frame = Message::text(frames::visitor_send(new_id(), text));
                 // The gateway stops reading a socket over its allowance: sends then block on
                 // TCP backpressure until the phase ends.
                 let deadline = tokio::time::Instant::from_std(end);

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::clients::{self, chat_frame, hist, id, num_field, welcome_ids, OpEnd, Plan, Shared};
+use crate::clients::{self, chat_frame, hist, num_field, welcome_ids, OpEnd, Plan, Shared};
 use crate::cluster::Layout;
+use crate::frames;
 use crate::gateway::cpu_of;
 use crate::net::{str_field, Sock};
 use crate::servers::{Bins, Server, Target};
@@ -646,9 +647,8 @@ impl StormPerson {
             self.node = server.visitor_node(self.i);
             let attempt = async {
                 let mut sock = clients::visitor_socket(server, self.i).await?;
-                let hello = json!({"type":"hello","v":1,"id":id(),
-                    "resume":{"token":self.token,"last_seq":self.last_seq}});
-                sock.send(&hello.to_string()).await?;
+                let hello = frames::hello_resume(frames::new_id(), &self.token, self.last_seq);
+                sock.send(&hello).await?;
                 sock.until("\"welcome\"").await?;
                 anyhow::Ok(sock)
             };
@@ -735,8 +735,9 @@ pub async fn storm(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
                         p.resume(&server, origin).await?;
                     }
                     _ = tokio::time::sleep_until(deadline), if writing => {
-                        let cid = id();
-                        let frame = chat_frame(&cid, next.as_micros() as u64);
+                        let cid = frames::new_id();
+                        let frame = chat_frame(cid, next.as_micros() as u64);
+                        let cid = cid.to_string();
                         p.pending.push((cid.clone(), frame.clone()));
                         p.created.push(cid);
                         written.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 // up with a category, transfer it to a colleague or the queue. Owns the wrap-up categories (from
 // the welcome) and the transfer dialog.
 
+import { maxNote } from '/console/console/limits.js';
 import { t, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
 import { $, byIds, el, convLabel, categoryName, errorText, toast } from '/console/util.js';
@@ -13,7 +14,6 @@ import { renderPane } from '/console/console/pane.js';
 import { stopTyping } from '/console/console/messages.js';
 import { isOnDuty, setPresence } from '/console/console/presence.js';
 
-const MAX_NOTE = 500;
 const HELP_COOLDOWN_MS = 5000;
 
 const E = {
@@ -178,7 +178,7 @@ function closeTransfer() {
 }
 
 function updateTransferCount() {
-  renderCount(E.transferCount, E.transferNote.value, MAX_NOTE);
+  renderCount(E.transferCount, E.transferNote.value, maxNote());
 }
 
 function submitTransfer(e) {
@@ -187,7 +187,7 @@ function submitTransfer(e) {
   const conv = id && getConv(id);
   if (!conv) { closeTransfer(); return; }
   const note = E.transferNote.value.trim();
-  if (charCount(note) > MAX_NOTE) {
+  if (charCount(note) > maxNote()) {
     setText(E.transferError, 'error.text_too_long');
     E.transferError.hidden = false;
     return;

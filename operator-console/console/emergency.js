@@ -7,6 +7,7 @@
 // the operator records a category and a short reason, confirms, and the server keeps a minimal
 // encrypted escalation record and alerts the coordinators. The checklist ticks are local only.
 
+import { maxNote } from '/console/console/limits.js';
 import { t, setText } from '/console/i18n.js';
 import { ulid } from '/console/ulid.js';
 import { tone } from '/console/sound.js';
@@ -18,7 +19,6 @@ import { command } from '/console/console/socket.js';
 import { user } from '/console/console/session.js';
 import { getConv, currentConv } from '/console/console/conversations.js';
 
-const MAX_FLAG_REASON = 500;
 
 const E = {
   ...byIds('flag-button', 'emergency-banner', 'emergency-categories', 'emergency-raised',
@@ -31,7 +31,7 @@ let categories = [...EMERGENCY_CATEGORIES];
 let checklist = [];            // next steps shown while an emergency is open (from welcome)
 
 const dialog = mountFlagDialog($('#pause-offer'), {
-  maxReason: MAX_FLAG_REASON,
+  maxReason: maxNote,
   categories: () => categories,
   onConfirm: sendFlag,
 });

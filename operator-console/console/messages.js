@@ -3,6 +3,7 @@
 // the same id after a reconnect), read marks, and typing both ways. The lists and outboxes live on
 // each conversation (conversations.js); the one tone timer is here.
 
+import { maxText } from '/console/console/limits.js';
 import { t, setText } from '/console/i18n.js';
 import { ulid } from '/console/ulid.js';
 import { tone } from '/console/sound.js';
@@ -13,7 +14,7 @@ import {
   getConv, allConvs, currentConv, isSelected, upsertConv, renderTab, updateTitle,
 } from '/console/console/conversations.js';
 import {
-  renderPane, renderTyping, updateInputCount, isNearBottom, scrollToEnd, MAX_TEXT,
+  renderPane, renderTyping, updateInputCount, isNearBottom, scrollToEnd,
 } from '/console/console/pane.js';
 
 const TYPING_REFRESH_MS = 3000;
@@ -132,7 +133,7 @@ export function sendCurrent() {
   if (!conv || conv.summary.state === 'wrap_up') return;
   const text = E.input.value.trim();
   if (!text) return;
-  if (charCount(text) > MAX_TEXT) { updateInputCount(); toast(t('input.tooLong', { max: MAX_TEXT }), 'error'); return; }
+  if (charCount(text) > maxText()) { updateInputCount(); toast(t('input.tooLong', { max: maxText() }), 'error'); return; }
   const id = ulid();
   const li = el('li', { class: 'msg msg-operator msg-own unconfirmed', data: { testid: 'message', from: 'operator', state: 'pending', clientId: id } });
   li.append(

@@ -10,7 +10,8 @@ import { renderEmergency } from '/console/console/emergency.js';
 import { renderHelpButton, wrapChoiceFor } from '/console/console/actions.js';
 import { closeTools } from '/console/console/tools.js';
 
-export const MAX_TEXT = 4000;
+import { maxText } from '/console/console/limits.js';
+
 const REMOTE_TYPING_EXPIRE_MS = 10000;
 
 const E = {
@@ -83,11 +84,11 @@ export function renderTyping() {
 /** The composer's counter: shown once there is text, with a warning past the limit. */
 export function updateInputCount() {
   const n = charCount(E.input.value.trim());
-  E.inputCount.textContent = n > 0 ? t('input.count', { n, max: MAX_TEXT }) : '';
-  const over = n > MAX_TEXT;
+  E.inputCount.textContent = n > 0 ? t('input.count', { n, max: maxText() }) : '';
+  const over = n > maxText();
   E.inputCount.classList.toggle('over', over);
   E.input.setAttribute('aria-invalid', over ? 'true' : 'false');
-  if (over) E.inputCount.textContent += ` ${t('input.tooLong', { max: MAX_TEXT })}`;
+  if (over) E.inputCount.textContent += ` ${t('input.tooLong', { max: maxText() })}`;
 }
 
 /** The chat input can take text now (a conversation is shown and not in wrap-up or a call). */

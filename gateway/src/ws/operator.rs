@@ -166,6 +166,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
             .unwrap_or_default(),
         conversations: snapshot.held,
         offers: snapshot.offers,
+        limits: crate::protocol::Limits::default(),
     };
     conn.begin_batch();
     let mut flow = conn.send(&welcome).await;

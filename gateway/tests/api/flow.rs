@@ -321,3 +321,26 @@ async fn shutdown_closes_every_socket_with_going_away() {
     assert_eq!(op.client.expect_close().await, Some(1001));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), app.task).await;
 }
+
+#[tokio::test]
+async fn an_operators_welcome_carries_the_same_limits_as_a_visitors() {
+    let app = spawn_app().await;
+    let (_uid, cookie) = app
+        .session("sakura", tsunagu::auth::Role::Operator, Some(2))
+        .await;
+    let mut op = app
+        .connect("/ws/operator", Some(&app.base), Some(&cookie))
+        .await
+        .unwrap();
+    op.send(json!({"type":"hello","v":1,"id":id()})).await;
+    let operator_welcome = op.expect_type("welcome").await;
+    let mut visitor = app.raw_visitor().await;
+    visitor
+        .send(json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}))
+        .await;
+    let visitor_welcome = visitor.expect_type("welcome").await;
+    let limits = json!({"max_text":4000,"max_frame":16384,"max_note":500});
+    assert_eq!(visitor_welcome["limits"], limits);
+    assert_eq!(operator_welcome["limits"], limits);
+    app.stop().await;
+}

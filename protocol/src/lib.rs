@@ -1,17 +1,22 @@
 //! The wire protocol, version 1: every frame a visitor or operator client sends or receives.
 //!
-//! This module is the single source of the JSON shapes described in `docs/protocol.md`; the
-//! gateway, its tests and the load tests all use these types. Parsing is done in two steps
-//! ([`parse_frame`]) so that a client learns *why* a frame was refused (malformed JSON, an unknown
-//! type, or a bad field), never just that it was.
+//! This crate is the single source of the JSON shapes described in `docs/protocol.md`; the
+//! gateway (as `tsunagu::protocol`), its tests and the load tests all use these types, and a
+//! test checks that every frame type here appears in the document. It holds wire data only and
+//! depends on nothing of the gateway, so anything that speaks the protocol can use it.
+//!
+//! Parsing is done in two steps ([`parse_frame`]) so that a client learns *why* a frame was
+//! refused (malformed JSON, an unknown type, or a bad field), never just that it was.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::client_id::strict;
-pub use crate::client_id::ClientId;
+pub mod client_id;
+
+use client_id::strict;
+pub use client_id::ClientId;
 
 /// The protocol version clients send in `hello.v`.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -130,17 +135,20 @@ impl EndReason {
 // ---------------------------------------------------------------------------------------------
 // Client to server
 // ---------------------------------------------------------------------------------------------
+//
+// Serialised (by the load tests, or any client in Rust) without the optional fields that are
+// absent, so a frame built here is the frame a browser client sends.
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Start {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Resume {
     pub token: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
 }
 
@@ -151,9 +159,9 @@ pub enum VisitorClient {
     Hello {
         v: u32,
         id: ClientId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         start: Option<Start>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
     },
     Send {
@@ -198,7 +206,11 @@ pub enum OperatorClient {
     Hello {
         v: u32,
         id: ClientId,
-        #[serde(default, deserialize_with = "strict::keys")]
+        #[serde(
+            default,
+            deserialize_with = "strict::keys",
+            skip_serializing_if = "HashMap::is_empty"
+        )]
         last_seqs: HashMap<Ulid, u64>,
     },
     Presence {
@@ -240,9 +252,13 @@ pub enum OperatorClient {
         id: ClientId,
         #[serde(deserialize_with = "strict::ulid")]
         conversation: Ulid,
-        #[serde(default, deserialize_with = "strict::option")]
+        #[serde(
+            default,
+            deserialize_with = "strict::option",
+            skip_serializing_if = "Option::is_none"
+        )]
         to: Option<Ulid>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
     Help {
@@ -473,10 +489,16 @@ pub enum OperatorConvState {
     WrapUp,
 }
 
+/// The limits a client checks before sending, so it can tell its user instead of being refused.
+/// Both `welcome` frames carry them (the widget and the console read them from there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
+    /// [`MAX_TEXT_CHARS`]: chat text, in Unicode scalar values.
     pub max_text: usize,
+    /// [`MAX_FRAME_BYTES`]: a whole frame, in bytes of UTF-8.
     pub max_frame: usize,
+    /// [`MAX_NOTE_CHARS`]: a transfer's handover note or a flag's reason, in Unicode scalar values.
+    pub max_note: usize,
 }
 
 impl Default for Limits {
@@ -484,6 +506,7 @@ impl Default for Limits {
         Limits {
             max_text: MAX_TEXT_CHARS,
             max_frame: MAX_FRAME_BYTES,
+            max_note: MAX_NOTE_CHARS,
         }
     }
 }
@@ -585,6 +608,8 @@ pub enum ServerMsg {
         emergency_checklist: Vec<String>,
         conversations: Vec<ConversationSummary>,
         offers: Vec<Offer>,
+        /// The same limits a visitor's welcome carries.
+        limits: Limits,
     },
     /// Queue position, for a waiting visitor.
     #[serde(rename = "queue")]

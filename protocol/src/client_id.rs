@@ -8,7 +8,7 @@
 //!   `ulid` crate alone would take `P1M…` and silently keep `61M…`, a different id).
 //! - The id is its 128-bit value: `01arz…` and `01ARZ…` are the same id (Crockford's base32 is
 //!   not case-sensitive), so a retry in the other case is still a retry. Two ids that are
-//!   different values never meet (the property test in `tests/properties.rs`).
+//!   different values never meet (the property test in `gateway/tests/properties.rs`).
 //! - It is echoed exactly as sent, in its case: the server keeps which letters were lowercase.
 
 use std::fmt;
