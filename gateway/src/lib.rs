@@ -21,6 +21,9 @@
 //!   accounts), delivering a conversation's log through the provider's API.
 //! - [`server`]: accepting connections under the connection caps and timeouts, TLS, hyper.
 //! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
+//! - Small leaves shared by several parts: [`clock`] (`now_ms`), [`token`] (token hashing),
+//!   [`phone`] (an operator's phone target), [`alert`] (coordinator alerts). No module cycles:
+//!   see ARCHITECTURE.md, "Module dependencies" (enforced by `tests/module_cycles.rs`).
 //!
 //! Data flow: a client frame is parsed in `ws`, handed to an `Engine` method, which applies one
 //! atomic step in the `Store` and calls `publish`; `publish` queues `Outbound` items on the
@@ -32,8 +35,10 @@
 // stdout and stderr). The binary's own start-up banner and CLI output are in `main.rs`.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod alert;
 pub mod auth;
 pub mod client_id;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
@@ -46,6 +51,7 @@ pub mod limits;
 pub mod lockout;
 pub mod metrics;
 pub mod password;
+pub mod phone;
 pub mod protocol;
 pub mod routing;
 pub mod server;
@@ -54,6 +60,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 pub mod ws;
 
 pub use startup::Application;
