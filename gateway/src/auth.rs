@@ -23,15 +23,46 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use ulid::Ulid;
 
-use crate::store::redis::RedisSessions;
-
-use crate::config::AuthSettings;
-use crate::engine::{hash_token, now_ms};
+use crate::clock::now_ms;
 use crate::limits::AddrKey;
 use crate::lockout::{Locked, Lockout};
 pub use crate::lockout::{LOCK_AFTER, LOCK_FIRST_MS, LOCK_MAX_MS};
 use crate::password::Checker;
 use crate::protocol::Millis;
+use crate::token::hash_token;
+
+/// `[auth]` in the configuration: accounts, sessions and password checks. Owned here;
+/// `config` assembles it into `Settings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Operator accounts (argon2 hashes, roles). Created by `gateway user add` or first-run setup.
+    pub users_file: String,
+    /// A session unused this long expires.
+    pub session_idle_ms: u64,
+    /// A session expires this long after login whatever its use.
+    pub session_max_ms: u64,
+    /// Mark the session cookie `Secure` (set when serving over TLS or behind a TLS proxy).
+    pub cookie_secure: bool,
+    /// Password checks (argon2id, 19 MiB each) run at once; 0: one per core.
+    pub hash_concurrency: usize,
+    /// Logins waiting for a check beyond those; more are answered 503 with `Retry-After`.
+    pub hash_queue: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            users_file: "data/users.json".into(),
+            session_idle_ms: 2 * 60 * 60_000,
+            session_max_ms: 12 * 60 * 60_000,
+            cookie_secure: false,
+            hash_concurrency: 0,
+            // A check takes tens of milliseconds: a queue of 8 is well under a second's wait.
+            hash_queue: 8,
+        }
+    }
+}
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; volunteers' accounts guard
 /// conversations with people in crisis, so more).
@@ -91,6 +122,32 @@ pub struct Session {
     pub last_seen: Millis,
 }
 
+/// Operator sessions kept outside this process and shared by every gateway node, so a console
+/// signed in through one node can open its websocket on another. The Redis store implements it
+/// (`store::redis::RedisSessions`); without one, sessions live in [`Accounts`] itself. A trait
+/// here rather than the Redis type, so that `auth` does not depend on the store.
+/// Sessions are keyed by the token's hash ([`crate::token::hash_token`]), never the token.
+#[async_trait::async_trait]
+pub trait SharedSessions: Send + Sync + 'static {
+    /// Stores (or renews) a session for `idle_ms`; the user's index lives for `max_ms`.
+    async fn put(
+        &self,
+        hash: &str,
+        s: &Session,
+        idle_ms: u64,
+        max_ms: u64,
+    ) -> Result<(), SessionsError>;
+    async fn get(&self, hash: &str) -> Result<Option<Session>, SessionsError>;
+    async fn remove(&self, hash: &str) -> Result<(), SessionsError>;
+    /// Removes every session of `user`; returns how many were live.
+    async fn remove_user(&self, user: Ulid) -> Result<usize, SessionsError>;
+}
+
+/// The shared session store could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("storage unavailable: {0}")]
+pub struct SessionsError(pub String);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("wrong username or password")]
@@ -134,7 +191,7 @@ pub struct Accounts {
     /// Bounds concurrent password checks (argon2 holds 19 MiB each).
     checker: Checker,
     /// With the Redis store: sessions live there (shared by every node) instead of `sessions`.
-    shared: Option<RedisSessions>,
+    shared: Option<Box<dyn SharedSessions>>,
 }
 
 fn mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
@@ -244,8 +301,8 @@ impl Accounts {
     }
 
     /// Keeps sessions in Redis, shared by every gateway node.
-    pub fn with_shared_sessions(mut self, sessions: RedisSessions) -> Self {
-        self.shared = Some(sessions);
+    pub fn with_shared_sessions(mut self, sessions: impl SharedSessions) -> Self {
+        self.shared = Some(Box::new(sessions));
         self
     }
 
@@ -354,7 +411,7 @@ impl Accounts {
     pub fn set_phone(&self, id: Ulid, phone: Option<String>) -> Result<(), AuthError> {
         let phone = phone.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
         if let Some(p) = &phone {
-            if crate::connectors::voice::twiml::Target::parse(p).is_none() {
+            if crate::phone::Target::parse(p).is_none() {
                 return Err(AuthError::Invalid(
                     "phone: +<country code and number, digits only> or client:<identity>",
                 ));

@@ -2,7 +2,7 @@
 //! change made on one node must reach the sockets held by the others.
 //!
 //! Every step a node applies is published on one Redis pub/sub channel ([`BusMsg::Applied`]);
-//! every other node runs the socket part of [`Engine::publish`] for it ([`Engine::notify`]), so
+//! every other node runs the socket part of the engine's `publish` for it ([`Notify::on_bus`]), so
 //! an operator on node B hears about a message a person wrote on node A. Frames sent outside a
 //! step (typing, presence, a revoked session) travel as [`BusMsg::ToOperator`] /
 //! [`BusMsg::ToVisitor`].
@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alert::Alert;
 use crate::conversation::{ConversationId, OperatorId};
-use crate::engine::{Engine, Outbound};
 use crate::protocol::WithdrawReason;
 use crate::store::redis::Redis;
 use crate::store::Applied;
@@ -55,7 +55,7 @@ pub enum BusMsg {
     },
     /// A help request or an emergency: coordinators on every node are alerted.
     Alert {
-        alert: Box<crate::engine::stats::Alert>,
+        alert: Box<Alert>,
     },
     AlertAcknowledged {
         id: ulid::Ulid,
@@ -63,49 +63,13 @@ pub enum BusMsg {
     },
 }
 
-/// An [`Outbound`] that can cross nodes.
+/// An engine `Outbound` that can cross nodes (the engine converts both ways).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Remote {
     Frame { json: String },
     Wake { conversation: ConversationId },
     Close { code: u16 },
-}
-
-impl Remote {
-    /// The cross-node form of `out`, if it has one.
-    pub fn from_outbound(out: &Outbound) -> Option<Remote> {
-        match out {
-            Outbound::Frame(msg) => serde_json::to_string(msg)
-                .ok()
-                .map(|json| Remote::Frame { json }),
-            Outbound::Json(text) => Some(Remote::Frame {
-                json: text.to_string(),
-            }),
-            Outbound::Wake(id) => Some(Remote::Wake { conversation: *id }),
-            Outbound::Close(code, _) => Some(Remote::Close { code: *code }),
-            // Which conversations an operator socket follows is decided by steps (`Applied`).
-            Outbound::Hold(_) | Outbound::Release(_) => None,
-            // Each node pings its own sockets, and finds for itself which of its sockets'
-            // conversations the store lost.
-            Outbound::Heartbeat | Outbound::Gone(_) | Outbound::Recheck => None,
-        }
-    }
-
-    pub fn into_outbound(self) -> Outbound {
-        match self {
-            Remote::Frame { json } => Outbound::Json(json.into()),
-            Remote::Wake { conversation } => Outbound::Wake(conversation),
-            Remote::Close { code } => Outbound::Close(code, close_reason(code)),
-        }
-    }
-}
-
-fn close_reason(code: u16) -> &'static str {
-    match code {
-        crate::protocol::close::REVOKED => "session revoked",
-        _ => "closed by the service",
-    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,6 +90,16 @@ impl BusSender {
             tracing::warn!("cross-node outbox full; a wake-up was dropped");
         }
     }
+}
+
+/// What the bus needs from the node it serves (the engine implements it): the bus depends on
+/// this, not on the engine, so the engine can hold a [`BusSender`] without a cycle.
+pub trait Notify: Send + Sync + 'static {
+    /// A message another node published.
+    fn on_bus(&self, msg: BusMsg);
+    /// The subscription was (re)made: whatever was published meanwhile is lost, so every local
+    /// socket reads the store after its own cursor.
+    fn wake_local_sockets(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// The receiving and publishing side, started once the engine exists.
@@ -152,7 +126,12 @@ pub fn bus(redis: Arc<Redis>, prefix: &str, node: &str) -> (Bus, BusSender) {
 
 impl Bus {
     /// Starts the publisher (in order, one connection) and the subscriber.
-    pub fn spawn(self, engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTracker) {
+    pub fn spawn<N: Notify>(
+        self,
+        engine: Arc<N>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
         let Bus {
             redis,
             channel,

@@ -6,6 +6,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+// Each module owns its settings type; this module assembles them into [`Settings`] and depends
+// on those modules, never the other way round (ARCHITECTURE.md, "Module dependencies"). The
+// re-exports keep `config::AuthSettings` and the like working.
+pub use crate::auth::AuthSettings;
+pub use crate::directory::DirectorySettings;
+pub use crate::engine::ConversationSettings;
+pub use crate::escalation::EscalationSettings;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
@@ -132,92 +140,6 @@ impl StoreSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ConversationSettings {
-    /// An offer not accepted within this moves on.
-    pub offer_timeout_ms: u64,
-    /// How long a disconnected person keeps their place (or conversation).
-    pub visitor_grace_ms: u64,
-    /// How long a disconnected operator keeps their conversations before they are requeued.
-    pub operator_grace_ms: u64,
-    /// An active conversation with no message for this long ends (to wrap-up).
-    pub idle_limit_ms: u64,
-    /// An active conversation ends after this long, counted from when an operator answered.
-    pub max_duration_ms: u64,
-    /// A wrap-up left open this long closes by itself with category `other`.
-    pub wrap_up_ms: u64,
-    /// After this long waiting, any operator may be offered a conversation whatever its language.
-    pub language_fallback_ms: u64,
-    /// Conversations an operator holds at once, unless their account says otherwise.
-    pub default_capacity: u32,
-    /// Offer the head of the queue to free operators automatically (else they take it).
-    pub auto_offer: bool,
-    /// How often timers (offers, grace periods, idle) are checked.
-    pub tick_ms: u64,
-    /// Wrap-up categories, in display order.
-    pub categories: Vec<String>,
-}
-
-impl Default for ConversationSettings {
-    fn default() -> Self {
-        ConversationSettings {
-            offer_timeout_ms: 30_000,
-            visitor_grace_ms: 120_000,
-            operator_grace_ms: 60_000,
-            idle_limit_ms: 30 * 60_000,
-            max_duration_ms: 2 * 60 * 60_000,
-            wrap_up_ms: 10 * 60_000,
-            language_fallback_ms: 2 * 60_000,
-            default_capacity: 2,
-            auto_offer: true,
-            tick_ms: 250,
-            categories: [
-                "loneliness",
-                "family",
-                "school_work",
-                "health",
-                "money",
-                "violence",
-                "other",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuthSettings {
-    /// Operator accounts (argon2 hashes, roles). Created by `gateway user add` or first-run setup.
-    pub users_file: String,
-    /// A session unused this long expires.
-    pub session_idle_ms: u64,
-    /// A session expires this long after login whatever its use.
-    pub session_max_ms: u64,
-    /// Mark the session cookie `Secure` (set when serving over TLS or behind a TLS proxy).
-    pub cookie_secure: bool,
-    /// Password checks (argon2id, 19 MiB each) run at once; 0: one per core.
-    pub hash_concurrency: usize,
-    /// Logins waiting for a check beyond those; more are answered 503 with `Retry-After`.
-    pub hash_queue: usize,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            users_file: "data/users.json".into(),
-            session_idle_ms: 2 * 60 * 60_000,
-            session_max_ms: 12 * 60 * 60_000,
-            cookie_secure: false,
-            hash_concurrency: 0,
-            // A check takes tens of milliseconds: a queue of 8 is well under a second's wait.
-            hash_queue: 8,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
 pub struct WidgetSettings {
     /// Where quick exit sends the person: a harmless page.
     pub quick_exit_url: String,
@@ -235,78 +157,6 @@ impl Default for WidgetSettings {
             phone_hours: None,
             languages: vec!["ja".into(), "en".into()],
         }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct DirectorySettings {
-    /// JSON file of referral entries; unset uses the built-in examples (to verify before use).
-    pub referrals_file: Option<String>,
-    /// JSON file of canned phrases; unset uses the built-in examples.
-    pub phrases_file: Option<String>,
-}
-
-/// Emergency flags and escalation records. Flagging is enabled exactly when a key is set
-/// (or `enabled = true`, which then requires a key: a startup error otherwise).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EscalationSettings {
-    /// `None`: enabled if and only if `key` is set. `Some(true)` without a key refuses to start.
-    pub enabled: Option<bool>,
-    /// 32 bytes as 64 hex characters: the XChaCha20-Poly1305 key records are encrypted under.
-    /// Never in the repository: set it through `TSUNAGU_ESCALATION__KEY` or a file kept apart.
-    #[serde(skip_serializing)]
-    pub key: Option<secrecy::SecretString>,
-    /// Where encrypted records and the audit trail are written.
-    pub dir: String,
-    /// How long a record is kept, from when it was opened.
-    pub retention_ms: u64,
-    /// How often expired records are deleted and pending webhook deliveries retried.
-    pub sweep_ms: u64,
-    /// Steps shown to the operator while an emergency is open.
-    pub checklist: Vec<String>,
-    /// The organisation's case system: each record is POSTed here when its conversation
-    /// closes, signed with `webhook_secret`, and retried with backoff until acknowledged (2xx).
-    pub webhook_url: Option<String>,
-    #[serde(skip_serializing)]
-    pub webhook_secret: Option<secrecy::SecretString>,
-    /// Delete the local record once the case system has acknowledged it.
-    pub delete_after_delivery: bool,
-    /// First retry delay for webhook delivery; doubles per attempt up to `webhook_max_backoff_ms`.
-    pub webhook_backoff_ms: u64,
-    pub webhook_max_backoff_ms: u64,
-}
-
-impl Default for EscalationSettings {
-    fn default() -> Self {
-        EscalationSettings {
-            enabled: None,
-            key: None,
-            dir: "data/escalations".into(),
-            retention_ms: 30 * 24 * 60 * 60_000,
-            sweep_ms: 60_000,
-            checklist: [
-                "相談者がいまどこにいるか、安全な場所かを確かめる",
-                "命に関わる危険があれば 119（救急）・110（警察）の案内をする",
-                "相談者とのやりとりを続け、ひとりにしない",
-                "コーディネーターに状況を伝え、指示を受ける",
-                "聞き取れたこと（場所・状況）を記録に残す",
-            ]
-            .map(String::from)
-            .to_vec(),
-            webhook_url: None,
-            webhook_secret: None,
-            delete_after_delivery: false,
-            webhook_backoff_ms: 5_000,
-            webhook_max_backoff_ms: 10 * 60_000,
-        }
-    }
-}
-
-impl EscalationSettings {
-    pub fn is_enabled(&self) -> bool {
-        self.enabled.unwrap_or(self.key.is_some())
     }
 }
 

@@ -6,7 +6,15 @@
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::config::DirectorySettings;
+/// `[directory]` in the configuration. Owned here; `config` assembles it into `Settings`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DirectorySettings {
+    /// JSON file of referral entries; unset uses the built-in examples (to verify before use).
+    pub referrals_file: Option<String>,
+    /// JSON file of canned phrases; unset uses the built-in examples.
+    pub phrases_file: Option<String>,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Referral {

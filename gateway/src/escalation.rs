@@ -31,10 +31,73 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use ulid::Ulid;
 
-use crate::config::EscalationSettings;
+use crate::clock::now_ms;
 use crate::conversation::{Conversation, ConversationId};
-use crate::engine::now_ms;
 use crate::protocol::{Channel, EventBody, LogEntry, Millis, Side};
+
+/// Emergency flags and escalation records. Flagging is enabled exactly when a key is set
+/// (or `enabled = true`, which then requires a key: a startup error otherwise).
+/// `[escalation]` in the configuration; owned here, `config` assembles it into `Settings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EscalationSettings {
+    /// `None`: enabled if and only if `key` is set. `Some(true)` without a key refuses to start.
+    pub enabled: Option<bool>,
+    /// 32 bytes as 64 hex characters: the XChaCha20-Poly1305 key records are encrypted under.
+    /// Never in the repository: set it through `TSUNAGU_ESCALATION__KEY` or a file kept apart.
+    #[serde(skip_serializing)]
+    pub key: Option<secrecy::SecretString>,
+    /// Where encrypted records and the audit trail are written.
+    pub dir: String,
+    /// How long a record is kept, from when it was opened.
+    pub retention_ms: u64,
+    /// How often expired records are deleted and pending webhook deliveries retried.
+    pub sweep_ms: u64,
+    /// Steps shown to the operator while an emergency is open.
+    pub checklist: Vec<String>,
+    /// The organisation's case system: each record is POSTed here when its conversation
+    /// closes, signed with `webhook_secret`, and retried with backoff until acknowledged (2xx).
+    pub webhook_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub webhook_secret: Option<secrecy::SecretString>,
+    /// Delete the local record once the case system has acknowledged it.
+    pub delete_after_delivery: bool,
+    /// First retry delay for webhook delivery; doubles per attempt up to `webhook_max_backoff_ms`.
+    pub webhook_backoff_ms: u64,
+    pub webhook_max_backoff_ms: u64,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> Self {
+        EscalationSettings {
+            enabled: None,
+            key: None,
+            dir: "data/escalations".into(),
+            retention_ms: 30 * 24 * 60 * 60_000,
+            sweep_ms: 60_000,
+            checklist: [
+                "相談者がいまどこにいるか、安全な場所かを確かめる",
+                "命に関わる危険があれば 119（救急）・110（警察）の案内をする",
+                "相談者とのやりとりを続け、ひとりにしない",
+                "コーディネーターに状況を伝え、指示を受ける",
+                "聞き取れたこと（場所・状況）を記録に残す",
+            ]
+            .map(String::from)
+            .to_vec(),
+            webhook_url: None,
+            webhook_secret: None,
+            delete_after_delivery: false,
+            webhook_backoff_ms: 5_000,
+            webhook_max_backoff_ms: 10 * 60_000,
+        }
+    }
+}
+
+impl EscalationSettings {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(self.key.is_some())
+    }
+}
 
 const MAGIC: &[u8; 4] = b"TSG1";
 const NONCE_LEN: usize = 24;

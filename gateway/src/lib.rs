@@ -22,6 +22,9 @@
 //!   accounts), delivering a conversation's log through the provider's API.
 //! - [`server`]: accepting connections under the connection caps and timeouts, TLS, hyper.
 //! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
+//! - Small leaves shared by several parts: [`clock`] (`now_ms`), [`token`] (token hashing),
+//!   [`phone`] (an operator's phone target), [`alert`] (coordinator alerts). No module cycles:
+//!   see ARCHITECTURE.md, "Module dependencies" (enforced by `tests/module_cycles.rs`).
 //!
 //! Data flow: a client frame is parsed in `ws`, handed to an `Engine` method, which applies one
 //! atomic step in the `Store` and calls `publish`; `publish` queues `Outbound` items on the
@@ -33,7 +36,9 @@
 // stdout and stderr). The binary's own start-up banner and CLI output are in `main.rs`.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod alert;
 pub mod auth;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
@@ -46,6 +51,7 @@ pub mod limits;
 pub mod lockout;
 pub mod metrics;
 pub mod password;
+pub mod phone;
 pub mod routing;
 pub mod server;
 pub mod startup;
@@ -53,6 +59,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 pub mod ws;
 
 pub use startup::Application;

@@ -1,6 +1,9 @@
 //! Prometheus metrics, one registry per app (no globals, so tests can run apps side by side).
 //! Counters are bumped where things happen; gauges are refreshed from the dashboard snapshot at
 //! scrape time. Labels are closed sets (state, channel, sender, code): never an id or any text.
+//!
+//! This module depends on nothing of the engine's: the engine reports to it (counters) and turns
+//! its dashboard into [`Gauges`] at scrape time (`impl From<&Dashboard> for Gauges`).
 
 use std::sync::atomic::AtomicU64;
 
@@ -11,10 +14,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::engine::stats::Dashboard;
 use crate::protocol::Side;
 
 type Labels = Vec<(&'static str, &'static str)>;
+
+/// The gauges' values at one scrape, taken from the engine's dashboard snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// People waiting (queued or offered).
+    pub waiting: u32,
+    pub longest_wait_ms: u64,
+    /// Conversations by state label (`queued`, `offered`, `active`, `wrap_up`).
+    pub conversations: [(&'static str, u32); 4],
+    /// Operators by state label (`on_duty`, `away`, `off_duty`, `busy`, `disconnected`).
+    pub operators: [(&'static str, u32); 5],
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -166,28 +180,16 @@ impl Metrics {
     }
 
     /// Refreshes gauges from a snapshot and renders the text exposition format.
-    pub fn render(&self, d: &Dashboard) -> String {
-        self.queue_length.set(d.waiting.into());
-        self.longest_wait.set(d.longest_wait_ms as f64 / 1000.0);
-        let c = &d.conversations;
-        for (state, n) in [
-            ("queued", c.queued),
-            ("offered", c.offered),
-            ("active", c.active),
-            ("wrap_up", c.wrap_up),
-        ] {
+    pub fn render(&self, snapshot: impl Into<Gauges>) -> String {
+        let g = snapshot.into();
+        self.queue_length.set(g.waiting.into());
+        self.longest_wait.set(g.longest_wait_ms as f64 / 1000.0);
+        for (state, n) in g.conversations {
             self.conversations
                 .get_or_create(&vec![("state", state)])
                 .set(n.into());
         }
-        let o = &d.operators;
-        for (state, n) in [
-            ("on_duty", o.on_duty),
-            ("away", o.away),
-            ("off_duty", o.off_duty),
-            ("busy", o.busy),
-            ("disconnected", o.disconnected),
-        ] {
+        for (state, n) in g.operators {
             self.operators
                 .get_or_create(&vec![("state", state)])
                 .set(n.into());

@@ -85,7 +85,7 @@ impl Application {
                 })?;
                 // Alive before any socket is attributed to this node. A Redis that is down now
                 // is not fatal: readiness says so and the store reconnects by itself.
-                if let Err(e) = store.heartbeat(crate::engine::now_ms()).await {
+                if let Err(e) = store.heartbeat(crate::clock::now_ms()).await {
                     tracing::warn!(error = %e, "redis unavailable at start; retrying in the background");
                 }
                 let (bus, sender) =

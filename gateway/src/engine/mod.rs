@@ -8,6 +8,7 @@
 //! and send queue positions. Statistics for the coordinator view and metrics are in [`stats`].
 
 pub mod registry;
+mod settings;
 pub mod stats;
 pub mod timers;
 
@@ -15,12 +16,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use ulid::Ulid;
 
-use crate::cluster::{BusMsg, BusSender, Remote};
-use crate::config::ConversationSettings;
+use crate::cluster::{BusMsg, BusSender};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::escalation::{Action, Actor, Escalations, FlagEntry};
 use crate::metrics::Metrics;
@@ -30,15 +29,13 @@ use crate::protocol::{
 };
 use crate::store::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
 pub use registry::{Handle, Outbound, Registry};
+pub use settings::ConversationSettings;
 use stats::StatsState;
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
+// Re-exported so that `engine::now_ms` and `engine::hash_token` keep working; modules below the
+// engine import them from `clock` and `token` (see ARCHITECTURE.md, "Module dependencies").
+pub use crate::clock::now_ms;
+pub use crate::token::hash_token;
 
 /// An operator as the engine needs them (from their account).
 #[derive(Debug, Clone)]
@@ -102,12 +99,6 @@ fn store_code(_: StoreError) -> ErrorCode {
     ErrorCode::Unavailable
 }
 
-/// SHA-256 hex of a visitor token; only the hash is stored.
-pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn new_token() -> String {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
@@ -140,7 +131,7 @@ impl Engine {
     /// Queues `out` on the operator's socket, on whichever node it is open.
     pub fn to_operator(&self, op: OperatorId, out: Outbound) {
         if let Some(bus) = &self.bus {
-            if let Some(remote) = Remote::from_outbound(&out) {
+            if let Some(remote) = out.to_remote() {
                 bus.send(BusMsg::ToOperator {
                     operator: op,
                     out: remote,
@@ -153,7 +144,7 @@ impl Engine {
     /// Queues `out` on the conversation's person's socket, on whichever node it is open.
     pub fn to_visitor(&self, conv: ConversationId, out: Outbound) {
         if let Some(bus) = &self.bus {
-            if let Some(remote) = Remote::from_outbound(&out) {
+            if let Some(remote) = out.to_remote() {
                 bus.send(BusMsg::ToVisitor {
                     conversation: conv,
                     out: remote,
@@ -181,12 +172,12 @@ impl Engine {
                     self.wake_dispatch();
                 }
             }
-            BusMsg::ToOperator { operator, out } => {
-                self.registry.to_operator(operator, out.into_outbound())
-            }
-            BusMsg::ToVisitor { conversation, out } => {
-                self.registry.to_visitor(conversation, out.into_outbound())
-            }
+            BusMsg::ToOperator { operator, out } => self
+                .registry
+                .to_operator(operator, Outbound::from_remote(out)),
+            BusMsg::ToVisitor { conversation, out } => self
+                .registry
+                .to_visitor(conversation, Outbound::from_remote(out)),
             BusMsg::Alert { alert } => self.stats().raise(*alert),
             BusMsg::AlertAcknowledged { id, by } => {
                 self.stats().ack_alert(id, &by);
@@ -1364,5 +1355,16 @@ impl Engine {
                 })
             })
             .collect())
+    }
+}
+
+/// The cluster bus hands what other nodes publish to the engine through this.
+impl crate::cluster::Notify for Engine {
+    fn on_bus(&self, msg: BusMsg) {
+        Engine::on_bus(self, msg)
+    }
+
+    async fn wake_local_sockets(&self) {
+        Engine::wake_local_sockets(self).await
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Remote;
 use crate::conversation::{ConversationId, OperatorId};
 use crate::protocol::ServerMsg;
 
@@ -49,6 +50,43 @@ pub enum Outbound {
     /// to visitor sockets by one shared ticker ([`crate::ws::visitor::spawn_heartbeat`]) instead
     /// of a timer in each socket's task; other sockets ignore it.
     Heartbeat,
+}
+
+/// Crossing nodes: the [`Remote`] form the cluster bus carries, and back.
+impl Outbound {
+    /// The cross-node form of this item, if it has one.
+    pub fn to_remote(&self) -> Option<Remote> {
+        match self {
+            Outbound::Frame(msg) => serde_json::to_string(msg)
+                .ok()
+                .map(|json| Remote::Frame { json }),
+            Outbound::Json(text) => Some(Remote::Frame {
+                json: text.to_string(),
+            }),
+            Outbound::Wake(id) => Some(Remote::Wake { conversation: *id }),
+            Outbound::Close(code, _) => Some(Remote::Close { code: *code }),
+            // Which conversations an operator socket follows is decided by steps (`Applied`).
+            Outbound::Hold(_) | Outbound::Release(_) => None,
+            // Each node pings its own sockets, and finds for itself which of its sockets'
+            // conversations the store lost.
+            Outbound::Heartbeat | Outbound::Gone(_) | Outbound::Recheck => None,
+        }
+    }
+
+    pub fn from_remote(remote: Remote) -> Outbound {
+        match remote {
+            Remote::Frame { json } => Outbound::Json(json.into()),
+            Remote::Wake { conversation } => Outbound::Wake(conversation),
+            Remote::Close { code } => Outbound::Close(code, close_reason(code)),
+        }
+    }
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        crate::protocol::close::REVOKED => "session revoked",
+        _ => "closed by the service",
+    }
 }
 
 impl Outbound {

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use ulid::Ulid;
 
 use super::{now_ms, Engine};
 use crate::conversation::{ConversationId, StateKind};
+use crate::metrics::Gauges;
 use crate::protocol::{Millis, Presence};
 use crate::store::StoreError;
 
@@ -29,21 +30,9 @@ pub struct Today {
     pub abandoned: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Alert {
-    pub id: Ulid,
-    /// `help` or `emergency`.
-    pub kind: String,
-    pub operator: String,
-    pub conversation: ConversationId,
-    /// For emergencies: the category flagged.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    pub at: Millis,
-    pub acknowledged_by: Option<String>,
-    #[serde(skip)]
-    pub acknowledged_at: Option<Millis>,
-}
+/// Help and emergency alerts live in their own module so the cluster bus can carry them
+/// without depending on the engine.
+pub use crate::alert::Alert;
 
 #[derive(Debug, Default)]
 pub struct StatsState {
@@ -224,6 +213,31 @@ pub struct OpenEmergency {
     pub categories: Vec<String>,
     pub raised_at: Millis,
     pub acknowledged_by: Option<String>,
+}
+
+/// The gauges `/metrics` exports, from the same snapshot the coordinator view shows.
+impl From<&Dashboard> for Gauges {
+    fn from(d: &Dashboard) -> Self {
+        let c = &d.conversations;
+        let o = &d.operators;
+        Gauges {
+            waiting: d.waiting,
+            longest_wait_ms: d.longest_wait_ms,
+            conversations: [
+                ("queued", c.queued),
+                ("offered", c.offered),
+                ("active", c.active),
+                ("wrap_up", c.wrap_up),
+            ],
+            operators: [
+                ("on_duty", o.on_duty),
+                ("away", o.away),
+                ("off_duty", o.off_duty),
+                ("busy", o.busy),
+                ("disconnected", o.disconnected),
+            ],
+        }
+    }
 }
 
 impl Engine {

@@ -52,8 +52,18 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/escalations/{id}", get(api::read_escalation))
         .route("/api/audit", get(api::audit))
         .route("/api/users/{id}/revoke", post(api::revoke_user))
-        .merge(crate::connectors::line::router(&app))
-        .merge(crate::connectors::voice::router(&app))
+        .merge(crate::connectors::line::router(
+            app.line.clone(),
+            app.settings.line.max_body_bytes,
+        ))
+        .merge(crate::connectors::voice::router(
+            crate::connectors::voice::Hooks {
+                voice: app.voice.clone(),
+                public_url: (app.settings.voice.public_url.clone())
+                    .or_else(|| app.settings.server.public_url.clone()),
+            },
+            app.settings.voice.max_body_bytes,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             api::limit_webhooks,

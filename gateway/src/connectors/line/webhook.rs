@@ -16,25 +16,27 @@ use axum::Router;
 
 use super::events::{Callback, Event};
 use super::{signature, Line};
-use crate::state::AppState;
 
-/// The routes of the LINE connector, merged into the main router. Without configured channels
-/// every channel path answers 404.
-pub fn router(app: &AppState) -> Router<Arc<AppState>> {
-    let limit = app.settings.line.max_body_bytes;
-    Router::new().route(
-        "/connectors/line/webhook/{channel}",
-        post(webhook).layer(DefaultBodyLimit::max(limit)),
-    )
+/// The routes of the LINE connector, merged into the main router, with bodies up to `limit`
+/// bytes (`line.max_body_bytes`). Without configured channels (`line` is `None`) every channel
+/// path answers 404. The routes carry their own state, so the connector needs nothing of the
+/// application's `AppState`.
+pub fn router<S>(line: Option<Arc<Line>>, limit: usize) -> Router<S> {
+    Router::new()
+        .route(
+            "/connectors/line/webhook/{channel}",
+            post(webhook).layer(DefaultBodyLimit::max(limit)),
+        )
+        .with_state(line)
 }
 
 async fn webhook(
-    State(app): State<Arc<AppState>>,
+    State(line): State<Option<Arc<Line>>>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    match app.line.as_ref() {
+    match line.as_ref() {
         Some(line) => line.receive(
             &channel,
             headers.get("x-line-signature").map(|v| v.as_bytes()),

@@ -46,7 +46,7 @@ use crate::conversation::ConversationId;
 use crate::engine::Engine;
 use crate::protocol::Presence;
 pub use settings::VoiceSettings;
-pub use webhook::router;
+pub use webhook::{router, Hooks};
 
 use client::VoiceApi;
 use twiml::{Documents, Target};

@@ -6,6 +6,8 @@
 //! The words (Japanese) are in [`Words`]; numbers and waits are filled in here.
 
 use super::settings::VoiceSettings;
+/// Where a `<Dial>` goes: an operator's phone target, kept with the accounts that configure it.
+pub use crate::phone::Target;
 
 /// Escapes text for an XML element or a double-quoted attribute.
 fn esc(s: &str) -> String {
@@ -25,33 +27,6 @@ fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// Where a `<Dial>` goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A phone number (E.164).
-    Number(String),
-    /// A browser or app voice client identity.
-    Client(String),
-}
-
-impl Target {
-    /// Reads an operator's configured target: `+8190…` or `client:<identity>`.
-    pub fn parse(s: &str) -> Option<Target> {
-        let s = s.trim();
-        if let Some(id) = s.strip_prefix("client:") {
-            let ok = !id.is_empty()
-                && id.len() <= 120
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-            return ok.then(|| Target::Client(id.to_owned()));
-        }
-        let digits = s.strip_prefix('+')?;
-        let ok = (8..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit());
-        ok.then(|| Target::Number(s.to_owned()))
-    }
 }
 
 /// A TwiML document under construction.

@@ -26,23 +26,30 @@ use super::twiml::Words;
 use super::{call, client_id, signature, CallLink, Phase, Voice};
 use crate::conversation::StateKind;
 use crate::protocol::{Channel, ServerMsg};
-use crate::state::AppState;
 
 pub const INCOMING: &str = "/connectors/voice/incoming";
 pub const WAIT: &str = "/connectors/voice/wait";
 pub const DIAL_DONE: &str = "/connectors/voice/dial-done";
 pub const STATUS: &str = "/connectors/voice/status";
 
-/// The routes of the phone connector, merged into the main router. When the connector is off
-/// they answer 404.
-pub fn router(app: &AppState) -> Router<Arc<AppState>> {
-    let limit = app.settings.voice.max_body_bytes;
+/// What the phone webhooks need: the connector, when it is on, and the URL prefix the provider
+/// is configured with (`voice.public_url`, else `server.public_url`), if any. The routes carry
+/// this as their own state, so the connector needs nothing of the application's `AppState`.
+pub struct Hooks {
+    pub voice: Option<Arc<Voice>>,
+    pub public_url: Option<String>,
+}
+
+/// The routes of the phone connector, merged into the main router, with bodies up to `limit`
+/// bytes (`voice.max_body_bytes`). When the connector is off they answer 404.
+pub fn router<S>(hooks: Hooks, limit: usize) -> Router<S> {
     Router::new()
         .route(INCOMING, post(incoming))
         .route(WAIT, post(wait))
         .route(DIAL_DONE, post(dial_done))
         .route(STATUS, post(status))
         .layer(DefaultBodyLimit::max(limit))
+        .with_state(Arc::new(hooks))
 }
 
 /// A verified webhook: its parameters and the URL prefix the provider used.
@@ -67,13 +74,8 @@ fn xml(doc: String) -> Response {
 
 /// The URL prefix the provider called: `voice.public_url`, else `server.public_url`, else the
 /// request's `Host` over plain http (private setups and tests only).
-fn public_base(app: &AppState, headers: &HeaderMap) -> Option<String> {
-    if let Some(u) = app.settings.voice.public_url.as_ref().or(app
-        .settings
-        .server
-        .public_url
-        .as_ref())
-    {
+fn public_base(app: &Hooks, headers: &HeaderMap) -> Option<String> {
+    if let Some(u) = app.public_url.as_ref() {
         return Some(u.trim_end_matches('/').to_owned());
     }
     let host = headers.get(header::HOST)?.to_str().ok()?;
@@ -81,7 +83,7 @@ fn public_base(app: &AppState, headers: &HeaderMap) -> Option<String> {
 }
 
 /// Checks the signature; the parameters are parsed only to be signed, and used only after.
-fn verify(app: &AppState, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Hook, StatusCode> {
+fn verify(app: &Hooks, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Result<Hook, StatusCode> {
     let Some(voice) = app.voice.clone() else {
         return Err(StatusCode::NOT_FOUND);
     };
@@ -146,7 +148,7 @@ async fn announcement(voice: &Voice, conv: crate::conversation::ConversationId) 
 }
 
 async fn incoming(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Hooks>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -225,7 +227,7 @@ async fn incoming(
 }
 
 async fn wait(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Hooks>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -290,7 +292,7 @@ async fn wait(
 }
 
 async fn dial_done(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Hooks>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -335,7 +337,7 @@ async fn dial_done(
 }
 
 async fn status(
-    State(app): State<Arc<AppState>>,
+    State(app): State<Arc<Hooks>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 use ulid::Ulid;
 
 use super::Redis;
-use crate::auth::Session;
+use crate::auth::{Session, SessionsError, SharedSessions};
 use crate::store::StoreError;
 
 pub struct RedisSessions {
@@ -102,5 +102,43 @@ impl RedisSessions {
         self.run(|mut c| async move { c.del(&user_key).await })
             .await
             .map(|(): ()| removed)
+    }
+}
+
+/// What `auth` asks of a shared session store; errors keep their message.
+#[async_trait::async_trait]
+impl SharedSessions for RedisSessions {
+    async fn put(
+        &self,
+        hash: &str,
+        s: &Session,
+        idle_ms: u64,
+        max_ms: u64,
+    ) -> Result<(), SessionsError> {
+        RedisSessions::put(self, hash, s, idle_ms, max_ms)
+            .await
+            .map_err(sessions_error)
+    }
+
+    async fn get(&self, hash: &str) -> Result<Option<Session>, SessionsError> {
+        RedisSessions::get(self, hash).await.map_err(sessions_error)
+    }
+
+    async fn remove(&self, hash: &str) -> Result<(), SessionsError> {
+        RedisSessions::remove(self, hash)
+            .await
+            .map_err(sessions_error)
+    }
+
+    async fn remove_user(&self, user: Ulid) -> Result<usize, SessionsError> {
+        RedisSessions::remove_user(self, user)
+            .await
+            .map_err(sessions_error)
+    }
+}
+
+fn sessions_error(e: StoreError) -> SessionsError {
+    match e {
+        StoreError::Unavailable(why) => SessionsError(why),
     }
 }
