@@ -378,13 +378,7 @@ impl Accounts {
         password: &str,
     ) -> Result<User, AuthError> {
         let user = Self::new_user(username, display_name, role, password)?;
-        self.modify(|users| {
-            if users.iter().any(|u| u.username == user.username) {
-                return Err(AuthError::Exists);
-            }
-            users.push(user.clone());
-            Ok(())
-        })?;
+        self.modify(|users| push_new(users, &user))?;
         Ok(user)
     }
 
@@ -513,11 +507,7 @@ impl Accounts {
             if users.iter().any(|u| u.role == Role::Admin) {
                 return Err(AuthError::SetupUnavailable);
             }
-            if users.iter().any(|u| u.username == user.username) {
-                return Err(AuthError::Exists);
-            }
-            users.push(user.clone());
-            Ok(())
+            push_new(users, &user)
         })?;
         Ok(user)
     }
@@ -722,6 +712,15 @@ impl Accounts {
             }
         }
     }
+}
+
+/// Adds `user` to `users` unless the username is taken.
+fn push_new(users: &mut Vec<User>, user: &User) -> Result<(), AuthError> {
+    if users.iter().any(|u| u.username == user.username) {
+        return Err(AuthError::Exists);
+    }
+    users.push(user.clone());
+    Ok(())
 }
 
 #[cfg(test)]

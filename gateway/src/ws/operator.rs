@@ -275,20 +275,23 @@ impl Session<'_> {
     /// not told at once: a conversation that closed normally was released (queued) before it was
     /// deleted, so its release is handled first and it is not reported as lost.
     async fn recheck(&mut self) {
-        let engine = &self.app.engine;
-        let followed: Vec<ConversationId> = self
-            .cursors
-            .keys()
-            .chain(self.offers.iter())
-            .copied()
-            .collect();
-        for id in followed {
-            if let Ok(None) = engine.store.get(id).await {
-                engine
-                    .registry
-                    .to_operator(self.user.id, Outbound::Gone(id));
+        for id in self.lost().await {
+            self.app
+                .engine
+                .registry
+                .to_operator(self.user.id, Outbound::Gone(id));
+        }
+    }
+
+    /// The conversations this console follows (held or offered) that the store no longer has.
+    async fn lost(&self) -> Vec<ConversationId> {
+        let mut lost = Vec::new();
+        for &id in self.cursors.keys().chain(self.offers.iter()) {
+            if let Ok(None) = self.app.engine.store.get(id).await {
+                lost.push(id);
             }
         }
+        lost
     }
 
     /// Tells the console that conversation `id`, if it follows it, is gone, and stops following.
@@ -309,16 +312,8 @@ impl Session<'_> {
     /// Before the socket closes: sends `gone` for each conversation it follows that the store
     /// no longer has.
     async fn tell_gone_now(&mut self, conn: &mut Conn) {
-        let followed: Vec<ConversationId> = self
-            .cursors
-            .keys()
-            .chain(self.offers.iter())
-            .copied()
-            .collect();
-        for id in followed {
-            if let Ok(None) = self.app.engine.store.get(id).await {
-                let _ = self.send_gone(conn, id).await;
-            }
+        for id in self.lost().await {
+            let _ = self.send_gone(conn, id).await;
         }
     }
 
