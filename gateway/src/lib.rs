@@ -22,7 +22,7 @@
 //!   accounts), delivering a conversation's log through the provider's API.
 //! - [`server`]: accepting connections under the connection caps and timeouts, TLS, hyper.
 //! - [`config`], [`telemetry`], [`metrics`], [`state`] (`AppState`), [`startup`] (`Application`).
-//! - Small leaves shared by several parts: [`clock`] (`now_ms`), [`token`] (token hashing),
+//! - Small leaves shared by several parts: [`clock`] (`Clock`, `now_ms`), [`token`] (token hashing),
 //!   [`phone`] (an operator's phone target), [`alert`] (coordinator alerts). No module cycles:
 //!   see ARCHITECTURE.md, "Module dependencies" (enforced by `tests/module_cycles.rs`).
 //!

@@ -55,7 +55,15 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, crate::clock::Clock::system()).await
+    }
+
+    /// [`Application::build`] reading the time from `clock` (tests pass a manual or tokio clock).
+    pub async fn build_with_clock(
+        mut settings: Settings,
+        clock: crate::clock::Clock,
+    ) -> anyhow::Result<Self> {
         // One rustls crypto provider, explicitly, before anything (TLS, webhook clients) uses it.
         crate::tls::install_crypto_provider();
         let tls = crate::tls::Tls::load(&settings.server).await?;
@@ -144,6 +152,7 @@ impl Application {
         let limits = Arc::new(crate::limits::Limits::new(&settings.limits));
         let state = Arc::new(AppState {
             settings,
+            clock,
             engine,
             accounts,
             directory,

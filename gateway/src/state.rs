@@ -30,6 +30,8 @@ impl AppState {
 
 pub struct AppState {
     pub settings: Settings,
+    /// Where every part reads "now" (`Clock::system()` in production).
+    pub clock: crate::clock::Clock,
     pub engine: Arc<Engine>,
     pub accounts: Arc<Accounts>,
     pub directory: Directory,
