@@ -124,11 +124,8 @@ pub fn summarise(all: &[Value], targets: &[Target]) -> Value {
     let g = &per.get("gateway").cloned().unwrap_or(Value::Null);
     let mut ratios = serde_json::Map::new();
     // Ratios are against the peers; gateway-redis is this gateway too (its rows show the cost of
-    // the Redis mode beside the memory store's).
-    for &t in targets
-        .iter()
-        .filter(|t| !matches!(t, Target::Gateway | Target::GatewayRedis))
-    {
+    // the Redis mode beside the memory store's; gateway-baseline is another build of it).
+    for &t in targets.iter().filter(|t| !t.is_gateway()) {
         let p = &per[t.name()];
         let div = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
             (Some(a), Some(b)) if b != 0.0 => Some(a / b),
@@ -177,6 +174,9 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
         meta["load_end"].as_str().unwrap_or("")
     );
     let _ = writeln!(md, "Medians over rounds; runs with the generator's core over 85% busy are discarded ({} discarded).\n", meta["discarded"]);
+    if targets.contains(&Target::GatewayBaseline) {
+        let _ = writeln!(md, "`gateway-baseline`: the gateway built from {} (memory store), run in the same interleaved rounds as `gateway` (this commit's build).\n", meta["baseline"].as_str().unwrap_or("another build"));
+    }
     if targets.contains(&Target::GatewayRedis) {
         let _ = writeln!(md, "`gateway-redis`: {} gateway nodes sharing one redis-server (all on the server core); its CPU and RSS are the sum over the nodes and redis-server. Steady and slow: every person on one node, operators on the others; idle, burst and storm: people spread over the nodes, operators off the first node (the one the storm kills).\n", meta["redis_nodes"].as_u64().unwrap_or(3));
     }

@@ -21,6 +21,10 @@ pub enum Target {
     /// Scenario (f): the gateway in Redis mode, N nodes sharing one redis-server.
     #[serde(rename = "gateway-redis")]
     GatewayRedis,
+    /// The gateway (memory store) from another build, `--baseline <binary>`: a before/after
+    /// comparison of two builds in one interleaved run.
+    #[serde(rename = "gateway-baseline")]
+    GatewayBaseline,
     Bun,
     Ws,
     #[serde(rename = "socketio")]
@@ -29,9 +33,10 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 6] = [
+    pub const ALL: [Target; 7] = [
         Target::Gateway,
         Target::GatewayRedis,
+        Target::GatewayBaseline,
         Target::Bun,
         Target::Ws,
         Target::SocketIo,
@@ -42,6 +47,7 @@ impl Target {
         match self {
             Target::Gateway => "gateway",
             Target::GatewayRedis => "gateway-redis",
+            Target::GatewayBaseline => "gateway-baseline",
             Target::Bun => "bun",
             Target::Ws => "ws",
             Target::SocketIo => "socketio",
@@ -54,7 +60,7 @@ impl Target {
             .into_iter()
             .find(|t| t.name() == s)
             .with_context(|| {
-                format!("unknown target {s} (gateway, gateway-redis, bun, ws, socketio, relay)")
+                format!("unknown target {s} (gateway, gateway-redis, gateway-baseline, bun, ws, socketio, relay)")
             })
     }
 
@@ -68,7 +74,10 @@ impl Target {
 
     /// This project's gateway, in either store mode (operators sign in; resume works).
     pub fn is_gateway(self) -> bool {
-        matches!(self, Target::Gateway | Target::GatewayRedis)
+        matches!(
+            self,
+            Target::Gateway | Target::GatewayRedis | Target::GatewayBaseline
+        )
     }
 
     /// Whether the target runs the queue (offers, accept); the raw relay only forwards.
@@ -81,6 +90,8 @@ impl Target {
 #[derive(Clone)]
 pub struct Bins {
     pub gateway: PathBuf,
+    /// The `gateway-baseline` target's binary (`--baseline`).
+    pub baseline: Option<PathBuf>,
     pub peers: PathBuf,
     pub server_core: Option<usize>,
     /// Gateway nodes of the `gateway-redis` target.
@@ -144,9 +155,16 @@ impl Server {
                 inner: Inner::Cluster(c),
             });
         }
-        if target == Target::Gateway {
+        if target == Target::Gateway || target == Target::GatewayBaseline {
+            let binary = match target {
+                Target::GatewayBaseline => bins
+                    .baseline
+                    .as_ref()
+                    .context("target gateway-baseline needs --baseline <gateway binary>")?,
+                _ => &bins.gateway,
+            };
             let gw = Gateway::start_with(
-                &bins.gateway,
+                binary,
                 operators,
                 capacity,
                 bins.server_core,
@@ -168,7 +186,7 @@ impl Server {
                 vec!["bun-server.js".into()],
             ),
             Target::Relay => (std::env::current_exe()?, vec!["relay".into()]),
-            Target::Gateway | Target::GatewayRedis => unreachable!(),
+            Target::Gateway | Target::GatewayRedis | Target::GatewayBaseline => unreachable!(),
         };
         let mut cmd = match bins.server_core {
             Some(c) => {

@@ -29,7 +29,7 @@ pub struct SuiteArgs {
     /// Rounds (interleaved runs of every target); default 1 for smoke, 3 for full.
     #[arg(long)]
     rounds: Option<usize>,
-    /// Targets, comma-separated: gateway, gateway-redis, bun, ws, socketio, relay (default: all;
+    /// Targets, comma-separated: gateway, gateway-redis, gateway-baseline (with --baseline), bun, ws, socketio, relay (default: all;
     /// gateway-redis only if redis-server is installed).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
@@ -46,6 +46,10 @@ pub struct SuiteArgs {
     /// The gateway binary (default: `gateway` beside this binary).
     #[arg(long)]
     gateway: Option<PathBuf>,
+    /// Another gateway build for the `gateway-baseline` target (e.g. the last release, built
+    /// from an older commit): both builds run in the same interleaved rounds.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// The peers folder (with node_modules installed).
     #[arg(long)]
     peers: Option<PathBuf>,
@@ -96,7 +100,9 @@ fn applies(scenario: &str, t: Target) -> bool {
 fn check(row: &Value, smoke: bool) -> Vec<String> {
     let mut bad = Vec::new();
     // Either store mode: the same checks hold for one node and for a Redis cluster.
-    let gateway = row["target"] == "gateway" || row["target"] == "gateway-redis";
+    let gateway = row["target"] == "gateway"
+        || row["target"] == "gateway-redis"
+        || row["target"] == "gateway-baseline";
     match row["scenario"].as_str() {
         Some("storm") => {
             for k in [
@@ -119,7 +125,7 @@ fn check(row: &Value, smoke: bool) -> Vec<String> {
             // one core are saturated at the smoke burst's rate (offers after ~2 s), where the
             // offers' arrival order no longer tells the dispatch order (see "Not done" in
             // BENCHMARKS.md); its violations are reported.
-            let keys: &[&str] = if row["target"] == "gateway" {
+            let keys: &[&str] = if row["target"] != "gateway-redis" {
                 &["order_violations", "failed"]
             } else {
                 &["failed"]
@@ -177,6 +183,7 @@ fn meta_of(
         "load_end": load_average(),
         "server_core": args.server_core,
         "redis_nodes": args.redis_nodes,
+        "baseline": args.baseline.as_ref().map(|b| b.display().to_string()),
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "discarded": discarded,
         "seconds": t0.elapsed().as_secs_f64(),
@@ -219,6 +226,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     }
     let bins = Bins {
         gateway: args.gateway.clone().unwrap_or_else(crate::default_gateway),
+        baseline: args.baseline.clone(),
         peers: args.peers.clone().unwrap_or_else(default_peers),
         server_core: args.server_core,
         redis_nodes: usize::from(args.redis_nodes),
@@ -230,7 +238,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
     );
     if targets
         .iter()
-        .any(|t| !matches!(t, Target::Gateway | Target::GatewayRedis | Target::Relay))
+        .any(|t| !t.is_gateway() && *t != Target::Relay)
     {
         anyhow::ensure!(
             bins.peers.join("node_modules").exists(),
