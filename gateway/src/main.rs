@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use tsunagu::auth::{Accounts, Role};
+use tsunagu::clock::Clock;
 use tsunagu::config::Settings;
 use tsunagu::Application;
 
@@ -147,7 +148,7 @@ async fn wait_for_signal() {
 }
 
 fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
-    let accounts = Accounts::load(&settings.auth)?;
+    let accounts = Accounts::load(&settings.auth, Clock::system())?;
     match command {
         UserCommand::Add {
             username,

@@ -113,7 +113,7 @@ impl Application {
             cluster_bus = Some(b);
         }
         let engine = Arc::new(engine);
-        let mut accounts = Accounts::load(&settings.auth)?;
+        let mut accounts = Accounts::load(&settings.auth, clock.clone())?;
         if let Some(redis) = &shared_redis {
             accounts = accounts.with_shared_sessions(crate::store::redis::RedisSessions::new(
                 Arc::clone(redis),
