@@ -269,3 +269,23 @@ impl Engine {
         self.overloaded.load(Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_trimmed_and_must_be_there_and_fit_in_a_note() {
+        assert_eq!(checked_reason("  risk  ".into()).unwrap(), "risk");
+        assert!(matches!(
+            checked_reason(" \n ".into()),
+            Err(EngineError::NoReason)
+        ));
+        let long = "x".repeat(MAX_NOTE_CHARS + 1);
+        assert!(matches!(
+            checked_reason(long),
+            Err(EngineError::ReasonTooLong)
+        ));
+        assert!(checked_reason("x".repeat(MAX_NOTE_CHARS)).is_ok());
+    }
+}

@@ -247,3 +247,63 @@ impl crate::cluster::Notify for Engine {
         Engine::wake_local_sockets(self).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Channel;
+    use crate::store::MemoryStore;
+
+    fn engine(clock: &Clock) -> Engine {
+        Engine::new(
+            Arc::new(MemoryStore::new()),
+            ConversationSettings::default(),
+            Arc::new(Metrics::new()),
+        )
+        .with_clock(clock.clone())
+    }
+
+    #[tokio::test]
+    async fn the_engine_reads_the_time_from_its_clock() {
+        let clock = Clock::manual(1_000_000);
+        let engine = engine(&clock);
+        let (conv, _) = engine.start_visitor(Channel::Web, None).await.unwrap();
+        assert_eq!(conv.created_at, 1_000_000);
+        clock.advance(5_000);
+        engine
+            .visitor_send(conv.id, Ulid::new(), "hello".into())
+            .await
+            .unwrap();
+        let stored = engine.store.get(conv.id).await.unwrap().unwrap();
+        assert_eq!(stored.last_activity, 1_005_000);
+    }
+
+    #[tokio::test]
+    async fn a_step_on_a_conversation_that_does_not_exist_is_not_found() {
+        let engine = engine(&Clock::manual(0));
+        let err = engine.visitor_end(Ulid::new(), Ulid::new()).await;
+        assert!(matches!(err, Err(EngineError::NotFound)), "{err:?}");
+    }
+
+    #[test]
+    fn each_step_names_who_loses_an_offer_and_whose_load_changes() {
+        let op = Ulid::new();
+        let accept = Command::Accept {
+            operator: op,
+            operator_name: "A".into(),
+        };
+        assert_eq!(withdrawn_by(&accept), WithdrawReason::Taken);
+        assert_eq!(load_changed_by(&accept), Some(op));
+        let decline = Command::Decline { operator: op };
+        assert_eq!(withdrawn_by(&decline), WithdrawReason::Declined);
+        assert_eq!(load_changed_by(&decline), None);
+        assert_eq!(
+            withdrawn_by(&Command::VisitorEnd),
+            WithdrawReason::Abandoned
+        );
+        assert_eq!(
+            load_changed_by(&Command::Requeue { operator: op }),
+            Some(op)
+        );
+    }
+}
