@@ -106,6 +106,7 @@ impl Application {
             }
         };
         let mut engine = Engine::new(store, settings.conversation.clone(), metrics)
+            .with_clock(clock.clone())
             .with_escalations(escalations);
         let mut cluster_bus = None;
         if let Some((b, sender)) = bus {
@@ -212,6 +213,7 @@ impl Application {
             timers::spawn_escalation_sweeper(
                 Arc::clone(esc),
                 Duration::from_millis(state.settings.escalation.sweep_ms),
+                state.clock.clone(),
                 state.shutdown.clone(),
                 &state.tracker,
             );

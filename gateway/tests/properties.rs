@@ -1597,8 +1597,9 @@ proptest! {
 #[tokio::test]
 async fn a_transfer_never_takes_the_colleague_past_capacity() {
     use std::sync::Arc;
+    use tsunagu::clock::now_ms;
     use tsunagu::config::ConversationSettings;
-    use tsunagu::engine::{now_ms, Engine};
+    use tsunagu::engine::Engine;
     use tsunagu::metrics::Metrics;
 
     let store = Arc::new(MemoryStore::new());

@@ -1,16 +1,17 @@
-//! Statistics without people: the coordinator view's snapshot, today's counts, help alerts and
-//! the wait estimate. Nothing here names a person or keeps anything of a conversation's content.
+//! Statistics without people: the coordinator view's snapshot, today's counts (and the metrics
+//! each change of state feeds), help alerts and the wait estimate. Nothing here names a person
+//! or keeps anything of a conversation's content.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use ulid::Ulid;
 
-use super::{now_ms, Engine};
+use super::Engine;
 use crate::conversation::{ConversationId, StateKind};
 use crate::metrics::Gauges;
 use crate::protocol::{Millis, Presence};
-use crate::store::StoreError;
+use crate::store::{Applied, StoreError};
 
 /// Days roll over at midnight Japan time (UTC+9, no daylight saving).
 const JST_OFFSET_MS: u64 = 9 * 60 * 60 * 1000;
@@ -148,13 +149,13 @@ impl StatsState {
         Some((a.conversation, a.kind == "emergency"))
     }
 
-    /// Acknowledges an alert (the first coordinator's name sticks). Returns its conversation and
-    /// whether it was an emergency; `None` if there is no such alert.
-    pub fn ack_alert(&mut self, id: Ulid, by: &str) -> Option<(ConversationId, bool)> {
+    /// Acknowledges an alert at `now` (the first coordinator's name sticks). Returns its
+    /// conversation and whether it was an emergency; `None` if there is no such alert.
+    pub fn ack_alert(&mut self, id: Ulid, by: &str, now: Millis) -> Option<(ConversationId, bool)> {
         let a = self.alerts.iter_mut().find(|a| a.id == id)?;
         if a.acknowledged_by.is_none() {
             a.acknowledged_by = Some(by.to_owned());
-            a.acknowledged_at = Some(now_ms());
+            a.acknowledged_at = Some(now);
         }
         Some((a.conversation, a.kind == "emergency"))
     }
@@ -243,7 +244,7 @@ impl From<&Dashboard> for Gauges {
 impl Engine {
     /// One consistent-enough picture of the helpline now.
     pub async fn dashboard(&self) -> Result<Dashboard, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let convs = self.store.conversations().await?;
         let ops = self.store.operators().await?;
         let mut d = Dashboard {
@@ -323,6 +324,61 @@ impl Engine {
     pub(crate) fn estimate_wait(&self, position: u32, on_duty_capacity: u32) -> Option<u32> {
         self.stats().estimate_wait(position, on_duty_capacity)
     }
+
+    /// Counts an event of today in the shared store, if there is one.
+    pub(super) async fn count_today(&self, now: Millis, event: &'static str) {
+        if let Err(e) = self.store.count_today(jst_day(now), event).await {
+            tracing::warn!(error = %e, event, "could not count in the shared store");
+        }
+    }
+
+    /// Metrics and today's counts for a change of state; returns the counted event, if any.
+    pub(super) fn record_transition(&self, a: &Applied, now: Millis) -> Option<&'static str> {
+        let (before, after) = (a.before.state.kind(), a.after.state.kind());
+        if before == after {
+            return None;
+        }
+        tracing::info!(
+            conversation = %a.after.id,
+            from = before.as_str(),
+            to = after.as_str(),
+            log_entries = a.appended.len(),
+            "conversation transition"
+        );
+        use crate::conversation::StateKind as K;
+        if after == K::Active && a.before.answered_at.is_none() {
+            let waited = now.saturating_sub(a.after.created_at);
+            self.metrics.wait_seconds.observe(waited as f64 / 1000.0);
+        }
+        if after.is_terminal() {
+            let mut stats = self.stats();
+            stats.roll_day(now);
+            match after {
+                K::Closed => {
+                    stats.today.closed += 1;
+                    if let Some(answered) = a.after.answered_at {
+                        stats.observe_handle_time(now.saturating_sub(answered));
+                    }
+                }
+                _ => {
+                    stats.today.abandoned += 1;
+                    if a.after.answered_at.is_none() {
+                        let waited = now.saturating_sub(a.after.created_at);
+                        self.metrics
+                            .abandoned_wait_seconds
+                            .observe(waited as f64 / 1000.0);
+                    }
+                }
+            }
+            self.metrics.ended(after.as_str());
+            return Some(if after == K::Closed {
+                "closed"
+            } else {
+                "abandoned"
+            });
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -378,12 +434,12 @@ mod tests {
         let mut s = StatsState::default();
         s.raise_help("Sakura", Ulid::new(), 1);
         let id = s.alerts[0].id;
-        assert!(s.ack_alert(id, "Coordinator A").is_some());
-        assert!(s.ack_alert(id, "Coordinator B").is_some());
+        assert!(s.ack_alert(id, "Coordinator A", 2).is_some());
+        assert!(s.ack_alert(id, "Coordinator B", 3).is_some());
         assert_eq!(
             s.alerts[0].acknowledged_by.as_deref(),
             Some("Coordinator A")
         );
-        assert!(s.ack_alert(Ulid::new(), "x").is_none());
+        assert!(s.ack_alert(Ulid::new(), "x", 4).is_none());
     }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{now_ms, Engine, Outbound};
+use super::{Engine, Outbound};
+use crate::clock::Clock;
 use crate::conversation::{Command, ConversationId, State};
 use crate::protocol::{EndReason, Millis, ServerMsg, WithdrawReason};
 
@@ -32,7 +33,7 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
             tokio::select! {
                 _ = s.cancelled() => break,
                 _ = tick.tick() => {
-                    e.sweep(now_ms()).await;
+                    e.sweep(e.now_ms()).await;
                     e.dispatch_once().await;
                 }
                 _ = e.dispatch.notified() => e.dispatch_once().await,
@@ -47,7 +48,7 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
         loop {
             tokio::select! {
                 _ = s.cancelled() => break,
-                _ = tick.tick() => e.heartbeat(now_ms()).await,
+                _ = tick.tick() => e.heartbeat(e.now_ms()).await,
             }
         }
     });
@@ -65,10 +66,12 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
     });
 }
 
-/// Deletes escalation records past retention and retries webhook deliveries.
+/// Deletes escalation records past retention and retries webhook deliveries, at the time
+/// `clock` reads.
 pub fn spawn_escalation_sweeper(
     escalations: Arc<crate::escalation::Escalations>,
     every: Duration,
+    clock: Clock,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -79,7 +82,7 @@ pub fn spawn_escalation_sweeper(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     escalations.sweep(now);
                     escalations.deliver_pending(now).await;
                 }
@@ -97,7 +100,7 @@ impl Engine {
         match self
             .store
             .dispatch(
-                now_ms(),
+                self.now_ms(),
                 self.cfg.offer_timeout_ms,
                 self.cfg.language_fallback_ms,
             )
@@ -266,7 +269,7 @@ impl Engine {
         let Ok(on_duty) = self.store.on_duty().await else {
             return;
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let overloaded = self.is_overloaded();
         let mut seen = HashMap::with_capacity(queue.len());
         for (i, (id, _)) in queue.iter().enumerate() {

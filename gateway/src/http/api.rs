@@ -20,6 +20,7 @@ use serde_json::json;
 use ulid::Ulid;
 
 use crate::auth::{AuthError, User};
+use crate::engine::EngineError;
 use crate::state::AppState;
 
 /// What a client is told when a request fails.
@@ -411,14 +412,18 @@ fn parse_id(id: &str) -> Result<Ulid, ApiError> {
     Ulid::from_string(id).map_err(|_| ApiError::Invalid("id"))
 }
 
-fn engine_error(code: crate::protocol::ErrorCode) -> ApiError {
-    use crate::protocol::ErrorCode as E;
-    match code {
-        E::NotFound => ApiError::NotFound,
-        E::Invalid | E::TextTooLong => ApiError::Invalid("category or reason"),
-        E::OutOfOrder => ApiError::Conflict,
-        E::NotEnabled => ApiError::NotEnabled,
-        _ => ApiError::Unavailable,
+/// The response for an action the engine refused.
+fn engine_error(err: EngineError) -> ApiError {
+    match err {
+        EngineError::NotFound | EngineError::NotYours => ApiError::NotFound,
+        EngineError::UnknownCategory | EngineError::NoReason | EngineError::ReasonTooLong => {
+            ApiError::Invalid("category or reason")
+        }
+        EngineError::WrongState(_) => ApiError::Conflict,
+        EngineError::FlaggingDisabled => ApiError::NotEnabled,
+        EngineError::AtCapacity | EngineError::RecordUnavailable | EngineError::Store(_) => {
+            ApiError::Unavailable
+        }
     }
 }
 

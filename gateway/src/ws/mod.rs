@@ -162,8 +162,9 @@ impl Conn {
         &mut self,
         metrics: &Metrics,
         id: Option<ClientId>,
-        code: ErrorCode,
+        code: impl Into<ErrorCode>,
     ) -> Flow {
+        let code = code.into();
         self.refuse(metrics, &ServerMsg::error(id, code), code)
             .await
     }

@@ -360,10 +360,10 @@ impl Session<'_> {
         }
     }
 
-    fn reply(id: ClientId, result: Result<(), ErrorCode>) -> ServerMsg {
+    fn reply(id: ClientId, result: Result<(), impl Into<ErrorCode>>) -> ServerMsg {
         match result {
             Ok(()) => ServerMsg::Ack { id, seq: None },
-            Err(code) => ServerMsg::error(Some(id), code),
+            Err(code) => ServerMsg::error(Some(id), code.into()),
         }
     }
 
@@ -385,11 +385,11 @@ impl Session<'_> {
                     }
                     frame
                 }
-                Err(code) => ServerMsg::error(Some(id), code),
+                Err(code) => ServerMsg::error(Some(id), code.into()),
             },
             OperatorClient::TakeNext { id } => match engine.take_next(op, id.ulid()).await {
                 Ok(_) => ServerMsg::Ack { id, seq: None },
-                Err(code) => ServerMsg::error(Some(id), code),
+                Err(code) => ServerMsg::error(Some(id), code.into()),
             },
             OperatorClient::Accept { id, conversation } => {
                 Self::reply(id, engine.accept(op, name, conversation, id.ulid()).await)
@@ -410,7 +410,7 @@ impl Session<'_> {
                     Err(code) => ServerMsg::error(Some(id), code),
                     Ok(text) => match engine.operator_send(op, conversation, id, text).await {
                         Ok(seq) => ServerMsg::Ack { id, seq },
-                        Err(code) => ServerMsg::error(Some(id), code),
+                        Err(code) => ServerMsg::error(Some(id), code.into()),
                     },
                 }
             }

@@ -106,8 +106,8 @@ impl Line {
         let Some(link) = link else { return };
         link.blocked.store(true, Ordering::SeqCst);
         let cid = client_id(&[&ch.id, "event", &e.webhook_event_id]);
-        if let Err(code) = self.engine.visitor_end(link.conversation, cid).await {
-            tracing::info!(conversation = %link.conversation, code = code.as_str(), "LINE unfollow: conversation already over");
+        if let Err(err) = self.engine.visitor_end(link.conversation, cid).await {
+            tracing::info!(conversation = %link.conversation, code = err.code().as_str(), "LINE unfollow: conversation already over");
             let _ = link.ctl.send(Control::Stop);
         }
         tracing::info!(conversation = %link.conversation, "LINE person blocked the account; conversation ended");
@@ -129,8 +129,8 @@ impl Line {
             .await
         {
             Ok(c) => c,
-            Err(code) => {
-                tracing::error!(channel = %ch.id, code = code.as_str(), "LINE conversation could not start");
+            Err(err) => {
+                tracing::error!(channel = %ch.id, code = err.code().as_str(), "LINE conversation could not start");
                 return None;
             }
         };
@@ -280,8 +280,8 @@ impl Line {
         for i in 0..count {
             let message = client_id(&[&ch.id, "message", &u.message_id, &i.to_string()]);
             let cid = client_id(&[&ch.id, "event", &e.webhook_event_id, &i.to_string()]);
-            if let Err(code) = self.engine.visitor_retract(conv, message, cid).await {
-                tracing::info!(conversation = %conv, code = code.as_str(), "LINE unsend not applied");
+            if let Err(err) = self.engine.visitor_retract(conv, message, cid).await {
+                tracing::info!(conversation = %conv, code = err.code().as_str(), "LINE unsend not applied");
                 return;
             }
         }
@@ -304,8 +304,8 @@ impl Line {
                     self.tell(key, Control::FreshToken(t));
                 }
                 let cid = client_id(&[&ch.id, "event", &e.webhook_event_id]);
-                if let Err(code) = self.engine.visitor_end(conv, cid).await {
-                    tracing::info!(conversation = %conv, code = code.as_str(), "LINE end not applied");
+                if let Err(err) = self.engine.visitor_end(conv, cid).await {
+                    tracing::info!(conversation = %conv, code = err.code().as_str(), "LINE end not applied");
                 }
             }
             "start" | "action=start" => {

@@ -197,8 +197,11 @@ async fn incoming(
         .await;
     let conv = match started {
         Ok((conv, _token)) => conv.id,
-        Err(code) => {
-            tracing::error!(code = code.as_str(), "voice conversation could not start");
+        Err(err) => {
+            tracing::error!(
+                code = err.code().as_str(),
+                "voice conversation could not start"
+            );
             return xml(docs.turn_away(Words::NOBODY_ON_DUTY));
         }
     };
