@@ -72,7 +72,9 @@ impl Application {
             settings.auth.cookie_secure = true;
         }
         let metrics = Arc::new(Metrics::new());
-        let escalations = crate::escalation::Escalations::open(&settings.escalation)?.map(Arc::new);
+        let escalations =
+            crate::escalation::Escalations::open(&settings.escalation, clock.clone())?
+                .map(Arc::new);
         let mut shared_redis = None;
         let (store, bus): (Arc<dyn Store>, _) = match settings.store.redis_url() {
             None => (Arc::new(MemoryStore::new()), None),

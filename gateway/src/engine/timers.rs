@@ -79,7 +79,7 @@ pub fn spawn_escalation_sweeper(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
-                    let now = now_ms();
+                    let now = escalations.clock().now_ms();
                     escalations.sweep(now);
                     escalations.deliver_pending(now).await;
                 }
