@@ -72,7 +72,9 @@ impl Application {
             settings.auth.cookie_secure = true;
         }
         let metrics = Arc::new(Metrics::new());
-        let escalations = crate::escalation::Escalations::open(&settings.escalation)?.map(Arc::new);
+        let escalations =
+            crate::escalation::Escalations::open(&settings.escalation, clock.clone())?
+                .map(Arc::new);
         let mut shared_redis = None;
         let (store, bus): (Arc<dyn Store>, _) = match settings.store.redis_url() {
             None => (Arc::new(MemoryStore::new()), None),
@@ -93,7 +95,7 @@ impl Application {
                 })?;
                 // Alive before any socket is attributed to this node. A Redis that is down now
                 // is not fatal: readiness says so and the store reconnects by itself.
-                if let Err(e) = store.heartbeat(crate::clock::now_ms()).await {
+                if let Err(e) = store.heartbeat(clock.now_ms()).await {
                     tracing::warn!(error = %e, "redis unavailable at start; retrying in the background");
                 }
                 let (bus, sender) =

@@ -17,8 +17,17 @@ async fn flagging_app(
     dir: &std::path::Path,
     tune: impl FnOnce(&mut tsunagu::config::Settings),
 ) -> TestApp {
+    flagging_app_with_clock(dir, tsunagu::clock::Clock::system(), tune).await
+}
+
+/// [`flagging_app`] reading the time from `clock`.
+async fn flagging_app_with_clock(
+    dir: &std::path::Path,
+    clock: tsunagu::clock::Clock,
+    tune: impl FnOnce(&mut tsunagu::config::Settings),
+) -> TestApp {
     let dir = dir.display().to_string();
-    spawn_app_with(move |s| {
+    spawn_app_with_clock(clock, move |s| {
         s.escalation.key = Some(KEY.into());
         s.escalation.dir = dir;
         s.escalation.sweep_ms = 50;
@@ -399,7 +408,11 @@ async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
 #[tokio::test]
 async fn a_record_is_deleted_when_its_retention_ends() {
     let dir = temp_dir();
-    let app = flagging_app(&dir, |s| s.escalation.retention_ms = 400).await;
+    // On a manual clock: the record expires when the test moves time on, however slowly the
+    // machine gets there.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app =
+        flagging_app_with_clock(&dir, clock.clone(), |s| s.escalation.retention_ms = 400).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
     let c = op.take().await;
@@ -414,13 +427,19 @@ async fn a_record_is_deleted_when_its_retention_ends() {
         .await
         .unwrap();
     let rid = list[0]["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        get(&app, &coord, &format!("/api/escalations/{rid}"))
+    clock.advance(800);
+    // The sweeper looks every 50 ms (real time): give it up to 10 s to come round.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = get(&app, &coord, &format!("/api/escalations/{rid}"))
             .await
-            .status(),
-        404
-    );
+            .status();
+        if status == 404 || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 404);
     assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e
         .unwrap()
         .path()

@@ -31,6 +31,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tune: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(tsunagu::clock::Clock::system(), tune).await
+}
+
+/// [`spawn_app_with`], the app reading the time from `clock` (a manual one moves only when the
+/// test says).
+pub async fn spawn_app_with_clock(
+    clock: tsunagu::clock::Clock,
+    tune: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         tsunagu::telemetry::init("debug", false, std::io::stdout);
     }
@@ -42,7 +51,9 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Settings)) -> TestApp {
         settings.store.key_prefix = format!("test{}", Ulid::new());
     }
     tune(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let ws_base = format!("ws://127.0.0.1:{}", app.port());
     let state = app.state();

@@ -5,8 +5,11 @@ use std::process::{Child, Command as Proc, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use redis::AsyncCommands;
+
+use super::queue::{arrival_of, queue_score};
 use super::*;
-use crate::conversation::Conversation;
+use crate::conversation::{Conversation, State};
 use crate::protocol::{Channel, Presence, Side};
 use crate::store::conformance;
 

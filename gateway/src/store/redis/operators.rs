@@ -1,0 +1,163 @@
+//! Operator records (`P:o:{op}`, listed in `P:ops`): reading them with their versions and load
+//! version, writing presence and connection changes optimistically, and their loads.
+
+use redis::AsyncCommands;
+
+use super::steps::OpWrite;
+use super::{contended, corrupt, RedisStore, ATTEMPTS};
+use crate::conversation::OperatorId;
+use crate::store::{OperatorRecord, OperatorUpdate, StoreError};
+
+/// An operator record as read, with its versions and console node.
+#[derive(Debug, Clone)]
+pub(super) struct LoadedOp {
+    pub(super) version: u64,
+    /// Grows whenever a conversation starts or stops being held by this operator.
+    pub(super) load_version: u64,
+    pub(super) rec: OperatorRecord,
+    /// The node their console is open on (`""`: none).
+    pub(super) node: String,
+}
+
+/// An operator's hash as read: `v`, `d`, `n` and `l`.
+type OpRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The fields of an operator's hash that [`parse_op`] reads.
+const OP_FIELDS: [&str; 4] = ["v", "d", "n", "l"];
+
+fn parse_op((version, data, node, load): OpRow) -> Option<LoadedOp> {
+    let version = version?.parse().ok()?;
+    let rec = serde_json::from_str(&data?).ok()?;
+    Some(LoadedOp {
+        version,
+        load_version: load.and_then(|l| l.parse().ok()).unwrap_or(0),
+        rec,
+        node: node.unwrap_or_default(),
+    })
+}
+
+impl RedisStore {
+    pub(super) async fn load_ops(&self) -> Result<Vec<LoadedOp>, StoreError> {
+        let ids = self.members(self.key(&["ops"])).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hmget(self.key(&["o", id]), &OP_FIELDS);
+        }
+        let rows: Vec<OpRow> = self.query(pipe).await?;
+        let mut ops: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
+        ops.sort_by_key(|o| o.rec.id);
+        Ok(ops)
+    }
+
+    pub(super) async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {
+        let key = self.key(&["o", &id.to_string()]);
+        let row: OpRow = self
+            .run(|mut c| async move { c.hmget(&key, &OP_FIELDS).await })
+            .await?;
+        if row.0.is_none() {
+            return Ok(None);
+        }
+        parse_op(row)
+            .map(Some)
+            .ok_or_else(|| corrupt("operator record"))
+    }
+
+    /// [`crate::store::Store::put_operator`], attributing a connected operator to this node.
+    pub(super) async fn put_op(&self, record: OperatorRecord) -> Result<(), StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let current = self.load_op(record.id).await?;
+            let write = OpWrite {
+                expect: current.as_ref().map_or(0, |c| c.version),
+                expect_load: None,
+                rec: &record,
+                node: Some(if record.connected {
+                    &self.opts.node
+                } else {
+                    ""
+                }),
+            };
+            if self.commit(&[], &[write]).await? {
+                return Ok(());
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(contended())
+    }
+
+    /// Operator update, optimistic; `only_if_node` as in [`Self::apply_step`].
+    pub(super) async fn update_op(
+        &self,
+        id: OperatorId,
+        update: OperatorUpdate,
+        only_if_node: Option<&str>,
+    ) -> Result<Option<OperatorRecord>, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let Some(loaded) = self.load_op(id).await? else {
+                return Ok(None);
+            };
+            if only_if_node.is_some_and(|n| n != loaded.node) {
+                return Ok(None);
+            }
+            let mut rec = loaded.rec.clone();
+            let node = match update {
+                OperatorUpdate::Presence(p) => {
+                    rec.presence = p;
+                    None
+                }
+                OperatorUpdate::Connected => {
+                    rec.connected = true;
+                    rec.disconnected_since = None;
+                    Some(self.opts.node.as_str())
+                }
+                OperatorUpdate::Disconnected { at } => {
+                    if only_if_node.is_none()
+                        && !loaded.node.is_empty()
+                        && loaded.node != self.opts.node
+                    {
+                        // Their console is open on another node now.
+                        return Ok(Some(loaded.rec));
+                    }
+                    rec.connected = false;
+                    rec.disconnected_since = Some(at);
+                    Some("")
+                }
+            };
+            let write = OpWrite {
+                expect: loaded.version,
+                expect_load: None,
+                rec: &rec,
+                node,
+            };
+            if self.commit(&[], &[write]).await? {
+                return Ok(Some(rec));
+            }
+            Self::back_off(attempt).await;
+        }
+        Err(contended())
+    }
+
+    /// [`crate::store::Store::operator_load`]: a record and the weight of what they hold.
+    pub(super) async fn op_with_load(
+        &self,
+        id: OperatorId,
+    ) -> Result<Option<(OperatorRecord, u32)>, StoreError> {
+        let Some(op) = self.load_op(id).await? else {
+            return Ok(None);
+        };
+        let load = self
+            .held(id)
+            .await?
+            .iter()
+            .map(|c| c.weight_on(op.rec.capacity))
+            .sum();
+        Ok(Some((op.rec, load)))
+    }
+}

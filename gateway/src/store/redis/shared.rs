@@ -1,0 +1,54 @@
+//! The small facts all nodes share: who holds a task's lease (`P:lease:{task}`), which
+//! operator-level client ids were already applied (`P:seen:*`, 10 minutes), and the day's
+//! counts (`P:today:{day}`, kept 8 days).
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use super::RedisStore;
+use crate::store::StoreError;
+
+impl RedisStore {
+    /// [`crate::store::Store::lead`]: takes or renews the lease of `task` for this node.
+    pub(super) async fn hold_lease(&self, task: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut inv = self.lease.prepare_invoke();
+        inv.key(self.key(&["lease", task]))
+            .arg(&self.opts.node)
+            .arg(ttl_ms.max(1));
+        let held: i64 = self.invoke(inv).await?;
+        Ok(held == 1)
+    }
+
+    /// [`crate::store::Store::first_time`].
+    pub(super) async fn seen_first(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        let key = self.key(&["seen", key]);
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(1).arg("NX").arg("EX").arg(600);
+        let set: Option<String> = self.query_cmd(set).await?;
+        Ok(Some(set.is_some()))
+    }
+
+    /// [`crate::store::Store::count_today`].
+    pub(super) async fn count_on(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        let mut pipe = redis::pipe();
+        pipe.hincr(&key, event, 1)
+            .ignore()
+            .expire(&key, 8 * 24 * 3600)
+            .ignore();
+        self.query(pipe).await
+    }
+
+    /// [`crate::store::Store::today_counts`].
+    pub(super) async fn counts_on(
+        &self,
+        day: u64,
+    ) -> Result<Option<HashMap<String, u64>>, StoreError> {
+        let key = self.key(&["today", &day.to_string()]);
+        let counts: HashMap<String, u64> = self
+            .run(|mut c| async move { c.hgetall(&key).await })
+            .await?;
+        Ok(Some(counts))
+    }
+}
