@@ -7,6 +7,8 @@
 //! Background tasks ([`timers`]) fire offer timeouts, grace periods and idle limits, make offers,
 //! and send queue positions. Statistics for the coordinator view and metrics are in [`stats`].
 
+mod access;
+pub mod follower;
 pub mod registry;
 mod settings;
 pub mod stats;
@@ -58,8 +60,8 @@ pub struct OperatorSnapshot {
 }
 
 pub struct Engine {
-    pub store: Arc<dyn Store>,
-    pub registry: Registry,
+    store: Arc<dyn Store>,
+    registry: Registry,
     pub metrics: Arc<Metrics>,
     pub cfg: ConversationSettings,
     /// Woken when the queue or an operator's capacity may allow a new offer.
