@@ -17,6 +17,14 @@ pub const SESSION_COOKIE: &str = "tsunagu_session";
 /// Domain, so no other host can set or shadow it.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-tsunagu_session";
 
+/// A socket's follower reaches the engine through the `AppState` the socket holds anyway
+/// ([`crate::engine::follower::Follower::owner`]).
+impl AsRef<Engine> for AppState {
+    fn as_ref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
 impl AppState {
     /// The session cookie's name: `__Host-` prefixed when the cookie is Secure.
     pub fn session_cookie(&self) -> &'static str {

@@ -48,7 +48,7 @@ async fn take_next(op: &mut helpers::Operator) -> (String, String) {
 }
 
 async fn queued(app: &helpers::TestApp) -> usize {
-    app.state.engine.store.queue().await.unwrap().len()
+    app.state.engine.queue().await.unwrap().len()
 }
 
 #[tokio::test]

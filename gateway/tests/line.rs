@@ -377,14 +377,7 @@ async fn redelivered_events_are_applied_once() {
         .wait_conversations("one conversation", |c| c.len() == 1)
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = t
-        .app
-        .state
-        .engine
-        .store
-        .read_log(convs[0].id, 0)
-        .await
-        .unwrap();
+    let log = t.app.state.engine.log_of(convs[0].id).await.unwrap();
     let copies = log
         .iter()
         .filter(|e| matches!(&e.event, tsunagu::protocol::EventBody::Message { text: t, .. } if *t == text))
@@ -890,7 +883,7 @@ async fn a_conversation_the_store_lost_is_explained_to_the_person_and_their_next
         .await;
 
     let id: ulid::Ulid = conv.parse().unwrap();
-    t.app.state.engine.store.delete(id).await.unwrap();
+    t.app.state.engine.lose_from_store(id).await.unwrap();
     t.app.state.engine.tell_gone().await;
 
     let u = user.clone();

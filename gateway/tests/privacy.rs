@@ -215,15 +215,9 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     secrets.push(fake_number.clone());
 
     // Nothing in the store, and the channel identifier is gone from memory.
-    assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    assert!(state.engine.conversations().await.unwrap().is_empty());
     assert_eq!(state.engine.channel_ref(conv_ulid), None);
-    assert!(state
-        .engine
-        .store
-        .read_log(conv_ulid, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(state.engine.log_of(conv_ulid).await.unwrap().is_empty());
     state.shutdown.cancel();
     let _ = server.await;
 
@@ -674,7 +668,7 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     );
     assert_eq!(state.engine.channel_ref(conv_ulid), None, "and only there");
     // … and nowhere else: not the store, not the logs, not in plaintext in any file.
-    assert!(state.engine.store.conversations().await.unwrap().is_empty());
+    assert!(state.engine.conversations().await.unwrap().is_empty());
     state.shutdown.cancel();
     let _ = server.await;
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

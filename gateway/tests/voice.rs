@@ -607,7 +607,12 @@ async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_
     let convs = t
         .wait_conversations("the call queued", |c| c.len() == 1)
         .await;
-    t.app.state.engine.store.delete(convs[0].id).await.unwrap();
+    t.app
+        .state
+        .engine
+        .lose_from_store(convs[0].id)
+        .await
+        .unwrap();
     t.app.state.engine.tell_gone().await;
     t.fake
         .wait_for("hang-up", |f| f.applied(&caller.sid).len() == 1)
@@ -637,8 +642,7 @@ async fn a_bridged_call_whose_conversation_the_store_lost_is_left_up_and_the_con
     t.app
         .state
         .engine
-        .store
-        .delete(conv.parse().unwrap())
+        .lose_from_store(conv.parse().unwrap())
         .await
         .unwrap();
     t.app.state.engine.tell_gone().await;

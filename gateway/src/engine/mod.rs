@@ -9,8 +9,10 @@
 //! are in [`stats`]; refusals are an [`EngineError`] (`error.rs`). This file holds the
 //! [`Engine`] itself, its construction, and the helpers every part shares.
 
+mod access;
 mod coordinator;
 mod error;
+pub mod follower;
 mod operator;
 mod publish;
 pub mod registry;
@@ -63,8 +65,8 @@ pub struct OperatorSnapshot {
 }
 
 pub struct Engine {
-    pub store: Arc<dyn Store>,
-    pub registry: Registry,
+    store: Arc<dyn Store>,
+    registry: Registry,
     pub metrics: Arc<Metrics>,
     pub cfg: ConversationSettings,
     /// Where "now" comes from (the system's clock in production, a manual or tokio one in tests).

@@ -177,7 +177,7 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    match app.engine.store.ping().await {
+    match app.engine.store_ready().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: store unavailable");
@@ -434,7 +434,6 @@ pub async fn conversations(
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     let mut convs = app
         .engine
-        .store
         .conversations()
         .await
         .map_err(|_| ApiError::Unavailable)?;

@@ -2,7 +2,7 @@
 //! session cookie before anything else happens; the session is re-checked on every heartbeat so
 //! a revoked or expired session closes the socket (4010).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
 use crate::auth::User;
 use crate::conversation::ConversationId;
+use crate::engine::follower::{self, Follower};
 use crate::engine::{OperatorProfile, Outbound};
 use crate::protocol::{
     close, validate_text, ClientId, ErrorCode, EventFrame, GoneReason, OperatorClient,
@@ -108,13 +109,12 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
         takes_calls: user.phone.is_some(),
     };
     let span = tracing::info_span!("operator", operator = %user.id);
-    let (handle, mut rx, too_slow) = engine.registry.handle(app.settings.server.socket_queue);
-    let conn_id = handle.conn;
-    engine.registry.add_operator(user.id, handle);
+    let queue = app.settings.server.socket_queue;
+    let (mut follower, mut rx, too_slow) = Follower::operator(&*app, user.id, queue);
     let snapshot = match engine.operator_connected(&profile).await {
         Ok(s) => s,
         Err(_) => {
-            engine.registry.remove_operator(user.id, conn_id);
+            drop(follower);
             conn.close(close::GOING_AWAY, "store unavailable").await;
             return;
         }
@@ -123,22 +123,18 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
     tracing::info!(parent: &span, "operator connected");
 
     // Conversations held: the client's last seq, or the whole log for a fresh console.
-    let cursors: HashMap<ConversationId, u64> = snapshot
-        .held
-        .iter()
-        .map(|c| {
-            (
-                c.id,
-                last_seqs.get(&c.id).copied().unwrap_or(0).min(c.last_seq),
-            )
-        })
-        .collect();
+    for c in &snapshot.held {
+        follower.follow(
+            c.id,
+            last_seqs.get(&c.id).copied().unwrap_or(0).min(c.last_seq),
+        );
+    }
     let offers = snapshot.offers.iter().map(|o| o.conversation).collect();
     let mut session = Session {
         app: &app,
         user: &user,
         token: &token,
-        cursors,
+        follower,
         offers,
         limiter: app.limits.per_operator_connection(),
     };
@@ -170,7 +166,7 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
     };
     conn.begin_batch();
     let mut flow = conn.send(&welcome).await;
-    let held: Vec<ConversationId> = session.cursors.keys().copied().collect();
+    let held: Vec<ConversationId> = session.follower.following().collect();
     for id in held {
         if flow == Flow::Continue {
             flow = session.catch_up(&mut conn, id).await;
@@ -224,7 +220,8 @@ pub async fn run(app: Arc<AppState>, socket: Socket, auth: Option<(User, String)
     if let Flow::Close(code, reason) = flow {
         conn.close(code, reason).await;
     }
-    if engine.registry.remove_operator(user.id, conn_id) {
+    // Unregistered first; the operator is marked gone only if no newer socket took over.
+    if session.follower.leave() {
         engine.operator_disconnected(user.id).await;
     }
     metrics.connection("operator", -1);
@@ -236,8 +233,9 @@ struct Session<'a> {
     user: &'a User,
     /// The session token, to keep the session alive while the console is in use.
     token: &'a str,
-    /// Highest seq sent, per conversation this operator holds.
-    cursors: HashMap<ConversationId, u64>,
+    /// This socket's registration, and the highest seq sent per conversation this operator
+    /// holds.
+    follower: Follower<&'a AppState, follower::Operator>,
     /// Conversations offered to this operator and not yet accepted, withdrawn or gone (for
     /// [`Outbound::Recheck`]: an offer the store lost is never withdrawn).
     offers: HashSet<ConversationId>,
@@ -254,15 +252,11 @@ impl super::Outbox for Session<'_> {
 
 impl Session<'_> {
     async fn catch_up(&mut self, conn: &mut Conn, id: ConversationId) -> Flow {
-        let Some(&cursor) = self.cursors.get(&id) else {
-            return Flow::Continue;
-        };
-        let Ok(entries) = self.app.engine.store.read_log(id, cursor).await else {
+        let Ok(entries) = self.follower.catch_up(id).await else {
             return Flow::Continue;
         };
         for entry in entries {
             let flow = conn.send(&EventFrame::new(id, &entry)).await;
-            self.cursors.insert(id, entry.seq);
             if flow != Flow::Continue {
                 return flow;
             }
@@ -276,9 +270,9 @@ impl Session<'_> {
     /// deleted, so its release is handled first and it is not reported as lost.
     async fn recheck(&mut self) {
         for id in self.lost().await {
+            // `Gone` stays on this node: it is queued on this socket (or its successor) only.
             self.app
                 .engine
-                .registry
                 .to_operator(self.user.id, Outbound::Gone(id));
         }
     }
@@ -286,8 +280,8 @@ impl Session<'_> {
     /// The conversations this console follows (held or offered) that the store no longer has.
     async fn lost(&self) -> Vec<ConversationId> {
         let mut lost = Vec::new();
-        for &id in self.cursors.keys().chain(self.offers.iter()) {
-            if let Ok(None) = self.app.engine.store.get(id).await {
+        for id in self.follower.following().chain(self.offers.iter().copied()) {
+            if let Ok(None) = self.app.engine.conversation(id).await {
                 lost.push(id);
             }
         }
@@ -296,7 +290,7 @@ impl Session<'_> {
 
     /// Tells the console that conversation `id`, if it follows it, is gone, and stops following.
     async fn send_gone(&mut self, conn: &mut Conn, id: ConversationId) -> Flow {
-        let held = self.cursors.remove(&id).is_some();
+        let held = self.follower.unfollow(id);
         let offered = self.offers.remove(&id);
         if !(held || offered) {
             return Flow::Continue;
@@ -322,11 +316,11 @@ impl Session<'_> {
             Outbound::Wake(id) => self.catch_up(conn, id).await,
             Outbound::Hold(id) => {
                 self.offers.remove(&id);
-                self.cursors.entry(id).or_insert(0);
+                self.follower.follow(id, 0);
                 self.catch_up(conn, id).await
             }
             Outbound::Release(id) => {
-                self.cursors.remove(&id);
+                self.follower.unfollow(id);
                 Flow::Continue
             }
             Outbound::Recheck => {
@@ -428,7 +422,7 @@ impl Session<'_> {
             OperatorClient::Ack {
                 conversation, seq, ..
             } => {
-                if self.cursors.contains_key(&conversation) {
+                if self.follower.is_following(conversation) {
                     engine.ack(conversation, Side::Operator, seq).await;
                 }
                 return Flow::Continue;

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::socket::{Socket, Upgrade};
 use super::{next_inbound, Conn, Flow, Inbound};
-use crate::conversation::Conversation;
+use crate::conversation::{Conversation, ConversationId};
+use crate::engine::follower::Follower;
 use crate::engine::registry::Inbox;
 use crate::engine::Outbound;
 use crate::limits::{AddrKey, ConnectionGuard, ConnectionLimiter};
@@ -188,11 +189,11 @@ pub fn spawn_heartbeat(app: &Arc<AppState>) {
             tokio::select! {
                 _ = app.shutdown.cancelled() => {
                     // Visitor sockets wait on their queues, not on the shutdown token.
-                    app.engine.registry.close_visitors(close::GOING_AWAY, "server shutting down");
+                    app.engine.close_web_visitors(close::GOING_AWAY, "server shutting down");
                     break;
                 }
                 _ = tick.tick() => {
-                    app.engine.registry.to_visitor_slice(slices, slice, &Outbound::Heartbeat);
+                    app.engine.heartbeat_visitors(slices, slice);
                     slice = (slice + 1) % slices;
                 }
             }
@@ -206,7 +207,6 @@ pub fn spawn_heartbeat(app: &Arc<AppState>) {
 struct Open<'a> {
     conn: Conn,
     rx: Inbox,
-    conn_id: u64,
     session: Session<'a>,
     flow: Flow,
     span: tracing::Span,
@@ -237,16 +237,12 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
     };
     let id = conv.id;
     let span = tracing::info_span!("visitor", conversation = %id);
-    let engine = &app.engine;
-    let (handle, mut rx) = engine
-        .registry
-        .visitor_handle(app.settings.server.socket_queue);
-    let conn_id = handle.conn;
-    engine.registry.add_visitor(id, handle);
-    engine.visitor_connection(id, true).await;
+    let queue = app.settings.server.socket_queue;
+    let (follower, mut rx) = Follower::web_visitor(&**app, id, queue, cursor);
+    app.engine.visitor_connection(id, true).await;
     tracing::info!(parent: &span, resumed, "visitor connected");
 
-    let mut session = Session::new(app, id, cursor);
+    let mut session = Session::new(follower);
     let welcome = ServerMsg::VisitorWelcome {
         v: PROTOCOL_VERSION,
         conversation: id,
@@ -269,7 +265,6 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
     Some(Box::new(Open {
         conn,
         rx,
-        conn_id,
         session,
         flow,
         span,
@@ -314,7 +309,7 @@ impl Open<'_> {
     /// The close for a socket whose queue filled: something sent to it may have been dropped.
     /// At shutdown a full queue may have dropped the shutdown's own close.
     fn too_slow(&self) -> Flow {
-        if self.session.app.shutdown.is_cancelled() {
+        if self.session.app().shutdown.is_cancelled() {
             Flow::Close(close::GOING_AWAY, "server shutting down")
         } else {
             Flow::Close(close::TOO_SLOW, "too slow")
@@ -323,7 +318,7 @@ impl Open<'_> {
 
     /// What the loop does next; `None`: the peer is gone, stop without a Close frame.
     async fn react(&mut self, event: Event) -> Option<Flow> {
-        let metrics = &self.session.app.engine.metrics;
+        let metrics = &self.session.app().engine.metrics;
         let conn = &mut self.conn;
         let flow = match event {
             Event::Unthrottled => {
@@ -358,18 +353,19 @@ impl Open<'_> {
     async fn finish(self: Box<Self>) {
         let Open {
             conn,
-            conn_id,
             session,
             flow,
             span,
             ..
         } = *self;
-        let engine = &session.app.engine;
+        let engine = &session.app().engine;
+        let (id, ended) = (session.id(), session.ended);
         if let Flow::Close(code, reason) = flow {
             conn.close(code, reason).await;
         }
-        if engine.registry.remove_visitor(session.id, conn_id) && !session.ended {
-            engine.visitor_connection(session.id, false).await;
+        // Unregistered first; the person is marked gone only if no newer socket took over.
+        if session.follower.leave() && !ended {
+            engine.visitor_connection(id, false).await;
         }
         engine.metrics.connection("visitor", -1);
         tracing::info!(parent: &span, "visitor disconnected");
@@ -377,10 +373,9 @@ impl Open<'_> {
 }
 
 struct Session<'a> {
-    app: &'a AppState,
-    id: crate::conversation::ConversationId,
-    /// Highest seq sent to this socket.
-    cursor: u64,
+    /// This socket's registration, its conversation and its cursor (the highest seq sent to
+    /// it); it holds the socket's `&AppState` too ([`Session::app`]).
+    follower: Follower<&'a AppState>,
     /// True once the person's side has ended: the socket closes after the `ended` entry.
     ended: bool,
     /// Messages (and typing) per connection.
@@ -403,16 +398,23 @@ impl super::Outbox for Session<'_> {
 }
 
 impl<'a> Session<'a> {
-    fn new(app: &'a AppState, id: crate::conversation::ConversationId, cursor: u64) -> Self {
+    fn new(follower: Follower<&'a AppState>) -> Self {
+        let app = *follower.owner();
         Session {
-            app,
-            id,
-            cursor,
+            follower,
             ended: false,
             limiter: app.limits.per_connection(),
             throttled: None,
             refusals: 0,
         }
+    }
+
+    fn app(&self) -> &'a AppState {
+        self.follower.owner()
+    }
+
+    fn id(&self) -> ConversationId {
+        self.follower.conversation()
     }
 
     /// The first frames of a connection: the welcome, whatever the log holds after the cursor,
@@ -423,7 +425,7 @@ impl<'a> Session<'a> {
             flow = self.catch_up(conn).await;
         }
         if flow == Flow::Continue {
-            if let Some(pos) = self.app.engine.waiting_position(self.id).await {
+            if let Some(pos) = self.app().engine.waiting_position(self.id()).await {
                 flow = conn.send(&pos).await;
             }
         }
@@ -432,18 +434,14 @@ impl<'a> Session<'a> {
 
     /// Sends every log entry after the cursor.
     async fn catch_up(&mut self, conn: &mut Conn) -> Flow {
-        let entries = match self.app.engine.store.read_log(self.id, self.cursor).await {
+        let entries = match self.follower.catch_up().await {
             Ok(e) => e,
             Err(_) => return Flow::Continue,
         };
+        let id = self.id();
         for entry in entries {
             let flow = self
-                .send_entry(
-                    conn,
-                    &EventFrame::new(self.id, &entry),
-                    entry.seq,
-                    &entry.event,
-                )
+                .send_entry(conn, &EventFrame::new(id, &entry), &entry.event)
                 .await;
             if flow != Flow::Continue {
                 return flow;
@@ -452,18 +450,14 @@ impl<'a> Session<'a> {
         Flow::Continue
     }
 
+    /// Sends one entry the follower handed out (once, past the cursor).
     async fn send_entry(
         &mut self,
         conn: &mut Conn,
         msg: &impl serde::Serialize,
-        seq: u64,
         event: &EventBody,
     ) -> Flow {
-        if seq <= self.cursor {
-            return Flow::Continue;
-        }
         let flow = conn.send(msg).await;
-        self.cursor = seq;
         if matches!(event, EventBody::Ended { .. }) {
             self.ended = true;
             return Flow::Close(close::NORMAL, "conversation ended");
@@ -481,11 +475,14 @@ impl<'a> Session<'a> {
                     at,
                     event,
                 } => {
-                    if seq > self.cursor + 1 {
+                    if self.follower.missed_before(seq) {
                         let flow = self.catch_up(conn).await;
                         if flow != Flow::Continue {
                             return flow;
                         }
+                    }
+                    if !self.follower.take(seq) {
+                        return Flow::Continue;
                     }
                     let msg = EventFrame {
                         conversation,
@@ -493,7 +490,7 @@ impl<'a> Session<'a> {
                         at,
                         event: &event,
                     };
-                    self.send_entry(conn, &msg, seq, &event).await
+                    self.send_entry(conn, &msg, &event).await
                 }
                 msg => conn.send(&msg).await,
             },
@@ -506,7 +503,7 @@ impl<'a> Session<'a> {
                 self.ended = true;
                 let _ = conn
                     .send(&ServerMsg::Gone {
-                        conversation: self.id,
+                        conversation: self.id(),
                         reason: GoneReason::Lost,
                     })
                     .await;
@@ -516,7 +513,8 @@ impl<'a> Session<'a> {
     }
 
     async fn handle(&mut self, conn: &mut Conn, msg: VisitorClient) -> Flow {
-        let engine = &self.app.engine;
+        let engine = &self.app().engine;
+        let conv = self.id();
         let metrics = &engine.metrics;
         match msg {
             VisitorClient::Hello { id, .. } => {
@@ -527,7 +525,7 @@ impl<'a> Session<'a> {
                     self.refusals += 1;
                     if self.refusals > FLOOD_REFUSALS {
                         metrics.error(ErrorCode::RateLimited.as_str());
-                        tracing::info!(conversation = %self.id, "visitor socket closed for flooding");
+                        tracing::info!(conversation = %conv, "visitor socket closed for flooding");
                         return Flow::Close(close::POLICY, "flooding");
                     }
                     self.throttled = Some(Box::pin(tokio::time::sleep(wait.0)));
@@ -540,7 +538,7 @@ impl<'a> Session<'a> {
                     Ok(t) => t,
                     Err(code) => return conn.error(metrics, Some(id), code).await,
                 };
-                match engine.visitor_send(self.id, id, text).await {
+                match engine.visitor_send(conv, id, text).await {
                     Ok(seq) => conn.send(&ServerMsg::Ack { id, seq }).await,
                     Err(code) => conn.error(metrics, Some(id), code).await,
                 }
@@ -548,15 +546,15 @@ impl<'a> Session<'a> {
             VisitorClient::Typing { active, .. } => {
                 // Typing indicators share the message allowance; over it they are dropped.
                 if self.limiter.check().is_ok() {
-                    engine.visitor_typing(self.id, active).await;
+                    engine.visitor_typing(conv, active).await;
                 }
                 Flow::Continue
             }
             VisitorClient::Ack { seq, .. } => {
-                engine.ack(self.id, Side::Visitor, seq).await;
+                engine.ack(conv, Side::Visitor, seq).await;
                 Flow::Continue
             }
-            VisitorClient::End { id } => match engine.visitor_end(self.id, id.ulid()).await {
+            VisitorClient::End { id } => match engine.visitor_end(conv, id.ulid()).await {
                 Ok(()) => conn.send(&ServerMsg::Ack { id, seq: None }).await,
                 Err(code) => conn.error(metrics, Some(id), code).await,
             },

@@ -275,14 +275,7 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     op.act("wrap_up", &c, json!({"category":"health"})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["suggest_pause"], true);
-    assert!(app
-        .state
-        .engine
-        .store
-        .conversations()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.state.engine.conversations().await.unwrap().is_empty());
     let rec: Value = get(&app, &coord, &format!("/api/escalations/{rid}"))
         .await
         .json()
@@ -310,8 +303,7 @@ async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() 
     let conv = app
         .state
         .engine
-        .store
-        .get(c.parse().unwrap())
+        .conversation(c.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -590,8 +582,7 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
     let conv = app
         .state
         .engine
-        .store
-        .get(c.parse().unwrap())
+        .conversation(c.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -673,8 +664,7 @@ async fn flagged_record(app: &TestApp, coord: &str, conversation: &str) -> Strin
     let conv = app
         .state
         .engine
-        .store
-        .get(conversation.parse().unwrap())
+        .conversation(conversation.parse().unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -763,8 +753,7 @@ async fn a_clearing_whose_record_cannot_be_written_is_refused() {
     let conv = app
         .state
         .engine
-        .store
-        .get(v.conversation.parse().unwrap())
+        .conversation(v.conversation.parse().unwrap())
         .await
         .unwrap()
         .unwrap();

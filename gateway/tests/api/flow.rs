@@ -87,15 +87,8 @@ async fn a_visitor_and_an_operator_hold_a_whole_conversation() {
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["reason"], "closed");
     let id: ulid::Ulid = offered.parse().unwrap();
-    assert!(app.state.engine.store.get(id).await.unwrap().is_none());
-    assert!(app
-        .state
-        .engine
-        .store
-        .read_log(id, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.state.engine.conversation(id).await.unwrap().is_none());
+    assert!(app.state.engine.log_of(id).await.unwrap().is_empty());
     app.stop().await;
 }
 
@@ -119,14 +112,7 @@ async fn the_visitor_can_end_while_waiting_and_the_conversation_is_abandoned_and
     let ended = v.client.expect("ended", |e| is_event(e, "ended")).await;
     assert_eq!(ended["event"]["by"], "visitor");
     assert_eq!(v.client.expect_close().await, Some(1000));
-    assert!(app
-        .state
-        .engine
-        .store
-        .conversations()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.state.engine.conversations().await.unwrap().is_empty());
     let d = app.state.engine.dashboard().await.unwrap();
     assert_eq!(d.today.abandoned, 1);
     app.stop().await;
@@ -193,7 +179,7 @@ async fn handing_a_conversation_back_puts_it_at_the_front_of_the_queue() {
     let _second = app.visitor("ja").await;
     let r = a.act("transfer", &c, json!({"to": null})).await;
     assert_eq!(r["type"], "ack");
-    let queue = app.state.engine.store.queue().await.unwrap();
+    let queue = app.state.engine.queue().await.unwrap();
     assert_eq!(
         queue[0].id.to_string(),
         c,
@@ -300,14 +286,7 @@ async fn a_wrap_up_left_open_closes_by_itself() {
     op.act("end", &c, json!({})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["reason"], "closed");
-    assert!(app
-        .state
-        .engine
-        .store
-        .conversations()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.state.engine.conversations().await.unwrap().is_empty());
     app.stop().await;
 }
 

@@ -69,10 +69,7 @@ async fn new_conversations_per_address_are_limited_and_the_socket_stays_open() {
     assert!(e["retry_after_ms"].as_u64().unwrap() > 60_000);
     c.send(json!({"type":"ping","id":id()})).await;
     c.expect_type("pong").await;
-    assert_eq!(
-        app.state.engine.store.conversations().await.unwrap().len(),
-        2
-    );
+    assert_eq!(app.state.engine.conversations().await.unwrap().len(), 2);
     app.stop().await;
 }
 

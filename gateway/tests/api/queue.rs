@@ -147,7 +147,7 @@ async fn an_operator_gone_past_the_grace_period_has_their_conversations_requeued
         .expect("operator left", |e| is_event(e, "operator_left"))
         .await;
     assert_eq!(left["event"]["reason"], "requeued");
-    let queue = app.state.engine.store.queue().await.unwrap();
+    let queue = app.state.engine.queue().await.unwrap();
     assert_eq!(
         queue[0].id.to_string(),
         c,
@@ -187,14 +187,7 @@ async fn a_person_gone_past_the_grace_period_is_abandoned() {
     let token = v.token.clone();
     v.client.cut();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert!(app
-        .state
-        .engine
-        .store
-        .conversations()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.state.engine.conversations().await.unwrap().is_empty());
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":token}}))
         .await;

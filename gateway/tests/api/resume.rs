@@ -94,7 +94,7 @@ async fn a_retried_send_with_the_same_client_id_is_stored_once() {
         .await;
     assert_eq!(ack["seq"], 2);
     let id: ulid::Ulid = c.parse().unwrap();
-    let log = app.state.engine.store.read_log(id, 0).await.unwrap();
+    let log = app.state.engine.log_of(id).await.unwrap();
     let copies = log
         .iter()
         .filter(|e| matches!(&e.event, tsunagu::protocol::EventBody::Message { text, .. } if text == "once only"))

@@ -339,7 +339,7 @@ impl LineTest {
 
     /// Live conversations in the store.
     pub async fn conversations(&self) -> Vec<tsunagu::conversation::Conversation> {
-        self.app.state.engine.store.conversations().await.unwrap()
+        self.app.state.engine.conversations().await.unwrap()
     }
 
     /// Waits until `pred` holds over the store's conversations.

@@ -365,7 +365,7 @@ impl VoiceTest {
     }
 
     pub async fn conversations(&self) -> Vec<tsunagu::conversation::Conversation> {
-        self.app.state.engine.store.conversations().await.unwrap()
+        self.app.state.engine.conversations().await.unwrap()
     }
 
     pub async fn wait_conversations(

@@ -1,11 +1,12 @@
 //! One LINE person's live conversation: the connector's stand-in for a visitor socket.
 //!
 //! Two tasks per conversation:
-//! - the **follower** is registered in the engine's [`crate::engine::Registry`] as the
-//!   conversation's visitor. It reads promptly (so the registry never finds its queue full),
-//!   reads the log after its cursor on every wake, and turns what the person must hear into
-//!   jobs: operator messages, "someone is here now", the closing message, the loading
-//!   indicator, mark-as-read once the operator has acknowledged a message.
+//! - the **follower** ([`Person`], beside the engine's [`Follower`], which registers it as
+//!   the conversation's visitor and keeps its cursor). It reads promptly (so the registry
+//!   never finds its queue full), gets the log entries after its cursor on every wake
+//!   ([`Follower::deliver`], the catch-up shared with the phone connector), and turns what the
+//!   person must hear into jobs: operator messages, "someone is here now", the closing
+//!   message, the loading indicator, mark-as-read once the operator has acknowledged a message.
 //! - the **sender** performs the jobs one at a time, in order, with the Messaging API (retries
 //!   and backoff in [`super::client`]). A slow or failing LINE API delays only this person's
 //!   messages, and never the follower.
@@ -39,7 +40,9 @@ use super::client::{retry_key, Outcome};
 use super::notices::Notices;
 use super::{ChannelCtx, Line};
 use crate::conversation::ConversationId;
-use crate::engine::Outbound;
+use crate::engine::follower::{Entries, Follower};
+use crate::engine::registry::Inbox;
+use crate::engine::{Engine, Outbound};
 use crate::protocol::{ErrorCode, EventBody, LeftReason, LogEntry, ServerMsg, Side};
 
 /// A reply token and when it arrived. No `Debug`: the token must not reach a log.
@@ -116,17 +119,14 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
     // Cancelled when the follower stops (the conversation ended, or shutdown).
     let live = CancellationToken::new();
     let loading_queued = Arc::new(AtomicBool::new(false));
-    let engine = &line.engine;
-    let (handle, rx, too_slow) = engine.registry.handle(line.socket_queue);
-    let conn = handle.conn;
-    engine.registry.add_visitor(conv, handle);
+    let (follower, rx, too_slow) =
+        Follower::person(Arc::clone(&line.engine), conv, line.socket_queue);
 
-    let follower = Follower {
+    let person = Person {
         line: Arc::clone(line),
         ch: Arc::clone(ch),
         conv,
-        conn,
-        cursor: 0,
+        blocked: Arc::clone(&blocked),
         joined_before: false,
         pending_read: VecDeque::new(),
         jobs: job_tx,
@@ -134,7 +134,7 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
         loading_queued: Arc::clone(&loading_queued),
     };
     line.tracker
-        .spawn(follower.run(rx, too_slow, ctl_rx, Arc::clone(&blocked)));
+        .spawn(person.run(follower, rx, too_slow, ctl_rx));
     let sender = Sender {
         line: Arc::clone(line),
         ch: Arc::clone(ch),
@@ -156,14 +156,13 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
     }
 }
 
-struct Follower {
+/// The follower task's state; its registration and cursor are the [`Follower`] beside it.
+struct Person {
     line: Arc<Line>,
     ch: Arc<ChannelCtx>,
     conv: ConversationId,
-    /// Our registry handle's id, so clean-up never removes a successor.
-    conn: u64,
-    /// Highest log seq handled.
-    cursor: u64,
+    /// Set when the person blocked the account (shared with the sender and the link).
+    blocked: Arc<AtomicBool>,
     /// An operator joined before (a later join is a transfer).
     joined_before: bool,
     /// The person's messages with a mark-as-read token, oldest first, not yet marked.
@@ -175,13 +174,16 @@ struct Follower {
     loading_queued: Arc<AtomicBool>,
 }
 
-impl Follower {
+/// The engine's side of a LINE person: registered as the conversation's visitor.
+type PersonFollower = Follower<Arc<Engine>>;
+
+impl Person {
     async fn run(
         mut self,
-        mut rx: crate::engine::registry::Inbox,
-        mut too_slow: tokio_util::sync::CancellationToken,
+        mut follower: PersonFollower,
+        mut rx: Inbox,
+        mut too_slow: CancellationToken,
         mut ctl: mpsc::UnboundedReceiver<Control>,
-        blocked: Arc<AtomicBool>,
     ) {
         let span = tracing::info_span!("line", conversation = %self.conv, channel = %self.ch.id);
         tracing::info!(parent: &span, "LINE conversation followed");
@@ -197,19 +199,15 @@ impl Follower {
                     Some(c) => { self.control(c).await; false }
                 },
                 out = rx.recv() => match out {
-                    Some(out) => self.outbound(out, &blocked).await,
+                    Some(out) => self.outbound(&mut follower, out).await,
                     None => break,
                 },
                 _ = too_slow.cancelled() => {
                     // Should not happen (this loop only queues jobs), but if it does: a fresh
                     // handle, and a catch-up read so nothing is missed.
                     tracing::warn!(parent: &span, "LINE follower fell behind; re-registering");
-                    let (handle, new_rx, new_slow) = self.line.engine.registry.handle(self.line.socket_queue);
-                    self.conn = handle.conn;
-                    too_slow = new_slow;
-                    rx = new_rx;
-                    self.line.engine.registry.add_visitor(self.conv, handle);
-                    self.catch_up(&blocked).await
+                    (rx, too_slow) = follower.reregister(self.line.socket_queue);
+                    self.catch_up(&mut follower).await
                 }
                 _ = tokio::time::sleep(poll), if !self.pending_read.is_empty() => {
                     self.check_read().await;
@@ -222,10 +220,7 @@ impl Follower {
             }
         }
         self.live.cancel();
-        self.line
-            .engine
-            .registry
-            .remove_visitor(self.conv, self.conn);
+        follower.leave();
         self.line.forget(&self.ch.id, self.conv);
         tracing::info!(parent: &span, "LINE conversation no longer followed");
     }
@@ -256,15 +251,14 @@ impl Follower {
     }
 
     /// Handles one item from the engine; true when the conversation ended for the person.
-    async fn outbound(&mut self, out: Outbound, blocked: &AtomicBool) -> bool {
+    async fn outbound(&mut self, follower: &mut PersonFollower, out: Outbound) -> bool {
         match out {
-            Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up(blocked).await,
+            Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up(follower).await,
             Outbound::Frame(msg) => match *msg {
                 ServerMsg::Event { seq, at, event, .. } => {
-                    if seq > self.cursor + 1 && self.catch_up(blocked).await {
-                        return true;
-                    }
-                    self.entry(LogEntry { seq, at, event }, blocked)
+                    follower
+                        .deliver_live(LogEntry { seq, at, event }, self)
+                        .await
                 }
                 ServerMsg::Typing {
                     from: Side::Operator,
@@ -287,7 +281,7 @@ impl Follower {
             Outbound::Gone(_) => {
                 // The store lost the conversation: say so, how to start again (the next
                 // message starts a new one, as this follower stops), and other helplines.
-                if !blocked.load(Ordering::SeqCst) {
+                if !self.blocked.load(Ordering::SeqCst) {
                     let notices = Notices::for_language(&self.ch.language);
                     let conv = self.conv.to_string();
                     self.job(Job::Send {
@@ -306,37 +300,13 @@ impl Follower {
     }
 
     /// Handles every log entry after the cursor; true when the conversation ended.
-    async fn catch_up(&mut self, blocked: &AtomicBool) -> bool {
-        let entries = match self
-            .line
-            .engine
-            .store
-            .read_log(self.conv, self.cursor)
-            .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(conversation = %self.conv, error = %e, "LINE follower could not read the log");
-                return false;
-            }
-        };
-        for entry in entries {
-            if self.entry(entry, blocked) {
-                return true;
-            }
-        }
-        if !self.pending_read.is_empty() {
-            self.check_read().await;
-        }
-        false
+    async fn catch_up(&mut self, follower: &mut PersonFollower) -> bool {
+        follower.deliver(self).await
     }
 
-    /// Handles one log entry (once, by seq); true when the conversation ended.
-    fn entry(&mut self, entry: LogEntry, blocked: &AtomicBool) -> bool {
-        if entry.seq <= self.cursor {
-            return false;
-        }
-        self.cursor = entry.seq;
+    /// Handles one new log entry (the follower hands out each once, in order); true when the
+    /// conversation ended.
+    fn handle_entry(&mut self, entry: LogEntry) -> bool {
         let notices = Notices::for_language(&self.ch.language);
         let conv = self.conv.to_string();
         let seq = entry.seq.to_string();
@@ -377,7 +347,7 @@ impl Follower {
                 reason: LeftReason::Requeued,
             } => self.job(notice(notices.requeued.to_owned())),
             EventBody::Ended { .. } => {
-                if !blocked.load(Ordering::SeqCst) {
+                if !self.blocked.load(Ordering::SeqCst) {
                     self.job(notice(notices.closing()));
                 }
                 return true;
@@ -390,7 +360,7 @@ impl Follower {
 
     /// Marks read the newest pending message the operator has acknowledged.
     async fn check_read(&mut self) {
-        let acked = match self.line.engine.store.get(self.conv).await {
+        let acked = match self.line.engine.conversation(self.conv).await {
             Ok(Some(c)) => c.operator_acked,
             Ok(None) => {
                 self.pending_read.clear();
@@ -405,6 +375,22 @@ impl Follower {
         if let Some((_, token)) = newest {
             // Marking a message read marks everything before it read too.
             self.job(Job::MarkRead(token));
+        }
+    }
+}
+
+/// What the follower hands a LINE person: each new log entry once, in order, and after a
+/// catch-up a look at the messages waiting to be marked read.
+impl Entries for Person {
+    const KIND: &'static str = "LINE";
+
+    async fn entry(&mut self, entry: LogEntry) -> bool {
+        self.handle_entry(entry)
+    }
+
+    async fn caught_up(&mut self) {
+        if !self.pending_read.is_empty() {
+            self.check_read().await;
         }
     }
 }
@@ -518,7 +504,7 @@ impl Sender {
     /// person: an `error` frame with its client id, which the console shows on that message.
     async fn tell_operator(&self, id: crate::protocol::ClientId) {
         let engine = &self.line.engine;
-        let op = match engine.store.get(self.conv).await {
+        let op = match engine.conversation(self.conv).await {
             Ok(Some(conv)) => conv.state.operator(),
             Ok(None) => None,
             Err(e) => {

@@ -1,12 +1,13 @@
 //! One live call: the connector's stand-in for a visitor socket.
 //!
 //! Two tasks per call:
-//! - the **follower** is registered in the engine's [`crate::engine::Registry`] as the
-//!   conversation's visitor. On every wake it reads the log after its cursor: an operator
-//!   joined → bridge the call to them; the operator left (requeued or transferred) → back on
-//!   hold; ended → a polite hang-up if the call is still up. Once a second it also checks that
-//!   a waiting call's hold loop still comes back (a lost status callback must not leave a
-//!   ghost in the queue).
+//! - the **follower** ([`Call`], beside the engine's [`Follower`], which registers it as the
+//!   conversation's visitor and keeps its cursor). On every wake it gets the log entries after
+//!   its cursor ([`Follower::deliver`], the catch-up shared with LINE): an operator joined →
+//!   bridge the call to them; the operator left (requeued or transferred) → back on hold;
+//!   ended → a polite hang-up if the call is still up. Once a second it also checks that a
+//!   waiting call's hold loop still comes back (a lost status callback must not leave a ghost
+//!   in the queue).
 //! - the **sender** performs the REST calls one at a time, in order ([`super::client`]), so a
 //!   slow provider delays only this call, and never the follower.
 
@@ -21,7 +22,9 @@ use super::twiml::Words;
 use super::webhook::{DIAL_DONE, WAIT};
 use super::{client_id, CallLink, Phase, Voice};
 use crate::conversation::{ConversationId, OperatorId};
-use crate::engine::Outbound;
+use crate::engine::follower::{Entries, Follower};
+use crate::engine::registry::Inbox;
+use crate::engine::{Engine, Outbound};
 use crate::protocol::{EndReason, EventBody, LogEntry, ServerMsg, Side};
 
 /// A REST call for the sender.
@@ -36,19 +39,16 @@ struct Job {
 /// starts its tasks.
 pub fn spawn(voice: &Arc<Voice>, conv: ConversationId, call_sid: String, link: CallLink) {
     voice.calls().insert(call_sid.clone(), link);
-    let (handle, rx, too_slow) = voice.engine.registry.handle(voice.socket_queue);
-    let conn = handle.conn;
-    voice.engine.registry.add_visitor(conv, handle);
+    let (follower, rx, too_slow) =
+        Follower::person(Arc::clone(&voice.engine), conv, voice.socket_queue);
     let (jobs, job_rx) = mpsc::unbounded_channel();
-    let follower = Follower {
+    let call = Call {
         voice: Arc::clone(voice),
         conv,
         call_sid: call_sid.clone(),
-        conn,
-        cursor: 0,
         jobs,
     };
-    voice.tracker.spawn(follower.run(rx, too_slow));
+    voice.tracker.spawn(call.run(follower, rx, too_slow));
     let sender = Sender {
         voice: Arc::clone(voice),
         conv,
@@ -57,22 +57,23 @@ pub fn spawn(voice: &Arc<Voice>, conv: ConversationId, call_sid: String, link: C
     voice.tracker.spawn(sender.run(job_rx));
 }
 
-struct Follower {
+/// The follower task's state; its registration and cursor are the [`Follower`] beside it.
+struct Call {
     voice: Arc<Voice>,
     conv: ConversationId,
     /// The provider's id of the call. Memory only; dropped with this task.
     call_sid: String,
-    /// Our registry handle's id, so clean-up never removes a successor.
-    conn: u64,
-    /// Highest log seq handled.
-    cursor: u64,
     jobs: mpsc::UnboundedSender<Job>,
 }
 
-impl Follower {
+/// The engine's side of a call: registered as the conversation's visitor.
+type CallFollower = Follower<Arc<Engine>>;
+
+impl Call {
     async fn run(
         mut self,
-        mut rx: crate::engine::registry::Inbox,
+        mut follower: CallFollower,
+        mut rx: Inbox,
         mut too_slow: CancellationToken,
     ) {
         let span = tracing::info_span!("voice", conversation = %self.conv);
@@ -83,19 +84,15 @@ impl Follower {
         loop {
             let ended = tokio::select! {
                 out = rx.recv() => match out {
-                    Some(out) => self.outbound(out).await,
+                    Some(out) => self.outbound(&mut follower, out).await,
                     None => true,
                 },
                 _ = too_slow.cancelled() => {
                     // Should not happen (this loop only queues jobs); if it does, a fresh
                     // handle and a catch-up read so nothing is missed.
                     tracing::warn!(parent: &span, "voice follower fell behind; re-registering");
-                    let (handle, new_rx, new_slow) = self.voice.engine.registry.handle(self.voice.socket_queue);
-                    self.conn = handle.conn;
-                    too_slow = new_slow;
-                    rx = new_rx;
-                    self.voice.engine.registry.add_visitor(self.conv, handle);
-                    self.catch_up().await
+                    (rx, too_slow) = follower.reregister(self.voice.socket_queue);
+                    follower.deliver(&mut self).await
                 }
                 _ = watchdog.tick() => { self.check_hold_loop().await; false }
                 _ = shutdown.cancelled() => true,
@@ -104,24 +101,20 @@ impl Follower {
                 break;
             }
         }
-        self.voice
-            .engine
-            .registry
-            .remove_visitor(self.conv, self.conn);
+        follower.leave();
         self.voice.forget(&self.call_sid, self.conv);
         tracing::info!(parent: &span, "voice call no longer followed");
     }
 
     /// Handles one item from the engine; true when the conversation ended for the caller.
-    async fn outbound(&mut self, out: Outbound) -> bool {
+    async fn outbound(&mut self, follower: &mut CallFollower, out: Outbound) -> bool {
         match out {
-            Outbound::Wake(_) | Outbound::Hold(_) => self.catch_up().await,
+            Outbound::Wake(_) | Outbound::Hold(_) => follower.deliver(self).await,
             Outbound::Frame(msg) => match *msg {
                 ServerMsg::Event { seq, at, event, .. } => {
-                    if seq > self.cursor + 1 && self.catch_up().await {
-                        return true;
-                    }
-                    self.entry(LogEntry { seq, at, event }).await
+                    follower
+                        .deliver_live(LogEntry { seq, at, event }, self)
+                        .await
                 }
                 _ => false,
             },
@@ -160,34 +153,9 @@ impl Follower {
         }
     }
 
-    async fn catch_up(&mut self) -> bool {
-        let entries = match self
-            .voice
-            .engine
-            .store
-            .read_log(self.conv, self.cursor)
-            .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(conversation = %self.conv, error = %e, "voice follower could not read the log");
-                return false;
-            }
-        };
-        for entry in entries {
-            if self.entry(entry).await {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Handles one log entry (once, by seq); true when the conversation ended.
-    async fn entry(&mut self, entry: LogEntry) -> bool {
-        if entry.seq <= self.cursor {
-            return false;
-        }
-        self.cursor = entry.seq;
+    /// Handles one new log entry (the follower hands out each once, in order); true when the
+    /// conversation ended.
+    async fn handle_entry(&mut self, entry: LogEntry) -> bool {
         match entry.event {
             EventBody::OperatorJoined { .. } => self.bridge(entry.seq).await,
             EventBody::OperatorLeft { .. } => self.back_on_hold(),
@@ -208,7 +176,7 @@ impl Follower {
     /// An operator took the call: bridge it to their phone or voice client.
     async fn bridge(&mut self, seq: u64) {
         let Some(link) = self.link() else { return };
-        let holder = match self.voice.engine.store.get(self.conv).await {
+        let holder = match self.voice.engine.conversation(self.conv).await {
             Ok(Some(c)) => c.state.operator(),
             _ => None,
         };
@@ -300,6 +268,15 @@ impl Follower {
             ended = result.is_ok(),
             "voice hold loop went silent; the caller is taken as gone"
         );
+    }
+}
+
+/// What the follower hands a call: each new log entry once, in order.
+impl Entries for Call {
+    const KIND: &'static str = "voice";
+
+    async fn entry(&mut self, entry: LogEntry) -> bool {
+        self.handle_entry(entry).await
     }
 }
 

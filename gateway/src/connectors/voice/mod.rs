@@ -191,7 +191,7 @@ impl Voice {
     /// Operators who could answer a call now: connected, on duty, with a phone number or
     /// voice client set on their account.
     pub async fn answerable(&self) -> usize {
-        let Ok(ops) = self.engine.store.operators().await else {
+        let Ok(ops) = self.engine.operators().await else {
             return 0;
         };
         ops.iter()

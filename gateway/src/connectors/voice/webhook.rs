@@ -253,7 +253,7 @@ async fn wait(
         Phase::Ending => return xml(docs.goodbye()),
     }
     let conv = link.conversation;
-    let state = match voice.engine.store.get(conv).await {
+    let state = match voice.engine.conversation(conv).await {
         Ok(Some(c)) => c.state.kind(),
         Ok(None) => {
             voice.forget(&sid, conv);
@@ -317,7 +317,7 @@ async fn dial_done(
     }
     // The operator did not answer (busy, no-answer, failed, canceled): back to the queue.
     voice.update_link(&sid, |l| l.phase = Phase::Waiting);
-    let holder = match voice.engine.store.get(conv).await {
+    let holder = match voice.engine.conversation(conv).await {
         Ok(Some(c)) if c.state.kind() == StateKind::Active => c.state.operator(),
         _ => None,
     };
