@@ -41,7 +41,6 @@ async fn readiness_turns_unavailable_during_shutdown() {
 async fn every_page_is_served_with_a_strict_content_security_policy() {
     let app =
         spawn_app_with(|s| s.server.allowed_origins = vec!["https://npo.example".into()]).await;
-    let http = app.http();
     for path in [
         "/",
         "/widget/",
@@ -51,11 +50,7 @@ async fn every_page_is_served_with_a_strict_content_security_policy() {
         "/coordinator/",
         "/setup",
     ] {
-        let r = http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         let csp = r.headers()["content-security-policy"]
             .to_str()

@@ -112,23 +112,18 @@ pub fn reply_token() -> String {
 // The official SDK, as a helper process
 // ---------------------------------------------------------------------------------------------
 
-static SDK: LazyLock<PyHelper> = LazyLock::new(|| {
-    PyHelper::spawn(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/line/sdk.py"),
-        "LINE SDK",
-        "line-bot-sdk",
-    )
-});
-
-/// One request to the SDK helper.
-async fn sdk(req: Value) -> Value {
-    SDK.call(req).await
-}
+static SDK: PyHelper = PyHelper::new(
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/line/sdk.py"),
+    "LINE SDK",
+    "line-bot-sdk",
+);
 
 /// Signs `body` with `secret` through the SDK helper (which also checks that the SDK's
 /// validator and parser accept it). Returns the signature and the SDK's event class names.
 pub async fn sdk_sign(secret: &str, body: &str) -> (String, Vec<String>) {
-    let v = sdk(json!({"op":"sign","secret":secret,"body":body})).await;
+    let v = SDK
+        .call(json!({"op":"sign","secret":secret,"body":body}))
+        .await;
     let events = v["events"]
         .as_array()
         .unwrap()
@@ -298,7 +293,7 @@ impl LineTest {
             })
             .collect();
         if !requests.is_empty() {
-            let v = sdk(json!({"op":"check","requests":requests})).await;
+            let v = SDK.call(json!({"op":"check","requests":requests})).await;
             assert_eq!(v["ok"], true, "{v}");
         }
         self.app.stop().await;

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -14,40 +14,48 @@ struct Proc {
     stdout: BufReader<ChildStdout>,
 }
 
-/// The helper script running under `python3`; `name` says what it is in failures and
-/// `package` what to install when it cannot start.
+/// The helper script `script` running under `python3`, started on first use; `name` says what
+/// it is in failures and `package` what to install when it cannot start.
 pub struct PyHelper {
+    script: &'static str,
     name: &'static str,
     package: &'static str,
-    proc: Mutex<Proc>,
+    proc: OnceLock<Mutex<Proc>>,
 }
 
 impl PyHelper {
-    pub fn spawn(script: &str, name: &'static str, package: &'static str) -> Self {
+    pub const fn new(script: &'static str, name: &'static str, package: &'static str) -> Self {
+        PyHelper {
+            script,
+            name,
+            package,
+            proc: OnceLock::new(),
+        }
+    }
+
+    fn spawn(&self) -> Mutex<Proc> {
+        let package = self.package;
         let mut child = Command::new("python3")
-            .arg(script)
+            .arg(self.script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("python3 runs (scripts/test.sh installs {package}): {e}"));
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        PyHelper {
-            name,
-            package,
-            proc: Mutex::new(Proc {
-                _child: child,
-                stdin,
-                stdout,
-            }),
-        }
+        Mutex::new(Proc {
+            _child: child,
+            stdin,
+            stdout,
+        })
     }
 
     /// One request to the helper (blocking, on a blocking thread); its answer must carry no
     /// `error`.
     pub async fn call(&'static self, req: Value) -> Value {
         tokio::task::spawn_blocking(move || {
-            let mut p = self.proc.lock().unwrap_or_else(|e| e.into_inner());
+            let proc = self.proc.get_or_init(|| self.spawn());
+            let mut p = proc.lock().unwrap_or_else(|e| e.into_inner());
             writeln!(p.stdin, "{req}")
                 .unwrap_or_else(|e| panic!("write to the {} helper: {e}", self.name));
             p.stdin.flush().unwrap();

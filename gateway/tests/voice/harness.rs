@@ -92,27 +92,23 @@ pub fn operator_phone() -> String {
 // Twilio's library and the XML parser, as a helper process
 // ---------------------------------------------------------------------------------------------
 
-static PY: LazyLock<PyHelper> = LazyLock::new(|| {
-    PyHelper::spawn(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/voice/sdk.py"),
-        "Twilio/XML",
-        "twilio",
-    )
-});
-
-async fn py(req: Value) -> Value {
-    PY.call(req).await
-}
+static PY: PyHelper = PyHelper::new(
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/voice/sdk.py"),
+    "Twilio/XML",
+    "twilio",
+);
 
 /// `X-Twilio-Signature` for a POST of `params` to `url`, computed by Twilio's library.
 pub async fn twilio_sign(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let v = py(json!({"op":"sign","token":token,"url":url,"params":params})).await;
+    let v = PY
+        .call(json!({"op":"sign","token":token,"url":url,"params":params}))
+        .await;
     v["signature"].as_str().unwrap().to_owned()
 }
 
 /// A TwiML document parsed by Python's XML parser: the verbs under `<Response>`.
 pub async fn parse_twiml(xml: &str) -> Vec<Value> {
-    let v = py(json!({"op":"twiml","xml":xml})).await;
+    let v = PY.call(json!({"op":"twiml","xml":xml})).await;
     v["verbs"].as_array().unwrap().clone()
 }
 
