@@ -59,6 +59,17 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// The app with exactly `settings` (not even the Redis store the test script may name), then
+/// `tune`.
+#[allow(dead_code)] // the LINE and phone harnesses' (this file is theirs too)
+pub async fn spawn_app_from(settings: Settings, tune: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with(move |target| {
+        *target = settings;
+        tune(target);
+    })
+    .await
+}
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket client that speaks JSON frames.

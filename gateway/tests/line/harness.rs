@@ -236,13 +236,8 @@ impl LineTest {
         let tokens: Vec<&str> = chans.iter().map(|c| c.token.as_str()).collect();
         let fake = FakeLine::start(&tokens).await;
         let s = settings(&fake, &chans);
-        let app = crate::helpers::spawn_app_with(move |target| {
-            *target = s;
-            tune(target);
-        })
-        .await;
         LineTest {
-            app,
+            app: crate::helpers::spawn_app_from(s, tune).await,
             fake,
             http: reqwest::Client::new(),
         }

@@ -205,13 +205,8 @@ impl VoiceTest {
         parse_twiml("<Response/>").await;
         let fake = FakeProvider::start(&g.account, &g.token).await;
         let s = settings(&fake);
-        let app = crate::helpers::spawn_app_with(move |target| {
-            *target = s;
-            tune(target);
-        })
-        .await;
         VoiceTest {
-            app,
+            app: crate::helpers::spawn_app_from(s, tune).await,
             fake,
             http: reqwest::Client::new(),
         }
