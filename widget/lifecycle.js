@@ -96,40 +96,34 @@ export function showEnding() {
 }
 
 export function conversationEnded(e) {
-  finishConversation();
-  $('ended-title').textContent = t('ended_title');
-  const reason = $('ended-reason');
-  reason.hidden = !e || e.by === 'visitor';
-  reason.textContent = e ? endedText(e) : '';
-  $('ended-body').hidden = false;
-  $('notfound-body').hidden = true;
-  $('gone-body').hidden = true;
-  $('screen-ended').setAttribute('data-reason', 'ended');
-  showScreen('ended', true);
+  showEnded('ended', 'ended_title', 'ended-body', (line) => {
+    line.hidden = !e || e.by === 'visitor';
+    line.textContent = e ? endedText(e) : '';
+  });
 }
 
 export function conversationLost() {
   // Said plainly, with a way forward: the person may be in the middle of something hard, and
   // a silent page would read as being ignored. Other helplines are on the same screen.
-  finishConversation();
-  $('ended-title').textContent = t('gone_title');
-  $('ended-reason').hidden = true;
-  $('ended-body').hidden = true;
-  $('notfound-body').hidden = true;
-  $('gone-body').hidden = false;
-  $('screen-ended').setAttribute('data-reason', 'gone');
-  showScreen('ended', true);
+  showEnded('gone', 'gone_title', 'gone-body');
 }
 
 export function conversationGone() {
   // Error not_found / close 4004: the token is unknown or the conversation was deleted.
+  showEnded('not_found', 'notfound_title', 'notfound-body');
+}
+
+/**
+ * Closes the conversation down and shows the ended screen for `reason` (its `data-reason`):
+ * the title `titleKey`, the line saying who ended it as `reasonLine` sets it (hidden unless
+ * told), and of the three explanations only `body`.
+ */
+function showEnded(reason, titleKey, body, reasonLine = (line) => { line.hidden = true; }) {
   finishConversation();
-  $('ended-title').textContent = t('notfound_title');
-  $('ended-reason').hidden = true;
-  $('ended-body').hidden = true;
-  $('notfound-body').hidden = false;
-  $('gone-body').hidden = true;
-  $('screen-ended').setAttribute('data-reason', 'not_found');
+  $('ended-title').textContent = t(titleKey);
+  reasonLine($('ended-reason'));
+  for (const id of ['ended-body', 'notfound-body', 'gone-body']) $(id).hidden = id !== body;
+  $('screen-ended').setAttribute('data-reason', reason);
   showScreen('ended', true);
 }
 

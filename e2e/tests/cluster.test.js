@@ -4,7 +4,7 @@
 // proxy standing in for a load balancer), with nothing lost or doubled.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, startProxy, startRedis, launchBrowser, operatorPage, tid } from './harness.js';
+import { startGateway, startProxy, startRedis, launchBrowser, operatorPage, tid, takeOffer, say } from './harness.js';
 
 let redis; let nodeA; let nodeB; let balancer; let browser;
 
@@ -35,11 +35,6 @@ after(async () => {
 
 const messageWith = (text) => `${tid('message')}:has-text("${text}")`;
 
-async function say(page, text) {
-  await page.fill(tid('message-input'), text);
-  await page.click(tid('send-button'));
-}
-
 test('a person on one node and an operator on another talk, and the person survives the loss of their node', async () => {
   // The operator signs in on node B; the person reaches the service through the balancer (A).
   const op = await operatorPage(browser, nodeB.base, 'sakura', 'operator-password-1');
@@ -50,8 +45,7 @@ test('a person on one node and an operator on another talk, and the person survi
   await person.waitForSelector(tid('queue-status'));
 
   // The offer made for a person waiting on node A reaches the console on node B.
-  await op.waitForSelector(tid('offer'));
-  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+  await takeOffer(op);
   await op.waitForSelector(tid('chat-pane'));
 
   await say(person, 'ノードAから書いています');

@@ -2,7 +2,7 @@
 // Chromium, including a network drop and a reload on the person's side.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, startProxy, launchBrowser, operatorPage, tid } from './harness.js';
+import { startGateway, startProxy, launchBrowser, operatorPage, tid, takeOffer, say } from './harness.js';
 
 let gw; let proxy; let browser;
 
@@ -34,16 +34,6 @@ async function visitorPage(base) {
   return page;
 }
 
-async function visitorSays(page, text) {
-  await page.fill(tid('message-input'), text);
-  await page.click(tid('send-button'));
-}
-
-async function operatorSays(page, text) {
-  await page.fill(tid('message-input'), text);
-  await page.click(tid('send-button'));
-}
-
 test('a person and an operator hold a conversation through a network drop and a reload', async () => {
   const op = await operatorPage(browser, gw.base, 'sakura', 'operator-password-1');
   const person = await visitorPage(proxy.base);
@@ -57,22 +47,21 @@ test('a person and an operator hold a conversation through a network drop and a 
   await visible(person, 'queue-status');
 
   // The operator is offered the person and accepts.
-  await op.waitForSelector(tid('offer'));
-  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+  await takeOffer(op);
   await op.waitForSelector(tid('chat-pane'));
   await person.waitForSelector(`${tid('message')}[data-from="system"]`);
 
-  await visitorSays(person, '眠れなくて、誰かと話したいです');
+  await say(person, '眠れなくて、誰かと話したいです');
   await op.waitForSelector(`${tid('message')}[data-from="visitor"]:has-text("眠れなくて")`);
   await person.waitForSelector(`${tid('message')}[data-from="visitor"][data-state="sent"]`);
-  await operatorSays(op, '話しかけてくれてありがとう。ゆっくりで大丈夫ですよ');
+  await say(op, '話しかけてくれてありがとう。ゆっくりで大丈夫ですよ');
   await person.waitForSelector(`${tid('message')}[data-from="operator"]:has-text("ゆっくりで大丈夫")`);
 
   // Network drop: the person sees it, both sides keep writing, nothing is lost or doubled.
   proxy.cut();
   await person.waitForSelector(`${tid('connection-status')}:not([data-state="connected"])`);
-  await operatorSays(op, 'ここにいますよ');
-  await visitorSays(person, '電波が悪いみたい');
+  await say(op, 'ここにいますよ');
+  await say(person, '電波が悪いみたい');
   await person.waitForSelector(`${tid('message')}[data-state="pending"]`);
   proxy.restore();
   await person.waitForSelector(`${tid('connection-status')}[data-state="connected"]`, { timeout: 20000 });

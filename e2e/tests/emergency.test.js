@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startGateway, launchBrowser, operatorPage, tid } from './harness.js';
+import { startGateway, launchBrowser, operatorPage, tid, takeOffer, say } from './harness.js';
 
 let gw; let browser; let escDir;
 
@@ -70,15 +70,9 @@ async function visitorStarts() {
 
 /** The operator accepts the offer; returns the conversation id. */
 async function acceptOffer(op) {
-  await op.waitForSelector(tid('offer'));
-  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+  await takeOffer(op);
   await op.waitForSelector(`${tid('chat-pane')}:not([data-conversation=""])`, { state: 'visible' });
   return op.getAttribute(tid('chat-pane'), 'data-conversation');
-}
-
-async function visitorSays(page, text) {
-  await page.fill(tid('message-input'), text);
-  await page.click(tid('send-button'));
 }
 
 /** Fills the flag dialog (operator console or coordinator view) and confirms. */
@@ -95,6 +89,18 @@ async function raiseFlag(page, category, reason) {
   await page.waitForSelector(tid('flag-dialog'), { state: 'hidden' });
 }
 
+/**
+ * An operator and a coordinator signed in (their script errors collected in `errors`), and a
+ * person whose offer the operator accepted: the three pages and the conversation id.
+ */
+async function talking(errors) {
+  const op = watchErrors(await operatorPage(browser, gw.base, 'sakura', 'operator-password-1'), errors);
+  const coord = watchErrors(await coordinatorPage('coord', 'coordinator-password'), errors);
+  const person = await visitorStarts();
+  const conv = await acceptOffer(op);
+  return { op, coord, person, conv };
+}
+
 function filesUnder(dir) {
   const out = [];
   for (const name of readdirSync(dir)) {
@@ -107,13 +113,9 @@ function filesUnder(dir) {
 
 test('an operator flags an emergency: coordinator alerted, record read and audited, pause offered', async () => {
   const errors = [];
-  const op = watchErrors(await operatorPage(browser, gw.base, 'sakura', 'operator-password-1'), errors);
-  const coord = watchErrors(await coordinatorPage('coord', 'coordinator-password'), errors);
-  const person = await visitorStarts();
-
-  const conv = await acceptOffer(op);
+  const { op, coord, person, conv } = await talking(errors);
   assert.ok(conv, 'the chat pane names the conversation');
-  await visitorSays(person, VISITOR_TEXT);
+  await say(person, VISITOR_TEXT);
   await op.waitForSelector(`${tid('message')}[data-from="visitor"]:has-text("${CANARY}")`);
 
   // No emergency yet: no banner, the button offers to record a flag.
@@ -208,11 +210,8 @@ test('an operator flags an emergency: coordinator alerted, record read and audit
 
 test('a coordinator raises and clears a flag from the conversations panel', async () => {
   const errors = [];
-  const op = watchErrors(await operatorPage(browser, gw.base, 'sakura', 'operator-password-1'), errors);
-  const coord = watchErrors(await coordinatorPage('coord', 'coordinator-password'), errors);
-  const person = await visitorStarts();
-  const conv = await acceptOffer(op);
-  await visitorSays(person, 'お腹が痛くて動けない');
+  const { op, coord, person, conv } = await talking(errors);
+  await say(person, 'お腹が痛くて動けない');
   await op.waitForSelector(`${tid('message')}[data-from="visitor"]:has-text("動けない")`);
 
   const row = `${tid('conversation-row')}[data-conversation="${conv}"]`;

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { startGateway, startRedis, launchBrowser, operatorPage, tid } from './harness.js';
+import { startGateway, startRedis, launchBrowser, operatorPage, tid, takeOffer, say } from './harness.js';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -56,11 +56,9 @@ test('a conversation the store lost is explained to the person with other helpli
   const person = await context.newPage();
   await person.goto(`${gw.base}/widget/`);
   await person.click(tid('start-button'));
-  await op.waitForSelector(tid('offer'));
-  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+  await takeOffer(op);
   await op.waitForSelector(tid('conversation-tab'));
-  await person.fill(tid('message-input'), '話を聞いてほしいです');
-  await person.click(tid('send-button'));
+  await say(person, '話を聞いてほしいです');
   await op.waitForSelector(`${tid('message')}[data-from="visitor"]:has-text("話を聞いてほしいです")`);
 
   await flushAll(redis.url);

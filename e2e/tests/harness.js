@@ -144,3 +144,15 @@ export async function operatorPage(browser, base, username, password, onDuty = t
   if (onDuty) await page.selectOption(tid('presence-select'), 'on_duty');
   return page;
 }
+
+/** The operator takes the person offered on the console, once the offer shows. */
+export async function takeOffer(op) {
+  await op.waitForSelector(tid('offer'));
+  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+}
+
+/** Types `text` into the page's composer (the widget's or the console's) and sends it. */
+export async function say(page, text) {
+  await page.fill(tid('message-input'), text);
+  await page.click(tid('send-button'));
+}

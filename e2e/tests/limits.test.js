@@ -3,7 +3,7 @@
 // against them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, launchBrowser, tid } from './harness.js';
+import { startGateway, launchBrowser, tid, takeOffer } from './harness.js';
 
 let gw; let browser;
 before(async () => { gw = await startGateway(); browser = await launchBrowser(); });
@@ -40,8 +40,7 @@ test('the console counts text against the limits its welcome carries', async () 
   const person = await personContext.newPage();
   await person.goto(`${gw.base}/widget/`);
   await person.click(tid('start-button'));
-  await op.waitForSelector(tid('offer'));
-  await op.click(`${tid('offer')} ${tid('offer-accept')}`);
+  await takeOffer(op);
   await op.waitForSelector(tid('chat-pane'));
 
   await op.fill(tid('message-input'), 'あいうえおかきくけこ');

@@ -5,6 +5,8 @@
 //! Its own test binary: it reuses the LINE and phone harnesses, each of which sets up
 //! process-wide parts (log capture, environment variables, a Python helper).
 
+#[path = "support/captured.rs"]
+mod captured;
 #[allow(dead_code)]
 #[path = "line/fake_api.rs"]
 mod fake_api;
@@ -17,6 +19,8 @@ mod helpers;
 #[allow(dead_code)]
 #[path = "line/harness.rs"]
 mod line_harness;
+#[path = "support/python.rs"]
+mod python;
 #[allow(dead_code)]
 #[path = "voice/harness.rs"]
 mod voice_harness;

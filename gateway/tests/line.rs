@@ -6,6 +6,8 @@
 //! Its own test binary: it installs the process-wide log subscriber at trace level, and one test
 //! checks that no LINE user id, text, reply token or secret used by any test is in the logs.
 
+#[path = "support/captured.rs"]
+mod captured;
 #[path = "line/fake_api.rs"]
 mod fake_api;
 #[path = "line/harness.rs"]
@@ -13,6 +15,8 @@ mod harness;
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "support/python.rs"]
+mod python;
 
 use std::time::Duration;
 
@@ -39,7 +43,8 @@ async fn person_with_operator(
         .await;
     let (ev, _) = harness::text(user, text, Some(&reply_token()), None);
     assert_eq!(t.post("npo1", &[ev]).await, 200);
-    t.wait_conversations("a LINE conversation", |c| c.len() == 1)
+    t.app
+        .wait_conversations("a LINE conversation", |c| c.len() == 1)
         .await;
     let conv = op.take().await;
     let want = text.to_owned();
@@ -91,10 +96,14 @@ async fn webhook_signatures_are_checked_over_the_raw_body_before_parsing() {
     );
     assert_eq!(t.post_raw("npo1", junk, Some(&junk_sig)).await, 400);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(t.conversations().await.is_empty(), "nothing refused got in");
+    assert!(
+        t.app.conversations().await.is_empty(),
+        "nothing refused got in"
+    );
 
     assert_eq!(t.post_raw("npo1", body, Some(&good)).await, 200);
     let convs = t
+        .app
         .wait_conversations("the signed message's conversation", |c| c.len() == 1)
         .await;
     assert_eq!(convs[0].channel, Channel::Line);
@@ -127,7 +136,7 @@ async fn connectivity_checks_unknown_and_standby_events_and_oversized_bodies() {
     assert_eq!(t.post_raw("npo1", big, Some(&sig)).await, 413);
 
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(t.conversations().await.is_empty());
+    assert!(t.app.conversations().await.is_empty());
     assert!(t.fake.requests().is_empty(), "nothing was sent to LINE");
     t.finish().await;
 }
@@ -155,7 +164,7 @@ async fn a_follow_is_greeted_by_reply_with_the_privacy_notice() {
         assert!(greeting.contains(needle), "greeting lacks {needle}");
     }
     assert!(
-        t.conversations().await.is_empty(),
+        t.app.conversations().await.is_empty(),
         "a follow alone does not queue anyone"
     );
     assert!(t.fake.pushed_to(&user).is_empty());
@@ -274,7 +283,7 @@ async fn text_flows_both_ways_between_line_and_the_operator_console() {
         op.act("wrap_up", &conv, json!({"category":"other"})).await["type"],
         "ack"
     );
-    t.wait_conversations("deletion", |c| c.is_empty()).await;
+    t.app.wait_conversations("deletion", |c| c.is_empty()).await;
     assert!(t.app.state.engine.channel_ref(conv_id).is_none());
     // Every push carried the person's id, and nothing was pushed twice.
     let pushes: Vec<_> = t
@@ -311,7 +320,7 @@ async fn a_line_user_and_a_widget_visitor_wait_in_one_queue() {
         first, visitor.conversation,
         "oldest first, whatever the channel"
     );
-    let convs = t.conversations().await;
+    let convs = t.app.conversations().await;
     let line_conv = convs.iter().find(|c| c.channel == Channel::Line).unwrap();
     assert_eq!(second, line_conv.id.to_string());
     t.finish().await;
@@ -374,6 +383,7 @@ async fn redelivered_events_are_applied_once() {
     assert_eq!(t.post("npo1", &[other]).await, 200);
 
     let convs = t
+        .app
         .wait_conversations("one conversation", |c| c.len() == 1)
         .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -383,7 +393,7 @@ async fn redelivered_events_are_applied_once() {
         .filter(|e| matches!(&e.event, tsunagu::protocol::EventBody::Message { text: t, .. } if *t == text))
         .count();
     assert_eq!(copies, 1, "the message is stored once");
-    assert_eq!(t.conversations().await.len(), 1);
+    assert_eq!(t.app.conversations().await.len(), 1);
     let replies = t.fake.requests().iter().filter(|r| r.path == REPLY).count();
     assert_eq!(replies, 1, "the person is greeted once");
     t.finish().await;
@@ -584,7 +594,9 @@ async fn unsend_retracts_the_message_from_the_operators_view() {
     let text = canary("unsend");
     let (ev, message_id) = harness::text(&user, &text, None, None);
     assert_eq!(t.post("npo1", &[ev]).await, 200);
-    t.wait_conversations("conversation", |c| c.len() == 1).await;
+    t.app
+        .wait_conversations("conversation", |c| c.len() == 1)
+        .await;
     op.take().await;
     let want = text.clone();
     let msg = op
@@ -593,12 +605,7 @@ async fn unsend_retracts_the_message_from_the_operators_view() {
             is_event(v, "message") && v["event"]["text"] == want.as_str()
         })
         .await;
-    let unsend = event(
-        "unsend",
-        &user,
-        json!({"unsend": {"messageId": message_id}}),
-    );
-    assert_eq!(t.post("npo1", &[unsend]).await, 200);
+    assert_eq!(t.post("npo1", &[unsend(&user, &message_id)]).await, 200);
     let retracted = op
         .client
         .expect("retracted", |v| is_event(v, "retracted"))
@@ -637,7 +644,7 @@ async fn group_and_room_chats_get_a_polite_reply_and_no_conversation() {
         t.fake.replied_with(&rt2).is_empty(),
         "a group is told once, not on every message"
     );
-    assert!(t.conversations().await.is_empty());
+    assert!(t.app.conversations().await.is_empty());
     assert!(t.fake.requests().iter().all(|r| r.path == REPLY));
     t.finish().await;
 }
@@ -768,6 +775,7 @@ async fn each_channel_has_its_own_secret_token_language_and_priority() {
         Some(format!("Bearer {}", t.chan("npo1").token))
     );
     let convs = t
+        .app
         .wait_conversations("two conversations", |c| c.len() == 2)
         .await;
     let mut langs: Vec<_> = convs.iter().filter_map(|c| c.language.clone()).collect();
@@ -817,12 +825,7 @@ async fn no_line_user_id_text_or_token_appears_in_any_log_line() {
     op.client
         .send(json!({"type":"ack","id":helpers::id(),"conversation":conv,"seq":seq + 10}))
         .await;
-    let unsend = event(
-        "unsend",
-        &user,
-        json!({"unsend": {"messageId": message_id}}),
-    );
-    assert_eq!(t.post("npo1", &[unsend]).await, 200);
+    assert_eq!(t.post("npo1", &[unsend(&user, &message_id)]).await, 200);
     // A refused body containing a canary is not logged either.
     let (bad, _) = harness::text(&user, &canary("refused"), None, None);
     assert_eq!(t.post_raw("npo1", body(&[bad]), Some("AAAA")).await, 401);
@@ -922,6 +925,7 @@ async fn a_conversation_the_store_lost_is_explained_to_the_person_and_their_next
     let (ev, _) = harness::text(&user, &canary("after the loss"), Some(&reply_token()), None);
     assert_eq!(t.post("npo1", &[ev]).await, 200);
     let convs = t
+        .app
         .wait_conversations("a new conversation", |c| c.len() == 1)
         .await;
     assert_ne!(convs[0].id, id, "a new conversation, not the lost one");

@@ -5,10 +5,14 @@
 //! forced, never taken from the environment: `telemetry::init` uses exactly the filter it is
 //! given, and the binary is started with `RUST_LOG=trace` of its own.
 
+#[allow(dead_code)]
+#[path = "support/captured.rs"]
+mod captured;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,21 +21,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tsunagu::auth::Role;
 use tsunagu::config::Settings;
+use tsunagu::state::AppState;
 use tsunagu::Application;
 use ulid::Ulid;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use captured::Captured;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -65,6 +59,75 @@ async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
             }
         }
     }
+}
+
+/// The app on port 0 with `settings`, and a session cookie for the operator `sakura`: its base
+/// URL, state, server task and the cookie.
+async fn start(
+    settings: Settings,
+) -> (
+    String,
+    Arc<AppState>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    String,
+) {
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let server = tokio::spawn(app.run_until_stopped());
+    state
+        .accounts
+        .add_user("sakura", "Sakura", Role::Operator, "long enough password")
+        .unwrap();
+    let (_, token) = state
+        .accounts
+        .login("sakura", "long enough password")
+        .await
+        .unwrap();
+    (base, state, server, format!("tsunagu_session={token}"))
+}
+
+/// An operator console (signed in with `cookie`, said hello) and a visitor who started a
+/// conversation (said hello, welcomed): the two sockets and the conversation's id.
+async fn operator_and_visitor(base: &str, cookie: &str) -> (Ws, Ws, String) {
+    let mut op = connect(base, "/ws/operator", Some(cookie)).await;
+    send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
+    until(&mut op, |v| v["type"] == "welcome").await;
+
+    let mut visitor = connect(base, "/ws/visitor", None).await;
+    send(
+        &mut visitor,
+        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
+    )
+    .await;
+    let welcome = until(&mut visitor, |v| v["type"] == "welcome").await;
+    let conversation = welcome["conversation"].as_str().unwrap().to_owned();
+    (op, visitor, conversation)
+}
+
+/// The operator takes the next person and is sent the conversation.
+async fn take_next(op: &mut Ws) {
+    send(op, json!({"type":"take_next","id":id()})).await;
+    until(op, |v| v["type"] == "conversation").await;
+}
+
+/// The operator ends `conversation`.
+async fn end(op: &mut Ws, conversation: &str) {
+    send(
+        op,
+        json!({"type":"end","id":id(),"conversation":conversation}),
+    )
+    .await;
+}
+
+/// The operator wraps `conversation` up, and it is removed from the console.
+async fn wrap_up(op: &mut Ws, conversation: &str) {
+    send(
+        op,
+        json!({"type":"wrap_up","id":id(),"conversation":conversation,"category":"other"}),
+    )
+    .await;
+    until(op, |v| v["type"] == "removed").await;
 }
 
 fn id() -> String {
@@ -185,21 +248,7 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
         settings.store.url = Some(format!("redis://127.0.0.1:{port}/"));
         settings.store.key_prefix = prefix.clone();
     }
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    let server = tokio::spawn(app.run_until_stopped());
-
-    state
-        .accounts
-        .add_user("sakura", "Sakura", Role::Operator, "long enough password")
-        .unwrap();
-    let (_, token) = state
-        .accounts
-        .login("sakura", "long enough password")
-        .await
-        .unwrap();
-    let cookie = format!("tsunagu_session={token}");
+    let (base, state, server, cookie) = start(settings).await;
 
     let canaries = Canaries::new();
     // A channel identifier as a connector would hold it (here a caller's number).
@@ -226,7 +275,7 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     }
     // Nothing in the logs, at trace level; the logs did record the conversation by id.
     // (The tests share the capture; each checks its own canaries.)
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.raw();
     assert_output_holds_none(&text, &conversation, &secrets, &[]);
     assert_no_file_holds(&dir, &secrets);
     std::fs::remove_dir_all(dir).unwrap();
@@ -272,22 +321,10 @@ async fn canary_conversation(
         operator: canary_operator,
         note: canary_note,
     } = canaries;
-    let mut op = connect(base, "/ws/operator", Some(cookie)).await;
-    send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
-    until(&mut op, |v| v["type"] == "welcome").await;
-
-    let mut visitor = connect(base, "/ws/visitor", None).await;
-    send(
-        &mut visitor,
-        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
-    )
-    .await;
-    let welcome = until(&mut visitor, |v| v["type"] == "welcome").await;
-    let conversation = welcome["conversation"].as_str().unwrap().to_owned();
+    let (mut op, mut visitor, conversation) = operator_and_visitor(base, cookie).await;
     started(conversation.parse().unwrap());
 
-    send(&mut op, json!({"type":"take_next","id":id()})).await;
-    until(&mut op, |v| v["type"] == "conversation").await;
+    take_next(&mut op).await;
     send(
         &mut visitor,
         json!({"type":"send","id":id(),"text":canary_visitor}),
@@ -321,24 +358,14 @@ async fn canary_conversation(
     // A handover note back to the queue, then another take.
     send(&mut op, json!({"type":"transfer","id":id(),"conversation":conversation,"to":null,"note":canary_note})).await;
     until(&mut op, |v| v["type"] == "removed").await;
-    send(&mut op, json!({"type":"take_next","id":id()})).await;
-    until(&mut op, |v| v["type"] == "conversation").await;
+    take_next(&mut op).await;
 
-    send(
-        &mut op,
-        json!({"type":"end","id":id(),"conversation":conversation}),
-    )
-    .await;
+    end(&mut op, &conversation).await;
     until(&mut visitor, |v| {
         v["type"] == "event" && v["event"]["kind"] == "ended"
     })
     .await;
-    send(
-        &mut op,
-        json!({"type":"wrap_up","id":id(),"conversation":conversation,"category":"other"}),
-    )
-    .await;
-    until(&mut op, |v| v["type"] == "removed").await;
+    wrap_up(&mut op, &conversation).await;
     conversation
 }
 
@@ -591,44 +618,18 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     settings.auth.users_file = dir.join("users.json").display().to_string();
     settings.escalation.key = Some("7f".repeat(32).into());
     settings.escalation.dir = dir.join("escalations").display().to_string();
-    let app = Application::build(settings).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state();
-    let server = tokio::spawn(app.run_until_stopped());
-    state
-        .accounts
-        .add_user("sakura", "Sakura", Role::Operator, "long enough password")
-        .unwrap();
-    let (_, token) = state
-        .accounts
-        .login("sakura", "long enough password")
-        .await
-        .unwrap();
-    let cookie = format!("tsunagu_session={token}");
+    let (base, state, server, cookie) = start(settings).await;
     let canary = format!("canary-flagged-{}", Ulid::new());
     let reason = format!("canary-reason-{}", Ulid::new());
 
-    let mut op = connect(&base, "/ws/operator", Some(&cookie)).await;
-    send(&mut op, json!({"type":"hello","v":1,"id":id()})).await;
-    until(&mut op, |v| v["type"] == "welcome").await;
-    let mut visitor = connect(&base, "/ws/visitor", None).await;
-    send(
-        &mut visitor,
-        json!({"type":"hello","v":1,"id":id(),"start":{"lang":"ja"}}),
-    )
-    .await;
-    let conversation = until(&mut visitor, |v| v["type"] == "welcome").await["conversation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut op, mut visitor, conversation) = operator_and_visitor(&base, &cookie).await;
     // The LINE user id a connector would hold as the route back.
     let fake_line_id = format!("U{}", Ulid::new().to_string().to_lowercase());
     let conv_ulid: Ulid = conversation.parse().unwrap();
     state
         .engine
         .set_channel_ref(conv_ulid, format!("line:npo1:{fake_line_id}"));
-    send(&mut op, json!({"type":"take_next","id":id()})).await;
-    until(&mut op, |v| v["type"] == "conversation").await;
+    take_next(&mut op).await;
     send(&mut visitor, json!({"type":"send","id":id(),"text":canary})).await;
     until(&mut op, |v| {
         v["type"] == "event" && v["event"]["text"] == canary.as_str()
@@ -639,17 +640,8 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
         v["type"] == "conversation" && v["conversation"]["emergency"]["open"] == true
     })
     .await;
-    send(
-        &mut op,
-        json!({"type":"end","id":id(),"conversation":conversation}),
-    )
-    .await;
-    send(
-        &mut op,
-        json!({"type":"wrap_up","id":id(),"conversation":conversation,"category":"other"}),
-    )
-    .await;
-    until(&mut op, |v| v["type"] == "removed").await;
+    end(&mut op, &conversation).await;
+    wrap_up(&mut op, &conversation).await;
 
     // Inside the record (decrypted by a coordinator's read) …
     let esc = state.engine.escalations.clone().unwrap();
@@ -671,7 +663,7 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     assert!(state.engine.conversations().await.unwrap().is_empty());
     state.shutdown.cancel();
     let _ = server.await;
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.raw();
     let secrets = [canary, reason, fake_line_id];
     assert_output_holds_none(&text, &conversation, &secrets, &[]);
     let files = assert_no_file_holds(&dir, &secrets);

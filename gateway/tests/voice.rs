@@ -6,6 +6,8 @@
 //! Its own test binary: it installs the process-wide log subscriber at trace level, and one test
 //! checks that no phone number, call id or secret used by any test is in the logs.
 
+#[path = "support/captured.rs"]
+mod captured;
 #[path = "voice/fake_provider.rs"]
 mod fake_provider;
 #[path = "voice/harness.rs"]
@@ -13,6 +15,8 @@ mod harness;
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "support/python.rs"]
+mod python;
 
 use std::time::Duration;
 
@@ -36,6 +40,19 @@ async fn take_call(op: &mut helpers::Operator) -> String {
     let c = op.client.expect_type("conversation").await;
     assert_eq!(c["conversation"]["channel"], "phone", "{c}");
     c["conversation"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A caller taken by the phone operator `name` (signed in now) and bridged to the operator's
+/// line: the operator, the caller and the conversation.
+async fn bridged_call(t: &VoiceTest, name: &str) -> (helpers::Operator, Caller, String) {
+    let (mut op, _) = t.phone_operator(name).await;
+    let caller = new_caller();
+    t.incoming(&caller).await;
+    let conv = take_call(&mut op).await;
+    t.fake
+        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
+        .await;
+    (op, caller, conv)
 }
 
 #[tokio::test]
@@ -86,12 +103,15 @@ async fn signatures_from_twilios_library_are_checked_before_any_field_is_used() 
             "{path}"
         );
     }
-    assert!(t.conversations().await.is_empty(), "nothing refused got in");
+    assert!(
+        t.app.conversations().await.is_empty(),
+        "nothing refused got in"
+    );
     assert!(t.fake.requests().is_empty());
 
     let (status, body) = t.post_raw(INCOMING, &params, Some(&good)).await;
     assert_eq!(status, 200, "{body}");
-    let convs = t.wait_conversations("the call", |c| c.len() == 1).await;
+    let convs = t.app.wait_conversations("the call", |c| c.len() == 1).await;
     assert_eq!(convs[0].channel, Channel::Phone);
     assert_eq!(convs[0].language.as_deref(), Some("ja"));
     t.finish().await;
@@ -129,18 +149,17 @@ async fn a_call_is_greeted_in_japanese_with_the_privacy_notice_and_held_with_its
     let first = new_caller();
     let (status, doc) = t.incoming(&first).await;
     assert_eq!(status, 200);
-    let words = said(&doc);
-    for needle in [
-        "名前を言わなくても大丈夫",
-        "録音しません",
-        "電話番号は相談員には伝わらず",
-        "命や体に危険がある",
-        "1 番目",
-    ] {
-        assert!(words.contains(needle), "{needle} not in {words}");
-    }
-    let v = verbs(&doc);
-    assert_eq!(v.last().unwrap(), "Redirect", "{v:?}");
+    assert_says(
+        &doc,
+        &[
+            "名前を言わなくても大丈夫",
+            "録音しません",
+            "電話番号は相談員には伝わらず",
+            "命や体に危険がある",
+            "1 番目",
+        ],
+    );
+    let v = assert_ends_with(&doc, "Redirect");
     assert!(v.contains(&"Pause".to_owned()), "{v:?}");
     assert!(!v.contains(&"Hangup".to_owned()));
     let redirect = find(&doc, "Redirect");
@@ -154,12 +173,12 @@ async fn a_call_is_greeted_in_japanese_with_the_privacy_notice_and_held_with_its
     assert!(said(&doc2).contains("2 番目"), "{}", said(&doc2));
     let again = t.wait(&second).await;
     assert!(said(&again).contains("2 番目"), "{}", said(&again));
-    assert_eq!(verbs(&again).last().unwrap(), "Redirect");
+    assert_ends_with(&again, "Redirect");
 
     // The provider repeating the incoming webhook does not queue the caller twice.
     let (status, _) = t.incoming(&first).await;
     assert_eq!(status, 200);
-    assert_eq!(t.conversations().await.len(), 2);
+    assert_eq!(t.app.conversations().await.len(), 2);
     assert_eq!(t.voice().live(), 2);
     t.finish().await;
 }
@@ -262,7 +281,7 @@ async fn callers_and_a_widget_visitor_are_served_in_arrival_order_and_calls_are_
     assert!(said(&doc).contains("まもなく"), "{}", said(&doc));
 
     // The console shows the call with no identifier of the caller.
-    let convs = t.conversations().await;
+    let convs = t.app.conversations().await;
     assert!(convs.iter().all(|c| c.state.operator().is_some()));
     let summary = serde_json::to_string(&c).unwrap();
     assert!(!summary.contains(&a.from) && !summary.contains(&b.from));
@@ -289,13 +308,14 @@ async fn hanging_up_while_waiting_abandons_the_call_and_a_repeated_callback_is_h
     let (_op, _) = t.phone_operator("hangup-op").await;
     let caller = new_caller();
     assert_eq!(t.incoming(&caller).await.0, 200);
-    t.wait_conversations("queued", |c| c.len() == 1).await;
+    t.app.wait_conversations("queued", |c| c.len() == 1).await;
     // Progress callbacks change nothing.
     assert_eq!(t.status(&caller, "in-progress").await, 204);
-    assert_eq!(t.conversations().await.len(), 1);
+    assert_eq!(t.app.conversations().await.len(), 1);
 
     assert_eq!(t.status(&caller, "completed").await, 204);
-    t.wait_conversations("abandoned and deleted", |c| c.is_empty())
+    t.app
+        .wait_conversations("abandoned and deleted", |c| c.is_empty())
         .await;
     let today = t.app.state.engine.dashboard().await.unwrap().today;
     assert_eq!((today.started, today.abandoned, today.closed), (1, 1, 0));
@@ -311,7 +331,7 @@ async fn hanging_up_while_waiting_abandons_the_call_and_a_repeated_callback_is_h
     );
     // A late turn of the hold loop just ends the call.
     let doc = t.wait(&caller).await;
-    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
+    assert_ends_with(&doc, "Hangup");
     assert!(t.fake.requests().is_empty());
     t.finish().await;
 }
@@ -323,20 +343,19 @@ async fn with_nobody_on_duty_the_caller_hears_other_helplines_and_the_call_ends(
     let _chat_only = t.app.operator("chat-only", 2, true).await;
     let (status, doc) = t.incoming(&new_caller()).await;
     assert_eq!(status, 200);
-    let words = said(&doc);
-    for needle in [
-        "相談員がいません",
-        "よりそいホットライン",
-        "0120-279-338",
-        "119",
-        "110",
-    ] {
-        assert!(words.contains(needle), "{needle} not in {words}");
-    }
-    let v = verbs(&doc);
-    assert_eq!(v.last().unwrap(), "Hangup", "{v:?}");
+    assert_says(
+        &doc,
+        &[
+            "相談員がいません",
+            "よりそいホットライン",
+            "0120-279-338",
+            "119",
+            "110",
+        ],
+    );
+    let v = assert_ends_with(&doc, "Hangup");
     assert!(!v.contains(&"Redirect".to_owned()) && !v.contains(&"Dial".to_owned()));
-    assert!(t.conversations().await.is_empty(), "nobody is queued");
+    assert!(t.app.conversations().await.is_empty(), "nobody is queued");
     t.finish().await;
 }
 
@@ -347,20 +366,16 @@ async fn in_overloaded_mode_callers_hear_other_helplines_and_the_call_ends() {
     // A caller already on hold before the mode is switched on.
     let holding = new_caller();
     assert_eq!(t.incoming(&holding).await.0, 200);
-    assert_eq!(verbs(&t.wait(&holding).await).last().unwrap(), "Redirect");
+    assert_ends_with(&t.wait(&holding).await, "Redirect");
     t.app.state.engine.set_overloaded(true, "test-coordinator");
 
     // A new call is turned away at once, with the other helplines.
     let (status, doc) = t.incoming(&new_caller()).await;
     assert_eq!(status, 200);
-    let words = said(&doc);
-    for needle in ["多くの方", "よりそいホットライン", "0120-279-338"] {
-        assert!(words.contains(needle), "{needle} not in {words}");
-    }
-    let v = verbs(&doc);
-    assert_eq!(v.last().unwrap(), "Hangup", "{v:?}");
+    assert_says(&doc, &["多くの方", "よりそいホットライン", "0120-279-338"]);
+    let v = assert_ends_with(&doc, "Hangup");
     assert!(!v.contains(&"Redirect".to_owned()) && !v.contains(&"Dial".to_owned()));
-    let convs = t.conversations().await;
+    let convs = t.app.conversations().await;
     assert_eq!(
         convs.len(),
         1,
@@ -374,15 +389,15 @@ async fn in_overloaded_mode_callers_hear_other_helplines_and_the_call_ends() {
         words.contains("多くの方") && words.contains("0120-279-338"),
         "{words}"
     );
-    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
-    t.wait_conversations("ended", |c| c.is_empty()).await;
+    assert_ends_with(&doc, "Hangup");
+    t.app.wait_conversations("ended", |c| c.is_empty()).await;
     assert_eq!(t.status(&holding, "completed").await, 204);
 
     // Switched off again, calls are queued as usual.
     t.app.state.engine.set_overloaded(false, "test-coordinator");
     let (_, doc) = t.incoming(&new_caller()).await;
-    assert_eq!(verbs(&doc).last().unwrap(), "Redirect");
-    assert_eq!(t.conversations().await.len(), 1);
+    assert_ends_with(&doc, "Redirect");
+    assert_eq!(t.app.conversations().await.len(), 1);
     t.finish().await;
 }
 
@@ -408,7 +423,7 @@ async fn past_the_maximum_wait_the_caller_hears_other_helplines_and_the_call_end
     let caller = new_caller();
     assert_eq!(t.incoming(&caller).await.0, 200);
     let early = t.wait(&caller).await;
-    assert_eq!(verbs(&early).last().unwrap(), "Redirect");
+    assert_ends_with(&early, "Redirect");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let doc = t.wait(&caller).await;
     let words = said(&doc);
@@ -416,8 +431,8 @@ async fn past_the_maximum_wait_the_caller_hears_other_helplines_and_the_call_end
         words.contains("混み合って") && words.contains("0120-279-338"),
         "{words}"
     );
-    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
-    t.wait_conversations("ended", |c| c.is_empty()).await;
+    assert_ends_with(&doc, "Hangup");
+    t.app.wait_conversations("ended", |c| c.is_empty()).await;
     let today = t.app.state.engine.dashboard().await.unwrap().today;
     assert_eq!(today.abandoned, 1);
     // Its status callback afterwards is harmless.
@@ -428,13 +443,7 @@ async fn past_the_maximum_wait_the_caller_hears_other_helplines_and_the_call_end
 #[tokio::test]
 async fn the_caller_hanging_up_during_the_call_moves_it_to_wrap_up() {
     let t = VoiceTest::start().await;
-    let (mut op, _) = t.phone_operator("wrap-op").await;
-    let caller = new_caller();
-    t.incoming(&caller).await;
-    let conv = take_call(&mut op).await;
-    t.fake
-        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
-        .await;
+    let (mut op, caller, conv) = bridged_call(&t, "wrap-op").await;
     assert_eq!(t.status(&caller, "completed").await, 204);
     let ended = op.client.expect("ended", |v| is_event(v, "ended")).await;
     assert_eq!(ended["event"]["by"], "visitor");
@@ -449,7 +458,7 @@ async fn the_caller_hanging_up_during_the_call_moves_it_to_wrap_up() {
         .act("wrap_up", &conv, json!({"category": "loneliness"}))
         .await;
     assert_eq!(r["type"], "ack", "{r}");
-    t.wait_conversations("closed", |c| c.is_empty()).await;
+    t.app.wait_conversations("closed", |c| c.is_empty()).await;
     assert_eq!(
         t.fake.requests().len(),
         1,
@@ -461,13 +470,7 @@ async fn the_caller_hanging_up_during_the_call_moves_it_to_wrap_up() {
 #[tokio::test]
 async fn the_operator_ending_in_the_console_ends_the_call_politely() {
     let t = VoiceTest::start().await;
-    let (mut op, _) = t.phone_operator("end-op").await;
-    let caller = new_caller();
-    t.incoming(&caller).await;
-    let conv = take_call(&mut op).await;
-    t.fake
-        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
-        .await;
+    let (mut op, caller, conv) = bridged_call(&t, "end-op").await;
     let r = op.act("end", &conv, json!({})).await;
     assert_eq!(r["type"], "ack", "{r}");
     t.fake
@@ -487,24 +490,19 @@ async fn the_operator_ending_in_the_console_ends_the_call_politely() {
 #[tokio::test]
 async fn an_operator_line_that_does_not_answer_puts_the_call_back_in_the_queue() {
     let t = VoiceTest::start().await;
-    let (mut op, _) = t.phone_operator("noanswer-op").await;
-    let caller = new_caller();
-    t.incoming(&caller).await;
-    let conv = take_call(&mut op).await;
-    t.fake
-        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
-        .await;
+    let (mut op, caller, conv) = bridged_call(&t, "noanswer-op").await;
     let doc = t.dial_done(&caller, "no-answer").await;
     assert!(
         said(&doc).contains("つながりませんでした"),
         "{}",
         said(&doc)
     );
-    assert_eq!(verbs(&doc).last().unwrap(), "Redirect");
+    assert_ends_with(&doc, "Redirect");
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["conversation"], conv.as_str());
     assert_eq!(removed["reason"], "requeued");
     let convs = t
+        .app
         .wait_conversations("requeued", |c| {
             c.len() == 1 && c[0].state.operator().is_none()
         })
@@ -555,10 +553,11 @@ async fn no_phone_number_call_id_or_secret_appears_in_any_log_line() {
     let other = new_caller();
     t.post_raw(INCOMING, &incoming_params(&other), Some("AAAA"))
         .await;
-    t.wait_conversations("wrap-up", |c| {
-        c.iter().all(|c| c.state.operator().is_some())
-    })
-    .await;
+    t.app
+        .wait_conversations("wrap-up", |c| {
+            c.iter().all(|c| c.state.operator().is_some())
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let logs = logs();
@@ -605,6 +604,7 @@ async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_
     let caller = new_caller();
     t.incoming(&caller).await;
     let convs = t
+        .app
         .wait_conversations("the call queued", |c| c.len() == 1)
         .await;
     t.app
@@ -619,11 +619,8 @@ async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_
         .await;
     let doc = parse_twiml(&t.fake.applied(&caller.sid)[0].twiml).await;
     check_doc(&doc);
-    let words = said(&doc);
-    for needle in ["もう一度おかけ直しください", "0120-279-338"] {
-        assert!(words.contains(needle), "{needle} not in {words}");
-    }
-    assert_eq!(verbs(&doc).last().unwrap(), "Hangup");
+    assert_says(&doc, &["もう一度おかけ直しください", "0120-279-338"]);
+    assert_ends_with(&doc, "Hangup");
     t.finish().await;
 }
 
@@ -632,13 +629,7 @@ async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_
 #[tokio::test]
 async fn a_bridged_call_whose_conversation_the_store_lost_is_left_up_and_the_console_is_told() {
     let t = VoiceTest::start().await;
-    let (mut op, _) = t.phone_operator("lost-bridged-op").await;
-    let caller = new_caller();
-    t.incoming(&caller).await;
-    let conv = take_call(&mut op).await;
-    t.fake
-        .wait_for("bridged", |f| !f.applied(&caller.sid).is_empty())
-        .await;
+    let (mut op, caller, conv) = bridged_call(&t, "lost-bridged-op").await;
     t.app
         .state
         .engine

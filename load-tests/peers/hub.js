@@ -20,6 +20,15 @@ function newId() {
   return s;
 }
 
+// A connection's frame handler: `handlers` by frame type (others are ignored), and the ping
+// every side answers with a pong.
+function frames(send, handlers) {
+  return (m) => {
+    if (m.type === 'ping') return send({ type: 'pong', id: m.id });
+    if (Object.hasOwn(handlers, m.type)) handlers[m.type](m);
+  };
+}
+
 class Hub {
   constructor() {
     this.queue = []; // waiting conversations, oldest first
@@ -30,32 +39,23 @@ class Hub {
   visitor(send) {
     const hub = this;
     const conn = { send, conv: null };
-    conn.frame = (m) => {
-      switch (m.type) {
-        case 'hello': {
-          const conv = { id: newId(), seq: 0, visitor: conn, operator: null, offeredTo: null, queuedAt: Date.now() };
-          conn.conv = conv;
-          hub.conversations.set(conv.id, conv);
-          send({ type: 'welcome', v: 1, conversation: conv.id, token: newId(), state: 'queued',
-            resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
-          hub.queue.push(conv);
-          hub.dispatch();
-          break;
-        }
-        case 'send': {
-          const conv = conn.conv;
-          if (!conv) return send({ type: 'error', id: m.id, code: 'out_of_order' });
-          hub.append(conv, { kind: 'message', from: 'visitor', id: m.id, text: m.text });
-          send({ type: 'ack', id: m.id, seq: conv.seq });
-          break;
-        }
-        case 'ping':
-          send({ type: 'pong', id: m.id });
-          break;
-        default:
-          break;
-      }
-    };
+    conn.frame = frames(send, {
+      hello() {
+        const conv = { id: newId(), seq: 0, visitor: conn, operator: null, offeredTo: null, queuedAt: Date.now() };
+        conn.conv = conv;
+        hub.conversations.set(conv.id, conv);
+        send({ type: 'welcome', v: 1, conversation: conv.id, token: newId(), state: 'queued',
+          resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
+        hub.queue.push(conv);
+        hub.dispatch();
+      },
+      send(m) {
+        const conv = conn.conv;
+        if (!conv) return send({ type: 'error', id: m.id, code: 'out_of_order' });
+        hub.append(conv, { kind: 'message', from: 'visitor', id: m.id, text: m.text });
+        send({ type: 'ack', id: m.id, seq: conv.seq });
+      },
+    });
     conn.close = () => {
       const conv = conn.conv;
       if (!conv) return;
@@ -71,46 +71,37 @@ class Hub {
   operator(send) {
     const hub = this;
     const conn = { send, onDuty: false, load: 0, capacity: 1000000, offers: 0 };
-    conn.frame = (m) => {
-      switch (m.type) {
-        case 'hello':
-          send({ type: 'welcome', v: 1, operator: { id: newId(), name: 'Op', role: 'operator' },
-            presence: 'off_duty', capacity: conn.capacity, heartbeat_ms: 15000, conversations: [], offers: [],
-            limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
-          hub.operators.add(conn);
-          break;
-        case 'presence':
-          conn.onDuty = m.state === 'on_duty';
-          send({ type: 'presence', state: m.state, load: conn.load, capacity: conn.capacity });
-          hub.dispatch();
-          break;
-        case 'accept': {
-          const conv = hub.conversations.get(m.conversation);
-          if (!conv || conv.offeredTo !== conn) return send({ type: 'error', id: m.id, code: 'not_found' });
-          conv.operator = conn;
-          conv.offeredTo = null;
-          conn.offers -= 1;
-          conn.load += 1;
-          send({ type: 'ack', id: m.id });
-          send({ type: 'conversation', conversation: { id: conv.id, state: 'active', channel: 'web',
-            language: 'ja', started_at: Date.now(), last_seq: conv.seq, visitor_connected: true } });
-          hub.append(conv, { kind: 'operator_joined', operator: 'Op' });
-          break;
-        }
-        case 'send': {
-          const conv = hub.conversations.get(m.conversation);
-          if (!conv || conv.operator !== conn) return send({ type: 'error', id: m.id, code: 'not_found' });
-          hub.append(conv, { kind: 'message', from: 'operator', id: m.id, text: m.text, operator: 'Op' });
-          send({ type: 'ack', id: m.id, seq: conv.seq });
-          break;
-        }
-        case 'ping':
-          send({ type: 'pong', id: m.id });
-          break;
-        default:
-          break;
-      }
-    };
+    conn.frame = frames(send, {
+      hello() {
+        send({ type: 'welcome', v: 1, operator: { id: newId(), name: 'Op', role: 'operator' },
+          presence: 'off_duty', capacity: conn.capacity, heartbeat_ms: 15000, conversations: [], offers: [],
+          limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
+        hub.operators.add(conn);
+      },
+      presence(m) {
+        conn.onDuty = m.state === 'on_duty';
+        send({ type: 'presence', state: m.state, load: conn.load, capacity: conn.capacity });
+        hub.dispatch();
+      },
+      accept(m) {
+        const conv = hub.conversations.get(m.conversation);
+        if (!conv || conv.offeredTo !== conn) return send({ type: 'error', id: m.id, code: 'not_found' });
+        conv.operator = conn;
+        conv.offeredTo = null;
+        conn.offers -= 1;
+        conn.load += 1;
+        send({ type: 'ack', id: m.id });
+        send({ type: 'conversation', conversation: { id: conv.id, state: 'active', channel: 'web',
+          language: 'ja', started_at: Date.now(), last_seq: conv.seq, visitor_connected: true } });
+        hub.append(conv, { kind: 'operator_joined', operator: 'Op' });
+      },
+      send(m) {
+        const conv = hub.conversations.get(m.conversation);
+        if (!conv || conv.operator !== conn) return send({ type: 'error', id: m.id, code: 'not_found' });
+        hub.append(conv, { kind: 'message', from: 'operator', id: m.id, text: m.text, operator: 'Op' });
+        send({ type: 'ack', id: m.id, seq: conv.seq });
+      },
+    });
     conn.close = () => {
       hub.operators.delete(conn);
     };

@@ -138,46 +138,47 @@ impl Server {
         capacity: u32,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Server> {
-        if target == Target::GatewayRedis {
-            let c = Cluster::start(
-                &bins.gateway,
-                bins.redis_nodes,
-                operators,
-                capacity,
-                bins.server_core,
-                &gateway_env(extra),
-            )
-            .await?;
-            return Ok(Server {
-                target,
-                base: c.base(0).to_owned(),
-                pid: c.first_pid(),
-                inner: Inner::Cluster(c),
-            });
-        }
-        if target == Target::Gateway || target == Target::GatewayBaseline {
-            let binary = match target {
-                Target::GatewayBaseline => bins
-                    .baseline
-                    .as_ref()
-                    .context("target gateway-baseline needs --baseline <gateway binary>")?,
-                _ => &bins.gateway,
-            };
-            let gw = Gateway::start_with(
-                binary,
-                operators,
-                capacity,
-                bins.server_core,
-                &gateway_env(extra),
-            )
-            .await?;
-            return Ok(Server {
-                target,
-                base: gw.base.clone(),
-                pid: gw.pid,
-                inner: Inner::Gateway(gw),
-            });
-        }
+        let env = gateway_env(extra);
+        let (base, pid, inner) = match target {
+            Target::GatewayRedis => {
+                let c = Cluster::start(
+                    &bins.gateway,
+                    bins.redis_nodes,
+                    operators,
+                    capacity,
+                    bins.server_core,
+                    &env,
+                )
+                .await?;
+                (c.base(0).to_owned(), c.first_pid(), Inner::Cluster(c))
+            }
+            Target::Gateway | Target::GatewayBaseline => {
+                let binary = match target {
+                    Target::GatewayBaseline => bins
+                        .baseline
+                        .as_ref()
+                        .context("target gateway-baseline needs --baseline <gateway binary>")?,
+                    _ => &bins.gateway,
+                };
+                let gw = Gateway::start_with(binary, operators, capacity, bins.server_core, &env)
+                    .await?;
+                (gw.base.clone(), gw.pid, Inner::Gateway(gw))
+            }
+            Target::Ws | Target::SocketIo | Target::Bun | Target::Relay => {
+                let (pid, base, child) = Self::start_peer(target, bins).await?;
+                (base, pid, Inner::Process(child))
+            }
+        };
+        Ok(Server {
+            target,
+            base,
+            pid,
+            inner,
+        })
+    }
+
+    /// Starts one of the peer servers (not the gateway): its pid, address and process.
+    async fn start_peer(target: Target, bins: &Bins) -> anyhow::Result<(u32, String, Child)> {
         let (program, args): (PathBuf, Vec<String>) = match target {
             Target::Ws => ("node".into(), vec!["ws-server.js".into()]),
             Target::SocketIo => ("node".into(), vec!["socketio-server.js".into()]),
@@ -206,12 +207,7 @@ impl Server {
             .with_context(|| format!("starting {}", program.display()))?;
         let pid = child.id().context("server pid")?;
         let base = read_address(&mut child).await?;
-        Ok(Server {
-            target,
-            base,
-            pid,
-            inner: Inner::Process(child),
-        })
+        Ok((pid, base, child))
     }
 
     /// Where clients connect (a cluster's nodes as its layout says): (c) and (d) spread people

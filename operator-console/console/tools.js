@@ -54,21 +54,26 @@ export function closeTools() {
 }
 
 async function loadPhrases() {
-  setText(E.phrasesStatus, 'tools.loading');
-  const r = await api('/api/phrases');
-  if (r.status === 401) { expire(); return; }
-  if (!r.ok || !Array.isArray(r.data)) { setText(E.phrasesStatus, 'tools.loadError'); return; }
-  phrases = r.data.filter((p) => p && typeof p.text === 'string');
+  const list = await loadList('/api/phrases', E.phrasesStatus);
+  if (!list) return;
+  phrases = list.filter((p) => p && typeof p.text === 'string');
   renderPhrases();
 }
 
 async function loadDirectory() {
-  setText(E.directoryStatus, 'tools.loading');
-  const r = await api('/api/directory');
-  if (r.status === 401) { expire(); return; }
-  if (!r.ok || !Array.isArray(r.data)) { setText(E.directoryStatus, 'tools.loadError'); return; }
-  directory = r.data.filter((d) => d && typeof d.name === 'string');
+  const list = await loadList('/api/directory', E.directoryStatus);
+  if (!list) return;
+  directory = list.filter((d) => d && typeof d.name === 'string');
   renderDirectory();
+}
+
+/** GETs a panel's list at `path`, `status` saying it is loading or failed; null if none came. */
+async function loadList(path, status) {
+  setText(status, 'tools.loading');
+  const r = await api(path);
+  if (r.status === 401) { expire(); return null; }
+  if (!r.ok || !Array.isArray(r.data)) { setText(status, 'tools.loadError'); return null; }
+  return r.data;
 }
 
 function norm(s) { return String(s ?? '').normalize('NFKC').toLowerCase(); }

@@ -4,10 +4,10 @@
 
 import { t, has, setText } from '/console/i18n.js';
 import { api } from '/console/auth.js';
-import { $, byIds, el, convLabel, fmtClock, toMs, charCount, channelName, langName, EMERGENCY_CATEGORIES, toast } from '/console/util.js';
+import { $, byIds, el, convLabel, toMs, charCount, channelName, langName, EMERGENCY_CATEGORIES, toast } from '/console/util.js';
 import { mountFlagDialog, openDialog, closeDialog, formError, setInvalid } from '/console/flag-dialog.js';
 import { isStopped, expire, flaggingOff } from '/console/coordinator/session.js';
-import { categoriesText, hasValue, placeInOrder, updateSince, showStatus, httpErrorText } from '/console/coordinator/view.js';
+import { categoriesText, hasValue, placeInOrder, updateSince, httpErrorText, fetchList } from '/console/coordinator/view.js';
 import { loadEscalations } from '/console/coordinator/records.js';
 
 const MAX_REASON = 500;
@@ -31,14 +31,10 @@ const flagDialog = mountFlagDialog(E.clearDialog, {
 export async function loadConversations() {
   if (isStopped() || loading) return;
   loading = true;
-  const r = await api('/api/conversations');
+  const list = await fetchList('/api/conversations', E.convsStatus, E.convsUpdated);
   loading = false;
-  if (isStopped()) return;
-  if (r.status === 401) { expire(); return; }
-  if (!r.ok || !Array.isArray(r.data)) { showStatus(E.convsStatus, 'coord.loadError', { status: r.network ? '—' : r.status }); return; }
-  showStatus(E.convsStatus, null);
-  convs = r.data.filter((c) => c && typeof c.id === 'string');
-  E.convsUpdated.textContent = t('coord.updated', { time: fmtClock(Date.now(), true) });
+  if (!list) return;
+  convs = list.filter((c) => c && typeof c.id === 'string');
   renderConversations();
 }
 

@@ -9,7 +9,7 @@ import {
 } from '/console/util.js';
 import { openDialog, closeDialog } from '/console/flag-dialog.js';
 import { user, isAdmin, isStopped, expire, flaggingOff } from '/console/coordinator/session.js';
-import { categoriesText, hasValue, placeInOrder, showStatus, httpErrorText } from '/console/coordinator/view.js';
+import { categoriesText, hasValue, placeInOrder, showStatus, httpErrorText, fetchList } from '/console/coordinator/view.js';
 
 const AUDIT_POLL_MS = 30000;
 
@@ -72,14 +72,10 @@ export function stopRecords() {
 export async function loadEscalations() {
   if (isStopped() || escLoading || flaggingOff()) return;
   escLoading = true;
-  const r = await api('/api/escalations');
+  const list = await fetchList('/api/escalations', E.escStatus, E.escUpdated);
   escLoading = false;
-  if (isStopped()) return;
-  if (r.status === 401) { expire(); return; }
-  if (!r.ok || !Array.isArray(r.data)) { showStatus(E.escStatus, 'coord.loadError', { status: r.network ? '—' : r.status }); return; }
-  showStatus(E.escStatus, null);
-  escalations = r.data.filter((x) => x && hasValue(x.id));
-  E.escUpdated.textContent = t('coord.updated', { time: fmtClock(Date.now(), true) });
+  if (!list) return;
+  escalations = list.filter((x) => x && hasValue(x.id));
   renderEscalations();
 }
 

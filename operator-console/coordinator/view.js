@@ -1,8 +1,10 @@
-// Small rendering helpers shared by the coordinator view's panels (tables kept in order, live
-// "since" cells, status lines, readable HTTP errors).
+// Small helpers shared by the coordinator view's panels (lists loaded with their status line,
+// tables kept in order, live "since" cells, status lines, readable HTTP errors).
 
 import { t, has, setText } from '/console/i18n.js';
+import { api } from '/console/auth.js';
 import { fmtClock, fmtDuration, flagCategoryName } from '/console/util.js';
+import { isStopped, expire } from '/console/coordinator/session.js';
 
 export function categoriesText(list) {
   return (Array.isArray(list) ? list : []).map((c) => flagCategoryName(c)).join('、');
@@ -35,6 +37,21 @@ export function showStatus(node, key, vars) {
   if (!key) { node.hidden = true; node.textContent = ''; delete node.dataset.i18n; return; }
   setText(node, key, vars);
   node.hidden = false;
+}
+
+/**
+ * GETs the list at `path` for a panel: its items, with `status` cleared and `updated` stamped;
+ * or null when the view stopped meanwhile, the session expired, or no list came (said in
+ * `status`).
+ */
+export async function fetchList(path, status, updated) {
+  const r = await api(path);
+  if (isStopped()) return null;
+  if (r.status === 401) { expire(); return null; }
+  if (!r.ok || !Array.isArray(r.data)) { showStatus(status, 'coord.loadError', { status: r.network ? '—' : r.status }); return null; }
+  showStatus(status, null);
+  updated.textContent = t('coord.updated', { time: fmtClock(Date.now(), true) });
+  return r.data;
 }
 
 /** Readable text for a failed HTTP call (status, and a known code / error field in the body). */

@@ -11,7 +11,7 @@ use crate::helpers::*;
 async fn malformed_unknown_and_invalid_frames_get_clear_errors_and_change_nothing() {
     let app = spawn_app().await;
     let mut v = app.visitor("ja").await;
-    let before = app.state.engine.conversations().await.unwrap();
+    let before = app.conversations().await;
 
     v.client.send_raw(Message::text("{this is not json")).await;
     assert_eq!(v.client.expect_type("error").await["code"], "bad_json");
@@ -55,7 +55,7 @@ async fn malformed_unknown_and_invalid_frames_get_clear_errors_and_change_nothin
         .await;
     assert_eq!(v.client.expect_type("error").await["code"], "out_of_order");
 
-    assert_eq!(app.state.engine.conversations().await.unwrap(), before);
+    assert_eq!(app.conversations().await, before);
     // And the socket still works.
     v.client.send(json!({"type":"ping","id":id()})).await;
     v.client.expect_type("pong").await;
@@ -89,7 +89,7 @@ async fn anything_before_hello_is_out_of_order() {
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"send","id":id(),"text":"hi"})).await;
     assert_eq!(c.expect_type("error").await["code"], "out_of_order");
-    assert!(app.state.engine.conversations().await.unwrap().is_empty());
+    assert!(app.conversations().await.is_empty());
     app.stop().await;
 }
 

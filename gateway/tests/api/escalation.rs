@@ -36,24 +36,19 @@ async fn flagging_app_with_clock(
     .await
 }
 
-async fn get(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
-    app.http()
-        .get(format!("{}{path}", app.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
+/// The disk fails: the records directory `dir` is moved aside (returned) and a file put in its
+/// place.
+fn break_records_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
+    std::fs::rename(dir, &saved).unwrap();
+    std::fs::write(dir, b"not a directory").unwrap();
+    saved
 }
 
-async fn post(app: &TestApp, cookie: &str, path: &str, body: Value) -> reqwest::Response {
-    app.http()
-        .post(format!("{}{path}", app.base))
-        .header("cookie", cookie)
-        .header("origin", &app.base)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+/// The disk is back: the records directory moved aside by [`break_records_dir`] returns.
+fn mend_records_dir(dir: &std::path::Path, saved: &std::path::Path) {
+    std::fs::remove_file(dir).unwrap();
+    std::fs::rename(saved, dir).unwrap();
 }
 
 fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
@@ -97,10 +92,10 @@ async fn without_a_key_flagging_is_not_enabled() {
 async fn with_flagging_off_the_api_says_so_and_records_and_audit_answer_not_enabled() {
     let app = spawn_app().await;
     let (_, cookie) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
-    let me: Value = get(&app, &cookie, "/api/me").await.json().await.unwrap();
+    let me: Value = app.get_json_as(&cookie, "/api/me").await;
     assert_eq!(me["flagging"], false, "{me}");
     for path in ["/api/escalations", "/api/audit"] {
-        let r = get(&app, &cookie, path).await;
+        let r = app.get_as(&cookie, path).await;
         assert_eq!(r.status(), 404, "{path}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "not_enabled", "{path}: {body}");
@@ -110,9 +105,9 @@ async fn with_flagging_off_the_api_says_so_and_records_and_audit_answer_not_enab
     let dir = temp_dir();
     let app = flagging_app(&dir, |_| {}).await;
     let (_, cookie) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
-    let me: Value = get(&app, &cookie, "/api/me").await.json().await.unwrap();
+    let me: Value = app.get_json_as(&cookie, "/api/me").await;
     assert_eq!(me["flagging"], true, "{me}");
-    assert_eq!(get(&app, &cookie, "/api/escalations").await.status(), 200);
+    assert_eq!(app.get_as(&cookie, "/api/escalations").await.status(), 200);
     app.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -157,14 +152,8 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     );
 
     // The coordinators see it at once, with who is on it.
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
-    let d: Value = get(&app, &coord, "/api/dashboard")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let coord = app.coordinator().await;
+    let d: Value = app.get_json_as(&coord, "/api/dashboard").await;
     let alert = d["alerts"]
         .as_array()
         .unwrap()
@@ -175,13 +164,13 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     assert_eq!(alert["category"], "self_harm");
     assert_eq!(alert["operator"], "Op sakura");
     assert_eq!(d["emergencies"][0]["operator"], "Op sakura");
-    let r = post(
-        &app,
-        &coord,
-        &format!("/api/alerts/{}/ack", alert["id"].as_str().unwrap()),
-        json!({}),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &coord,
+            &format!("/api/alerts/{}/ack", alert["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status(), 204);
     let s = op
         .client
@@ -206,28 +195,22 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
 
     // Operators cannot read records; coordinators can, and every read is audited.
     assert_eq!(
-        get(&app, &op.cookie, "/api/escalations").await.status(),
+        app.get_as(&op.cookie, "/api/escalations").await.status(),
         403
     );
-    let list: Value = get(&app, &coord, "/api/escalations")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json_as(&coord, "/api/escalations").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["categories"], json!(["self_harm", "medical"]));
     let rid = list[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        get(&app, &op.cookie, &format!("/api/escalations/{rid}"))
+        app.get_as(&op.cookie, &format!("/api/escalations/{rid}"))
             .await
             .status(),
         403
     );
-    let rec: Value = get(&app, &coord, &format!("/api/escalations/{rid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rec: Value = app
+        .get_json_as(&coord, &format!("/api/escalations/{rid}"))
+        .await;
     let texts: Vec<&str> = rec["transcript"]
         .as_array()
         .unwrap()
@@ -249,11 +232,11 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
         .any(|a| a["action"] == "alert_acknowledged"));
     let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
     assert_eq!(
-        get(&app, &coord, "/api/audit").await.status(),
+        app.get_as(&coord, "/api/audit").await.status(),
         403,
         "the audit trail is for admins"
     );
-    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    let trail: Value = app.get_json_as(&admin, "/api/audit").await;
     assert!(trail
         .as_array()
         .unwrap()
@@ -275,12 +258,10 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     op.act("wrap_up", &c, json!({"category":"health"})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["suggest_pause"], true);
-    assert!(app.state.engine.conversations().await.unwrap().is_empty());
-    let rec: Value = get(&app, &coord, &format!("/api/escalations/{rid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert!(app.conversations().await.is_empty());
+    let rec: Value = app
+        .get_json_as(&coord, &format!("/api/escalations/{rid}"))
+        .await;
     assert_eq!(rec["closed"], true);
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -300,37 +281,29 @@ async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() 
     )
     .await;
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let conv = app
-        .state
-        .engine
-        .conversation(c.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let conv = app.stored(&c).await;
     assert_eq!(
         conv.state.kind(),
         tsunagu::conversation::StateKind::Active,
         "not idle-closed"
     );
 
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
+    let coord = app.coordinator().await;
+    let r = app
+        .post_as(
+            &coord,
+            &format!("/api/conversations/{c}/flag/clear"),
+            json!({"reason":""}),
+        )
         .await;
-    let r = post(
-        &app,
-        &coord,
-        &format!("/api/conversations/{c}/flag/clear"),
-        json!({"reason":""}),
-    )
-    .await;
     assert_eq!(r.status(), 400, "clearing needs a reason");
-    let r = post(
-        &app,
-        &coord,
-        &format!("/api/conversations/{c}/flag/clear"),
-        json!({"reason":"安全が確認できた"}),
-    )
-    .await;
+    let r = app
+        .post_as(
+            &coord,
+            &format!("/api/conversations/{c}/flag/clear"),
+            json!({"reason":"安全が確認できた"}),
+        )
+        .await;
     assert_eq!(r.status(), 204);
     op.client
         .expect("idle end after clearing", |e| {
@@ -346,22 +319,16 @@ async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
     let dir = temp_dir();
     let app = flagging_app(&dir, |_| {}).await;
     let v = app.visitor("ja").await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
+    let coord = app.coordinator().await;
     let (_, oper) = app
         .session("sakura", tsunagu::auth::Role::Operator, None)
         .await;
-    let list: Value = get(&app, &coord, "/api/conversations")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json_as(&coord, "/api/conversations").await;
     assert_eq!(list[0]["id"], v.conversation.as_str());
     assert!(list[0].get("token").is_none() && !list.to_string().contains(&v.token));
     let path = format!("/api/conversations/{}/flag", v.conversation);
     assert_eq!(
-        post(&app, &oper, &path, json!({"category":"crime","reason":"x"}))
+        app.post_as(&oper, &path, json!({"category":"crime","reason":"x"}))
             .await
             .status(),
         403
@@ -377,8 +344,7 @@ async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
         .unwrap();
     assert_eq!(r.status(), 403, "cross-site requests refused");
     assert_eq!(
-        post(
-            &app,
+        app.post_as(
             &coord,
             &path,
             json!({"category":"crime","reason":"脅されている"})
@@ -387,11 +353,7 @@ async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
         .status(),
         204
     );
-    let list: Value = get(&app, &coord, "/api/conversations")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json_as(&coord, "/api/conversations").await;
     assert_eq!(list[0]["emergency"]["open"], true);
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -410,20 +372,15 @@ async fn a_record_is_deleted_when_its_retention_ends() {
     let c = op.take().await;
     op.act("flag", &c, json!({"category":"other","reason":"心配"}))
         .await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
-    let list: Value = get(&app, &coord, "/api/escalations")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let coord = app.coordinator().await;
+    let list: Value = app.get_json_as(&coord, "/api/escalations").await;
     let rid = list[0]["id"].as_str().unwrap().to_owned();
     clock.advance(800);
     // The sweeper looks every 50 ms (real time): give it up to 10 s to come round.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
-        let status = get(&app, &coord, &format!("/api/escalations/{rid}"))
+        let status = app
+            .get_as(&coord, &format!("/api/escalations/{rid}"))
             .await
             .status();
         if status == 404 || tokio::time::Instant::now() > deadline {
@@ -438,7 +395,7 @@ async fn a_record_is_deleted_when_its_retention_ends() {
         .extension()
         .is_some_and(|x| x == "rec")));
     let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
-    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    let trail: Value = app.get_json_as(&admin, "/api/audit").await;
     assert!(trail
         .as_array()
         .unwrap()
@@ -579,13 +536,7 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         .expect("flag reply", move |e| e["id"] == c1.as_str())
         .await;
     assert_eq!(r["code"], "unavailable", "{r}");
-    let conv = app
-        .state
-        .engine
-        .conversation(c.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let conv = app.stored(&c).await;
     assert!(
         conv.emergency.is_none(),
         "nothing stored when the record could not be written"
@@ -636,38 +587,24 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
 async fn coordinator_named(app: &TestApp, username: &str, name: &str) -> (String, String) {
     let accounts = &app.state.accounts;
     let u = accounts
-        .add_user(
-            username,
-            name,
-            tsunagu::auth::Role::Coordinator,
-            "long enough password",
-        )
+        .add_user(username, name, tsunagu::auth::Role::Coordinator, PASSWORD)
         .unwrap();
-    let (_, token) = accounts
-        .login(username, "long enough password")
-        .await
-        .unwrap();
+    let (_, token) = accounts.login(username, PASSWORD).await.unwrap();
     (u.id.to_string(), format!("tsunagu_session={token}"))
 }
 
 /// A live conversation flagged by a coordinator; returns its record id.
 async fn flagged_record(app: &TestApp, coord: &str, conversation: &str) -> String {
     let path = format!("/api/conversations/{conversation}/flag");
-    let r = post(
-        app,
-        coord,
-        &path,
-        json!({"category":"crime","reason":"脅されている"}),
-    )
-    .await;
+    let r = app
+        .post_as(
+            coord,
+            &path,
+            json!({"category":"crime","reason":"脅されている"}),
+        )
+        .await;
     assert_eq!(r.status(), 204);
-    let conv = app
-        .state
-        .engine
-        .conversation(conversation.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let conv = app.stored(conversation).await;
     conv.emergency.unwrap().record.to_string()
 }
 
@@ -681,9 +618,9 @@ async fn the_audit_trail_names_each_actor_by_account_and_shows_the_name() {
     let (id_b, coord_b) = coordinator_named(&app, "kai.b", "Kai").await;
     let rid = flagged_record(&app, &coord_a, &v.conversation).await;
     let path = format!("/api/escalations/{rid}");
-    assert_eq!(get(&app, &coord_b, &path).await.status(), 200);
+    assert_eq!(app.get_as(&coord_b, &path).await.status(), 200);
     let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
-    let trail: Value = get(&app, &admin, "/api/audit").await.json().await.unwrap();
+    let trail: Value = app.get_json_as(&admin, "/api/audit").await;
     let view = trail
         .as_array()
         .unwrap()
@@ -693,7 +630,7 @@ async fn the_audit_trail_names_each_actor_by_account_and_shows_the_name() {
     assert_eq!(view["actor_id"], id_b.as_str(), "{view}");
     assert!(view["actor"].as_str().unwrap().contains("Kai"), "{view}");
     // The record's own actions name the account too.
-    let rec: Value = get(&app, &coord_b, &path).await.json().await.unwrap();
+    let rec: Value = app.get_json_as(&coord_b, &path).await;
     assert_eq!(rec["flags"][0]["by_id"], id_a.as_str(), "{rec}");
     assert_eq!(rec["actions"][0]["actor_id"], id_a.as_str(), "{rec}");
     app.stop().await;
@@ -705,9 +642,7 @@ async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
     let dir = temp_dir();
     let app = flagging_app(&dir, |_| {}).await;
     let v = app.visitor("ja").await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
+    let coord = app.coordinator().await;
     let rid = flagged_record(&app, &coord, &v.conversation).await;
     // The audit trail cannot be appended to (a directory where the file should be; unlike
     // permissions, this holds even for root).
@@ -715,17 +650,17 @@ async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
     let _ = std::fs::remove_file(&trail);
     std::fs::create_dir(&trail).unwrap();
     assert_eq!(
-        get(&app, &coord, "/api/escalations").await.status(),
+        app.get_as(&coord, "/api/escalations").await.status(),
         503,
         "a list the trail cannot show"
     );
-    let r = get(&app, &coord, &format!("/api/escalations/{rid}")).await;
+    let r = app.get_as(&coord, &format!("/api/escalations/{rid}")).await;
     assert_eq!(r.status(), 503, "a view the trail cannot show");
     assert!(!r.text().await.unwrap().contains("脅されている"));
     // Back: reads work again and are audited.
     std::fs::remove_dir(&trail).unwrap();
     assert_eq!(
-        get(&app, &coord, &format!("/api/escalations/{rid}"))
+        app.get_as(&coord, &format!("/api/escalations/{rid}"))
             .await
             .status(),
         200
@@ -739,31 +674,24 @@ async fn a_clearing_whose_record_cannot_be_written_is_refused() {
     let dir = temp_dir();
     let app = flagging_app(&dir, |_| {}).await;
     let v = app.visitor("ja").await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
+    let coord = app.coordinator().await;
     flagged_record(&app, &coord, &v.conversation).await;
     // The disk fails: the records directory is replaced by a file.
-    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
-    std::fs::rename(&dir, &saved).unwrap();
-    std::fs::write(&dir, b"not a directory").unwrap();
+    let saved = break_records_dir(&dir);
     let clear = format!("/api/conversations/{}/flag/clear", v.conversation);
-    let r = post(&app, &coord, &clear, json!({"reason":"safe now"})).await;
+    let r = app
+        .post_as(&coord, &clear, json!({"reason":"safe now"}))
+        .await;
     assert_eq!(r.status(), 503);
-    let conv = app
-        .state
-        .engine
-        .conversation(v.conversation.parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let conv = app.stored(&v.conversation).await;
     assert!(
         conv.emergency.unwrap().open,
         "not cleared when the record could not say so"
     );
-    std::fs::remove_file(&dir).unwrap();
-    std::fs::rename(&saved, &dir).unwrap();
-    let r = post(&app, &coord, &clear, json!({"reason":"safe now"})).await;
+    mend_records_dir(&dir, &saved);
+    let r = app
+        .post_as(&coord, &clear, json!({"reason":"safe now"}))
+        .await;
     assert_eq!(r.status(), 204);
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -774,9 +702,7 @@ async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
     let dir = temp_dir();
     let app = flagging_app(&dir, |_| {}).await;
     let v = app.visitor("ja").await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
+    let coord = app.coordinator().await;
     flagged_record(&app, &coord, &v.conversation).await;
     let alert = |app: &TestApp| {
         let engine = app.state.engine.clone();
@@ -789,18 +715,15 @@ async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
         }
     };
     let id = alert(&app).await.id;
-    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
-    std::fs::rename(&dir, &saved).unwrap();
-    std::fs::write(&dir, b"not a directory").unwrap();
+    let saved = break_records_dir(&dir);
     let ack = format!("/api/alerts/{id}/ack");
-    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 503);
+    assert_eq!(app.post_as(&coord, &ack, json!({})).await.status(), 503);
     assert!(
         alert(&app).await.acknowledged_by.is_none(),
         "not acknowledged when the record could not say so"
     );
-    std::fs::remove_file(&dir).unwrap();
-    std::fs::rename(&saved, &dir).unwrap();
-    assert_eq!(post(&app, &coord, &ack, json!({})).await.status(), 204);
+    mend_records_dir(&dir, &saved);
+    assert_eq!(app.post_as(&coord, &ack, json!({})).await.status(), 204);
     assert!(alert(&app).await.acknowledged_by.is_some());
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();

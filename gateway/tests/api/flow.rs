@@ -112,7 +112,7 @@ async fn the_visitor_can_end_while_waiting_and_the_conversation_is_abandoned_and
     let ended = v.client.expect("ended", |e| is_event(e, "ended")).await;
     assert_eq!(ended["event"]["by"], "visitor");
     assert_eq!(v.client.expect_close().await, Some(1000));
-    assert!(app.state.engine.conversations().await.unwrap().is_empty());
+    assert!(app.conversations().await.is_empty());
     let d = app.state.engine.dashboard().await.unwrap();
     assert_eq!(d.today.abandoned, 1);
     app.stop().await;
@@ -197,52 +197,23 @@ async fn a_help_request_reaches_the_coordinator_view_and_can_be_acknowledged() {
     let r = op.act("help", &c, json!({})).await;
     assert_eq!(r["type"], "ack");
 
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
-    let http = app.http();
-    let d: serde_json::Value = http
-        .get(format!("{}/api/dashboard", app.base))
-        .header("cookie", &coord)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let coord = app.coordinator().await;
+    let d: serde_json::Value = app.get_json_as(&coord, "/api/dashboard").await;
     let alert = &d["alerts"][0];
     assert_eq!(alert["operator"], "Op sakura");
     assert_eq!(alert["acknowledged_by"], serde_json::Value::Null);
-    let res = http
-        .post(format!(
-            "{}/api/alerts/{}/ack",
-            app.base,
-            alert["id"].as_str().unwrap()
-        ))
-        .header("cookie", &coord)
-        .header("origin", &app.base)
+    let ack = format!("/api/alerts/{}/ack", alert["id"].as_str().unwrap());
+    let res = app
+        .request_as(reqwest::Method::POST, &coord, &ack)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let d: serde_json::Value = http
-        .get(format!("{}/api/dashboard", app.base))
-        .header("cookie", &coord)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d: serde_json::Value = app.get_json_as(&coord, "/api/dashboard").await;
     assert_eq!(d["alerts"][0]["acknowledged_by"], "Op coord");
 
     // An operator may not read the coordinator view.
-    let res = http
-        .get(format!("{}/api/dashboard", app.base))
-        .header("cookie", &op.cookie)
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as(&op.cookie, "/api/dashboard").await;
     assert_eq!(res.status(), 403);
     app.stop().await;
 }
@@ -286,7 +257,7 @@ async fn a_wrap_up_left_open_closes_by_itself() {
     op.act("end", &c, json!({})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["reason"], "closed");
-    assert!(app.state.engine.conversations().await.unwrap().is_empty());
+    assert!(app.conversations().await.is_empty());
     app.stop().await;
 }
 

@@ -7,32 +7,13 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_readiness_and_metrics_exist_from_the_start() {
     let app = spawn_app().await;
-    let http = app.http();
-    let r = http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/healthz").await;
     assert_eq!(r.status(), 200);
-    let r: Value = http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.get_json("/readyz").await;
     assert_eq!(r["status"], "ready");
 
     let _v = app.visitor("ja").await;
-    let text = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get("/metrics").await.text().await.unwrap();
     for needle in [
         "tsunagu_queue_length 1",
         "tsunagu_queue_longest_wait_seconds",
@@ -60,7 +41,6 @@ async fn readiness_turns_unavailable_during_shutdown() {
 async fn every_page_is_served_with_a_strict_content_security_policy() {
     let app =
         spawn_app_with(|s| s.server.allowed_origins = vec!["https://npo.example".into()]).await;
-    let http = app.http();
     for path in [
         "/",
         "/widget/",
@@ -70,11 +50,7 @@ async fn every_page_is_served_with_a_strict_content_security_policy() {
         "/coordinator/",
         "/setup",
     ] {
-        let r = http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(path).await;
         assert_eq!(r.status(), 200, "{path}");
         let csp = r.headers()["content-security-policy"]
             .to_str()
@@ -93,20 +69,9 @@ async fn every_page_is_served_with_a_strict_content_security_policy() {
             assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         }
     }
-    let r = http
-        .get(format!("{}/console/nope.js", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/console/nope.js").await;
     assert_eq!(r.status(), 404);
-    let r: Value = http
-        .get(format!("{}/api/widget-config", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.get_json("/api/widget-config").await;
     assert!(r["quick_exit_url"]
         .as_str()
         .unwrap()
@@ -117,15 +82,7 @@ async fn every_page_is_served_with_a_strict_content_security_policy() {
 #[tokio::test]
 async fn login_sets_an_httponly_strict_cookie_and_logout_revokes_it() {
     let app = spawn_app().await;
-    app.state
-        .accounts
-        .add_user(
-            "sakura",
-            "Sakura",
-            tsunagu::auth::Role::Operator,
-            "long enough password",
-        )
-        .unwrap();
+    app.add_sakura();
     let http = app.http();
     let login = |password: &'static str, origin: Option<String>| {
         let mut req = http
@@ -160,19 +117,9 @@ async fn login_sets_an_httponly_strict_cookie_and_logout_revokes_it() {
     assert_eq!(me["role"], "operator");
     assert!(me.get("password_hash").is_none());
 
-    let r = http
-        .get(format!("{}/api/me", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as(&cookie, "/api/me").await;
     assert_eq!(r.status(), 200);
-    let r = http
-        .get(format!("{}/api/directory", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as(&cookie, "/api/directory").await;
     let entries: Value = r.json().await.unwrap();
     assert!(entries
         .as_array()
@@ -180,26 +127,15 @@ async fn login_sets_an_httponly_strict_cookie_and_logout_revokes_it() {
         .iter()
         .any(|e| e["phone"] == "0120-279-338"));
 
-    let r = http
-        .post(format!("{}/api/logout", app.base))
-        .header("cookie", &cookie)
-        .header("origin", &app.base)
+    let r = app
+        .request_as(reqwest::Method::POST, &cookie, "/api/logout")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = http
-        .get(format!("{}/api/me", app.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as(&cookie, "/api/me").await;
     assert_eq!(r.status(), 401);
-    let r = http
-        .get(format!("{}/api/phrases", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/api/phrases").await;
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
@@ -241,17 +177,9 @@ async fn first_run_setup_creates_one_admin_with_the_printed_code() {
 #[tokio::test]
 async fn the_coordinator_stream_sends_live_statistics() {
     let app = spawn_app().await;
-    let (_, coord) = app
-        .session("coord", tsunagu::auth::Role::Coordinator, None)
-        .await;
+    let coord = app.coordinator().await;
     let _v = app.visitor("ja").await;
-    let mut r = app
-        .http()
-        .get(format!("{}/api/dashboard/stream", app.base))
-        .header("cookie", &coord)
-        .send()
-        .await
-        .unwrap();
+    let mut r = app.get_as(&coord, "/api/dashboard/stream").await;
     assert_eq!(r.status(), 200);
     let mut body = String::new();
     while !body.contains("\n\n") {

@@ -69,7 +69,7 @@ async fn new_conversations_per_address_are_limited_and_the_socket_stays_open() {
     assert!(e["retry_after_ms"].as_u64().unwrap() > 60_000);
     c.send(json!({"type":"ping","id":id()})).await;
     c.expect_type("pong").await;
-    assert_eq!(app.state.engine.conversations().await.unwrap().len(), 2);
+    assert_eq!(app.conversations().await.len(), 2);
     app.stop().await;
 }
 
@@ -108,15 +108,7 @@ async fn login(app: &TestApp, password: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_login_brute_force_locks_the_account_out() {
     let app = spawn_app().await;
-    app.state
-        .accounts
-        .add_user(
-            "sakura",
-            "Sakura",
-            tsunagu::auth::Role::Operator,
-            "long enough password",
-        )
-        .unwrap();
+    app.add_sakura();
     for _ in 0..tsunagu::auth::LOCK_AFTER - 1 {
         assert_eq!(login(&app, "guess guess guess").await.status(), 401);
     }
@@ -149,30 +141,19 @@ async fn an_admin_revoking_a_user_closes_their_console_at_once() {
     let app = spawn_app().await;
     let mut op = app.operator("sakura", 2, false).await;
     let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
+    let revoke = format!("/api/users/{}/revoke", op.id);
     let r = app
-        .http()
-        .post(format!("{}/api/users/{}/revoke", app.base, op.id))
-        .header("cookie", &admin)
-        .header("origin", &app.base)
+        .request_as(reqwest::Method::POST, &admin, &revoke)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(op.client.expect_close().await, Some(4010));
-    let r = app
-        .http()
-        .get(format!("{}/api/me", app.base))
-        .header("cookie", &op.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_as(&op.cookie, "/api/me").await;
     assert_eq!(r.status(), 401);
     // Only admins may revoke.
     let r = app
-        .http()
-        .post(format!("{}/api/users/{}/revoke", app.base, op.id))
-        .header("cookie", &op.cookie)
-        .header("origin", &app.base)
+        .request_as(reqwest::Method::POST, &op.cookie, &revoke)
         .send()
         .await
         .unwrap();

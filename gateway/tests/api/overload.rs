@@ -7,26 +7,12 @@ use tsunagu::auth::Role;
 use crate::helpers::*;
 
 async fn switch(app: &TestApp, cookie: &str, on: bool) -> reqwest::Response {
-    app.http()
-        .post(format!("{}/api/service/overloaded", app.base))
-        .header("cookie", cookie)
-        .header("origin", &app.base)
-        .json(&json!({ "on": on }))
-        .send()
+    app.post_as(cookie, "/api/service/overloaded", json!({ "on": on }))
         .await
-        .unwrap()
 }
 
 async fn dashboard(app: &TestApp, cookie: &str) -> Value {
-    app.http()
-        .get(format!("{}/api/dashboard", app.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get_json_as(cookie, "/api/dashboard").await
 }
 
 #[tokio::test]

@@ -187,7 +187,7 @@ async fn a_person_gone_past_the_grace_period_is_abandoned() {
     let token = v.token.clone();
     v.client.cut();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert!(app.state.engine.conversations().await.unwrap().is_empty());
+    assert!(app.conversations().await.is_empty());
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":token}}))
         .await;

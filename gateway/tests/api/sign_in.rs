@@ -6,11 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde_json::json;
-use tsunagu::auth::{Role, LOCK_AFTER};
+use tsunagu::auth::LOCK_AFTER;
 
 use crate::helpers::*;
-
-const PASSWORD: &str = "long enough password";
 
 /// Logins come through a trusted proxy (the test) on behalf of many client addresses, and the
 /// per-address rate limit is out of the way.
@@ -31,13 +29,6 @@ async fn login_from(app: &TestApp, client: &str, password: &str) -> reqwest::Res
         .unwrap()
 }
 
-fn add_sakura(app: &TestApp) {
-    app.state
-        .accounts
-        .add_user("sakura", "Sakura", Role::Operator, PASSWORD)
-        .unwrap();
-}
-
 /// Polls `cond` every 10 ms for up to [`WAIT`].
 async fn until(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -55,7 +46,7 @@ async fn logins_beyond_the_password_check_permits_and_queue_are_told_to_retry_la
         s.auth.hash_queue = 1;
     })
     .await;
-    add_sakura(&app);
+    app.add_sakura();
     let checker = app.state.accounts.password_checker();
     // Every permit is taken (as by a check in progress) ...
     let held = checker.permit().await.unwrap();
@@ -99,7 +90,7 @@ async fn logins_beyond_the_password_check_permits_and_queue_are_told_to_retry_la
 #[tokio::test]
 async fn failures_from_other_addresses_do_not_refuse_the_owners_password() {
     let app = spawn_app_with(behind_a_proxy).await;
-    add_sakura(&app);
+    app.add_sakura();
     for attacker in ["203.0.113.1", "203.0.113.2"] {
         for _ in 0..LOCK_AFTER - 1 {
             let r = login_from(&app, attacker, "guess guess guess").await;
@@ -125,7 +116,7 @@ async fn wrong_guesses_sent_at_once_with_the_right_password_do_not_let_it_in_pas
         s.auth.hash_queue = 64;
     })
     .await;
-    add_sakura(&app);
+    app.add_sakura();
     let attacker = "203.0.113.9";
     let key = app.state.limits.key(attacker.parse::<IpAddr>().unwrap());
     let guesses: Vec<_> = (0..29)
@@ -229,10 +220,7 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
     // The CLI adds another account; a change the gateway makes then keeps it, though the
     // gateway has not read the file since.
     cli_add_user(&file, "kai", "operator");
-    app.state
-        .accounts
-        .add_user("sakura", "Sakura", Role::Operator, PASSWORD)
-        .unwrap();
+    app.add_sakura();
     let stored: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&users_file).unwrap()).unwrap();
     let names: Vec<&str> = stored
@@ -247,7 +235,7 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
 #[tokio::test]
 async fn a_rebinding_page_whose_host_and_origin_agree_is_refused() {
     let app = spawn_app().await;
-    add_sakura(&app);
+    app.add_sakura();
     let port = app.base.rsplit(':').next().unwrap();
     let evil = format!("http://evil.example:{port}");
     let r = app
@@ -284,7 +272,7 @@ async fn a_rebinding_page_whose_host_and_origin_agree_is_refused() {
 #[tokio::test]
 async fn an_https_origin_is_refused_over_plain_http() {
     let app = spawn_app().await;
-    add_sakura(&app);
+    app.add_sakura();
     let https = app.base.replacen("http://", "https://", 1);
     let r = app
         .http()

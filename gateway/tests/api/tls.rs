@@ -14,6 +14,45 @@ struct Cert {
     der: CertificateDer<'static>,
 }
 
+/// The app serving TLS with a certificate written to files in a fresh directory.
+struct TlsApp {
+    app: TestApp,
+    dir: std::path::PathBuf,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+    port: u16,
+}
+
+impl TlsApp {
+    /// Writes `first` to `cert.pem` and `key.pem` in a fresh directory and starts the app
+    /// serving TLS from them, `tune` setting the rest.
+    async fn start(first: &Cert, tune: impl FnOnce(&mut tsunagu::config::Settings)) -> TlsApp {
+        let dir = std::env::temp_dir().join(format!("tsunagu-tls-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, &first.pem).unwrap();
+        std::fs::write(&key_path, &first.key_pem).unwrap();
+        let (c, k) = (
+            cert_path.display().to_string(),
+            key_path.display().to_string(),
+        );
+        let app = spawn_app_with(move |s| {
+            s.server.tls_cert_file = Some(c);
+            s.server.tls_key_file = Some(k);
+            tune(s);
+        })
+        .await;
+        let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+        TlsApp {
+            app,
+            dir,
+            cert_path,
+            key_path,
+            port,
+        }
+    }
+}
+
 fn cert(name: &str) -> Cert {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
@@ -66,23 +105,14 @@ async fn handshake(port: u16, trusted: &[&Cert]) -> Result<CertificateDer<'stati
 
 #[tokio::test]
 async fn the_gateway_serves_tls_and_picks_up_a_renewed_certificate_without_dropping_connections() {
-    let dir = std::env::temp_dir().join(format!("tsunagu-tls-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     let first = cert("first");
-    std::fs::write(&cert_path, &first.pem).unwrap();
-    std::fs::write(&key_path, &first.key_pem).unwrap();
-    let (c, k) = (
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    );
-    let app = spawn_app_with(move |s| {
-        s.server.tls_cert_file = Some(c);
-        s.server.tls_key_file = Some(k);
-        s.server.tls_reload_poll_ms = 100;
-    })
-    .await;
-    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let TlsApp {
+        app,
+        dir,
+        cert_path,
+        key_path,
+        port,
+    } = TlsApp::start(&first, |s| s.server.tls_reload_poll_ms = 100).await;
     assert!(
         app.state.settings.auth.cookie_secure,
         "cookies are Secure over TLS"
@@ -153,23 +183,9 @@ async fn a_missing_certificate_is_a_startup_error() {
 
 #[tokio::test]
 async fn a_tls_connection_that_never_finishes_its_handshake_is_closed_after_the_header_timeout() {
-    let dir = std::env::temp_dir().join(format!("tsunagu-tls-{}", ulid::Ulid::new()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     let c = cert("stalled");
-    std::fs::write(&cert_path, &c.pem).unwrap();
-    std::fs::write(&key_path, &c.key_pem).unwrap();
-    let (cert_file, key_file) = (
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    );
-    let app = spawn_app_with(move |s| {
-        s.server.tls_cert_file = Some(cert_file);
-        s.server.tls_key_file = Some(key_file);
-        s.server.header_read_timeout_ms = 300;
-    })
-    .await;
-    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let TlsApp { app, dir, port, .. } =
+        TlsApp::start(&c, |s| s.server.header_read_timeout_ms = 300).await;
     // Half a ClientHello's record header, then nothing.
     let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

@@ -352,6 +352,13 @@ impl Operator {
             .to_owned()))
     }
 
+    /// Takes the next person; a refusal is an error.
+    pub async fn take_one(&mut self) -> anyhow::Result<String> {
+        self.take()
+            .await?
+            .map_err(|e| anyhow::anyhow!("take_next: {e}"))
+    }
+
     pub async fn act(
         &mut self,
         ty: &str,

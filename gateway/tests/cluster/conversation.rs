@@ -47,10 +47,7 @@ pub async fn wait_for_ids(ws: &mut Ws, conversation: &str, ids: &[String]) -> an
 pub async fn converse(a: &Node, b: &Node, operator: &str) -> anyhow::Result<(Visitor, Operator)> {
     let mut v = Visitor::start(a, "ja").await?;
     let mut op = Operator::connect(a, b, operator, true).await?;
-    let taken = op
-        .take()
-        .await?
-        .map_err(|e| anyhow::anyhow!("take_next: {e}"))?;
+    let taken = op.take_one().await?;
     ensure!(
         taken == v.conversation,
         "took {taken}, expected {}",

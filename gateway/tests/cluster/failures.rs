@@ -27,10 +27,7 @@ async fn pairs(
         let (vn, on) = (visitor_node(k), operator_node(k));
         let mut v = Visitor::start(&ns[vn], "ja").await?;
         let mut op = Operator::connect(&ns[on], &ns[on], &format!("op{}", 10 + k), true).await?;
-        let conv = op
-            .take()
-            .await?
-            .map_err(|e| anyhow::anyhow!("take_next: {e}"))?;
+        let conv = op.take_one().await?;
         ensure!(
             conv == v.conversation,
             "took {conv}, not {}",
@@ -258,20 +255,17 @@ async fn a_redis_restart_refuses_sends_as_unavailable_then_recovers_without_rest
     }
     let not_ready = down_at.elapsed();
     let (vid, oid) = (id(), id());
-    v.ws.send(json!({"type":"send","id":vid,"text":"during the outage"}))
-        .await
-        .unwrap();
+    // The frames the clients retry after the outage, with the same ids.
+    let v_send = json!({"type":"send","id":vid,"text":"during the outage"});
+    let op_send =
+        json!({"type":"send","id":oid,"conversation":conv,"text":"operator during the outage"});
+    v.ws.send(v_send.clone()).await.unwrap();
     let r = v.ws.reply_to(&vid, Duration::from_secs(15)).await.unwrap();
     assert_eq!(
         r["code"], "unavailable",
         "visitor send while Redis is down: {r}"
     );
-    op.ws
-        .send(
-            json!({"type":"send","id":oid,"conversation":conv,"text":"operator during the outage"}),
-        )
-        .await
-        .unwrap();
+    op.ws.send(op_send.clone()).await.unwrap();
     let r = op.ws.reply_to(&oid, Duration::from_secs(15)).await.unwrap();
     assert_eq!(
         r["code"], "unavailable",
@@ -287,20 +281,13 @@ async fn a_redis_restart_refuses_sends_as_unavailable_then_recovers_without_rest
     // Retry with the same ids (twice: idempotent).
     let mut seqs = Vec::new();
     for _ in 0..2 {
-        v.ws.send(json!({"type":"send","id":vid,"text":"during the outage"}))
-            .await
-            .unwrap();
+        v.ws.send(v_send.clone()).await.unwrap();
         let r = v.ws.reply_to(&vid, Duration::from_secs(10)).await.unwrap();
         assert_eq!(r["type"], "ack", "visitor retry after the outage: {r}");
         seqs.push(r["seq"].as_u64().unwrap());
     }
     assert_eq!(seqs[0], seqs[1], "a retry with the same id got another seq");
-    op.ws
-        .send(
-            json!({"type":"send","id":oid,"conversation":conv,"text":"operator during the outage"}),
-        )
-        .await
-        .unwrap();
+    op.ws.send(op_send).await.unwrap();
     let r = op.ws.reply_to(&oid, Duration::from_secs(10)).await.unwrap();
     assert_eq!(r["type"], "ack", "operator retry after the outage: {r}");
     wait_for_ids(
@@ -376,11 +363,7 @@ async fn sentinel_failover_the_gateways_keep_serving_after_the_replica_is_promot
     });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let killed_at = Instant::now();
-    s.primary.kill9();
-    let new = s
-        .wait_for_promotion(old, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let new = s.kill_primary(old).await;
     let promoted = killed_at.elapsed();
     let ps = chat.await.unwrap().context("chatter").unwrap();
     let ps = settle(ps, &ns, Duration::from_secs(10)).await;

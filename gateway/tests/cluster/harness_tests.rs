@@ -48,25 +48,12 @@ async fn sentinels_promote_the_replica_when_the_primary_is_killed() {
     let mut s = Sentinels::start(2).await;
     let old = s.primary_port().await.unwrap();
     assert_eq!(old, s.primary.port);
-    s.primary
-        .client()
-        .await
-        .ok(&["SET", "before", "1"])
-        .await
-        .unwrap();
+    let mut c = s.primary.client().await;
+    c.ok(&["SET", "before", "1"]).await.unwrap();
     // Let the replicas catch up before the crash.
-    s.primary
-        .client()
-        .await
-        .ok(&["WAIT", "2", "1000"])
-        .await
-        .unwrap();
+    c.ok(&["WAIT", "2", "1000"]).await.unwrap();
     let t = Instant::now();
-    s.primary.kill9();
-    let new = s
-        .wait_for_promotion(old, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let new = s.kill_primary(old).await;
     println!(
         "sentinel promotion after SIGKILL of the primary: {:?}",
         t.elapsed()

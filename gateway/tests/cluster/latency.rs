@@ -36,10 +36,7 @@ pub struct Figures {
 pub async fn round_trips(a: &Node, b: &Node, operator: &str) -> anyhow::Result<Figures> {
     let mut v = Visitor::start(a, "ja").await?;
     let mut op = Operator::connect(b, b, operator, true).await?;
-    let conv = op
-        .take()
-        .await?
-        .map_err(|e| anyhow::anyhow!("take_next: {e}"))?;
+    let conv = op.take_one().await?;
     anyhow::ensure!(conv == v.conversation, "took another conversation");
     let (mut acks, mut deliveries) = (Vec::new(), Vec::new());
     for i in 0..(messages() + 20) {

@@ -518,6 +518,15 @@ impl Sentinels {
         bail!("no sentinel answered")
     }
 
+    /// Kills the primary `old` (SIGKILL) and waits up to 30 s for the sentinels to promote
+    /// another: the new primary's port.
+    pub async fn kill_primary(&mut self, old: u16) -> u16 {
+        self.primary.kill9();
+        self.wait_for_promotion(old, Duration::from_secs(30))
+            .await
+            .unwrap()
+    }
+
     /// Waits until every sentinel names a primary other than `old` and that server says it is
     /// a master. Returns the new primary's port.
     pub async fn wait_for_promotion(&self, old: u16, within: Duration) -> anyhow::Result<u16> {

@@ -6,9 +6,7 @@
 //! holding channel secrets and tokens, the Python SDK process, and the list of LINE user ids,
 //! texts and tokens used by any test (none may appear in a log line).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{json, Value};
 use tsunagu::config::Settings;
@@ -16,24 +14,13 @@ use tsunagu::connectors::line::LineChannelSettings;
 use ulid::Ulid;
 
 use super::fake_api::FakeLine;
+use crate::captured::Captured;
 use crate::helpers::TestApp;
+use crate::python::PyHelper;
 
 // ---------------------------------------------------------------------------------------------
 // Process-wide: logs, environment, secrets to look for
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A configured test channel: its id and the secret and token its environment variables hold.
 #[derive(Clone)]
@@ -91,22 +78,7 @@ pub fn globals() -> &'static Globals {
 
 /// Everything logged so far by any test of this binary, without terminal colour codes.
 pub fn logs() -> String {
-    let raw = String::from_utf8(globals().logs.0.lock().unwrap().clone()).unwrap();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters… final letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    globals().logs.text()
 }
 
 /// Remembers `s` as something that must never be logged, and returns it.
@@ -140,53 +112,18 @@ pub fn reply_token() -> String {
 // The official SDK, as a helper process
 // ---------------------------------------------------------------------------------------------
 
-struct Sdk {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-static SDK: LazyLock<Mutex<Sdk>> = LazyLock::new(|| {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/line/sdk.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs line-bot-sdk)");
-    let stdin = child.stdin.take().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    Mutex::new(Sdk {
-        _child: child,
-        stdin,
-        stdout,
-    })
-});
-
-/// One request to the SDK helper (blocking, on a blocking thread).
-async fn sdk(req: Value) -> Value {
-    tokio::task::spawn_blocking(move || {
-        let mut sdk = SDK.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(sdk.stdin, "{req}").expect("write to the SDK helper");
-        sdk.stdin.flush().unwrap();
-        let mut line = String::new();
-        sdk.stdout
-            .read_line(&mut line)
-            .expect("read from the SDK helper");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!("the SDK helper failed (is line-bot-sdk installed? `pip install line-bot-sdk`): {line:?}")
-        });
-        assert!(v.get("error").is_none(), "LINE SDK: {}", v["error"]);
-        v
-    })
-    .await
-    .unwrap()
-}
+static SDK: PyHelper = PyHelper::new(
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/line/sdk.py"),
+    "LINE SDK",
+    "line-bot-sdk",
+);
 
 /// Signs `body` with `secret` through the SDK helper (which also checks that the SDK's
 /// validator and parser accept it). Returns the signature and the SDK's event class names.
 pub async fn sdk_sign(secret: &str, body: &str) -> (String, Vec<String>) {
-    let v = sdk(json!({"op":"sign","secret":secret,"body":body})).await;
+    let v = SDK
+        .call(json!({"op":"sign","secret":secret,"body":body}))
+        .await;
     let events = v["events"]
         .as_array()
         .unwrap()
@@ -234,6 +171,11 @@ pub fn text(user: &str, text: &str, reply: Option<&str>, read: Option<&str>) -> 
         extra["replyToken"] = json!(r);
     }
     (event("message", user, extra), id)
+}
+
+/// The event of `user` retracting the message `message_id`.
+pub fn unsend(user: &str, message_id: &str) -> Value {
+    event("unsend", user, json!({"unsend": {"messageId": message_id}}))
 }
 
 pub fn body(events: &[Value]) -> String {
@@ -294,13 +236,8 @@ impl LineTest {
         let tokens: Vec<&str> = chans.iter().map(|c| c.token.as_str()).collect();
         let fake = FakeLine::start(&tokens).await;
         let s = settings(&fake, &chans);
-        let app = crate::helpers::spawn_app_with(move |target| {
-            *target = s;
-            tune(target);
-        })
-        .await;
         LineTest {
-            app,
+            app: crate::helpers::spawn_app_from(s, tune).await,
             fake,
             http: reqwest::Client::new(),
         }
@@ -337,31 +274,6 @@ impl LineTest {
         self.app.state.line.as_deref().expect("LINE connector on")
     }
 
-    /// Live conversations in the store.
-    pub async fn conversations(&self) -> Vec<tsunagu::conversation::Conversation> {
-        self.app.state.engine.conversations().await.unwrap()
-    }
-
-    /// Waits until `pred` holds over the store's conversations.
-    pub async fn wait_conversations(
-        &self,
-        what: &str,
-        pred: impl Fn(&[tsunagu::conversation::Conversation]) -> bool,
-    ) -> Vec<tsunagu::conversation::Conversation> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let c = self.conversations().await;
-            if pred(&c) {
-                return c;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    }
-
     /// Checks every request the gateway made with the official SDK's models, then stops.
     pub async fn finish(self) {
         let problems = self.fake.problems();
@@ -376,7 +288,7 @@ impl LineTest {
             })
             .collect();
         if !requests.is_empty() {
-            let v = sdk(json!({"op":"check","requests":requests})).await;
+            let v = SDK.call(json!({"op":"check","requests":requests})).await;
             assert_eq!(v["ok"], true, "{v}");
         }
         self.app.stop().await;

@@ -6,30 +6,16 @@
 //! holding the provider credentials, the Python helper process, and the list of phone numbers,
 //! call ids and secrets used by any test (none may appear in a log line).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{json, Value};
 use tsunagu::config::Settings;
 use ulid::Ulid;
 
 use super::fake_provider::FakeProvider;
+use crate::captured::Captured;
 use crate::helpers::{Operator, TestApp};
-
-#[derive(Clone, Default)]
-pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::python::PyHelper;
 
 pub const SID_ENV: &str = "TSUNAGU_TEST_VOICE_ACCOUNT_SID";
 pub const TOKEN_ENV: &str = "TSUNAGU_TEST_VOICE_AUTH_TOKEN";
@@ -70,21 +56,7 @@ fn hex32() -> String {
 
 /// Everything logged so far by any test of this binary, without terminal colour codes.
 pub fn logs() -> String {
-    let raw = String::from_utf8(globals().logs.0.lock().unwrap().clone()).unwrap();
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    globals().logs.text()
 }
 
 pub fn never_logged(s: String) -> String {
@@ -120,57 +92,23 @@ pub fn operator_phone() -> String {
 // Twilio's library and the XML parser, as a helper process
 // ---------------------------------------------------------------------------------------------
 
-struct Py {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-static PY: LazyLock<Mutex<Py>> = LazyLock::new(|| {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/voice/sdk.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs twilio)");
-    let stdin = child.stdin.take().unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    Mutex::new(Py {
-        _child: child,
-        stdin,
-        stdout,
-    })
-});
-
-async fn py(req: Value) -> Value {
-    tokio::task::spawn_blocking(move || {
-        let mut py = PY.lock().unwrap_or_else(|e| e.into_inner());
-        writeln!(py.stdin, "{req}").expect("write to the helper");
-        py.stdin.flush().unwrap();
-        let mut line = String::new();
-        py.stdout
-            .read_line(&mut line)
-            .expect("read from the helper");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!("the helper failed (is twilio installed? `pip install twilio`): {line:?}")
-        });
-        assert!(v.get("error").is_none(), "helper: {}", v["error"]);
-        v
-    })
-    .await
-    .unwrap()
-}
+static PY: PyHelper = PyHelper::new(
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/voice/sdk.py"),
+    "Twilio/XML",
+    "twilio",
+);
 
 /// `X-Twilio-Signature` for a POST of `params` to `url`, computed by Twilio's library.
 pub async fn twilio_sign(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let v = py(json!({"op":"sign","token":token,"url":url,"params":params})).await;
+    let v = PY
+        .call(json!({"op":"sign","token":token,"url":url,"params":params}))
+        .await;
     v["signature"].as_str().unwrap().to_owned()
 }
 
 /// A TwiML document parsed by Python's XML parser: the verbs under `<Response>`.
 pub async fn parse_twiml(xml: &str) -> Vec<Value> {
-    let v = py(json!({"op":"twiml","xml":xml})).await;
+    let v = PY.call(json!({"op":"twiml","xml":xml})).await;
     v["verbs"].as_array().unwrap().clone()
 }
 
@@ -187,6 +125,21 @@ pub fn said(doc: &[Value]) -> String {
         .map(|v| v["text"].as_str().unwrap())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Asserts that the document says every one of `needles`.
+pub fn assert_says(doc: &[Value], needles: &[&str]) {
+    let words = said(doc);
+    for needle in needles {
+        assert!(words.contains(needle), "{needle} not in {words}");
+    }
+}
+
+/// Asserts the document's last verb (what the call does next), and returns all its verbs.
+pub fn assert_ends_with(doc: &[Value], verb: &str) -> Vec<String> {
+    let v = verbs(doc);
+    assert_eq!(v.last().unwrap(), verb, "{v:?}");
+    v
 }
 
 /// Checks what every document must be: only known verbs, every `Say` in Japanese, no recording.
@@ -252,13 +205,8 @@ impl VoiceTest {
         parse_twiml("<Response/>").await;
         let fake = FakeProvider::start(&g.account, &g.token).await;
         let s = settings(&fake);
-        let app = crate::helpers::spawn_app_with(move |target| {
-            *target = s;
-            tune(target);
-        })
-        .await;
         VoiceTest {
-            app,
+            app: crate::helpers::spawn_app_from(s, tune).await,
             fake,
             http: reqwest::Client::new(),
         }
@@ -362,29 +310,6 @@ impl VoiceTest {
             .operator_with(name, &uid, &cookie, serde_json::json!({}), true)
             .await;
         (op, phone)
-    }
-
-    pub async fn conversations(&self) -> Vec<tsunagu::conversation::Conversation> {
-        self.app.state.engine.conversations().await.unwrap()
-    }
-
-    pub async fn wait_conversations(
-        &self,
-        what: &str,
-        pred: impl Fn(&[tsunagu::conversation::Conversation]) -> bool,
-    ) -> Vec<tsunagu::conversation::Conversation> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let c = self.conversations().await;
-            if pred(&c) {
-                return c;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     pub fn voice(&self) -> &tsunagu::connectors::voice::Voice {
