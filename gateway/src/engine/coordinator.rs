@@ -25,6 +25,14 @@ fn checked_reason(reason: String) -> Result<String, EngineError> {
     Ok(reason)
 }
 
+/// The checked start of a flag or a clearing (`Engine::flag_step`).
+struct FlagStep<'a> {
+    esc: &'a crate::escalation::Escalations,
+    reason: String,
+    now: crate::clock::Millis,
+    current: crate::conversation::Conversation,
+}
+
 impl Engine {
     /// An operator asks a coordinator for help with a conversation they hold.
     pub async fn help(
@@ -91,6 +99,28 @@ impl Engine {
         Ok(true)
     }
 
+    /// What a flag and a clearing both start from: flagging must be on, the reason given, the
+    /// conversation there.
+    async fn flag_step(
+        &self,
+        conv: ConversationId,
+        reason: String,
+    ) -> Result<FlagStep<'_>, EngineError> {
+        let esc = self
+            .escalations
+            .as_ref()
+            .ok_or(EngineError::FlaggingDisabled)?;
+        let reason = checked_reason(reason)?;
+        let now = self.now_ms();
+        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        Ok(FlagStep {
+            esc,
+            reason,
+            now,
+            current,
+        })
+    }
+
     /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or
     /// by a coordinator (`None`). Opens or extends the encrypted escalation record and alerts
     /// the coordinators.
@@ -103,13 +133,12 @@ impl Engine {
         reason: String,
         client_id: Option<Ulid>,
     ) -> Result<(), EngineError> {
-        let esc = self
-            .escalations
-            .as_ref()
-            .ok_or(EngineError::FlaggingDisabled)?;
-        let reason = checked_reason(reason)?;
-        let now = self.now_ms();
-        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        let FlagStep {
+            esc,
+            reason,
+            now,
+            current,
+        } = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         let mut trial = current.clone();
         let record = current
@@ -205,13 +234,12 @@ impl Engine {
         conv: ConversationId,
         reason: String,
     ) -> Result<(), EngineError> {
-        let esc = self
-            .escalations
-            .as_ref()
-            .ok_or(EngineError::FlaggingDisabled)?;
-        let reason = checked_reason(reason)?;
-        let now = self.now_ms();
-        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        let FlagStep {
+            esc,
+            reason,
+            now,
+            current,
+        } = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         current.clone().apply(Command::ClearFlag, now)?;
         let record = current.emergency.as_ref().map(|e| e.record);
