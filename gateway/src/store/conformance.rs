@@ -35,7 +35,8 @@ fn same_millisecond(n: u64) -> Vec<Conversation> {
         .collect()
 }
 
-fn operator(name: &str, capacity: u32) -> OperatorRecord {
+/// An operator on duty, connected, speaking ja and en.
+pub(crate) fn operator(name: &str, capacity: u32) -> OperatorRecord {
     OperatorRecord {
         id: Ulid::new(),
         name: name.to_owned(),
