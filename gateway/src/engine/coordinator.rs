@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use ulid::Ulid;
 
 use super::{Engine, EngineError};
+use crate::clock::Millis;
 use crate::cluster::BusMsg;
-use crate::conversation::{Command, ConversationId, OperatorId};
-use crate::escalation::{Action, Actor, FlagEntry};
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId};
+use crate::escalation::{Action, Actor, Escalations, FlagEntry};
 use crate::protocol::MAX_NOTE_CHARS;
 
 /// The reason given for a flag or for clearing one, trimmed: refused when it is empty or longer
@@ -23,14 +24,6 @@ fn checked_reason(reason: String) -> Result<String, EngineError> {
         return Err(EngineError::ReasonTooLong);
     }
     Ok(reason)
-}
-
-/// The checked start of a flag or a clearing (`Engine::flag_step`).
-struct FlagStep<'a> {
-    esc: &'a crate::escalation::Escalations,
-    reason: String,
-    now: crate::clock::Millis,
-    current: crate::conversation::Conversation,
 }
 
 impl Engine {
@@ -100,12 +93,12 @@ impl Engine {
     }
 
     /// What a flag and a clearing both start from: flagging must be on, the reason given, the
-    /// conversation there.
+    /// conversation there. Gives the escalations, the checked reason, now and the conversation.
     async fn flag_step(
         &self,
         conv: ConversationId,
         reason: String,
-    ) -> Result<FlagStep<'_>, EngineError> {
+    ) -> Result<(&Escalations, String, Millis, Conversation), EngineError> {
         let esc = self
             .escalations
             .as_ref()
@@ -113,12 +106,7 @@ impl Engine {
         let reason = checked_reason(reason)?;
         let now = self.now_ms();
         let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
-        Ok(FlagStep {
-            esc,
-            reason,
-            now,
-            current,
-        })
+        Ok((esc, reason, now, current))
     }
 
     /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or
@@ -133,12 +121,7 @@ impl Engine {
         reason: String,
         client_id: Option<Ulid>,
     ) -> Result<(), EngineError> {
-        let FlagStep {
-            esc,
-            reason,
-            now,
-            current,
-        } = self.flag_step(conv, reason).await?;
+        let (esc, reason, now, current) = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         let mut trial = current.clone();
         let record = current
@@ -234,12 +217,7 @@ impl Engine {
         conv: ConversationId,
         reason: String,
     ) -> Result<(), EngineError> {
-        let FlagStep {
-            esc,
-            reason,
-            now,
-            current,
-        } = self.flag_step(conv, reason).await?;
+        let (esc, reason, now, current) = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         current.clone().apply(Command::ClearFlag, now)?;
         let record = current.emergency.as_ref().map(|e| e.record);
