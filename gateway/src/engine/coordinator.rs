@@ -147,6 +147,14 @@ impl Engine {
             by_id: by.id,
             at: now,
         };
+        // What the record's trail says of this flag (and of a flag merged into another record).
+        let added = Action {
+            at: now,
+            actor: by.name.clone(),
+            actor_id: by.id,
+            action: "flag_added".into(),
+            detail: Some(category.clone()),
+        };
         let created = current.emergency.is_none();
         let written = if created {
             let log = self.store.read_log(conv, 0).await?;
@@ -157,13 +165,7 @@ impl Engine {
                     return;
                 }
                 r.flags.push(entry);
-                r.actions.push(Action {
-                    at: now,
-                    actor: by.name.clone(),
-                    actor_id: by.id,
-                    action: "flag_added".into(),
-                    detail: Some(category.clone()),
-                });
+                r.actions.push(added.clone());
             })
             .map(|_| ())
         };
@@ -189,15 +191,7 @@ impl Engine {
             if created {
                 esc.discard(record);
             }
-            let _ = esc.update(e.record, |r| {
-                r.actions.push(Action {
-                    at: now,
-                    actor: by.name.clone(),
-                    actor_id: by.id,
-                    action: "flag_added".into(),
-                    detail: Some(category.clone()),
-                })
-            });
+            let _ = esc.update(e.record, |r| r.actions.push(added.clone()));
         }
         let alert =
             self.stats()
