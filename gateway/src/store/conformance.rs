@@ -13,7 +13,8 @@ use crate::protocol::{Channel, EventBody, Presence, Side};
 const NOW: u64 = 1_700_000_000_000;
 const FALLBACK: u64 = 120_000;
 
-fn conv(lang: Option<&str>, at: u64) -> Conversation {
+/// A web conversation queued at `at`, asking `lang` if given.
+pub(crate) fn conv(lang: Option<&str>, at: u64) -> Conversation {
     Conversation::new(
         Ulid::new(),
         Channel::Web,

@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use super::queue::{arrival_of, queue_score};
 use super::*;
 use crate::conversation::{Conversation, State};
-use crate::protocol::{Channel, Side};
+use crate::protocol::Side;
 use crate::store::conformance;
 
 struct Server {
@@ -70,6 +70,13 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
         node: node.to_owned(),
         tls_ca_file: None,
     }
+}
+
+/// Three nodes' stores on the same keys (`prefix`), named n0 to n2.
+fn three_nodes(prefix: &str) -> Vec<Arc<RedisStore>> {
+    (0..3)
+        .map(|i| Arc::new(RedisStore::open(options(prefix, &format!("n{i}"))).unwrap()))
+        .collect()
 }
 
 fn store() -> Arc<RedisStore> {
@@ -164,14 +171,9 @@ fn queue_scores_sort_as_queue_keys_do() {
     assert_eq!(arrival_of(queue_score(&b) as f64), b.arrival);
 }
 
+/// A web conversation queued at `at`, asking no language (the conformance suite's fixture).
 fn queued(at: u64) -> Conversation {
-    Conversation::new(
-        Ulid::new(),
-        Channel::Web,
-        None,
-        Some(format!("h{}", Ulid::new())),
-        at,
-    )
+    conformance::conv(None, at)
 }
 
 /// A conversation queued at `at` in `s`.
@@ -200,9 +202,7 @@ fn op(capacity: u32) -> OperatorRecord {
 #[tokio::test]
 async fn racing_takes_on_several_nodes_never_share_a_conversation_or_exceed_capacity() {
     let prefix = format!("race{}", Ulid::new());
-    let nodes: Vec<Arc<RedisStore>> = (0..3)
-        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
-        .collect();
+    let nodes = three_nodes(&prefix);
     for i in 0..60 {
         nodes[0].create(queued(1_000 + i)).await.unwrap();
     }
@@ -457,9 +457,7 @@ async fn one_node_at_a_time_holds_a_lease_and_another_takes_over_when_it_lapses(
 #[tokio::test]
 async fn a_deadline_applied_by_several_nodes_at_once_fires_once() {
     let prefix = format!("timer{}", Ulid::new());
-    let nodes: Vec<Arc<RedisStore>> = (0..3)
-        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
-        .collect();
+    let nodes = three_nodes(&prefix);
     let o = op(1);
     nodes[0].put_operator(o.clone()).await.unwrap();
     let c = queued(1_000);
