@@ -51,7 +51,8 @@ pub(crate) fn operator(name: &str, capacity: u32) -> OperatorRecord {
     }
 }
 
-fn message(text: &str) -> Command {
+/// The visitor writes `text`.
+pub(crate) fn message(text: &str) -> Command {
     Command::Message {
         from: Side::Visitor,
         operator: None,

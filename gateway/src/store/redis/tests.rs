@@ -10,7 +10,6 @@ use redis::AsyncCommands;
 use super::queue::{arrival_of, queue_score};
 use super::*;
 use crate::conversation::{Conversation, State};
-use crate::protocol::Side;
 use crate::store::conformance;
 
 struct Server {
@@ -184,16 +183,6 @@ async fn created(s: &RedisStore, at: u64) -> ConversationId {
     id
 }
 
-/// The visitor writes `text`.
-fn visitor_text(text: &str) -> Command {
-    Command::Message {
-        from: Side::Visitor,
-        operator: None,
-        id: Ulid::new().into(),
-        text: text.into(),
-    }
-}
-
 /// An operator on duty (the conformance suite's fixture; these conversations ask no language).
 fn op(capacity: u32) -> OperatorRecord {
     conformance::operator("op", capacity)
@@ -247,7 +236,7 @@ async fn a_closed_conversation_leaves_no_key_behind() {
     s.put_operator(o.clone()).await.unwrap();
     s.take_next(o.id, 1_100, 1).await.unwrap().unwrap();
     let canary = "canary-phrase-hinotori";
-    s.apply(id, visitor_text(canary), Some(Ulid::new()), 1_200)
+    s.apply(id, conformance::message(canary), Some(Ulid::new()), 1_200)
         .await
         .unwrap();
     assert!(keys_with(&prefix)
@@ -281,7 +270,7 @@ async fn every_key_of_a_live_conversation_has_a_ttl() {
     let s = store();
     let prefix = s.options().key_prefix.clone();
     let id = created(&s, 1_000).await;
-    s.apply(id, visitor_text("hello"), Some(Ulid::new()), 1_100)
+    s.apply(id, conformance::message("hello"), Some(Ulid::new()), 1_100)
         .await
         .unwrap();
     let mut conn = raw().await;
