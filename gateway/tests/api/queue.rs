@@ -75,12 +75,16 @@ async fn offers_go_to_the_least_loaded_operator_and_respect_language() {
 
 #[tokio::test]
 async fn an_offer_not_accepted_in_time_moves_on_to_the_next_operator() {
-    let app = spawn_app_with(|s| s.conversation.offer_timeout_ms = 300).await;
+    // On a manual clock: the offer lapses when the test moves time on, once the next operator
+    // is there.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.offer_timeout_ms = 300).await;
     let mut a = app.operator("sakura", 2, true).await;
     let v = app.visitor("ja").await;
     let first = a.expect_offer().await;
     assert_eq!(first, v.conversation);
     let mut b = app.operator("kai", 2, true).await;
+    clock.advance(300);
     let withdrawn = a.client.expect_type("offer_withdrawn").await;
     assert_eq!(withdrawn["reason"], "timeout");
     let second = b.expect_offer().await;
@@ -135,13 +139,26 @@ async fn an_operator_who_disconnects_gets_their_people_back_within_the_grace_per
 
 #[tokio::test]
 async fn an_operator_gone_past_the_grace_period_has_their_conversations_requeued_at_the_front() {
-    let app = spawn_app_with(|s| s.conversation.operator_grace_ms = 300).await;
+    // On a manual clock: the grace runs out when the test moves time on, once the engine has
+    // seen the operator go.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.operator_grace_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let mut v = app.visitor("ja").await;
     let c = op.take().await;
     v.say("聞いてください").await;
+    clock.advance(1);
     let _later = app.visitor("ja").await;
     op.client.cut();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.engine.operators().await.unwrap()[0].connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator's disconnect never seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    clock.advance(300);
     let left = v
         .client
         .expect("operator left", |e| is_event(e, "operator_left"))
