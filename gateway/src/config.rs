@@ -282,6 +282,18 @@ impl Settings {
         s.auth.users_file = String::new();
         s
     }
+
+    /// Settings read from the TOML text `toml` alone, no defaults under it (unit tests of the
+    /// sections' own parsing).
+    #[cfg(test)]
+    pub(crate) fn from_toml(toml: &str) -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
 }
 
 #[cfg(test)]

@@ -132,14 +132,9 @@ impl Accounts {
         languages: Vec<String>,
         capacity: Option<u32>,
     ) -> Result<(), AuthError> {
-        self.modify(|users| {
-            let u = users
-                .iter_mut()
-                .find(|u| u.id == id)
-                .ok_or(AuthError::Invalid("no such user"))?;
+        self.modify_user(id, |u| {
             u.languages = languages;
             u.capacity = capacity;
-            Ok(())
         })
     }
 
@@ -154,12 +149,17 @@ impl Accounts {
                 ));
             }
         }
+        self.modify_user(id, |u| u.phone = phone)
+    }
+
+    /// [`Self::modify`] for one account, `id` (refused when there is no such user).
+    fn modify_user(&self, id: Ulid, change: impl FnOnce(&mut User)) -> Result<(), AuthError> {
         self.modify(|users| {
             let u = users
                 .iter_mut()
                 .find(|u| u.id == id)
                 .ok_or(AuthError::Invalid("no such user"))?;
-            u.phone = phone;
+            change(u);
             Ok(())
         })
     }

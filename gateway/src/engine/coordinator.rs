@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use ulid::Ulid;
 
 use super::{Engine, EngineError};
+use crate::clock::Millis;
 use crate::cluster::BusMsg;
-use crate::conversation::{Command, ConversationId, OperatorId};
-use crate::escalation::{Action, Actor, FlagEntry};
+use crate::conversation::{Command, Conversation, ConversationId, OperatorId};
+use crate::escalation::{Action, Actor, Escalations, FlagEntry};
 use crate::protocol::MAX_NOTE_CHARS;
 
 /// The reason given for a flag or for clearing one, trimmed: refused when it is empty or longer
@@ -91,6 +92,23 @@ impl Engine {
         Ok(true)
     }
 
+    /// What a flag and a clearing both start from: flagging must be on, the reason given, the
+    /// conversation there. Gives the escalations, the checked reason, now and the conversation.
+    async fn flag_step(
+        &self,
+        conv: ConversationId,
+        reason: String,
+    ) -> Result<(&Escalations, String, Millis, Conversation), EngineError> {
+        let esc = self
+            .escalations
+            .as_ref()
+            .ok_or(EngineError::FlaggingDisabled)?;
+        let reason = checked_reason(reason)?;
+        let now = self.now_ms();
+        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        Ok((esc, reason, now, current))
+    }
+
     /// Records an emergency flag (or adds to one): by the holding operator (`operator` set) or
     /// by a coordinator (`None`). Opens or extends the encrypted escalation record and alerts
     /// the coordinators.
@@ -103,13 +121,7 @@ impl Engine {
         reason: String,
         client_id: Option<Ulid>,
     ) -> Result<(), EngineError> {
-        let esc = self
-            .escalations
-            .as_ref()
-            .ok_or(EngineError::FlaggingDisabled)?;
-        let reason = checked_reason(reason)?;
-        let now = self.now_ms();
-        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        let (esc, reason, now, current) = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         let mut trial = current.clone();
         let record = current
@@ -135,6 +147,14 @@ impl Engine {
             by_id: by.id,
             at: now,
         };
+        // What the record's trail says of this flag (and of a flag merged into another record).
+        let added = Action {
+            at: now,
+            actor: by.name.clone(),
+            actor_id: by.id,
+            action: "flag_added".into(),
+            detail: Some(category.clone()),
+        };
         let created = current.emergency.is_none();
         let written = if created {
             let log = self.store.read_log(conv, 0).await?;
@@ -145,13 +165,7 @@ impl Engine {
                     return;
                 }
                 r.flags.push(entry);
-                r.actions.push(Action {
-                    at: now,
-                    actor: by.name.clone(),
-                    actor_id: by.id,
-                    action: "flag_added".into(),
-                    detail: Some(category.clone()),
-                });
+                r.actions.push(added.clone());
             })
             .map(|_| ())
         };
@@ -177,15 +191,7 @@ impl Engine {
             if created {
                 esc.discard(record);
             }
-            let _ = esc.update(e.record, |r| {
-                r.actions.push(Action {
-                    at: now,
-                    actor: by.name.clone(),
-                    actor_id: by.id,
-                    action: "flag_added".into(),
-                    detail: Some(category.clone()),
-                })
-            });
+            let _ = esc.update(e.record, |r| r.actions.push(added.clone()));
         }
         let alert =
             self.stats()
@@ -205,13 +211,7 @@ impl Engine {
         conv: ConversationId,
         reason: String,
     ) -> Result<(), EngineError> {
-        let esc = self
-            .escalations
-            .as_ref()
-            .ok_or(EngineError::FlaggingDisabled)?;
-        let reason = checked_reason(reason)?;
-        let now = self.now_ms();
-        let current = self.store.get(conv).await?.ok_or(EngineError::NotFound)?;
+        let (esc, reason, now, current) = self.flag_step(conv, reason).await?;
         // Check what the state machine would refuse before writing anything.
         current.clone().apply(Command::ClearFlag, now)?;
         let record = current.emergency.as_ref().map(|e| e.record);

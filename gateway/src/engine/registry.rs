@@ -178,6 +178,25 @@ pub struct Registry {
     next_conn: AtomicU64,
 }
 
+/// Tells the handle a new registration replaced (if any) that it was superseded.
+fn tell_superseded(old: Option<Handle>) {
+    if let Some(old) = old {
+        old.send(Outbound::Close(
+            crate::protocol::close::SUPERSEDED,
+            "superseded",
+        ));
+    }
+}
+
+/// Removes `key`'s handle from `map` if it is still connection `conn` (not a newer one).
+fn remove_conn<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Handle>, key: &K, conn: u64) -> bool {
+    if map.get(key).is_some_and(|h| h.conn == conn) {
+        map.remove(key);
+        return true;
+    }
+    false
+}
+
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -208,40 +227,20 @@ impl Registry {
     /// superseded.
     pub fn add_visitor(&self, conv: ConversationId, handle: Handle) {
         let old = self.lock().visitors.insert(conv, handle);
-        if let Some(old) = old {
-            old.send(Outbound::Close(
-                crate::protocol::close::SUPERSEDED,
-                "superseded",
-            ));
-        }
+        tell_superseded(old);
     }
 
     pub fn remove_visitor(&self, conv: ConversationId, conn: u64) -> bool {
-        let mut inner = self.lock();
-        if inner.visitors.get(&conv).is_some_and(|h| h.conn == conn) {
-            inner.visitors.remove(&conv);
-            return true;
-        }
-        false
+        remove_conn(&mut self.lock().visitors, &conv, conn)
     }
 
     pub fn add_operator(&self, op: OperatorId, handle: Handle) {
         let old = self.lock().operators.insert(op, handle);
-        if let Some(old) = old {
-            old.send(Outbound::Close(
-                crate::protocol::close::SUPERSEDED,
-                "superseded",
-            ));
-        }
+        tell_superseded(old);
     }
 
     pub fn remove_operator(&self, op: OperatorId, conn: u64) -> bool {
-        let mut inner = self.lock();
-        if inner.operators.get(&op).is_some_and(|h| h.conn == conn) {
-            inner.operators.remove(&op);
-            return true;
-        }
-        false
+        remove_conn(&mut self.lock().operators, &op, conn)
     }
 
     pub fn to_visitor(&self, conv: ConversationId, msg: Outbound) {

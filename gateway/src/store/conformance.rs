@@ -13,7 +13,8 @@ use crate::protocol::{Channel, EventBody, Presence, Side};
 const NOW: u64 = 1_700_000_000_000;
 const FALLBACK: u64 = 120_000;
 
-fn conv(lang: Option<&str>, at: u64) -> Conversation {
+/// A web conversation queued at `at`, asking `lang` if given.
+pub(crate) fn conv(lang: Option<&str>, at: u64) -> Conversation {
     Conversation::new(
         Ulid::new(),
         Channel::Web,
@@ -35,7 +36,8 @@ fn same_millisecond(n: u64) -> Vec<Conversation> {
         .collect()
 }
 
-fn operator(name: &str, capacity: u32) -> OperatorRecord {
+/// An operator on duty, connected, speaking ja and en.
+pub(crate) fn operator(name: &str, capacity: u32) -> OperatorRecord {
     OperatorRecord {
         id: Ulid::new(),
         name: name.to_owned(),
@@ -49,7 +51,8 @@ fn operator(name: &str, capacity: u32) -> OperatorRecord {
     }
 }
 
-fn message(text: &str) -> Command {
+/// The visitor writes `text`.
+pub(crate) fn message(text: &str) -> Command {
     Command::Message {
         from: Side::Visitor,
         operator: None,

@@ -270,17 +270,30 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
 #[tokio::test]
 async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() {
     let dir = temp_dir();
-    let app = flagging_app(&dir, |s| s.conversation.idle_limit_ms = 300).await;
+    // On a manual clock: the idle limit passes when the test moves time on; a second, unflagged
+    // conversation shows when the engine's timer has looked at the new time.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app =
+        flagging_app_with_clock(&dir, clock.clone(), |s| s.conversation.idle_limit_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
+    let _witness = app.visitor("ja").await;
     let c = op.take().await;
+    let w = op.take().await;
     op.act(
         "flag",
         &c,
         json!({"category":"abuse_dv","reason":"家で暴力を受けている"}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    clock.advance(900);
+    op.client
+        .expect("the unflagged conversation idle-closed", |e| {
+            e["type"] == "conversation"
+                && e["conversation"]["id"] == w.as_str()
+                && e["conversation"]["state"] == "wrap_up"
+        })
+        .await;
     let conv = app.stored(&c).await;
     assert_eq!(
         conv.state.kind(),
@@ -305,6 +318,7 @@ async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() 
         )
         .await;
     assert_eq!(r.status(), 204);
+    clock.advance(900);
     op.client
         .expect("idle end after clearing", |e| {
             e["type"] == "conversation" && e["conversation"]["state"] == "wrap_up"

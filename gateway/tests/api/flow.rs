@@ -220,10 +220,13 @@ async fn a_help_request_reaches_the_coordinator_view_and_can_be_acknowledged() {
 
 #[tokio::test]
 async fn an_idle_conversation_ends_after_the_idle_limit() {
-    let app = spawn_app_with(|s| s.conversation.idle_limit_ms = 300).await;
+    // On a manual clock: the limit passes when the test moves time on.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.idle_limit_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let mut v = app.visitor("ja").await;
     let c = op.take().await;
+    clock.advance(300);
     let ended = v.client.expect("idle end", |e| is_event(e, "ended")).await;
     assert_eq!(ended["event"]["reason"], "idle");
     let s = op
@@ -238,11 +241,16 @@ async fn an_idle_conversation_ends_after_the_idle_limit() {
 
 #[tokio::test]
 async fn a_conversation_ends_at_the_maximum_length_even_while_people_write() {
-    let app = spawn_app_with(|s| s.conversation.max_duration_ms = 400).await;
+    // On a manual clock: the length is reached when the test moves time on, just after the
+    // person wrote.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.max_duration_ms = 400).await;
     let mut op = app.operator("sakura", 2, false).await;
     let mut v = app.visitor("ja").await;
     op.take().await;
+    clock.advance(399);
     v.say("まだ話したい").await;
+    clock.advance(1);
     let ended = v.client.expect("max end", |e| is_event(e, "ended")).await;
     assert_eq!(ended["event"]["reason"], "max_duration");
     app.stop().await;
@@ -250,11 +258,14 @@ async fn a_conversation_ends_at_the_maximum_length_even_while_people_write() {
 
 #[tokio::test]
 async fn a_wrap_up_left_open_closes_by_itself() {
-    let app = spawn_app_with(|s| s.conversation.wrap_up_ms = 300).await;
+    // On a manual clock: the wrap-up time passes when the test moves time on.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.wrap_up_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
     let c = op.take().await;
     op.act("end", &c, json!({})).await;
+    clock.advance(300);
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["reason"], "closed");
     assert!(app.conversations().await.is_empty());

@@ -75,12 +75,16 @@ async fn offers_go_to_the_least_loaded_operator_and_respect_language() {
 
 #[tokio::test]
 async fn an_offer_not_accepted_in_time_moves_on_to_the_next_operator() {
-    let app = spawn_app_with(|s| s.conversation.offer_timeout_ms = 300).await;
+    // On a manual clock: the offer lapses when the test moves time on, once the next operator
+    // is there.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.offer_timeout_ms = 300).await;
     let mut a = app.operator("sakura", 2, true).await;
     let v = app.visitor("ja").await;
     let first = a.expect_offer().await;
     assert_eq!(first, v.conversation);
     let mut b = app.operator("kai", 2, true).await;
+    clock.advance(300);
     let withdrawn = a.client.expect_type("offer_withdrawn").await;
     assert_eq!(withdrawn["reason"], "timeout");
     let second = b.expect_offer().await;
@@ -135,13 +139,26 @@ async fn an_operator_who_disconnects_gets_their_people_back_within_the_grace_per
 
 #[tokio::test]
 async fn an_operator_gone_past_the_grace_period_has_their_conversations_requeued_at_the_front() {
-    let app = spawn_app_with(|s| s.conversation.operator_grace_ms = 300).await;
+    // On a manual clock: the grace runs out when the test moves time on, once the engine has
+    // seen the operator go.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.operator_grace_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let mut v = app.visitor("ja").await;
     let c = op.take().await;
     v.say("聞いてください").await;
+    clock.advance(1);
     let _later = app.visitor("ja").await;
     op.client.cut();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.engine.operators().await.unwrap()[0].connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the operator's disconnect never seen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    clock.advance(300);
     let left = v
         .client
         .expect("operator left", |e| is_event(e, "operator_left"))
@@ -166,12 +183,28 @@ async fn an_operator_gone_past_the_grace_period_has_their_conversations_requeued
 
 #[tokio::test]
 async fn a_person_who_disconnects_keeps_their_place_during_the_grace_period() {
-    let app = spawn_app_with(|s| s.conversation.visitor_grace_ms = 1_500).await;
+    // On a manual clock: the grace runs when the test moves time on. A third person, cut
+    // earlier and gone past the grace, shows when the engine's timer has looked at the new time.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app =
+        spawn_app_with_clock(clock.clone(), |s| s.conversation.visitor_grace_ms = 1_500).await;
     let v1 = app.visitor("ja").await;
+    clock.advance(1);
     let _v2 = app.visitor("ja").await;
+    clock.advance(1);
+    let witness = app.visitor("ja").await;
+    let (first, earlier) = (v1.conversation.clone(), witness.conversation.clone());
+    witness.client.cut();
+    wait_disconnected(&app, &earlier).await;
+    clock.advance(1_000);
     let token = v1.token.clone();
     v1.client.cut();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_disconnected(&app, &first).await;
+    clock.advance(600);
+    app.wait_conversations("the earlier one abandoned past the grace", |c| {
+        !c.iter().any(|c| c.id.to_string() == earlier)
+    })
+    .await;
     let (mut back, w) = app.resume(&token, Some(0)).await;
     assert_eq!(w["resumed"], true);
     assert_eq!(w["state"], "queued");
@@ -182,11 +215,16 @@ async fn a_person_who_disconnects_keeps_their_place_during_the_grace_period() {
 
 #[tokio::test]
 async fn a_person_gone_past_the_grace_period_is_abandoned() {
-    let app = spawn_app_with(|s| s.conversation.visitor_grace_ms = 200).await;
+    // On a manual clock: the grace passes when the test moves time on.
+    let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
+    let app = spawn_app_with_clock(clock.clone(), |s| s.conversation.visitor_grace_ms = 200).await;
     let v = app.visitor("ja").await;
-    let token = v.token.clone();
+    let (token, conv) = (v.token.clone(), v.conversation.clone());
     v.client.cut();
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    wait_disconnected(&app, &conv).await;
+    clock.advance(600);
+    app.wait_conversations("abandoned past the grace", |c| c.is_empty())
+        .await;
     assert!(app.conversations().await.is_empty());
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":token}}))
@@ -250,4 +288,14 @@ async fn dispatch_never_offers_to_an_operator_at_capacity() {
         );
     }
     app.stop().await;
+}
+
+/// Waits (bounded) until the engine has seen the visitor of conversation `id` disconnect, so
+/// that their grace runs from the clock's time now.
+async fn wait_disconnected(app: &TestApp, id: &str) {
+    app.wait_conversations("the visitor's disconnect seen", |c| {
+        c.iter()
+            .any(|c| c.id.to_string() == id && !c.visitor_connected)
+    })
+    .await;
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::settings::LineSettings;
@@ -44,15 +43,7 @@ impl Outcome {
 /// message gets the same key however often, and from whichever task, it is sent. Formatted as a
 /// version-4 UUID, which is what the API asks for.
 pub fn retry_key(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    h.update(b"tsunagu/line/retry-key");
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
+    let mut b = crate::connectors::derived_bytes(b"tsunagu/line/retry-key", parts);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -108,16 +99,7 @@ impl LineApi {
         texts: &[String],
         retry_key: &str,
     ) -> Outcome {
-        let body = json!({"to": to, "messages": text_messages(texts)});
-        self.call(
-            "push",
-            "/v2/bot/message/push",
-            token,
-            &body,
-            Some(retry_key),
-            None,
-        )
-        .await
+        self.push_while(token, to, texts, retry_key, None).await
     }
 
     /// A push that is not given up while `live` (the conversation) is not cancelled and the
@@ -133,16 +115,23 @@ impl LineApi {
         retry_key: &str,
         live: &CancellationToken,
     ) -> Outcome {
+        self.push_while(token, to, texts, retry_key, Some(live))
+            .await
+    }
+
+    /// The push both of the above make: bounded without `live`, else retried while it lives.
+    async fn push_while(
+        &self,
+        token: &SecretString,
+        to: &str,
+        texts: &[String],
+        retry_key: &str,
+        live: Option<&CancellationToken>,
+    ) -> Outcome {
         let body = json!({"to": to, "messages": text_messages(texts)});
-        self.call(
-            "push",
-            "/v2/bot/message/push",
-            token,
-            &body,
-            Some(retry_key),
-            Some(live),
-        )
-        .await
+        let path = "/v2/bot/message/push";
+        self.call("push", path, token, &body, Some(retry_key), live)
+            .await
     }
 
     /// `POST /v2/bot/message/reply`. A reply token is single-use, so a retry can never

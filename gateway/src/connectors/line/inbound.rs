@@ -243,20 +243,33 @@ impl Line {
         }
         tracing::debug!(conversation = %conv, kind = %m.kind, split, "LINE message stored");
         let reply = e.reply_token.clone().map(ReplyToken::new);
+        self.notice_or_token(key, reply, texts, e);
+        if let (Some(seq), Some(token)) = (last_seq, m.mark_as_read_token.clone()) {
+            self.tell(key, Control::ReadToken { seq, token });
+        }
+    }
+
+    /// Has the person's task send `texts` as a notice for event `e` (by `reply` if it can), or,
+    /// with nothing to say, just keep the fresh reply token.
+    fn notice_or_token(
+        &self,
+        key: &PersonKey,
+        reply: Option<ReplyToken>,
+        texts: Vec<String>,
+        e: &Event,
+    ) {
         if !texts.is_empty() {
+            let key_of_event = format!("event:{}", e.webhook_event_id);
             self.tell(
                 key,
                 Control::Notice {
                     reply,
                     texts,
-                    key: format!("event:{}", e.webhook_event_id),
+                    key: key_of_event,
                 },
             );
         } else if let Some(t) = reply {
             self.tell(key, Control::FreshToken(t));
-        }
-        if let (Some(seq), Some(token)) = (last_seq, m.mark_as_read_token.clone()) {
-            self.tell(key, Control::ReadToken { seq, token });
         }
     }
 
@@ -314,14 +327,7 @@ impl Line {
                 };
                 if started {
                     let texts = self.opening(ch, conv).await;
-                    self.tell(
-                        key,
-                        Control::Notice {
-                            reply,
-                            texts,
-                            key: format!("event:{}", e.webhook_event_id),
-                        },
-                    );
+                    self.notice_or_token(key, reply, texts, &e);
                 } else if let Some(t) = reply {
                     self.tell(key, Control::FreshToken(t));
                 }

@@ -531,17 +531,10 @@ impl Sender {
 /// A client id for something that came from LINE, derived from LINE's own id so a redelivery
 /// (or the same message seen twice) maps to the same client id and is applied once.
 pub fn client_id(parts: &[&str]) -> Ulid {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"tsunagu/line/client-id");
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    Ulid::from_bytes(b)
+    Ulid::from_bytes(crate::connectors::derived_bytes(
+        b"tsunagu/line/client-id",
+        parts,
+    ))
 }
 
 #[cfg(test)]

@@ -198,12 +198,7 @@ mod tests {
               { id = "youth", secret_env = "B_SECRET", token_env = "B_TOKEN", language = "ja-easy", priority = 1 },
             ]
         "#;
-        let s: crate::config::Settings = config::Config::builder()
-            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
+        let s = crate::config::Settings::from_toml(toml);
         assert_eq!(s.line.api_base, "http://127.0.0.1:9999");
         assert_eq!(s.line.channels.len(), 2);
         assert_eq!(s.line.channels[0].language, "ja");

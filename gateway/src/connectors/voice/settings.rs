@@ -190,12 +190,7 @@ mod tests {
             max_wait_secs = 600
             helplines = ["A", "B"]
         "#;
-        let s: crate::config::Settings = config::Config::builder()
-            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
+        let s = crate::config::Settings::from_toml(toml);
         assert!(s.voice.enabled);
         assert_eq!(s.voice.max_wait_secs, 600);
         assert_eq!(s.voice.helplines, ["A", "B"]);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -126,13 +126,23 @@ fn call_sid(hook: &Hook) -> Result<String, StatusCode> {
     }
 }
 
-macro_rules! verified {
-    ($app:expr, $headers:expr, $uri:expr, $body:expr) => {
-        match verify(&$app, &$headers, &$uri, &$body).and_then(|h| call_sid(&h).map(|c| (h, c))) {
-            Ok(v) => v,
-            Err(code) => return code.into_response(),
-        }
-    };
+/// A webhook whose signature checked out and that names its call: what every handler takes.
+/// Anything else is answered before the handler runs (404 with the connector off, 403 on a bad
+/// signature, 400 without a call SID, the body limit's 413).
+struct Verified(Hook, String);
+
+impl FromRequest<Arc<Hooks>> for Verified {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<Hooks>) -> Result<Self, Response> {
+        let (uri, headers) = (req.uri().clone(), req.headers().clone());
+        let body = Bytes::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let hook = verify(app, &headers, &uri, &body).map_err(IntoResponse::into_response)?;
+        let sid = call_sid(&hook).map_err(IntoResponse::into_response)?;
+        Ok(Verified(hook, sid))
+    }
 }
 
 /// The position announcement for a waiting conversation ("connecting soon" once offered).
@@ -147,13 +157,7 @@ async fn announcement(voice: &Voice, conv: crate::conversation::ConversationId) 
     }
 }
 
-async fn incoming(
-    State(app): State<Arc<Hooks>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (hook, sid) = verified!(app, headers, uri, body);
+async fn incoming(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let docs = voice.docs();
     let wait_url = format!("{}{WAIT}", hook.base);
@@ -229,13 +233,7 @@ async fn incoming(
     xml(docs.welcome(Some(position), &wait_url))
 }
 
-async fn wait(
-    State(app): State<Arc<Hooks>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (hook, sid) = verified!(app, headers, uri, body);
+async fn wait(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let docs = voice.docs();
     let wait_url = format!("{}{WAIT}", hook.base);
@@ -294,13 +292,7 @@ async fn wait(
     xml(docs.hold(Some(&position), &wait_url))
 }
 
-async fn dial_done(
-    State(app): State<Arc<Hooks>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (hook, sid) = verified!(app, headers, uri, body);
+async fn dial_done(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let docs = voice.docs();
     let Some(link) = voice.link(&sid) else {
@@ -339,13 +331,7 @@ async fn dial_done(
     xml(docs.rehold(Words::NOT_ANSWERED, &format!("{}{WAIT}", hook.base)))
 }
 
-async fn status(
-    State(app): State<Arc<Hooks>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (hook, sid) = verified!(app, headers, uri, body);
+async fn status(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let call_status = hook.get("CallStatus").unwrap_or_default().to_owned();
     if !matches!(

@@ -10,7 +10,6 @@ use redis::AsyncCommands;
 use super::queue::{arrival_of, queue_score};
 use super::*;
 use crate::conversation::{Conversation, State};
-use crate::protocol::{Channel, Presence, Side};
 use crate::store::conformance;
 
 struct Server {
@@ -72,13 +71,25 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
     }
 }
 
+/// Three nodes' stores on the same keys (`prefix`), named n0 to n2.
+fn three_nodes(prefix: &str) -> Vec<Arc<RedisStore>> {
+    (0..3)
+        .map(|i| Arc::new(RedisStore::open(options(prefix, &format!("n{i}"))).unwrap()))
+        .collect()
+}
+
 fn store() -> Arc<RedisStore> {
     Arc::new(RedisStore::open(options(&format!("t{}", Ulid::new()), "n1")).unwrap())
 }
 
-async fn keys_with(prefix: &str) -> Vec<String> {
+/// A plain connection to the test server, to look at or damage keys behind the store's back.
+async fn raw() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+async fn keys_with(prefix: &str) -> Vec<String> {
+    let mut c = raw().await;
     let mut out = Vec::new();
     let mut iter: redis::AsyncIter<String> = c.scan_match(format!("{prefix}:*")).await.unwrap();
     while let Some(k) = iter.next_item().await {
@@ -107,8 +118,7 @@ async fn a_queue_written_before_the_sorted_index_still_answers_positions_and_is_
     );
     // What an older gateway left: queued conversations in `P:q` only, and an id whose
     // conversation expired.
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut c = raw().await;
     let _: () = c.del(format!("{prefix}:qz")).await.unwrap();
     let _: () = c
         .sadd(format!("{prefix}:q"), Ulid::new().to_string())
@@ -160,36 +170,28 @@ fn queue_scores_sort_as_queue_keys_do() {
     assert_eq!(arrival_of(queue_score(&b) as f64), b.arrival);
 }
 
+/// A web conversation queued at `at`, asking no language (the conformance suite's fixture).
 fn queued(at: u64) -> Conversation {
-    Conversation::new(
-        Ulid::new(),
-        Channel::Web,
-        None,
-        Some(format!("h{}", Ulid::new())),
-        at,
-    )
+    conformance::conv(None, at)
 }
 
+/// A conversation queued at `at` in `s`.
+async fn created(s: &RedisStore, at: u64) -> ConversationId {
+    let c = queued(at);
+    let id = c.id;
+    s.create(c).await.unwrap();
+    id
+}
+
+/// An operator on duty (the conformance suite's fixture; these conversations ask no language).
 fn op(capacity: u32) -> OperatorRecord {
-    OperatorRecord {
-        id: Ulid::new(),
-        name: "op".into(),
-        languages: vec!["ja".into()],
-        capacity,
-        presence: Presence::OnDuty,
-        connected: true,
-        disconnected_since: None,
-        last_assigned: 0,
-        takes_calls: false,
-    }
+    conformance::operator("op", capacity)
 }
 
 #[tokio::test]
 async fn racing_takes_on_several_nodes_never_share_a_conversation_or_exceed_capacity() {
     let prefix = format!("race{}", Ulid::new());
-    let nodes: Vec<Arc<RedisStore>> = (0..3)
-        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
-        .collect();
+    let nodes = three_nodes(&prefix);
     for i in 0..60 {
         nodes[0].create(queued(1_000 + i)).await.unwrap();
     }
@@ -229,26 +231,14 @@ async fn racing_takes_on_several_nodes_never_share_a_conversation_or_exceed_capa
 async fn a_closed_conversation_leaves_no_key_behind() {
     let s = store();
     let prefix = s.options().key_prefix.clone();
-    let c = queued(1_000);
-    let id = c.id;
-    s.create(c).await.unwrap();
+    let id = created(&s, 1_000).await;
     let o = op(2);
     s.put_operator(o.clone()).await.unwrap();
     s.take_next(o.id, 1_100, 1).await.unwrap().unwrap();
     let canary = "canary-phrase-hinotori";
-    s.apply(
-        id,
-        Command::Message {
-            from: Side::Visitor,
-            operator: None,
-            id: Ulid::new().into(),
-            text: canary.into(),
-        },
-        Some(Ulid::new()),
-        1_200,
-    )
-    .await
-    .unwrap();
+    s.apply(id, conformance::message(canary), Some(Ulid::new()), 1_200)
+        .await
+        .unwrap();
     assert!(keys_with(&prefix)
         .await
         .iter()
@@ -261,8 +251,7 @@ async fn a_closed_conversation_leaves_no_key_behind() {
         .collect();
     assert!(left.is_empty(), "keys left after delete: {left:?}");
     // Only operator records and counters remain, and none holds the canary.
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw().await;
     for k in keys_with(&prefix).await {
         let dump: Option<Vec<u8>> = redis::cmd("DUMP")
             .arg(&k)
@@ -280,24 +269,11 @@ async fn a_closed_conversation_leaves_no_key_behind() {
 async fn every_key_of_a_live_conversation_has_a_ttl() {
     let s = store();
     let prefix = s.options().key_prefix.clone();
-    let c = queued(1_000);
-    let id = c.id;
-    s.create(c).await.unwrap();
-    s.apply(
-        id,
-        Command::Message {
-            from: Side::Visitor,
-            operator: None,
-            id: Ulid::new().into(),
-            text: "hello".into(),
-        },
-        Some(Ulid::new()),
-        1_100,
-    )
-    .await
-    .unwrap();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let id = created(&s, 1_000).await;
+    s.apply(id, conformance::message("hello"), Some(Ulid::new()), 1_100)
+        .await
+        .unwrap();
+    let mut conn = raw().await;
     let keys: Vec<String> = keys_with(&prefix)
         .await
         .into_iter()
@@ -334,8 +310,7 @@ async fn the_people_of_a_node_that_stopped_beating_are_disconnected_once() {
         "node a is alive"
     );
     // Node a dies: its heartbeat key goes (as it would expire).
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw().await;
     let _: () = conn.del(format!("{prefix}:node:node-a")).await.unwrap();
     let steps = b.heartbeat(3_000).await.unwrap();
     assert_eq!(steps.len(), 1);
@@ -471,9 +446,7 @@ async fn one_node_at_a_time_holds_a_lease_and_another_takes_over_when_it_lapses(
 #[tokio::test]
 async fn a_deadline_applied_by_several_nodes_at_once_fires_once() {
     let prefix = format!("timer{}", Ulid::new());
-    let nodes: Vec<Arc<RedisStore>> = (0..3)
-        .map(|i| Arc::new(RedisStore::open(options(&prefix, &format!("n{i}"))).unwrap()))
-        .collect();
+    let nodes = three_nodes(&prefix);
     let o = op(1);
     nodes[0].put_operator(o.clone()).await.unwrap();
     let c = queued(1_000);
@@ -530,8 +503,7 @@ async fn every_node_learns_once_that_the_store_lost_its_data_when_its_marker_van
     );
     assert!(!a.lost_data().await.unwrap(), "unchanged");
     // What a restart without persistence or a FLUSHALL does to it (only this test's keys).
-    let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw().await;
     let _: () = conn.del(format!("{prefix}:epoch")).await.unwrap();
     assert!(a.lost_data().await.unwrap(), "node a sees the loss");
     assert!(b.lost_data().await.unwrap(), "node b sees it too");
