@@ -20,15 +20,28 @@
 //! Data flow: webhook → signature → dedupe → inbound queue → `Engine` calls; engine publish →
 //! follower reads the log → sender → Messaging API.
 //!
-//! Privacy: the LINE user id is the route back. It is kept in memory only (this connector's map
+//! Several nodes: any node takes any webhook. Which conversation a person is in lives in the
+//! store under a keyed hash of their LINE user id ([`keys`]), so a person's messages reach one
+//! conversation whichever node gets them. Each node that has had a webhook of a person follows
+//! the conversation; of those, only the holder of the conversation's sender lease sends what
+//! the log says (operator messages, notices), from the shared cursor of what was sent, so a
+//! node that takes over neither repeats nor skips (and the push retry key, the same on every
+//! node, makes a push repeated by a takeover land once). What stays per node: reply tokens
+//! (each belongs to one webhook and is used by the node that got it), mark-as-read tokens, the
+//! loading indicator, "only text is read" (told at most once per node), and which messages
+//! were split in two (for unsend).
+//!
+//! Privacy: the LINE user id is the route back. It is kept in memory only (this node's map
 //! of live conversations, the sender task, and the engine's channel reference for a possible
-//! escalation record) and forgotten when the conversation ends. It is never logged, never
-//! shown to operators. Nothing here logs text, reply tokens or access tokens.
+//! escalation record) and forgotten when the conversation ends; the store holds only its keyed
+//! hash. It is never logged, never shown to operators. Nothing here logs text, reply tokens or
+//! access tokens.
 
 pub mod client;
 pub mod dedupe;
 pub mod events;
 pub mod inbound;
+pub mod keys;
 pub mod notices;
 pub mod person;
 pub mod settings;
@@ -69,6 +82,15 @@ type PersonKey = (String, String);
 /// so a busy group chat does not get the notice on every message.
 const GROUP_NOTICE_EVERY: Duration = Duration::from_secs(60 * 60);
 
+/// How long the store keeps a person → conversation link after their last webhook (a
+/// backstop: the link goes when the conversation closes).
+pub const LINK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// The lease of a conversation's sender: the node that holds it sends what the log says to the
+/// person; another node takes over this long after the holder stopped renewing it.
+pub const SENDER_LEASE_MS: u64 = 3_000;
+/// How often a follower renews its sender lease, or tries to take it.
+pub const SENDER_LEASE_RENEW_MS: u64 = 1_000;
+
 pub struct Line {
     pub(crate) settings: LineSettings,
     channels: HashMap<String, Arc<ChannelCtx>>,
@@ -82,7 +104,9 @@ pub struct Line {
     seen: Recent,
     /// Groups and rooms told recently that this is a one-to-one helpline.
     groups_told: Recent,
-    /// Live conversations by LINE user. Memory only; an entry goes when its conversation ends.
+    /// The conversations this node follows, by LINE user (the store's links say which
+    /// conversation a person is in for every node). Memory only; an entry goes when its
+    /// conversation ends.
     people: Mutex<HashMap<PersonKey, Link>>,
     /// Webhook events waiting for the inbound worker, in arrival order.
     inbound: mpsc::UnboundedSender<(Arc<ChannelCtx>, events::Event)>,

@@ -24,6 +24,16 @@
 //! how many entries a conversation can have (message rate limits, idle and maximum duration),
 //! so a LINE outage grows the queue by at most what the operator writes during it.
 //!
+//! Several nodes: each node that has had a webhook of the person runs both tasks, but only the
+//! holder of the conversation's sender lease ([`super::keys::sender_lease`], renewed every
+//! [`SENDER_LEASE_RENEW_MS`]) turns log entries into jobs; the others follow only to notice
+//! the end, and to be ready. Its sender moves the shared cursor ([`Engine::sent_through`])
+//! past each entry once it is handled. A node that takes the lease (its holder died) reads the
+//! log from the start to know what the person heard, and sends from the shared cursor on: an
+//! entry pushed but not yet counted is pushed again under the same retry key, which LINE
+//! answers with 409, so it lands once. What a webhook brings (reply and mark-as-read tokens,
+//! the notices it causes) is used by the node that got it, leader or not.
+//!
 //! The LINE user id lives only here and in the connector's map of live conversations, both in
 //! memory; both forget it when the conversation ends.
 
@@ -38,7 +48,7 @@ use ulid::Ulid;
 
 use super::client::{retry_key, Outcome};
 use super::notices::Notices;
-use super::{ChannelCtx, Line};
+use super::{keys, ChannelCtx, Line, SENDER_LEASE_MS, SENDER_LEASE_RENEW_MS};
 use crate::conversation::ConversationId;
 use crate::engine::follower::{Entries, Follower};
 use crate::engine::registry::Inbox;
@@ -126,6 +136,10 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
         line: Arc::clone(line),
         ch: Arc::clone(ch),
         conv,
+        person_key: keys::person_key(ch, &user),
+        leader: false,
+        replay_through: 0,
+        ended: false,
         blocked: Arc::clone(&blocked),
         joined_before: false,
         pending_read: VecDeque::new(),
@@ -161,6 +175,15 @@ struct Person {
     line: Arc<Line>,
     ch: Arc<ChannelCtx>,
     conv: ConversationId,
+    /// The person's name in the store ([`keys::person_key`]), to unlink at the end.
+    person_key: String,
+    /// This node holds the conversation's sender lease: it sends what the log says.
+    leader: bool,
+    /// After taking the lease: entries up to this seq were handled by a sender before (they
+    /// only tell this one what the person heard).
+    replay_through: u64,
+    /// The conversation ended (not only stopped being followed here, as at shutdown).
+    ended: bool,
     /// Set when the person blocked the account (shared with the sender and the link).
     blocked: Arc<AtomicBool>,
     /// An operator joined before (a later join is a transfer).
@@ -189,6 +212,8 @@ impl Person {
         tracing::info!(parent: &span, "LINE conversation followed");
         let poll = Duration::from_millis(self.line.settings.read_poll_ms.max(10));
         let shutdown = self.line.shutdown.clone();
+        let mut lease = tokio::time::interval(Duration::from_millis(SENDER_LEASE_RENEW_MS));
+        lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let ended = tokio::select! {
                 // Control first: a notice queued before an engine step is sent before what
@@ -209,6 +234,7 @@ impl Person {
                     (rx, too_slow) = follower.reregister(self.line.socket_queue);
                     self.catch_up(&mut follower).await
                 }
+                _ = lease.tick() => self.check_lease(&mut follower).await,
                 _ = tokio::time::sleep(poll), if !self.pending_read.is_empty() => {
                     self.check_read().await;
                     false
@@ -216,12 +242,27 @@ impl Person {
                 _ = shutdown.cancelled() => break,
             };
             if ended {
+                self.ended = true;
                 break;
             }
         }
         self.live.cancel();
         follower.leave();
         self.line.forget(&self.ch.id, self.conv);
+        if self.ended {
+            // For every node: the person's next message starts a new conversation.
+            let engine = &self.line.engine;
+            if let Err(e) = engine.unlink_person(&self.person_key, self.conv).await {
+                tracing::warn!(parent: &span, error = %e, "LINE link could not be removed");
+            }
+        }
+        if self.leader {
+            let _ = self
+                .line
+                .engine
+                .release(&keys::sender_lease(self.conv))
+                .await;
+        }
         tracing::info!(parent: &span, "LINE conversation no longer followed");
     }
 
@@ -266,7 +307,7 @@ impl Person {
                     ..
                 } => {
                     // One pending indicator is enough (LINE may be slow or down meanwhile).
-                    if !self.loading_queued.swap(true, Ordering::SeqCst) {
+                    if self.leader && !self.loading_queued.swap(true, Ordering::SeqCst) {
                         self.job(Job::Loading);
                     }
                     false
@@ -281,7 +322,7 @@ impl Person {
             Outbound::Gone(_) => {
                 // The store lost the conversation: say so, how to start again (the next
                 // message starts a new one, as this follower stops), and other helplines.
-                if !self.blocked.load(Ordering::SeqCst) {
+                if self.leader && !self.blocked.load(Ordering::SeqCst) {
                     let notices = Notices::for_language(&self.ch.language);
                     let conv = self.conv.to_string();
                     self.job(Job::Send {
@@ -304,9 +345,46 @@ impl Person {
         follower.deliver(self).await
     }
 
+    /// Renews this node's sender lease, or takes it if its holder stopped renewing it (then
+    /// reads the log from the start: [`Person::replay_through`]). A store that cannot be
+    /// reached counts as the lease lost. True when the conversation ended.
+    async fn check_lease(&mut self, follower: &mut PersonFollower) -> bool {
+        let engine = &self.line.engine;
+        let task = keys::sender_lease(self.conv);
+        let held = engine.lead(&task, SENDER_LEASE_MS).await.unwrap_or(false);
+        if !held {
+            if self.leader {
+                tracing::warn!(conversation = %self.conv, "LINE sender lease lost; another node sends");
+                self.leader = false;
+            }
+            return false;
+        }
+        if self.leader {
+            return false;
+        }
+        let Ok(sent) = engine.sent_through(self.conv).await else {
+            return false;
+        };
+        tracing::info!(conversation = %self.conv, sent, "LINE sender lease taken; this node sends");
+        self.leader = true;
+        self.replay_through = sent;
+        self.joined_before = false;
+        follower.set_cursor(0);
+        follower.deliver(self).await
+    }
+
     /// Handles one new log entry (the follower hands out each once, in order); true when the
     /// conversation ended.
     fn handle_entry(&mut self, entry: LogEntry) -> bool {
+        if !self.leader || entry.seq <= self.replay_through {
+            // Another node sends (or sent) this one: only note what the person heard.
+            match entry.event {
+                EventBody::OperatorJoined { .. } => self.joined_before = true,
+                EventBody::Ended { .. } => return true,
+                _ => {}
+            }
+            return false;
+        }
         let notices = Notices::for_language(&self.ch.language);
         let conv = self.conv.to_string();
         let seq = entry.seq.to_string();
@@ -416,7 +494,21 @@ impl Sender {
             if self.line.shutdown.is_cancelled() {
                 break;
             }
+            let entry = match &job {
+                Job::Send { seq, .. } => *seq,
+                _ => None,
+            };
             self.perform(job).await;
+            if let Some(seq) = entry {
+                if self.line.shutdown.is_cancelled() {
+                    // Cut short: the node that takes over sends it.
+                    break;
+                }
+                // Handled (sent, or refused for good): a sender that takes over starts after.
+                if let Err(e) = self.line.engine.set_sent_through(self.conv, seq).await {
+                    tracing::warn!(conversation = %self.conv, error = %e, "LINE sent cursor not shared");
+                }
+            }
         }
     }
 

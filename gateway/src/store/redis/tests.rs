@@ -72,11 +72,11 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
     }
 }
 
-fn store() -> Arc<RedisStore> {
+pub(super) fn store() -> Arc<RedisStore> {
     Arc::new(RedisStore::open(options(&format!("t{}", Ulid::new()), "n1")).unwrap())
 }
 
-async fn keys_with(prefix: &str) -> Vec<String> {
+pub(super) async fn keys_with(prefix: &str) -> Vec<String> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server().port)).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let mut out = Vec::new();
