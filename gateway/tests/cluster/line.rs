@@ -157,6 +157,9 @@ async fn a_line_persons_webhooks_on_two_nodes_and_a_node_killed_make_one_convers
         ),
         ("TSUNAGU_TEST_LINE_SECRET", secret.clone()),
         ("TSUNAGU_TEST_LINE_TOKEN", token),
+        // A person not reached through any node ends this long after their node is found
+        // dead (6-13 s): short, so the test sees it if the reaper took the LINE person for gone.
+        ("TSUNAGU_CONVERSATION__VISITOR_GRACE_MS", "1000".into()),
         // The sender lease's moves are logged at info.
         (
             "TSUNAGU_LOG__FILTER",
@@ -203,7 +206,16 @@ async fn run(
 
     let mut sent_person = vec!["person 0".to_owned()];
     let mut sent_operator = Vec::new();
+    let mut killed_at = None;
     for i in 1..=10 {
+        if i == 10 {
+            // Past the time the nodes' reaper takes a's people for disconnected, and their
+            // grace: the LINE person is reached through b now, and their conversation lives.
+            let since = killed_at
+                .map(|t: std::time::Instant| t.elapsed())
+                .unwrap_or_default();
+            tokio::time::sleep(Duration::from_secs(16).saturating_sub(since)).await;
+        }
         // Webhooks alternate between the nodes while both live; after the kill, b has them.
         let node = if i % 2 == 1 || i > 5 { b } else { a };
         let text = format!("person {i}");
@@ -222,6 +234,7 @@ async fn run(
             // Killed right after the operator's message: its push may be on its way, done,
             // or not started; b takes the lease over and sends from the shared cursor.
             a.kill9();
+            killed_at = Some(std::time::Instant::now());
         }
         line.wait_pushed(&reply).await;
     }

@@ -366,6 +366,9 @@ impl Person {
             return false;
         };
         tracing::info!(conversation = %self.conv, sent, "LINE sender lease taken; this node sends");
+        // The person is reached through this node now: if the node that sent before died, the
+        // nodes' reaper must not take the person for gone with it.
+        engine.visitor_connection(self.conv, true).await;
         self.leader = true;
         self.replay_through = sent;
         self.joined_before = false;
