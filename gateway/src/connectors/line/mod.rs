@@ -15,6 +15,9 @@
 //! - [`person`]: per conversation, a follower registered as the conversation's visitor in the
 //!   engine's registry, and a sequential sender that delivers through [`client`] (push with a
 //!   retry key, reply while a token is fresh, loading indicator, mark as read).
+//! - `sender`: performs a conversation's jobs in order and moves the shared cursor of what
+//!   was sent.
+//! - [`keys`]: a person's name in the shared store (keyed hash), the sender lease's name.
 //! - [`notices`]: what the gateway says to the person, per channel language.
 //!
 //! Data flow: webhook → signature → dedupe → inbound queue → `Engine` calls; engine publish →
@@ -44,6 +47,7 @@ pub mod inbound;
 pub mod keys;
 pub mod notices;
 pub mod person;
+mod sender;
 pub mod settings;
 pub mod signature;
 pub mod webhook;

@@ -221,7 +221,8 @@ mod tests {
 
     use ulid::Ulid;
 
-    use super::super::tests::{keys_with, store};
+    use super::super::tests::{keys_with, options, store};
+    use super::super::RedisStore;
     use crate::conversation::Conversation;
     use crate::protocol::Channel;
     use crate::store::{links, PersonLink, Store};
@@ -260,5 +261,29 @@ mod tests {
             .filter(|k| k.contains(":link:") || k.contains(":clink:") || k.contains(":sent:"))
             .collect();
         assert!(left.is_empty(), "left after close: {left:?}");
+    }
+
+    #[tokio::test]
+    async fn every_node_reads_the_same_handling_time_and_link() {
+        let prefix = format!("t{}", Ulid::new());
+        let a = RedisStore::open(options(&prefix, "a")).unwrap();
+        let b = RedisStore::open(options(&prefix, "b")).unwrap();
+        a.observe_handle_time(300_000).await.unwrap();
+        b.observe_handle_time(100_000).await.unwrap();
+        let (ha, hb) = (
+            a.handle_time().await.unwrap(),
+            b.handle_time().await.unwrap(),
+        );
+        assert_eq!(ha, hb, "one average for every node");
+        assert!((ha.unwrap() - 280_000.0).abs() < 1e-3, "{ha:?}");
+        let c = Ulid::new();
+        let link = PersonLink {
+            conversation: c,
+            route: String::new(),
+        };
+        assert_eq!(a.link("line:k", &link, 60_000).await.unwrap(), link);
+        assert_eq!(b.linked("line:k").await.unwrap(), Some(link));
+        b.set_sent_through(c, 4).await.unwrap();
+        assert_eq!(a.sent_through(c).await.unwrap(), 4);
     }
 }

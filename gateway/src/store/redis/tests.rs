@@ -60,7 +60,7 @@ fn server() -> &'static Server {
     })
 }
 
-fn options(prefix: &str, node: &str) -> RedisOptions {
+pub(super) fn options(prefix: &str, node: &str) -> RedisOptions {
     RedisOptions {
         url: format!("redis://127.0.0.1:{}/", server().port),
         key_prefix: prefix.to_owned(),
