@@ -21,6 +21,11 @@ mod gone;
 mod harness_tests;
 #[path = "cluster/latency.rs"]
 mod latency;
+#[path = "cluster/line.rs"]
+mod line;
+#[allow(dead_code)]
+#[path = "line/fake_api.rs"]
+mod line_api;
 #[path = "cluster/node.rs"]
 mod node;
 #[path = "cluster/party.rs"]

@@ -194,6 +194,13 @@ impl<E: AsRef<Engine>> Follower<E, Person> {
         Ok(entries)
     }
 
+    /// Moves the cursor to `seq`, back or forward: the next catch-up starts after it (a
+    /// connector's sender that takes over from another node starts again from the start, or
+    /// from what was sent).
+    pub fn set_cursor(&mut self, seq: u64) {
+        self.follows.cursor = seq;
+    }
+
     /// A live entry `seq` (sent with its step rather than read from the log): true, with the
     /// cursor moved to it, if it was not handled yet.
     pub fn take(&mut self, seq: u64) -> bool {

@@ -14,6 +14,7 @@ mod coordinator;
 mod error;
 pub mod follower;
 mod operator;
+mod people;
 mod publish;
 pub mod registry;
 mod settings;

@@ -209,6 +209,7 @@ impl Engine {
         if let Some(event) = self.record_transition(a, now) {
             self.count_today(now, event).await;
         }
+        self.share_handle_time(a, now).await;
         self.escalation_follows(a, now).await;
 
         if after.is_terminal() {

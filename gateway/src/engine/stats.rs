@@ -325,6 +325,32 @@ impl Engine {
         self.stats().estimate_wait(position, on_duty_capacity)
     }
 
+    /// A conversation closed after an answer: counts its handling time into the store's
+    /// moving average, which every node estimates waits from, and takes the average back.
+    pub(super) async fn share_handle_time(&self, a: &Applied, now: Millis) {
+        let closed = a.before.state.kind() != a.after.state.kind()
+            && a.after.state.kind() == StateKind::Closed;
+        let Some(answered) = a.after.answered_at.filter(|_| closed) else {
+            return;
+        };
+        match self
+            .store
+            .observe_handle_time(now.saturating_sub(answered))
+            .await
+        {
+            Ok(avg) => self.stats().handle_ewma_ms = Some(avg),
+            Err(e) => tracing::warn!(error = %e, "could not share the handling time"),
+        }
+    }
+
+    /// Takes the handling time every node shares (another node's closes move it), so every
+    /// node tells a waiting person the same wait. Kept as it was if the store cannot say.
+    pub(super) async fn refresh_handle_time(&self) {
+        if let Ok(Some(avg)) = self.store.handle_time().await {
+            self.stats().handle_ewma_ms = Some(avg);
+        }
+    }
+
     /// Counts an event of today in the shared store, if there is one.
     pub(super) async fn count_today(&self, now: Millis, event: &'static str) {
         if let Err(e) = self.store.count_today(jst_day(now), event).await {

@@ -266,6 +266,7 @@ impl Engine {
         let Ok(queue) = self.store.queue_brief().await else {
             return;
         };
+        self.refresh_handle_time().await;
         let Ok(on_duty) = self.store.on_duty().await else {
             return;
         };

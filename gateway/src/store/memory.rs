@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
-use super::{Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{
+    Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, Store, StoreError,
+};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, QueueKey, State};
 use crate::protocol::{LogEntry, Millis};
 use crate::routing::{self, OperatorSlot};
@@ -19,6 +21,8 @@ use crate::routing::{self, OperatorSlot};
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// The connectors' people and the shared statistics ([`super::links`]).
+    links: super::links::MemoryLinks,
 }
 
 impl MemoryStore {
@@ -255,6 +259,41 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn link(
+        &self,
+        key: &str,
+        link: &PersonLink,
+        _ttl_ms: u64,
+    ) -> Result<PersonLink, StoreError> {
+        Ok(self.links.link(key, link))
+    }
+
+    async fn linked(&self, key: &str) -> Result<Option<PersonLink>, StoreError> {
+        Ok(self.links.linked(key))
+    }
+
+    async fn unlink(&self, key: &str, conv: ConversationId) -> Result<(), StoreError> {
+        self.links.unlink(key, conv);
+        Ok(())
+    }
+
+    async fn sent_through(&self, conv: ConversationId) -> Result<u64, StoreError> {
+        Ok(self.links.sent_through(conv))
+    }
+
+    async fn set_sent_through(&self, conv: ConversationId, seq: u64) -> Result<(), StoreError> {
+        self.links.set_sent_through(conv, seq);
+        Ok(())
+    }
+
+    async fn observe_handle_time(&self, ms: u64) -> Result<f64, StoreError> {
+        Ok(self.links.observe_handle_time(ms))
+    }
+
+    async fn handle_time(&self) -> Result<Option<f64>, StoreError> {
+        Ok(self.links.handle_time())
+    }
+
     async fn create(&self, mut conv: Conversation) -> Result<(), StoreError> {
         let mut inner = self.lock();
         number(&mut inner.arrivals, &mut conv);
@@ -312,6 +351,8 @@ impl Store for MemoryStore {
         if let Some(entry) = inner.conversations.remove(&id) {
             inner.index_remove(&entry.conv);
         }
+        drop(inner);
+        self.links.forget(id);
         Ok(())
     }
 

@@ -11,10 +11,12 @@
 //! it: log, client ids, token index.
 
 pub mod conformance;
+pub mod links;
 mod memory;
 pub mod redis;
 
 pub use self::redis::RedisStore;
+pub use links::PersonLink;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;
@@ -303,4 +305,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<std::collections::HashMap<String, u64>>, StoreError> {
         Ok(None)
     }
+    /// Shared stores: gives up the lease on `task` if this node holds it (another node may
+    /// take it at once). Nothing for one process.
+    async fn release(&self, _task: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    // A connector's people ([`links`]). `key` is the connector's keyed hash of the person's id
+    // on the channel, never the id itself.
+
+    /// Links the person `key` to `link.conversation` unless they are linked already, and
+    /// returns the link that holds (so of two nodes racing, both use the first). Shared
+    /// stores keep it for `ttl_ms`, renewed by every call; every store drops it when the
+    /// conversation is deleted.
+    async fn link(
+        &self,
+        key: &str,
+        link: &PersonLink,
+        ttl_ms: u64,
+    ) -> Result<PersonLink, StoreError>;
+    /// The conversation the person `key` is in, if any.
+    async fn linked(&self, key: &str) -> Result<Option<PersonLink>, StoreError>;
+    /// Forgets the person `key`'s link if it is to `conv` (the conversation ended).
+    async fn unlink(&self, key: &str, conv: ConversationId) -> Result<(), StoreError>;
+    /// The highest log seq of `conv` a connector has sent to its person (0: none), shared so
+    /// that a sender that takes over from another node neither repeats nor skips.
+    async fn sent_through(&self, conv: ConversationId) -> Result<u64, StoreError>;
+    /// Moves [`Store::sent_through`] forward to `seq` (never back).
+    async fn set_sent_through(&self, conv: ConversationId, seq: u64) -> Result<(), StoreError>;
+    /// Counts a closed conversation that took `ms` from answer to close into the moving
+    /// average of handling time every node estimates waits from; returns the new average.
+    async fn observe_handle_time(&self, ms: u64) -> Result<f64, StoreError>;
+    /// The moving average of handling time (ms); `None` until a conversation has closed.
+    async fn handle_time(&self) -> Result<Option<f64>, StoreError>;
 }

@@ -24,9 +24,10 @@ use super::client::retry_key;
 use super::events::{Event, MessageContent};
 use super::notices::Notices;
 use super::person::{self, client_id, Control, ReplyToken};
-use super::{ChannelCtx, Line, PersonKey};
+use super::{keys, ChannelCtx, Line, PersonKey, LINK_TTL_MS};
 use crate::conversation::ConversationId;
 use crate::protocol::{validate_text, Channel, ErrorCode, ServerMsg, MAX_TEXT_CHARS};
+use crate::store::PersonLink;
 
 pub async fn run(
     line: Arc<Line>,
@@ -103,25 +104,68 @@ impl Line {
 
     async fn unfollow(&self, ch: &ChannelCtx, key: &PersonKey, e: &Event) {
         let link = self.people().remove(key);
-        let Some(link) = link else { return };
-        link.blocked.store(true, Ordering::SeqCst);
+        let skey = keys::person_key(ch, &key.1);
+        let conv = match &link {
+            Some(link) => {
+                link.blocked.store(true, Ordering::SeqCst);
+                Some(link.conversation)
+            }
+            // Followed by other nodes only.
+            None => self
+                .engine
+                .linked_person(&skey)
+                .await
+                .ok()
+                .flatten()
+                .map(|l| l.conversation),
+        };
+        let Some(conv) = conv else { return };
         let cid = client_id(&[&ch.id, "event", &e.webhook_event_id]);
-        if let Err(err) = self.engine.visitor_end(link.conversation, cid).await {
-            tracing::info!(conversation = %link.conversation, code = err.code().as_str(), "LINE unfollow: conversation already over");
-            let _ = link.ctl.send(Control::Stop);
+        if let Err(err) = self.engine.visitor_end(conv, cid).await {
+            tracing::info!(conversation = %conv, code = err.code().as_str(), "LINE unfollow: conversation already over");
+            if let Some(link) = &link {
+                let _ = link.ctl.send(Control::Stop);
+            }
         }
-        tracing::info!(conversation = %link.conversation, "LINE person blocked the account; conversation ended");
+        let _ = self.engine.unlink_person(&skey, conv).await;
+        tracing::info!(conversation = %conv, "LINE person blocked the account; conversation ended");
     }
 
     /// The live conversation of `key`, started if there is none. The flag is true when it was
-    /// started now.
+    /// started now. Which conversation a person is in comes from the store (any node may have
+    /// started it); this node follows it from its first webhook here.
     async fn conversation(
         self: &Arc<Self>,
         ch: &Arc<ChannelCtx>,
         key: &PersonKey,
     ) -> Option<(ConversationId, bool)> {
-        if let Some(link) = self.people().get(key) {
-            return Some((link.conversation, false));
+        let skey = keys::person_key(ch, &key.1);
+        let local = self.people().get(key).map(|l| l.conversation);
+        let linked = match local {
+            // Renews the link's TTL; answers the conversation another node linked if ours
+            // ended meanwhile.
+            Some(conv) => self
+                .engine
+                .link_person(&skey, &Self::link_to(conv), LINK_TTL_MS)
+                .await
+                .map(Some),
+            None => self.engine.linked_person(&skey).await,
+        };
+        let linked = match linked {
+            Ok(l) => l.map(|l| l.conversation),
+            Err(e) => {
+                tracing::error!(channel = %ch.id, error = %e, "LINE link could not be read");
+                return None;
+            }
+        };
+        if let Some(conv) = linked {
+            if local != Some(conv) {
+                if let Some(old) = local {
+                    self.drop_link(key, old);
+                }
+                self.follow_here(ch, key, conv);
+            }
+            return Some((conv, false));
         }
         let (conv, _token) = match self
             .engine
@@ -134,13 +178,61 @@ impl Line {
                 return None;
             }
         };
-        // The route back, for an escalation record should one be needed.
-        self.engine
-            .set_channel_ref(conv.id, format!("line:{}:{}", ch.id, key.1));
-        let link = person::spawn(self, ch, conv.id, key.1.clone());
-        self.people().insert(key.clone(), link);
+        let won = match self
+            .engine
+            .link_person(&skey, &Self::link_to(conv.id), LINK_TTL_MS)
+            .await
+        {
+            Ok(l) => l.conversation,
+            Err(e) => {
+                tracing::error!(conversation = %conv.id, error = %e, "LINE link could not be stored");
+                conv.id
+            }
+        };
+        if won != conv.id {
+            // Another node started one for this person at the same moment: theirs holds.
+            tracing::info!(conversation = %conv.id, "LINE conversation started twice at once; ending the spare");
+            let cid = client_id(&[&ch.id, "spare", &conv.id.to_string()]);
+            let _ = self.engine.visitor_end(conv.id, cid).await;
+            self.follow_here(ch, key, won);
+            return Some((won, false));
+        }
+        self.follow_here(ch, key, conv.id);
         tracing::info!(conversation = %conv.id, channel = %ch.id, "LINE conversation started");
         Some((conv.id, true))
+    }
+
+    /// The person's live conversation if they have one (followed here from now on), without
+    /// starting one.
+    async fn existing(
+        self: &Arc<Self>,
+        ch: &Arc<ChannelCtx>,
+        key: &PersonKey,
+    ) -> Option<ConversationId> {
+        if let Some(conv) = self.people().get(key).map(|l| l.conversation) {
+            return Some(conv);
+        }
+        let skey = keys::person_key(ch, &key.1);
+        let conv = self.engine.linked_person(&skey).await.ok()??.conversation;
+        self.follow_here(ch, key, conv);
+        Some(conv)
+    }
+
+    fn link_to(conv: ConversationId) -> PersonLink {
+        // No route: the LINE user id comes with every webhook, and the store never holds it.
+        PersonLink {
+            conversation: conv,
+            route: String::new(),
+        }
+    }
+
+    /// Starts this node's follower of `conv` for the person `key`.
+    fn follow_here(self: &Arc<Self>, ch: &Arc<ChannelCtx>, key: &PersonKey, conv: ConversationId) {
+        // The route back, for an escalation record should one be needed.
+        self.engine
+            .set_channel_ref(conv, format!("line:{}:{}", ch.id, key.1));
+        let link = person::spawn(self, ch, conv, key.1.clone());
+        self.people().insert(key.clone(), link);
     }
 
     /// The notices that open a conversation: received (with the privacy promise) and the
@@ -183,6 +275,11 @@ impl Line {
                     if !started && matches!(code, ErrorCode::NotFound | ErrorCode::OutOfOrder) =>
                 {
                     self.drop_link(key, conv);
+                    // Gone for every node: the next try starts a new one.
+                    let skey = keys::person_key(ch, &key.1);
+                    if let Err(e) = self.engine.unlink_person(&skey, conv).await {
+                        tracing::warn!(conversation = %conv, error = %e, "LINE link could not be removed");
+                    }
                 }
                 Err(code) => {
                     tracing::error!(conversation = %conv, code = code.as_str(), "LINE message could not be stored");
@@ -283,12 +380,15 @@ impl Line {
         }
     }
 
-    async fn unsend(&self, ch: &ChannelCtx, key: &PersonKey, e: &Event) {
+    async fn unsend(self: &Arc<Self>, ch: &Arc<ChannelCtx>, key: &PersonKey, e: &Event) {
         let Some(u) = e.unsend.as_ref() else { return };
-        let (conv, split) = match self.people().get(key) {
-            Some(link) => (link.conversation, link.split.contains(&u.message_id)),
-            None => return,
+        let Some(conv) = self.existing(ch, key).await else {
+            return;
         };
+        let split = self
+            .people()
+            .get(key)
+            .is_some_and(|l| l.split.contains(&u.message_id));
         let count = if split { 2 } else { 1 };
         for i in 0..count {
             let message = client_id(&[&ch.id, "message", &u.message_id, &i.to_string()]);
@@ -310,8 +410,9 @@ impl Line {
         let reply = e.reply_token.clone().map(ReplyToken::new);
         match data.as_str() {
             "end" | "action=end" => {
-                let conv = self.people().get(key).map(|l| l.conversation);
-                let Some(conv) = conv else { return };
+                let Some(conv) = self.existing(ch, key).await else {
+                    return;
+                };
                 if let Some(t) = reply {
                     // The closing message can go by this reply token.
                     self.tell(key, Control::FreshToken(t));

@@ -15,22 +15,39 @@
 //! - [`person`]: per conversation, a follower registered as the conversation's visitor in the
 //!   engine's registry, and a sequential sender that delivers through [`client`] (push with a
 //!   retry key, reply while a token is fresh, loading indicator, mark as read).
+//! - `sender`: performs a conversation's jobs in order and moves the shared cursor of what
+//!   was sent.
+//! - [`keys`]: a person's name in the shared store (keyed hash), the sender lease's name.
 //! - [`notices`]: what the gateway says to the person, per channel language.
 //!
 //! Data flow: webhook → signature → dedupe → inbound queue → `Engine` calls; engine publish →
 //! follower reads the log → sender → Messaging API.
 //!
-//! Privacy: the LINE user id is the route back. It is kept in memory only (this connector's map
+//! Several nodes: any node takes any webhook. Which conversation a person is in lives in the
+//! store under a keyed hash of their LINE user id ([`keys`]), so a person's messages reach one
+//! conversation whichever node gets them. Each node that has had a webhook of a person follows
+//! the conversation; of those, only the holder of the conversation's sender lease sends what
+//! the log says (operator messages, notices), from the shared cursor of what was sent, so a
+//! node that takes over neither repeats nor skips (and the push retry key, the same on every
+//! node, makes a push repeated by a takeover land once). What stays per node: reply tokens
+//! (each belongs to one webhook and is used by the node that got it), mark-as-read tokens, the
+//! loading indicator, "only text is read" (told at most once per node), and which messages
+//! were split in two (for unsend).
+//!
+//! Privacy: the LINE user id is the route back. It is kept in memory only (this node's map
 //! of live conversations, the sender task, and the engine's channel reference for a possible
-//! escalation record) and forgotten when the conversation ends. It is never logged, never
-//! shown to operators. Nothing here logs text, reply tokens or access tokens.
+//! escalation record) and forgotten when the conversation ends; the store holds only its keyed
+//! hash. It is never logged, never shown to operators. Nothing here logs text, reply tokens or
+//! access tokens.
 
 pub mod client;
 pub mod dedupe;
 pub mod events;
 pub mod inbound;
+pub mod keys;
 pub mod notices;
 pub mod person;
+mod sender;
 pub mod settings;
 pub mod signature;
 pub mod webhook;
@@ -69,6 +86,15 @@ type PersonKey = (String, String);
 /// so a busy group chat does not get the notice on every message.
 const GROUP_NOTICE_EVERY: Duration = Duration::from_secs(60 * 60);
 
+/// How long the store keeps a person → conversation link after their last webhook (a
+/// backstop: the link goes when the conversation closes).
+pub const LINK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// The lease of a conversation's sender: the node that holds it sends what the log says to the
+/// person; another node takes over this long after the holder stopped renewing it.
+pub const SENDER_LEASE_MS: u64 = 3_000;
+/// How often a follower renews its sender lease, or tries to take it.
+pub const SENDER_LEASE_RENEW_MS: u64 = 1_000;
+
 pub struct Line {
     pub(crate) settings: LineSettings,
     channels: HashMap<String, Arc<ChannelCtx>>,
@@ -82,7 +108,9 @@ pub struct Line {
     seen: Recent,
     /// Groups and rooms told recently that this is a one-to-one helpline.
     groups_told: Recent,
-    /// Live conversations by LINE user. Memory only; an entry goes when its conversation ends.
+    /// The conversations this node follows, by LINE user (the store's links say which
+    /// conversation a person is in for every node). Memory only; an entry goes when its
+    /// conversation ends.
     people: Mutex<HashMap<PersonKey, Link>>,
     /// Webhook events waiting for the inbound worker, in arrival order.
     inbound: mpsc::UnboundedSender<(Arc<ChannelCtx>, events::Event)>,

@@ -7,8 +7,8 @@
 //!   ([`Follower::deliver`], the catch-up shared with the phone connector), and turns what the
 //!   person must hear into jobs: operator messages, "someone is here now", the closing
 //!   message, the loading indicator, mark-as-read once the operator has acknowledged a message.
-//! - the **sender** performs the jobs one at a time, in order, with the Messaging API (retries
-//!   and backoff in [`super::client`]). A slow or failing LINE API delays only this person's
+//! - the **sender** (`super::sender`) performs the jobs one at a time, in order, with the
+//!   Messaging API (retries and backoff in [`super::client`]). A slow or failing LINE API delays only this person's
 //!   messages, and never the follower.
 //!
 //! An operator's message is never given up while the conversation lives and the gateway runs:
@@ -24,6 +24,16 @@
 //! how many entries a conversation can have (message rate limits, idle and maximum duration),
 //! so a LINE outage grows the queue by at most what the operator writes during it.
 //!
+//! Several nodes: each node that has had a webhook of the person runs both tasks, but only the
+//! holder of the conversation's sender lease ([`super::keys::sender_lease`], renewed every
+//! [`SENDER_LEASE_RENEW_MS`]) turns log entries into jobs; the others follow only to notice
+//! the end, and to be ready. Its sender moves the shared cursor ([`Engine::sent_through`])
+//! past each entry once it is handled. A node that takes the lease (its holder died) reads the
+//! log from the start to know what the person heard, and sends from the shared cursor on: an
+//! entry pushed but not yet counted is pushed again under the same retry key, which LINE
+//! answers with 409, so it lands once. What a webhook brings (reply and mark-as-read tokens,
+//! the notices it causes) is used by the node that got it, leader or not.
+//!
 //! The LINE user id lives only here and in the connector's map of live conversations, both in
 //! memory; both forget it when the conversation ends.
 
@@ -36,14 +46,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use ulid::Ulid;
 
-use super::client::{retry_key, Outcome};
+use super::client::retry_key;
 use super::notices::Notices;
-use super::{ChannelCtx, Line};
+use super::sender::{Job, Sender};
+use super::{keys, ChannelCtx, Line, SENDER_LEASE_MS, SENDER_LEASE_RENEW_MS};
 use crate::conversation::ConversationId;
 use crate::engine::follower::{Entries, Follower};
 use crate::engine::registry::Inbox;
 use crate::engine::{Engine, Outbound};
-use crate::protocol::{ErrorCode, EventBody, LeftReason, LogEntry, ServerMsg, Side};
+use crate::protocol::{EventBody, LeftReason, LogEntry, ServerMsg, Side};
 
 /// A reply token and when it arrived. No `Debug`: the token must not reach a log.
 pub struct ReplyToken {
@@ -90,26 +101,6 @@ pub struct Link {
     pub split: Vec<String>,
 }
 
-/// What the follower asks the sender to do, in order.
-enum Job {
-    /// Send texts; `via_reply` allows a fresh reply token (notices), else push only (operator
-    /// messages: the retry key is what makes them exactly-once).
-    Send {
-        texts: Vec<String>,
-        key: String,
-        via_reply: bool,
-        reply: Option<ReplyToken>,
-        what: &'static str,
-        seq: Option<u64>,
-        /// An operator's message: its client id. Such a push is retried while the
-        /// conversation lives, and the operator is told if LINE does not take it.
-        operator_msg: Option<crate::protocol::ClientId>,
-    },
-    FreshToken(ReplyToken),
-    Loading,
-    MarkRead(String),
-}
-
 /// Starts the follower and sender of a new conversation and registers the follower as its
 /// visitor. Returns the link for the connector's map.
 pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user: String) -> Link {
@@ -126,6 +117,10 @@ pub fn spawn(line: &Arc<Line>, ch: &Arc<ChannelCtx>, conv: ConversationId, user:
         line: Arc::clone(line),
         ch: Arc::clone(ch),
         conv,
+        person_key: keys::person_key(ch, &user),
+        leader: false,
+        replay_through: 0,
+        ended: false,
         blocked: Arc::clone(&blocked),
         joined_before: false,
         pending_read: VecDeque::new(),
@@ -161,6 +156,15 @@ struct Person {
     line: Arc<Line>,
     ch: Arc<ChannelCtx>,
     conv: ConversationId,
+    /// The person's name in the store ([`keys::person_key`]), to unlink at the end.
+    person_key: String,
+    /// This node holds the conversation's sender lease: it sends what the log says.
+    leader: bool,
+    /// After taking the lease: entries up to this seq were handled by a sender before (they
+    /// only tell this one what the person heard).
+    replay_through: u64,
+    /// The conversation ended (not only stopped being followed here, as at shutdown).
+    ended: bool,
     /// Set when the person blocked the account (shared with the sender and the link).
     blocked: Arc<AtomicBool>,
     /// An operator joined before (a later join is a transfer).
@@ -189,6 +193,8 @@ impl Person {
         tracing::info!(parent: &span, "LINE conversation followed");
         let poll = Duration::from_millis(self.line.settings.read_poll_ms.max(10));
         let shutdown = self.line.shutdown.clone();
+        let mut lease = tokio::time::interval(Duration::from_millis(SENDER_LEASE_RENEW_MS));
+        lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let ended = tokio::select! {
                 // Control first: a notice queued before an engine step is sent before what
@@ -209,6 +215,7 @@ impl Person {
                     (rx, too_slow) = follower.reregister(self.line.socket_queue);
                     self.catch_up(&mut follower).await
                 }
+                _ = lease.tick() => self.check_lease(&mut follower).await,
                 _ = tokio::time::sleep(poll), if !self.pending_read.is_empty() => {
                     self.check_read().await;
                     false
@@ -216,12 +223,27 @@ impl Person {
                 _ = shutdown.cancelled() => break,
             };
             if ended {
+                self.ended = true;
                 break;
             }
         }
         self.live.cancel();
         follower.leave();
         self.line.forget(&self.ch.id, self.conv);
+        if self.ended {
+            // For every node: the person's next message starts a new conversation.
+            let engine = &self.line.engine;
+            if let Err(e) = engine.unlink_person(&self.person_key, self.conv).await {
+                tracing::warn!(parent: &span, error = %e, "LINE link could not be removed");
+            }
+        }
+        if self.leader {
+            let _ = self
+                .line
+                .engine
+                .release(&keys::sender_lease(self.conv))
+                .await;
+        }
         tracing::info!(parent: &span, "LINE conversation no longer followed");
     }
 
@@ -266,7 +288,7 @@ impl Person {
                     ..
                 } => {
                     // One pending indicator is enough (LINE may be slow or down meanwhile).
-                    if !self.loading_queued.swap(true, Ordering::SeqCst) {
+                    if self.leader && !self.loading_queued.swap(true, Ordering::SeqCst) {
                         self.job(Job::Loading);
                     }
                     false
@@ -281,7 +303,7 @@ impl Person {
             Outbound::Gone(_) => {
                 // The store lost the conversation: say so, how to start again (the next
                 // message starts a new one, as this follower stops), and other helplines.
-                if !self.blocked.load(Ordering::SeqCst) {
+                if self.leader && !self.blocked.load(Ordering::SeqCst) {
                     let notices = Notices::for_language(&self.ch.language);
                     let conv = self.conv.to_string();
                     self.job(Job::Send {
@@ -304,9 +326,49 @@ impl Person {
         follower.deliver(self).await
     }
 
+    /// Renews this node's sender lease, or takes it if its holder stopped renewing it (then
+    /// reads the log from the start: [`Person::replay_through`]). A store that cannot be
+    /// reached counts as the lease lost. True when the conversation ended.
+    async fn check_lease(&mut self, follower: &mut PersonFollower) -> bool {
+        let engine = &self.line.engine;
+        let task = keys::sender_lease(self.conv);
+        let held = engine.lead(&task, SENDER_LEASE_MS).await.unwrap_or(false);
+        if !held {
+            if self.leader {
+                tracing::warn!(conversation = %self.conv, "LINE sender lease lost; another node sends");
+                self.leader = false;
+            }
+            return false;
+        }
+        if self.leader {
+            return false;
+        }
+        let Ok(sent) = engine.sent_through(self.conv).await else {
+            return false;
+        };
+        tracing::info!(conversation = %self.conv, sent, "LINE sender lease taken; this node sends");
+        // The person is reached through this node now: if the node that sent before died, the
+        // nodes' reaper must not take the person for gone with it.
+        engine.visitor_connection(self.conv, true).await;
+        self.leader = true;
+        self.replay_through = sent;
+        self.joined_before = false;
+        follower.set_cursor(0);
+        follower.deliver(self).await
+    }
+
     /// Handles one new log entry (the follower hands out each once, in order); true when the
     /// conversation ended.
     fn handle_entry(&mut self, entry: LogEntry) -> bool {
+        if !self.leader || entry.seq <= self.replay_through {
+            // Another node sends (or sent) this one: only note what the person heard.
+            match entry.event {
+                EventBody::OperatorJoined { .. } => self.joined_before = true,
+                EventBody::Ended { .. } => return true,
+                _ => {}
+            }
+            return false;
+        }
         let notices = Notices::for_language(&self.ch.language);
         let conv = self.conv.to_string();
         let seq = entry.seq.to_string();
@@ -392,139 +454,6 @@ impl Entries for Person {
         if !self.pending_read.is_empty() {
             self.check_read().await;
         }
-    }
-}
-
-struct Sender {
-    line: Arc<Line>,
-    ch: Arc<ChannelCtx>,
-    conv: ConversationId,
-    /// The LINE user id: the route back. Dropped with this task when the conversation ends.
-    user: String,
-    /// The freshest unused reply token.
-    stash: Option<ReplyToken>,
-    last_loading: Option<Instant>,
-    blocked: Arc<AtomicBool>,
-    /// Cancelled when the conversation is no longer followed.
-    live: CancellationToken,
-    loading_queued: Arc<AtomicBool>,
-}
-
-impl Sender {
-    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            if self.line.shutdown.is_cancelled() {
-                break;
-            }
-            self.perform(job).await;
-        }
-    }
-
-    fn fresh(&self, t: &ReplyToken) -> bool {
-        t.received.elapsed() < Duration::from_millis(self.line.settings.reply_token_ttl_ms)
-    }
-
-    async fn perform(&mut self, job: Job) {
-        let api = &self.line.api;
-        let token = &self.ch.token;
-        match job {
-            Job::FreshToken(t) => self.stash = Some(t),
-            Job::Loading => {
-                self.loading_queued.store(false, Ordering::SeqCst);
-                let secs = self.line.settings.loading_seconds;
-                // Once per half period is enough: the indicator stays up for `secs`.
-                let recent = self
-                    .last_loading
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(u64::from(secs) / 2));
-                if !recent && !self.blocked.load(Ordering::SeqCst) {
-                    self.last_loading = Some(Instant::now());
-                    api.loading(token, &self.user, secs).await;
-                }
-            }
-            Job::MarkRead(mark) => {
-                let outcome = api.mark_read(token, &mark).await;
-                tracing::debug!(conversation = %self.conv, ok = outcome.delivered(), "LINE mark as read");
-            }
-            Job::Send {
-                texts,
-                key,
-                via_reply,
-                reply,
-                what,
-                seq,
-                operator_msg,
-            } => {
-                if self.blocked.load(Ordering::SeqCst) {
-                    tracing::info!(conversation = %self.conv, what, seq, "not sent: the person blocked the account");
-                    return;
-                }
-                if via_reply {
-                    let candidate = reply.or_else(|| self.stash.take());
-                    if let Some(t) = candidate.filter(|t| self.fresh(t)) {
-                        let outcome = api.reply(token, &t.value, &texts).await;
-                        if outcome.delivered() {
-                            tracing::info!(conversation = %self.conv, what, seq, via = "reply", "sent to LINE");
-                            return;
-                        }
-                        // Expired or refused: fall back to push below.
-                    }
-                }
-                let started = Instant::now();
-                let outcome = match operator_msg {
-                    Some(_) => {
-                        api.push_until_accepted(token, &self.user, &texts, &key, &self.live)
-                            .await
-                    }
-                    None => api.push(token, &self.user, &texts, &key).await,
-                };
-                let ms = started.elapsed().as_millis() as u64;
-                match outcome {
-                    Outcome::Delivered | Outcome::AlreadyAccepted => {
-                        tracing::info!(conversation = %self.conv, what, seq, via = "push", ms, "sent to LINE")
-                    }
-                    Outcome::Rejected(status) => tracing::error!(
-                        conversation = %self.conv, what, seq, status, ms,
-                        "NOT delivered to LINE: the API refused it"
-                    ),
-                    Outcome::GaveUp => tracing::error!(
-                        conversation = %self.conv, what, seq, ms,
-                        "NOT delivered to LINE: retries exhausted"
-                    ),
-                }
-                if let Some(id) = operator_msg {
-                    if !outcome.delivered() && !self.line.shutdown.is_cancelled() {
-                        self.tell_operator(id).await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tells the operator holding the conversation that their message `id` did not reach the
-    /// person: an `error` frame with its client id, which the console shows on that message.
-    async fn tell_operator(&self, id: crate::protocol::ClientId) {
-        let engine = &self.line.engine;
-        let op = match engine.conversation(self.conv).await {
-            Ok(Some(conv)) => conv.state.operator(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(conversation = %self.conv, error = %e, "could not look up the operator to tell");
-                None
-            }
-        };
-        let Some(op) = op else {
-            tracing::warn!(conversation = %self.conv, "no operator holds the conversation to tell of an undelivered message");
-            return;
-        };
-        engine.to_operator(
-            op,
-            Outbound::frame(ServerMsg::Error {
-                id: Some(id),
-                code: ErrorCode::Unavailable,
-                message: "LINE did not accept this message".into(),
-                retry_after_ms: None,
-            }),
-        );
     }
 }
 

@@ -19,6 +19,13 @@
 //! Data flow: provider webhook → signature → `Engine` calls + TwiML answer; engine publish →
 //! follower reads the log → sender → provider REST API (update the live call).
 //!
+//! Several nodes: which conversation a call is in is also in the store, under a keyed hash of
+//! the call SID ([`call_key`]; deleted with the conversation), so a `status` callback that
+//! reaches a node other than the one following the call (or arrives after that node died)
+//! still ends the call's conversation. The live call itself (hold loop, bridge, phase) is
+//! followed by the node that answered `incoming`: the provider's webhooks of one call must go
+//! to that node (docs/connectors-phone.md).
+//!
 //! Privacy: the caller's number arrives in every webhook (`From`). It is kept only in the
 //! engine's channel reference (memory; removed when the conversation ends; copied into an
 //! encrypted escalation record only if an operator flags an emergency). Operators see the
@@ -64,7 +71,8 @@ pub enum Phase {
     Ending,
 }
 
-/// The connector's handle on a live call (kept in `Voice::calls`, by call SID, in memory).
+/// The connector's handle on a live call (kept in `Voice::calls`, by call SID, in this node's
+/// memory; the store has only call → conversation, by keyed hash).
 #[derive(Debug, Clone)]
 pub struct CallLink {
     pub conversation: ConversationId,
@@ -188,6 +196,11 @@ impl Voice {
         }
     }
 
+    /// The call's name in the shared store ([`call_key`]).
+    pub(crate) fn call_key(&self, call_sid: &str) -> String {
+        call_key(&self.auth_token, call_sid)
+    }
+
     /// Operators who could answer a call now: connected, on duty, with a phone number or
     /// voice client set on their account.
     pub async fn answerable(&self) -> usize {
@@ -209,6 +222,20 @@ impl Voice {
     }
 }
 
+/// A call's name in the shared store: `voice:{hex}`, HMAC-SHA-256 of the call SID under the
+/// auth token (which every node has, to check signatures), so the store never holds a call SID.
+pub fn call_key(auth_token: &SecretString, call_sid: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use secrecy::ExposeSecret;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(auth_token.expose_secret().as_bytes())
+        .expect("HMAC takes a key of any length");
+    for part in ["tsunagu/voice/call", call_sid] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    format!("voice:{}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// A client id for an engine call caused by the provider, derived from the call SID and the
 /// event, so a repeated callback maps to the same client id and is applied once.
 pub fn client_id(parts: &[&str]) -> Ulid {
@@ -227,5 +254,16 @@ mod tests {
         assert_eq!(client_id(&["CA1", "end"]), client_id(&["CA1", "end"]));
         assert_ne!(client_id(&["CA1", "end"]), client_id(&["CA2", "end"]));
         assert_ne!(client_id(&["CA1", "x"]), client_id(&["CA1x", ""]));
+    }
+
+    #[test]
+    fn a_calls_store_key_is_keyed_and_never_holds_the_call_sid() {
+        let token = |t: &str| SecretString::from(t.to_owned());
+        let sid = "CA0123456789abcdef0123456789abcdef";
+        let a = call_key(&token("t1"), sid);
+        assert_eq!(a, call_key(&token("t1"), sid), "same on every node");
+        assert_ne!(a, call_key(&token("t2"), sid), "keyed by the auth token");
+        assert_ne!(a, call_key(&token("t1"), "CA1"), "per call");
+        assert!(!a.contains(&sid[2..10]));
     }
 }

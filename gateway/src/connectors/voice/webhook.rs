@@ -32,6 +32,9 @@ pub const WAIT: &str = "/connectors/voice/wait";
 pub const DIAL_DONE: &str = "/connectors/voice/dial-done";
 pub const STATUS: &str = "/connectors/voice/status";
 
+/// How long the store keeps a call's link (a backstop: it goes with the conversation).
+const CALL_LINK_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// What the phone webhooks need: the connector, when it is on, and the URL prefix the provider
 /// is configured with (`voice.public_url`, else `server.public_url`), if any. The routes carry
 /// this as their own state, so the connector needs nothing of the application's `AppState`.
@@ -223,6 +226,19 @@ async fn incoming(Verified(hook, sid): Verified) -> Response {
         waiting_since: now,
         last_hold: now,
     };
+    // Which conversation the call is in, for every node (its status callback may reach
+    // another one); deleted with the conversation.
+    let shared = crate::store::PersonLink {
+        conversation: conv,
+        route: String::new(),
+    };
+    if let Err(e) = voice
+        .engine
+        .link_person(&voice.call_key(&sid), &shared, CALL_LINK_TTL_MS)
+        .await
+    {
+        tracing::warn!(conversation = %conv, error = %e, "voice call link not shared");
+    }
     call::spawn(voice, conv, sid, link);
     tracing::info!(conversation = %conv, "voice call queued");
     // Let routing decide now whether someone is free, so a caller an operator is being offered
@@ -342,6 +358,19 @@ async fn status(Verified(hook, sid): Verified) -> Response {
         return StatusCode::NO_CONTENT.into_response();
     }
     let Some(link) = voice.link(&sid) else {
+        // Followed by another node (or by none: its node died): the call's conversation ends
+        // here all the same (the client id makes a repeat harmless).
+        let key = voice.call_key(&sid);
+        if let Ok(Some(shared)) = voice.engine.linked_person(&key).await {
+            let conv = shared.conversation;
+            let result = voice
+                .engine
+                .visitor_end(conv, client_id(&[&sid, "status-end"]))
+                .await;
+            let _ = voice.engine.unlink_person(&key, conv).await;
+            tracing::info!(conversation = %conv, call_status = %call_status, ended = result.is_ok(), "voice call finished (followed by another node)");
+            return StatusCode::NO_CONTENT.into_response();
+        }
         tracing::debug!(call_status = %call_status, "voice status for a call no longer followed");
         return StatusCode::NO_CONTENT.into_response();
     };

@@ -35,6 +35,6 @@ impl RedisStore {
         let mut inv = self.delete.prepare_invoke();
         inv.arg(&self.opts.key_prefix).arg(id.to_string());
         let _: i64 = self.invoke(inv).await?;
-        Ok(())
+        self.delete_links(id).await
     }
 }

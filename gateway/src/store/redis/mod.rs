@@ -20,6 +20,7 @@
 //! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
+//! | `P:link:{key}`, `P:clink:{id}`, `P:sent:{id}`, `P:handle` | | the connectors' people and the shared handling time (`links`) |
 //! | `P:epoch` | string | a marker the first node writes (`SET NX`, no TTL); when it vanishes or changes, Redis lost its data ([`Store::lost_data`]) |
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
@@ -44,11 +45,14 @@
 //! - `health`: node heartbeats and reaping, the `P:epoch` marker, ping;
 //! - `shared`: the small facts all nodes share: leases, operator-level client ids, the day's
 //!   counts;
+//! - `links`: the connectors' people (keyed hashes → conversations), the senders' shared
+//!   cursors, the shared handling time;
 //! - `conn` (one Redis or Sentinel's primary), `sessions` (operator sessions shared by nodes).
 
 mod conn;
 mod conversations;
 mod health;
+mod links;
 mod logs;
 mod operators;
 mod queue;
@@ -69,7 +73,7 @@ pub use conn::{redacted, Redis};
 pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
-use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, PersonLink, Store, StoreError};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId};
 use crate::protocol::{LogEntry, Millis};
 
@@ -327,6 +331,43 @@ impl Store for RedisStore {
 
     async fn heartbeat(&self, now: Millis) -> Result<Vec<Applied>, StoreError> {
         self.beat(now).await
+    }
+
+    async fn release(&self, task: &str) -> Result<(), StoreError> {
+        self.release_lease(task).await
+    }
+
+    async fn link(
+        &self,
+        key: &str,
+        link: &PersonLink,
+        ttl_ms: u64,
+    ) -> Result<PersonLink, StoreError> {
+        self.link_person(key, link, ttl_ms).await
+    }
+
+    async fn linked(&self, key: &str) -> Result<Option<PersonLink>, StoreError> {
+        self.person_link(key).await
+    }
+
+    async fn unlink(&self, key: &str, conv: ConversationId) -> Result<(), StoreError> {
+        self.unlink_person(key, conv).await
+    }
+
+    async fn sent_through(&self, conv: ConversationId) -> Result<u64, StoreError> {
+        self.sent_cursor(conv).await
+    }
+
+    async fn set_sent_through(&self, conv: ConversationId, seq: u64) -> Result<(), StoreError> {
+        self.move_sent_cursor(conv, seq).await
+    }
+
+    async fn observe_handle_time(&self, ms: u64) -> Result<f64, StoreError> {
+        self.observe_handle(ms).await
+    }
+
+    async fn handle_time(&self) -> Result<Option<f64>, StoreError> {
+        self.shared_handle().await
     }
 }
 

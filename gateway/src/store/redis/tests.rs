@@ -59,7 +59,7 @@ fn server() -> &'static Server {
     })
 }
 
-fn options(prefix: &str, node: &str) -> RedisOptions {
+pub(super) fn options(prefix: &str, node: &str) -> RedisOptions {
     RedisOptions {
         url: format!("redis://127.0.0.1:{}/", server().port),
         key_prefix: prefix.to_owned(),
@@ -78,7 +78,7 @@ fn three_nodes(prefix: &str) -> Vec<Arc<RedisStore>> {
         .collect()
 }
 
-fn store() -> Arc<RedisStore> {
+pub(super) fn store() -> Arc<RedisStore> {
     Arc::new(RedisStore::open(options(&format!("t{}", Ulid::new()), "n1")).unwrap())
 }
 
@@ -88,7 +88,7 @@ async fn raw() -> redis::aio::MultiplexedConnection {
     client.get_multiplexed_async_connection().await.unwrap()
 }
 
-async fn keys_with(prefix: &str) -> Vec<String> {
+pub(super) async fn keys_with(prefix: &str) -> Vec<String> {
     let mut c = raw().await;
     let mut out = Vec::new();
     let mut iter: redis::AsyncIter<String> = c.scan_match(format!("{prefix}:*")).await.unwrap();
