@@ -57,7 +57,7 @@ impl Engine {
             BusMsg::Applied { applied, withdrawn } => {
                 self.notify(&applied, withdrawn, self.now_ms());
                 if applied.before.state.kind() != applied.after.state.kind() {
-                    self.wake_dispatch();
+                    self.wake_dispatch_from_bus();
                 }
             }
             BusMsg::ToOperator { operator, out } => self
@@ -70,6 +70,7 @@ impl Engine {
             BusMsg::AlertAcknowledged { id, by } => {
                 self.stats().ack_alert(id, &by, self.now_ms());
             }
+            BusMsg::Dispatch => self.wake_dispatch_from_bus(),
             BusMsg::Overloaded { on } => {
                 let was = self.overloaded.swap(on, Ordering::SeqCst);
                 if was != on {

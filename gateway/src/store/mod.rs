@@ -20,7 +20,9 @@ pub use memory::MemoryStore;
 use async_trait::async_trait;
 use ulid::Ulid;
 
-use crate::conversation::{Command, Conversation, ConversationId, OperatorId, TransitionError};
+use crate::conversation::{
+    Command, Conversation, ConversationId, Deadlines, OperatorId, TransitionError,
+};
 use crate::protocol::{LogEntry, Millis, Presence};
 
 /// People one process's tables with an entry per person (the memory store's conversations and
@@ -194,6 +196,24 @@ pub trait Store: Send + Sync + 'static {
             .into_iter()
             .filter(|c| pick(c))
             .collect())
+    }
+    /// Tells the store the lengths the timers count, so that it can keep its conversations
+    /// indexed by their next deadline ([`Store::due_conversations`]). The engine calls this
+    /// once, when it is made; a store that keeps no index ignores it.
+    fn index_deadlines(&self, _deadlines: Deadlines) {}
+    /// Up to `limit` conversations with a deadline at or before `now` (by `deadlines`), for the
+    /// timer sweep: stores with a deadline index read only those, not every conversation.
+    async fn due_conversations(
+        &self,
+        deadlines: &Deadlines,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let mut due = self
+            .conversations_where(&|c| deadlines.next(c).is_some_and(|t| t <= now))
+            .await?;
+        due.truncate(limit);
+        Ok(due)
     }
     /// Conversations an operator holds (offered, active, wrap-up).
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError>;

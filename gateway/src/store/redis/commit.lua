@@ -21,7 +21,8 @@
 --   not queued; else its place in queue order, see `queue_score` in mod.rs: without the
 --   arrival number when the next argument is '1'), '1' to take a new arrival number ('0' not),
 --   queued-at ms ('' when not queued), visitor node ('-' keep, '' clear, else set),
---   client id ('' none), client seq, entry count, then entry count x (seq, json)
+--   client id ('' none), client seq, next deadline in ms for `P:dl` ('' none: out of the
+--   index; '-' leave the index alone), entry count, then entry count x (seq, json)
 -- and per operator: id, expected version, expected load version ('' not checked), json,
 -- console node ('-' keep, '' clear, else set).
 local p = ARGV[1]
@@ -36,10 +37,10 @@ for _ = 1, nconv do
   local c = {
     id = ARGV[i], expect = ARGV[i + 1], json = ARGV[i + 2], token = ARGV[i + 3],
     holder = ARGV[i + 4], queued = ARGV[i + 5], enq = ARGV[i + 6], since = ARGV[i + 7],
-    node = ARGV[i + 8], cid = ARGV[i + 9], cseq = ARGV[i + 10], n = tonumber(ARGV[i + 11]),
-    at = i + 12,
+    node = ARGV[i + 8], cid = ARGV[i + 9], cseq = ARGV[i + 10], dl = ARGV[i + 11],
+    n = tonumber(ARGV[i + 12]), at = i + 13,
   }
-  i = i + 12 + 2 * c.n
+  i = i + 13 + 2 * c.n
   local key = p .. ':c:' .. c.id
   local v = redis.call('HGET', key, 'v') or '0'
   if v ~= c.expect then return {0} end
@@ -97,6 +98,11 @@ for _, c in ipairs(convs) do
     redis.call('SREM', p .. ':q', c.id)
     redis.call('ZREM', p .. ':qz', c.id)
     redis.call('HDEL', p .. ':qt', c.id)
+  end
+  if c.dl == '' then
+    redis.call('ZREM', p .. ':dl', c.id)
+  elseif c.dl ~= '-' then
+    redis.call('ZADD', p .. ':dl', tonumber(c.dl), c.id)
   end
   if c.n > 0 then
     local log = p .. ':log:' .. c.id

@@ -17,7 +17,8 @@
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
 //! | `P:seen:{op}:{id}` | string | an operator-level client id already applied (10 minutes) |
-//! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
+//! | `P:dl` | sorted set | conversations with a timer to come, scored by their next deadline (ms): the sweep reads only those due (`deadlines`) |
+//! | `P:lease:{task}` | string | the node doing `task` (the timer sweep, the dispatcher) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //! | `P:epoch` | string | a marker the first node writes (`SET NX`, no TTL); when it vanishes or changes, Redis lost its data ([`Store::lost_data`]) |
@@ -38,6 +39,7 @@
 //! - `conversations`: reading conversations (`P:c:*` and the sets that index them);
 //! - `steps`: writing them, every write through `commit.lua` with its version checks, and
 //!   `WAIT` for replicas;
+//! - `deadlines`: the deadline index `P:dl` the timer sweep reads;
 //! - `queue`: the queue's order (`P:q`, `P:qz`, `P:qt`), offers and takes;
 //! - `operators`: operator records, presence and loads (`P:o:*`, `P:ops`);
 //! - `logs`: the logs as streams, and deleting a conversation (`delete.lua`);
@@ -48,6 +50,7 @@
 
 mod conn;
 mod conversations;
+mod deadlines;
 mod health;
 mod logs;
 mod operators;
@@ -70,7 +73,7 @@ pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
 use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
-use crate::conversation::{Command, Conversation, ConversationId, OperatorId};
+use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
 
 /// How often an optimistic step is tried before the store reports itself unavailable.
@@ -104,6 +107,11 @@ pub struct RedisStore {
     beating_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// The store's marker as this node last read it ([`Store::lost_data`]); `None` until read.
     epoch: std::sync::Mutex<Option<String>>,
+    /// The lengths the timers count ([`Store::index_deadlines`]): with them every commit keeps
+    /// `P:dl`; without (a store used by no engine) the index is left alone.
+    deadlines: std::sync::OnceLock<Deadlines>,
+    /// When this node last renewed each lease it holds ([`Store::lead`]).
+    leases: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -138,6 +146,8 @@ impl RedisStore {
             lease: Script::new(health::LEASE),
             beating_since: std::sync::Mutex::new(None),
             epoch: std::sync::Mutex::new(None),
+            deadlines: std::sync::OnceLock::new(),
+            leases: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -245,6 +255,27 @@ impl Store for RedisStore {
 
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError> {
         self.held(operator).await
+    }
+
+    fn index_deadlines(&self, deadlines: Deadlines) {
+        let _ = self.deadlines.set(deadlines);
+    }
+
+    async fn due_conversations(
+        &self,
+        deadlines: &Deadlines,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        if self.deadlines.get() == Some(deadlines) {
+            return self.due_from_index(deadlines, now, limit).await;
+        }
+        // Not the lengths the index was written with: read every conversation.
+        let mut due = self
+            .conversations_where(&|c| deadlines.next(c).is_some_and(|t| t <= now))
+            .await?;
+        due.truncate(limit);
+        Ok(due)
     }
 
     async fn queue(&self) -> Result<Vec<Conversation>, StoreError> {

@@ -33,6 +33,11 @@ pub(super) fn queue_score(conv: &Conversation) -> u64 {
         | (key.arrival & ((1 << ARRIVAL_BITS) - 1))
 }
 
+/// How many of the queue's head the dispatcher reads at once for `free` free places.
+fn head_page(free: u32) -> usize {
+    (free as usize).saturating_mul(4).clamp(64, 4_096)
+}
+
 /// The queued ones of `loaded`, in queue order.
 fn in_queue_order(loaded: Vec<Loaded>) -> Vec<Loaded> {
     let mut q: Vec<Loaded> = loaded
@@ -168,16 +173,9 @@ impl RedisStore {
             if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
                 return Ok(vec![]);
             }
-            let queued = self.queued().await?;
-            if queued.is_empty() {
-                return Ok(vec![]);
-            }
-            let plan = routing::plan(
-                queued.iter().map(|l| &l.conv),
-                &mut slots,
-                now,
-                language_fallback_ms,
-            );
+            let (queued, plan) = self
+                .plan_from_head(&mut slots, now, language_fallback_ms)
+                .await?;
             if plan.is_empty() {
                 return Ok(vec![]);
             }
@@ -235,6 +233,53 @@ impl RedisStore {
             Self::back_off(attempt).await;
         }
         Err(contended())
+    }
+
+    /// Plans offers reading only the head of the queue (`P:qz` in order, a page at a time):
+    /// a page as large as a few times the free places, and the next only while places are
+    /// left after the ones before (when those at the head wait for a language or declined
+    /// everyone free). So a surge's work per wake follows the free places, not the queue.
+    async fn plan_from_head(
+        &self,
+        slots: &mut [OperatorSlot<'_>],
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<(Vec<Loaded>, Vec<(ConversationId, OperatorId)>), StoreError> {
+        let free: u32 = slots
+            .iter()
+            .filter(|s| !s.has_offer)
+            .map(|s| s.capacity.saturating_sub(s.load))
+            .sum();
+        let page = head_page(free);
+        let qz = self.key(&["qz"]);
+        let (mut read, mut plan) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        loop {
+            let ids: Vec<String> = self
+                .run(|mut c| {
+                    let qz = qz.clone();
+                    async move {
+                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
+                            .await
+                    }
+                })
+                .await?;
+            let full = ids.len() == page;
+            // In queue order already; loading skips any gone meanwhile, and the sort keeps
+            // the order should a score be stale.
+            let loaded = in_queue_order(self.load_many(&ids).await?);
+            plan.extend(routing::plan(
+                loaded.iter().map(|l| &l.conv),
+                slots,
+                now,
+                language_fallback_ms,
+            ));
+            read.extend(loaded);
+            if !full || !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+                return Ok((read, plan));
+            }
+            start += page;
+        }
     }
 
     /// [`crate::store::Store::take_next`].
@@ -351,5 +396,52 @@ impl RedisStore {
                 slot_of(&o.rec, mine)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::tests::{op, queued, store};
+    use crate::store::Store;
+
+    #[test]
+    fn the_head_read_at_once_follows_the_free_places_within_bounds() {
+        assert_eq!(head_page(0), 64);
+        assert_eq!(head_page(10), 64);
+        assert_eq!(head_page(100), 400);
+        assert_eq!(head_page(u32::MAX), 4_096);
+    }
+
+    #[tokio::test]
+    async fn dispatch_reads_past_a_head_nobody_free_may_serve_and_keeps_queue_order() {
+        let s = store();
+        for i in 0..100 {
+            let mut c = queued(1_000 + i);
+            c.language = Some("en".into());
+            s.create(c).await.unwrap();
+        }
+        let mut ja = Vec::new();
+        for i in 0..3 {
+            let mut c = queued(2_000 + i);
+            c.language = Some("ja".into());
+            ja.push(c.id);
+            s.create(c).await.unwrap();
+        }
+        // Two operators speaking only Japanese: the first two Japanese speakers, in order,
+        // behind a head (more than one page) that waits for English.
+        s.put_operator(op(1)).await.unwrap();
+        s.put_operator(op(1)).await.unwrap();
+        let mut offered: Vec<_> = s
+            .dispatch(3_000, 30_000, 120_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.after.arrival, a.after.id))
+            .collect();
+        offered.sort();
+        let ids: Vec<_> = offered.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, ja[..2].to_vec());
+        assert_eq!(s.queue().await.unwrap().len(), 101);
     }
 }

@@ -109,6 +109,7 @@ impl RedisStore {
                 .arg(w.node.unwrap_or("-"))
                 .arg(cid)
                 .arg(cseq)
+                .arg(self.deadline_arg(w.conv))
                 .arg(w.entries.len());
             for e in w.entries {
                 let json = serde_json::to_string(e).map_err(|_| corrupt("log entry"))?;

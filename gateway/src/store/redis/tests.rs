@@ -72,7 +72,7 @@ fn options(prefix: &str, node: &str) -> RedisOptions {
     }
 }
 
-fn store() -> Arc<RedisStore> {
+pub(super) fn store() -> Arc<RedisStore> {
     Arc::new(RedisStore::open(options(&format!("t{}", Ulid::new()), "n1")).unwrap())
 }
 
@@ -160,7 +160,7 @@ fn queue_scores_sort_as_queue_keys_do() {
     assert_eq!(arrival_of(queue_score(&b) as f64), b.arrival);
 }
 
-fn queued(at: u64) -> Conversation {
+pub(super) fn queued(at: u64) -> Conversation {
     Conversation::new(
         Ulid::new(),
         Channel::Web,
@@ -170,7 +170,7 @@ fn queued(at: u64) -> Conversation {
     )
 }
 
-fn op(capacity: u32) -> OperatorRecord {
+pub(super) fn op(capacity: u32) -> OperatorRecord {
     OperatorRecord {
         id: Ulid::new(),
         name: "op".into(),
