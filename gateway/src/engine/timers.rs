@@ -257,7 +257,9 @@ impl Engine {
         last: &mut HashMap<ConversationId, (u32, Option<u32>, bool)>,
         last_load: &mut Option<(u32, u64)>,
     ) {
-        let Ok(queue) = self.store.queue_brief().await else {
+        // Only this node's people: their ranks, not the whole queue.
+        let ids = self.registry.visitor_ids();
+        let Ok(queue) = self.store.queue_places(&ids).await else {
             return;
         };
         let Ok(on_duty) = self.store.on_duty().await else {
@@ -265,9 +267,11 @@ impl Engine {
         };
         let now = self.now_ms();
         let overloaded = self.is_overloaded();
-        let mut seen = HashMap::with_capacity(queue.len());
-        for (i, (id, _)) in queue.iter().enumerate() {
-            let position = i as u32 + 1;
+        let mut seen = HashMap::with_capacity(last.len());
+        for (id, position) in ids.iter().zip(&queue.places) {
+            let Some(position) = *position else {
+                continue;
+            };
             let wait = self.estimate_wait(position, on_duty.capacity);
             seen.insert(*id, (position, wait, overloaded));
             if last.get(id) != Some(&(position, wait, overloaded)) {
@@ -283,13 +287,9 @@ impl Engine {
             }
         }
         *last = seen;
-        let longest = queue
-            .iter()
-            .map(|(_, queued_at)| now.saturating_sub(*queued_at))
-            .max()
-            .unwrap_or(0);
+        let longest = queue.oldest.map(|t| now.saturating_sub(t)).unwrap_or(0);
         // Longest wait changes every tick; resend when the count changes or every 10 s of wait.
-        let load = (queue.len() as u32, longest / 10_000);
+        let load = (queue.len, longest / 10_000);
         if *last_load != Some(load) {
             *last_load = Some(load);
             for op in self.registry.operator_ids() {

@@ -137,6 +137,16 @@ pub struct OperatorRecord {
     pub takes_calls: bool,
 }
 
+/// Answer of [`Store::queue_places`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuePlaces {
+    /// Per id asked, in order: its 1-based place, or `None` when it is not queued.
+    pub places: Vec<Option<u32>>,
+    pub len: u32,
+    /// When the longest-waiting person was queued (`None`: nobody waits).
+    pub oldest: Option<Millis>,
+}
+
 /// The operators who can take people now: connected and on duty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OnDuty {
@@ -237,6 +247,22 @@ pub trait Store: Send + Sync + 'static {
             .into_iter()
             .map(|c| (c.id, c.queued_at))
             .collect())
+    }
+    /// The places of `ids` in the queue (1-based, `None`: not queued), the queue's length, and
+    /// when its longest-waiting person was queued: what one node tells its own waiting people
+    /// every second. Shared stores answer with ranks of those ids only, not the whole queue.
+    async fn queue_places(&self, ids: &[ConversationId]) -> Result<QueuePlaces, StoreError> {
+        let brief = self.queue_brief().await?;
+        let at: std::collections::HashMap<ConversationId, u32> = brief
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32 + 1))
+            .collect();
+        Ok(QueuePlaces {
+            places: ids.iter().map(|id| at.get(id).copied()).collect(),
+            len: brief.len() as u32,
+            oldest: brief.iter().map(|(_, t)| *t).min(),
+        })
     }
     /// Creates or replaces an operator's record.
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError>;

@@ -94,10 +94,12 @@ for _, c in ipairs(convs) do
     redis.call('SADD', p .. ':q', c.id)
     redis.call('ZADD', p .. ':qz', score, c.id)
     redis.call('HSET', p .. ':qt', c.id, c.since)
+    redis.call('ZADD', p .. ':qw', tonumber(c.since), c.id)
   else
     redis.call('SREM', p .. ':q', c.id)
     redis.call('ZREM', p .. ':qz', c.id)
     redis.call('HDEL', p .. ':qt', c.id)
+    redis.call('ZREM', p .. ':qw', c.id)
   end
   if c.dl == '' then
     redis.call('ZREM', p .. ':dl', c.id)

@@ -13,6 +13,7 @@ redis.call('SREM', p .. ':q', id)
 redis.call('ZREM', p .. ':qz', id)
 redis.call('HDEL', p .. ':qt', id)
 redis.call('ZREM', p .. ':dl', id)
+redis.call('ZREM', p .. ':qw', id)
 local existed = redis.call('DEL', key, p .. ':log:' .. id, p .. ':cid:' .. id)
 if existed > 0 then return 1 end
 return 0

@@ -12,6 +12,7 @@
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
 //! | `P:qz` | sorted set | queued ones again, scored in queue order ([`queue_score`]): a place in the queue is `ZRANK`, the queue's ids one `ZRANGE`, without reading any conversation |
 //! | `P:qt` | hash | queued ones again → when they were queued (ms), for the longest wait |
+//! | `P:qw` | sorted set | queued ones again, scored by when they were queued: the longest wait is `ZRANGE 0 0` |
 //! | `P:arrivals` | string | the last arrival number given ([`Conversation::arrival`]; `INCR` in `commit.lua`); the conversation's hash keeps its own as `a` |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
@@ -40,6 +41,7 @@
 //! - `steps`: writing them, every write through `commit.lua` with its version checks, and
 //!   `WAIT` for replicas;
 //! - `deadlines`: the deadline index `P:dl` the timer sweep reads;
+//! - `places`: where a node's own waiting people stand (`ZRANK` each), for their positions;
 //! - `queue`: the queue's order (`P:q`, `P:qz`, `P:qt`), offers and takes;
 //! - `operators`: operator records, presence and loads (`P:o:*`, `P:ops`);
 //! - `logs`: the logs as streams, and deleting a conversation (`delete.lua`);
@@ -54,6 +56,7 @@ mod deadlines;
 mod health;
 mod logs;
 mod operators;
+mod places;
 mod queue;
 mod sessions;
 mod shared;
@@ -72,7 +75,7 @@ pub use conn::{redacted, Redis};
 pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
-use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, Store, StoreError};
+use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, QueuePlaces, Store, StoreError};
 use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
 
@@ -110,6 +113,8 @@ pub struct RedisStore {
     /// The lengths the timers count ([`Store::index_deadlines`]): with them every commit keeps
     /// `P:dl`; without (a store used by no engine) the index is left alone.
     deadlines: std::sync::OnceLock<Deadlines>,
+    /// The queue as [`Store::queue_places`] last read it (`places`).
+    places: std::sync::Mutex<places::Cached>,
     /// When this node last renewed each lease it holds ([`Store::lead`]).
     leases: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
@@ -148,6 +153,7 @@ impl RedisStore {
             epoch: std::sync::Mutex::new(None),
             deadlines: std::sync::OnceLock::new(),
             leases: std::sync::Mutex::new(HashMap::new()),
+            places: std::sync::Mutex::new(places::Cached::default()),
         })
     }
 
@@ -288,6 +294,10 @@ impl Store for RedisStore {
 
     async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
         self.queue_waits().await
+    }
+
+    async fn queue_places(&self, ids: &[ConversationId]) -> Result<QueuePlaces, StoreError> {
+        self.places_of(ids).await
     }
 
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {
