@@ -15,7 +15,7 @@ use super::{contended, corrupt, RedisStore, ATTEMPTS};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::protocol::Millis;
 use crate::routing::{self, OperatorSlot};
-use crate::store::{advance, slot_of, Applied, ApplyError, OperatorRecord, StoreError};
+use crate::store::{advance, slot_of, slot_with, Applied, ApplyError, OperatorRecord, StoreError};
 
 /// Bits of a queue score below the priority and the tier: the arrival number, up to 2^42 (the
 /// counter starts at the first arrival's time in ms, which reaches 2^42 in the year 2109).
@@ -364,16 +364,19 @@ impl RedisStore {
         Err(contended().into())
     }
 
-    /// Routing's view of the operators, from what is stored now.
+    /// Routing's view of the operators, from what is stored now: their loads from the running
+    /// sums on their records ([`LoadedOp::held`]); only for a record without them (written
+    /// before they existed) from the conversations they hold.
     async fn slots<'a>(&self, ops: &'a [LoadedOp]) -> Result<Vec<OperatorSlot<'a>>, StoreError> {
+        let unsummed: Vec<&LoadedOp> = ops.iter().filter(|o| o.held().is_none()).collect();
         let mut held_ids: HashMap<OperatorId, Vec<String>> = HashMap::new();
-        if !ops.is_empty() {
+        if !unsummed.is_empty() {
             let mut pipe = redis::pipe();
-            for o in ops {
+            for o in &unsummed {
                 pipe.smembers(self.key(&["held", &o.rec.id.to_string()]));
             }
             let sets: Vec<Vec<String>> = self.query(pipe).await?;
-            for (o, set) in ops.iter().zip(sets) {
+            for (o, set) in unsummed.iter().zip(sets) {
                 held_ids.insert(o.rec.id, set);
             }
         }
@@ -387,6 +390,9 @@ impl RedisStore {
         Ok(ops
             .iter()
             .map(|o| {
+                if let Some((load, has_offer)) = o.held() {
+                    return slot_with(&o.rec, load, has_offer);
+                }
                 let mine = held_ids
                     .get(&o.rec.id)
                     .into_iter()
@@ -443,5 +449,63 @@ mod tests {
         let ids: Vec<_> = offered.into_iter().map(|(_, id)| id).collect();
         assert_eq!(ids, ja[..2].to_vec());
         assert_eq!(s.queue().await.unwrap().len(), 101);
+    }
+
+    /// The loads routing sees from the running sums, and from the conversations held.
+    async fn both_views(s: &RedisStore) -> (Vec<(u32, bool)>, Vec<(u32, bool)>) {
+        let ops = s.load_ops().await.unwrap();
+        let summed = s.slots(&ops).await.unwrap();
+        let summed = summed.iter().map(|o| (o.load, o.has_offer)).collect();
+        let mut counted = Vec::new();
+        for o in &ops {
+            let held = s.held_by(o.rec.id).await.unwrap();
+            let slot = slot_of(&o.rec, held.iter());
+            counted.push((slot.load, slot.has_offer));
+        }
+        (summed, counted)
+    }
+
+    #[tokio::test]
+    async fn operators_loads_from_the_running_sums_follow_offers_takes_calls_and_closes() {
+        let s = store();
+        let o = op(3);
+        s.put_operator(o.clone()).await.unwrap();
+        let mut call = queued(900);
+        call.channel = crate::protocol::Channel::Phone;
+        let (web, other) = (queued(1_000), queued(1_001));
+        for c in [&web, &other] {
+            s.create(c.clone()).await.unwrap();
+        }
+        let offers = s.dispatch(2_000, 30_000, 120_000).await.unwrap();
+        assert_eq!(offers.len(), 1);
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(1, true)]);
+        assert_eq!(summed, counted);
+        let accept = Command::Accept {
+            operator: o.id,
+            operator_name: "op".into(),
+        };
+        s.apply(web.id, accept, None, 2_100).await.unwrap();
+        s.take_next(o.id, 2_200, 120_000).await.unwrap().unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(2, false)]);
+        assert_eq!(summed, counted);
+        s.apply(web.id, Command::OperatorEnd { operator: o.id }, None, 2_300)
+            .await
+            .unwrap();
+        s.delete(other.id).await.unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(1, false)], "wrap-up still holds a place");
+        assert_eq!(summed, counted);
+        s.delete(web.id).await.unwrap();
+        // A call weighs the whole capacity.
+        s.create(call.clone()).await.unwrap();
+        let mut taker = o.clone();
+        taker.takes_calls = true;
+        s.put_operator(taker).await.unwrap();
+        s.take_next(o.id, 3_000, 120_000).await.unwrap().unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(3, false)]);
+        assert_eq!(summed, counted);
     }
 }
