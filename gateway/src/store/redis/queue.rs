@@ -282,6 +282,45 @@ impl RedisStore {
         }
     }
 
+    /// The head of the queue (`P:qz`, a page at a time) as far as the first conversation `slot`
+    /// may take, and whether more of the queue lies behind what was read.
+    async fn head_for(
+        &self,
+        slot: &OperatorSlot<'_>,
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<(Vec<Loaded>, bool), StoreError> {
+        let page = head_page(0);
+        let qz = self.key(&["qz"]);
+        let mut read = Vec::new();
+        let mut start = 0;
+        loop {
+            let ids: Vec<String> = self
+                .run(|mut c| {
+                    let qz = qz.clone();
+                    async move {
+                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
+                            .await
+                    }
+                })
+                .await?;
+            let full = ids.len() == page;
+            let loaded = in_queue_order(self.load_many(&ids).await?);
+            let found = routing::next_for(
+                loaded.iter().map(|l| &l.conv),
+                slot,
+                now,
+                language_fallback_ms,
+            )
+            .is_some();
+            read.extend(loaded);
+            if found || !full {
+                return Ok((read, full));
+            }
+            start += page;
+        }
+    }
+
     /// [`crate::store::Store::take_next`].
     pub(super) async fn take_for(
         &self,
@@ -299,7 +338,7 @@ impl RedisStore {
                 .await?
                 .pop()
                 .ok_or_else(|| corrupt("operator record"))?;
-            let mut queued = self.queued().await?;
+            let (mut queued, more) = self.head_for(&slot, now, language_fallback_ms).await?;
             // Operators racing for the head of the queue: a take that loses it looks at that one
             // conversation again and goes on down the same reading, instead of reading the whole
             // queue again (at most twice per conversation read, so this ends).
@@ -311,6 +350,10 @@ impl RedisStore {
                     now,
                     language_fallback_ms,
                 ) else {
+                    if more {
+                        // Lost every one read to others; more of the queue lies behind.
+                        break;
+                    }
                     return Ok(None);
                 };
                 let Some(at) = queued.iter().position(|l| l.conv.id == conv) else {
