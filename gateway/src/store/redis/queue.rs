@@ -33,7 +33,8 @@ pub(super) fn queue_score(conv: &Conversation) -> u64 {
         | (key.arrival & ((1 << ARRIVAL_BITS) - 1))
 }
 
-/// How many of the queue's head the dispatcher reads at once for `free` free places.
+/// How many of the queue's head the dispatcher reads at once for `free` operators who can be
+/// offered someone now.
 fn head_page(free: u32) -> usize {
     (free as usize).saturating_mul(4).clamp(64, 4_096)
 }
@@ -236,21 +237,23 @@ impl RedisStore {
     }
 
     /// Plans offers reading only the head of the queue (`P:qz` in order, a page at a time):
-    /// a page as large as a few times the free places, and the next only while places are
-    /// left after the ones before (when those at the head wait for a language or declined
-    /// everyone free). So a surge's work per wake follows the free places, not the queue.
+    /// a page a few times as large as the operators who can be offered someone now (one offer
+    /// each at a time), and the next only while such operators are left after the ones before
+    /// (when those at the head wait for a language or declined everyone free). So a surge's
+    /// work per wake follows the operators free to be offered someone, not the queue.
     async fn plan_from_head(
         &self,
         slots: &mut [OperatorSlot<'_>],
         now: Millis,
         language_fallback_ms: u64,
     ) -> Result<(Vec<Loaded>, Vec<(ConversationId, OperatorId)>), StoreError> {
-        let free: u32 = slots
+        // Each operator is offered one conversation at a time: a plan makes at most one offer
+        // per operator without one pending and with room.
+        let offerable = slots
             .iter()
-            .filter(|s| !s.has_offer)
-            .map(|s| s.capacity.saturating_sub(s.load))
-            .sum();
-        let page = head_page(free);
+            .filter(|s| !s.has_offer && s.load < s.capacity)
+            .count();
+        let page = head_page(offerable as u32);
         let qz = self.key(&["qz"]);
         let (mut read, mut plan) = (Vec::new(), Vec::new());
         let mut start = 0;
