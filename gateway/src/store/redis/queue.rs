@@ -171,7 +171,7 @@ impl RedisStore {
         for attempt in 0..ATTEMPTS {
             let ops = self.load_ops().await?;
             let mut slots = self.slots(&ops).await?;
-            if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+            if !slots.iter().any(|s| s.can_be_offered()) {
                 return Ok(vec![]);
             }
             let (queued, plan) = self
@@ -249,10 +249,7 @@ impl RedisStore {
     ) -> Result<(Vec<Loaded>, Vec<(ConversationId, OperatorId)>), StoreError> {
         // Each operator is offered one conversation at a time: a plan makes at most one offer
         // per operator without one pending and with room.
-        let offerable = slots
-            .iter()
-            .filter(|s| !s.has_offer && s.load < s.capacity)
-            .count();
+        let offerable = slots.iter().filter(|s| s.can_be_offered()).count();
         let page = head_page(offerable as u32);
         let qz = self.key(&["qz"]);
         let (mut read, mut plan) = (Vec::new(), Vec::new());
@@ -278,7 +275,7 @@ impl RedisStore {
                 language_fallback_ms,
             ));
             read.extend(loaded);
-            if !full || !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+            if !full || !slots.iter().any(|s| s.can_be_offered()) {
                 return Ok((read, plan));
             }
             start += page;
