@@ -198,9 +198,10 @@ impl Engine {
         self.dispatch.notify_one();
     }
 
-    /// [`Engine::wake_dispatch`] for what another node published: that node passed the wake
-    /// to the dispatcher itself, so it is not passed on again.
-    fn wake_dispatch_from_bus(&self) {
+    /// [`Engine::wake_dispatch`] for a step every node hears of (published on the bus, or
+    /// heard from it): the dispatcher, on whichever node, is woken by the step itself, so the
+    /// wake is not passed on.
+    fn wake_dispatch_here(&self) {
         self.dispatch.notify_one();
     }
 

@@ -36,7 +36,7 @@ pub(super) fn queue_score(conv: &Conversation) -> u64 {
 /// How many of the queue's head the dispatcher reads at once for `free` operators who can be
 /// offered someone now.
 fn head_page(free: u32) -> usize {
-    (free as usize).saturating_mul(4).clamp(64, 4_096)
+    (free as usize).saturating_mul(4).clamp(16, 4_096)
 }
 
 /// The queued ones of `loaded`, in queue order.
@@ -456,8 +456,8 @@ mod tests {
 
     #[test]
     fn the_head_read_at_once_follows_the_free_places_within_bounds() {
-        assert_eq!(head_page(0), 64);
-        assert_eq!(head_page(10), 64);
+        assert_eq!(head_page(0), 16);
+        assert_eq!(head_page(10), 40);
         assert_eq!(head_page(100), 400);
         assert_eq!(head_page(u32::MAX), 4_096);
     }
