@@ -61,6 +61,9 @@ pub enum BusMsg {
         id: ulid::Ulid,
         by: String,
     },
+    /// Something on this node may allow an offer (an arrival, a freed place) and another node
+    /// holds the dispatcher's lease: it should look.
+    Dispatch,
 }
 
 /// An engine `Outbound` that can cross nodes (the engine converts both ways).

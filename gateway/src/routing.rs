@@ -41,6 +41,12 @@ impl OperatorSlot<'_> {
     fn free_for(&self, weight: u32) -> bool {
         self.presence == Presence::OnDuty && self.connected && self.load + weight <= self.capacity
     }
+
+    /// Whether [`plan`] may offer this operator anyone now: on duty, connected, no offer
+    /// pending, room for one more. A dispatcher with none such has nothing to read.
+    pub fn can_be_offered(&self) -> bool {
+        !self.has_offer && self.free_for(1)
+    }
 }
 
 /// Whether `op` speaks what the conversation needs, at `now`.
@@ -69,7 +75,7 @@ pub fn plan<'a>(
 ) -> Vec<(ConversationId, OperatorId)> {
     let mut offers = Vec::new();
     for conv in queue {
-        if !ops.iter().any(|o| !o.has_offer && o.free_for(1)) {
+        if !ops.iter().any(|o| o.can_be_offered()) {
             break;
         }
         let best = ops
@@ -162,6 +168,21 @@ mod tests {
         urgent.priority = 5;
         let q = sorted(vec![old, urgent.clone()]);
         assert_eq!(q[0].id, urgent.id);
+    }
+
+    #[test]
+    fn only_an_operator_on_duty_connected_with_room_and_no_offer_can_be_offered() {
+        assert!(op(&[], 2, 1).can_be_offered());
+        assert!(!op(&[], 2, 2).can_be_offered(), "full");
+        let mut o = op(&[], 2, 0);
+        o.has_offer = true;
+        assert!(!o.can_be_offered(), "an offer pending");
+        let mut o = op(&[], 2, 0);
+        o.presence = Presence::Away;
+        assert!(!o.can_be_offered(), "not on duty");
+        let mut o = op(&[], 2, 0);
+        o.connected = false;
+        assert!(!o.can_be_offered(), "no console open");
     }
 
     #[test]

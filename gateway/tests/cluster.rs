@@ -15,6 +15,8 @@ mod client;
 mod conversation;
 #[path = "cluster/failures.rs"]
 mod failures;
+#[path = "cluster/fairness.rs"]
+mod fairness;
 #[path = "cluster/gone.rs"]
 mod gone;
 #[path = "cluster/harness_tests.rs"]

@@ -32,6 +32,7 @@
 //! conversation sorts; `tests.rs` the fixtures every family's tests use, and the tests that
 //! cross families.
 
+mod deadline;
 mod flag;
 mod operator;
 mod queue;
@@ -44,6 +45,7 @@ mod visitor;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+pub use deadline::Deadlines;
 pub use flag::{Emergency, EMERGENCY_CATEGORIES};
 pub use queue::QueueKey;
 pub use state::{State, StateKind};

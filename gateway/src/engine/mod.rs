@@ -74,6 +74,9 @@ pub struct Engine {
     clock: Clock,
     /// Woken when the queue or an operator's capacity may allow a new offer.
     dispatch: Notify,
+    /// Set by a wake from this node (not from the bus): if another node is the dispatcher,
+    /// the wake is passed to it over the bus ([`crate::cluster::BusMsg::Dispatch`]).
+    dispatch_local: AtomicBool,
     stats: Mutex<StatsState>,
     /// Recent operator-level client ids (take_next, presence), so a retry is applied once.
     recent: Mutex<HashMap<OperatorId, VecDeque<Ulid>>>,
@@ -123,6 +126,7 @@ fn load_changed_by(cmd: &Command) -> Option<OperatorId> {
 impl Engine {
     /// An engine on the system's clock; see [`Engine::with_clock`].
     pub fn new(store: Arc<dyn Store>, cfg: ConversationSettings, metrics: Arc<Metrics>) -> Self {
+        store.index_deadlines(cfg.deadlines());
         Engine {
             store,
             registry: Registry::default(),
@@ -130,6 +134,7 @@ impl Engine {
             cfg,
             clock: Clock::system(),
             dispatch: Notify::new(),
+            dispatch_local: AtomicBool::new(false),
             stats: Mutex::new(StatsState::default()),
             recent: Mutex::new(HashMap::new()),
             channel_refs: Mutex::new(HashMap::new()),
@@ -189,6 +194,15 @@ impl Engine {
 
     /// Asks the dispatcher to look for offers to make.
     pub fn wake_dispatch(&self) {
+        self.dispatch_local
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.dispatch.notify_one();
+    }
+
+    /// [`Engine::wake_dispatch`] for a step every node hears of (published on the bus, or
+    /// heard from it): the dispatcher, on whichever node, is woken by the step itself, so the
+    /// wake is not passed on.
+    fn wake_dispatch_here(&self) {
         self.dispatch.notify_one();
     }
 

@@ -57,7 +57,7 @@ impl Engine {
             BusMsg::Applied { applied, withdrawn } => {
                 self.notify(&applied, withdrawn, self.now_ms());
                 if applied.before.state.kind() != applied.after.state.kind() {
-                    self.wake_dispatch();
+                    self.wake_dispatch_here();
                 }
             }
             BusMsg::ToOperator { operator, out } => self
@@ -70,6 +70,7 @@ impl Engine {
             BusMsg::AlertAcknowledged { id, by } => {
                 self.stats().ack_alert(id, &by, self.now_ms());
             }
+            BusMsg::Dispatch => self.wake_dispatch_here(),
             BusMsg::Overloaded { on } => {
                 let was = self.overloaded.swap(on, Ordering::SeqCst);
                 if was != on {
@@ -220,7 +221,8 @@ impl Engine {
             tracing::info!(conversation = %id, outcome = after.kind().as_str(), "conversation deleted");
         }
         if before.kind() != after.kind() {
-            self.wake_dispatch();
+            // The dispatcher, wherever it runs, hears of the step itself (the bus above).
+            self.wake_dispatch_here();
         }
     }
 

@@ -57,3 +57,15 @@ impl Default for ConversationSettings {
         }
     }
 }
+
+impl ConversationSettings {
+    /// The lengths the timers count, for [`crate::conversation::Deadlines`].
+    pub fn deadlines(&self) -> crate::conversation::Deadlines {
+        crate::conversation::Deadlines {
+            visitor_grace_ms: self.visitor_grace_ms,
+            idle_limit_ms: self.idle_limit_ms,
+            max_duration_ms: self.max_duration_ms,
+            wrap_up_ms: self.wrap_up_ms,
+        }
+    }
+}

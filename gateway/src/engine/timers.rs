@@ -6,6 +6,7 @@
 //! changes nothing the second time.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,13 @@ use tokio_util::task::TaskTracker;
 use super::{Engine, Outbound};
 use crate::clock::Clock;
 use crate::conversation::{Command, ConversationId, State};
-use crate::protocol::{EndReason, Millis, ServerMsg, WithdrawReason};
+use crate::protocol::{Millis, ServerMsg, WithdrawReason};
 
 /// How often waiting people get their position (when it changed).
 const POSITION_INTERVAL: Duration = Duration::from_secs(1);
+/// Due conversations the sweep reads at once, and batches per tick at most.
+const SWEEP_BATCH: usize = 512;
+const SWEEP_BATCHES: usize = 8;
 /// How often a node renews its heartbeat in a shared store and looks for nodes that stopped.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -92,10 +96,33 @@ pub fn spawn_escalation_sweeper(
 }
 
 impl Engine {
-    /// Makes whatever offers routing allows now.
+    /// Makes whatever offers routing allows now, if this node is the dispatcher.
+    ///
+    /// With several nodes one dispatches at a time, under the store's `dispatch` lease: offers
+    /// then go out in queue order and no two nodes plan against the same free places (their
+    /// commits would fail and be retried, each retry reading the queue again). A node that
+    /// does not hold the lease passes a wake of its own (an arrival, a place freed) to the
+    /// dispatcher over the bus; if the dispatcher stops, another node takes the lease over at
+    /// its next tick after the lease lapses.
     pub async fn dispatch_once(&self) {
         if !self.cfg.auto_offer {
             return;
+        }
+        let local = self.dispatch_local.swap(false, Ordering::AcqRel);
+        match self.store.lead("dispatch", self.lease_ms()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if local {
+                    if let Some(bus) = &self.bus {
+                        bus.send(crate::cluster::BusMsg::Dispatch);
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch could not take its lease");
+                return;
+            }
         }
         match self
             .store
@@ -116,54 +143,15 @@ impl Engine {
         }
     }
 
+    /// How long the sweep's and the dispatcher's leases last unrenewed: a few ticks, at least
+    /// a second (renewed every tick by the node that holds it).
+    fn lease_ms(&self) -> u64 {
+        (self.cfg.tick_ms * 8).max(1_000)
+    }
+
     /// The command a conversation's deadlines call for at `now`, if any.
     fn due(&self, c: &crate::conversation::Conversation, now: Millis) -> Option<Command> {
-        let cfg = &self.cfg;
-        if !c.visitor_connected
-            && matches!(
-                c.state,
-                State::Queued | State::Offered { .. } | State::Active { .. }
-            )
-            && c.visitor_gone_since
-                .is_some_and(|t| now.saturating_sub(t) >= cfg.visitor_grace_ms)
-        {
-            return Some(Command::VisitorGone);
-        }
-        // An open emergency is never closed for idleness or length; a phone call logs no
-        // messages while people talk, so idleness says nothing about it (its status callbacks
-        // end it).
-        let emergency_open = c.emergency.as_ref().is_some_and(|e| e.open);
-        let idle_applies = !emergency_open && c.channel != crate::protocol::Channel::Phone;
-        match &c.state {
-            State::Offered {
-                operator,
-                expires_at,
-                ..
-            } if *expires_at <= now => Some(Command::OfferExpired {
-                operator: *operator,
-                expires_at: *expires_at,
-            }),
-            State::Active { .. }
-                if idle_applies && now.saturating_sub(c.last_activity) >= cfg.idle_limit_ms =>
-            {
-                Some(Command::Timeout {
-                    reason: EndReason::Idle,
-                })
-            }
-            State::Active { .. }
-                if !emergency_open
-                    && c.answered_at
-                        .is_some_and(|t| now.saturating_sub(t) >= cfg.max_duration_ms) =>
-            {
-                Some(Command::Timeout {
-                    reason: EndReason::MaxDuration,
-                })
-            }
-            State::WrapUp { since, .. } if now.saturating_sub(*since) >= cfg.wrap_up_ms => {
-                Some(Command::WrapUpExpired)
-            }
-            _ => None,
-        }
+        self.cfg.deadlines().due(c, now)
     }
 
     /// Renews this node's heartbeat (shared store) and treats the people and operators of
@@ -196,11 +184,7 @@ impl Engine {
         // With several nodes one sweeps at a time; if it stops, another takes over within
         // the lease (a few ticks). Each step is re-checked by the store, so an overlap at a
         // hand-over changes nothing twice.
-        match self
-            .store
-            .lead("sweep", (self.cfg.tick_ms * 8).max(1_000))
-            .await
-        {
+        match self.store.lead("sweep", self.lease_ms()).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -208,23 +192,33 @@ impl Engine {
                 return;
             }
         }
-        let convs = match self
-            .store
-            .conversations_where(&|c| self.due(c, now).is_some())
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "sweep could not read conversations");
-                return;
-            }
-        };
-        for c in convs {
-            if let Some(cmd) = self.due(&c, now) {
-                let withdrawn = WithdrawReason::Timeout;
-                if let Ok(a) = self.store.apply(c.id, cmd, None, now).await {
-                    self.publish(&a, withdrawn).await;
+        // From the store's deadline index: only what is due, a batch at a time (what a step
+        // fired has a later deadline then, or none). A batch that stays full (steps failing,
+        // the store unavailable) waits for the next tick.
+        let deadlines = self.cfg.deadlines();
+        for _ in 0..SWEEP_BATCHES {
+            let convs = match self
+                .store
+                .due_conversations(&deadlines, now, SWEEP_BATCH)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweep could not read conversations");
+                    return;
                 }
+            };
+            let full = convs.len() >= SWEEP_BATCH;
+            for c in convs {
+                if let Some(cmd) = self.due(&c, now) {
+                    let withdrawn = WithdrawReason::Timeout;
+                    if let Ok(a) = self.store.apply(c.id, cmd, None, now).await {
+                        self.publish(&a, withdrawn).await;
+                    }
+                }
+            }
+            if !full {
+                break;
             }
         }
         let Ok(ops) = self.store.operators().await else {
@@ -263,7 +257,9 @@ impl Engine {
         last: &mut HashMap<ConversationId, (u32, Option<u32>, bool)>,
         last_load: &mut Option<(u32, u64)>,
     ) {
-        let Ok(queue) = self.store.queue_brief().await else {
+        // Only this node's people: their ranks, not the whole queue.
+        let ids = self.registry.visitor_ids();
+        let Ok(queue) = self.store.queue_places(&ids).await else {
             return;
         };
         self.refresh_handle_time().await;
@@ -272,9 +268,11 @@ impl Engine {
         };
         let now = self.now_ms();
         let overloaded = self.is_overloaded();
-        let mut seen = HashMap::with_capacity(queue.len());
-        for (i, (id, _)) in queue.iter().enumerate() {
-            let position = i as u32 + 1;
+        let mut seen = HashMap::with_capacity(last.len());
+        for (id, position) in ids.iter().zip(&queue.places) {
+            let Some(position) = *position else {
+                continue;
+            };
             let wait = self.estimate_wait(position, on_duty.capacity);
             seen.insert(*id, (position, wait, overloaded));
             if last.get(id) != Some(&(position, wait, overloaded)) {
@@ -290,13 +288,9 @@ impl Engine {
             }
         }
         *last = seen;
-        let longest = queue
-            .iter()
-            .map(|(_, queued_at)| now.saturating_sub(*queued_at))
-            .max()
-            .unwrap_or(0);
+        let longest = queue.oldest.map(|t| now.saturating_sub(t)).unwrap_or(0);
         // Longest wait changes every tick; resend when the count changes or every 10 s of wait.
-        let load = (queue.len() as u32, longest / 10_000);
+        let load = (queue.len, longest / 10_000);
         if *last_load != Some(load) {
             *last_load = Some(load);
             for op in self.registry.operator_ids() {

@@ -22,7 +22,9 @@ pub use memory::MemoryStore;
 use async_trait::async_trait;
 use ulid::Ulid;
 
-use crate::conversation::{Command, Conversation, ConversationId, OperatorId, TransitionError};
+use crate::conversation::{
+    Command, Conversation, ConversationId, Deadlines, OperatorId, TransitionError,
+};
 use crate::protocol::{LogEntry, Millis, Presence};
 
 /// People one process's tables with an entry per person (the memory store's conversations and
@@ -137,6 +139,16 @@ pub struct OperatorRecord {
     pub takes_calls: bool,
 }
 
+/// Answer of [`Store::queue_places`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueuePlaces {
+    /// Per id asked, in order: its 1-based place, or `None` when it is not queued.
+    pub places: Vec<Option<u32>>,
+    pub len: u32,
+    /// When the longest-waiting person was queued (`None`: nobody waits).
+    pub oldest: Option<Millis>,
+}
+
 /// The operators who can take people now: connected and on duty.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OnDuty {
@@ -197,6 +209,24 @@ pub trait Store: Send + Sync + 'static {
             .filter(|c| pick(c))
             .collect())
     }
+    /// Tells the store the lengths the timers count, so that it can keep its conversations
+    /// indexed by their next deadline ([`Store::due_conversations`]). The engine calls this
+    /// once, when it is made; a store that keeps no index ignores it.
+    fn index_deadlines(&self, _deadlines: Deadlines) {}
+    /// Up to `limit` conversations with a deadline at or before `now` (by `deadlines`), for the
+    /// timer sweep: stores with a deadline index read only those, not every conversation.
+    async fn due_conversations(
+        &self,
+        deadlines: &Deadlines,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        let mut due = self
+            .conversations_where(&|c| deadlines.next(c).is_some_and(|t| t <= now))
+            .await?;
+        due.truncate(limit);
+        Ok(due)
+    }
     /// Conversations an operator holds (offered, active, wrap-up).
     async fn held_by(&self, operator: OperatorId) -> Result<Vec<Conversation>, StoreError>;
     /// Queued conversations in queue order.
@@ -219,6 +249,22 @@ pub trait Store: Send + Sync + 'static {
             .into_iter()
             .map(|c| (c.id, c.queued_at))
             .collect())
+    }
+    /// The places of `ids` in the queue (1-based, `None`: not queued), the queue's length, and
+    /// when its longest-waiting person was queued: what one node tells its own waiting people
+    /// every second. Shared stores answer with ranks of those ids only, not the whole queue.
+    async fn queue_places(&self, ids: &[ConversationId]) -> Result<QueuePlaces, StoreError> {
+        let brief = self.queue_brief().await?;
+        let at: std::collections::HashMap<ConversationId, u32> = brief
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32 + 1))
+            .collect();
+        Ok(QueuePlaces {
+            places: ids.iter().map(|id| at.get(id).copied()).collect(),
+            len: brief.len() as u32,
+            oldest: brief.iter().map(|(_, t)| *t).min(),
+        })
     }
     /// Creates or replaces an operator's record.
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError>;

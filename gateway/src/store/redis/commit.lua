@@ -21,7 +21,9 @@
 --   not queued; else its place in queue order, see `queue_score` in mod.rs: without the
 --   arrival number when the next argument is '1'), '1' to take a new arrival number ('0' not),
 --   queued-at ms ('' when not queued), visitor node ('-' keep, '' clear, else set),
---   client id ('' none), client seq, entry count, then entry count x (seq, json)
+--   client id ('' none), client seq, what the holder holds of it (weight if not a call,
+--   '1' if a call, '1' if an offer; each '0' when nobody holds it), next deadline in ms for `P:dl` ('' none: out of the
+--   index; '-' leave the index alone), entry count, then entry count x (seq, json)
 -- and per operator: id, expected version, expected load version ('' not checked), json,
 -- console node ('-' keep, '' clear, else set).
 local p = ARGV[1]
@@ -36,10 +38,11 @@ for _ = 1, nconv do
   local c = {
     id = ARGV[i], expect = ARGV[i + 1], json = ARGV[i + 2], token = ARGV[i + 3],
     holder = ARGV[i + 4], queued = ARGV[i + 5], enq = ARGV[i + 6], since = ARGV[i + 7],
-    node = ARGV[i + 8], cid = ARGV[i + 9], cseq = ARGV[i + 10], n = tonumber(ARGV[i + 11]),
-    at = i + 12,
+    node = ARGV[i + 8], cid = ARGV[i + 9], cseq = ARGV[i + 10], hw = ARGV[i + 11],
+    hp = ARGV[i + 12], ho = ARGV[i + 13], dl = ARGV[i + 14],
+    n = tonumber(ARGV[i + 15]), at = i + 16,
   }
-  i = i + 12 + 2 * c.n
+  i = i + 16 + 2 * c.n
   local key = p .. ':c:' .. c.id
   local v = redis.call('HGET', key, 'v') or '0'
   if v ~= c.expect then return {0} end
@@ -62,8 +65,22 @@ end
 local written = {1}
 for _, c in ipairs(convs) do
   local key = p .. ':c:' .. c.id
-  local old = redis.call('HMGET', key, 't', 'h')
+  local old = redis.call('HMGET', key, 't', 'h', 'hw', 'hp', 'ho')
   local old_token, old_holder = old[1] or '', old[2] or ''
+  -- Running sums on the holder's record: `w` weight of what they hold that is not a call,
+  -- `p` calls they hold, `o` offers pending; so the dispatcher reads loads from the records.
+  if old_holder ~= '' then
+    local ok = p .. ':o:' .. old_holder
+    redis.call('HINCRBY', ok, 'w', 0 - tonumber(old[3] or '0'))
+    redis.call('HINCRBY', ok, 'p', 0 - tonumber(old[4] or '0'))
+    redis.call('HINCRBY', ok, 'o', 0 - tonumber(old[5] or '0'))
+  end
+  if c.holder ~= '' then
+    local nk = p .. ':o:' .. c.holder
+    redis.call('HINCRBY', nk, 'w', tonumber(c.hw))
+    redis.call('HINCRBY', nk, 'p', tonumber(c.hp))
+    redis.call('HINCRBY', nk, 'o', tonumber(c.ho))
+  end
   if old_token ~= '' and old_token ~= c.token then redis.call('DEL', p .. ':tok:' .. old_token) end
   if old_holder ~= c.holder then
     if old_holder ~= '' then
@@ -73,7 +90,7 @@ for _, c in ipairs(convs) do
     if c.holder ~= '' then redis.call('HINCRBY', p .. ':o:' .. c.holder, 'l', 1) end
   end
   redis.call('HSET', key, 'v', tostring(tonumber(c.expect) + 1), 'd', c.json, 't', c.token,
-    'h', c.holder, 'q', (c.queued ~= '' and '1' or '0'))
+    'h', c.holder, 'q', (c.queued ~= '' and '1' or '0'), 'hw', c.hw, 'hp', c.hp, 'ho', c.ho)
   if c.node ~= '-' then redis.call('HSET', key, 'n', c.node) end
   redis.call('EXPIRE', key, ttl)
   redis.call('SADD', p .. ':convs', c.id)
@@ -93,10 +110,17 @@ for _, c in ipairs(convs) do
     redis.call('SADD', p .. ':q', c.id)
     redis.call('ZADD', p .. ':qz', score, c.id)
     redis.call('HSET', p .. ':qt', c.id, c.since)
+    redis.call('ZADD', p .. ':qw', tonumber(c.since), c.id)
   else
     redis.call('SREM', p .. ':q', c.id)
     redis.call('ZREM', p .. ':qz', c.id)
     redis.call('HDEL', p .. ':qt', c.id)
+    redis.call('ZREM', p .. ':qw', c.id)
+  end
+  if c.dl == '' then
+    redis.call('ZREM', p .. ':dl', c.id)
+  elseif c.dl ~= '-' then
+    redis.call('ZADD', p .. ':dl', tonumber(c.dl), c.id)
   end
   if c.n > 0 then
     local log = p .. ':log:' .. c.id

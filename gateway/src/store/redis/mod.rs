@@ -12,12 +12,14 @@
 //! | `P:convs`, `P:q`, `P:held:{op}` | sets | live conversations, queued ones, those an operator holds |
 //! | `P:qz` | sorted set | queued ones again, scored in queue order ([`queue_score`]): a place in the queue is `ZRANK`, the queue's ids one `ZRANGE`, without reading any conversation |
 //! | `P:qt` | hash | queued ones again → when they were queued (ms), for the longest wait |
+//! | `P:qw` | sorted set | queued ones again, scored by when they were queued: the longest wait is `ZRANGE 0 0` |
 //! | `P:arrivals` | string | the last arrival number given ([`Conversation::arrival`]; `INCR` in `commit.lua`); the conversation's hash keeps its own as `a` |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
 //! | `P:seen:{op}:{id}` | string | an operator-level client id already applied (10 minutes) |
-//! | `P:lease:{task}` | string | the node doing `task` (the timer sweep) for now |
+//! | `P:dl` | sorted set | conversations with a timer to come, scored by their next deadline (ms): the sweep reads only those due (`deadlines`) |
+//! | `P:lease:{task}` | string | the node doing `task` (the timer sweep, the dispatcher) for now |
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //! | `P:link:{key}`, `P:clink:{id}`, `P:sent:{id}`, `P:handle` | | the connectors' people and the shared handling time (`links`) |
@@ -39,6 +41,8 @@
 //! - `conversations`: reading conversations (`P:c:*` and the sets that index them);
 //! - `steps`: writing them, every write through `commit.lua` with its version checks, and
 //!   `WAIT` for replicas;
+//! - `deadlines`: the deadline index `P:dl` the timer sweep reads;
+//! - `places`: where a node's own waiting people stand (`ZRANK` each), for their positions;
 //! - `queue`: the queue's order (`P:q`, `P:qz`, `P:qt`), offers and takes;
 //! - `operators`: operator records, presence and loads (`P:o:*`, `P:ops`);
 //! - `logs`: the logs as streams, and deleting a conversation (`delete.lua`);
@@ -51,10 +55,12 @@
 
 mod conn;
 mod conversations;
+mod deadlines;
 mod health;
 mod links;
 mod logs;
 mod operators;
+mod places;
 mod queue;
 mod sessions;
 mod shared;
@@ -73,8 +79,10 @@ pub use conn::{redacted, Redis};
 pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
-use super::{Applied, ApplyError, OperatorRecord, OperatorUpdate, PersonLink, Store, StoreError};
-use crate::conversation::{Command, Conversation, ConversationId, OperatorId};
+use super::{
+    Applied, ApplyError, OperatorRecord, OperatorUpdate, PersonLink, QueuePlaces, Store, StoreError,
+};
+use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
 
 /// How often an optimistic step is tried before the store reports itself unavailable.
@@ -108,6 +116,13 @@ pub struct RedisStore {
     beating_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// The store's marker as this node last read it ([`Store::lost_data`]); `None` until read.
     epoch: std::sync::Mutex<Option<String>>,
+    /// The lengths the timers count ([`Store::index_deadlines`]): with them every commit keeps
+    /// `P:dl`; without (a store used by no engine) the index is left alone.
+    deadlines: std::sync::OnceLock<Deadlines>,
+    /// The queue as [`Store::queue_places`] last read it (`places`).
+    places: std::sync::Mutex<places::Cached>,
+    /// When this node last renewed each lease it holds ([`Store::lead`]).
+    leases: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -142,6 +157,9 @@ impl RedisStore {
             lease: Script::new(health::LEASE),
             beating_since: std::sync::Mutex::new(None),
             epoch: std::sync::Mutex::new(None),
+            deadlines: std::sync::OnceLock::new(),
+            leases: std::sync::Mutex::new(HashMap::new()),
+            places: std::sync::Mutex::new(places::Cached::default()),
         })
     }
 
@@ -251,6 +269,27 @@ impl Store for RedisStore {
         self.held(operator).await
     }
 
+    fn index_deadlines(&self, deadlines: Deadlines) {
+        let _ = self.deadlines.set(deadlines);
+    }
+
+    async fn due_conversations(
+        &self,
+        deadlines: &Deadlines,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        if self.deadlines.get() == Some(deadlines) {
+            return self.due_from_index(deadlines, now, limit).await;
+        }
+        // Not the lengths the index was written with: read every conversation.
+        let mut due = self
+            .conversations_where(&|c| deadlines.next(c).is_some_and(|t| t <= now))
+            .await?;
+        due.truncate(limit);
+        Ok(due)
+    }
+
     async fn queue(&self) -> Result<Vec<Conversation>, StoreError> {
         Ok(self.queued().await?.into_iter().map(|l| l.conv).collect())
     }
@@ -261,6 +300,10 @@ impl Store for RedisStore {
 
     async fn queue_brief(&self) -> Result<Vec<(ConversationId, Millis)>, StoreError> {
         self.queue_waits().await
+    }
+
+    async fn queue_places(&self, ids: &[ConversationId]) -> Result<QueuePlaces, StoreError> {
+        self.places_of(ids).await
     }
 
     async fn put_operator(&self, record: OperatorRecord) -> Result<(), StoreError> {

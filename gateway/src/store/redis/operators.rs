@@ -17,27 +17,43 @@ pub(super) struct LoadedOp {
     pub(super) rec: OperatorRecord,
     /// The node their console is open on (`""`: none).
     pub(super) node: String,
+    /// The running sums `commit.lua` keeps of what they hold: weight of what is not a call,
+    /// calls, offers pending. `None` on a record no step of this gateway has touched yet.
+    pub(super) sums: Option<(u32, u32, u32)>,
 }
 
-/// An operator's hash as read: `v`, `d`, `n` and `l`.
+impl LoadedOp {
+    /// Their load and whether an offer is pending, from the running sums.
+    pub(super) fn held(&self) -> Option<(u32, bool)> {
+        let (weight, calls, offers) = self.sums?;
+        Some((weight + calls * self.rec.capacity.max(1), offers > 0))
+    }
+}
+
+/// An operator's hash as read: `v`, `d`, `n`, `l`, `w`, `p` and `o`.
 type OpRow = (
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// The fields of an operator's hash that [`parse_op`] reads.
-const OP_FIELDS: [&str; 4] = ["v", "d", "n", "l"];
+const OP_FIELDS: [&str; 7] = ["v", "d", "n", "l", "w", "p", "o"];
 
-fn parse_op((version, data, node, load): OpRow) -> Option<LoadedOp> {
+fn parse_op((version, data, node, load, w, p, o): OpRow) -> Option<LoadedOp> {
     let version = version?.parse().ok()?;
     let rec = serde_json::from_str(&data?).ok()?;
+    let count = |x: Option<i64>| u32::try_from(x.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
     Some(LoadedOp {
         version,
         load_version: load.and_then(|l| l.parse().ok()).unwrap_or(0),
         rec,
         node: node.unwrap_or_default(),
+        sums: w.map(|_| (count(w), count(p), count(o))),
     })
 }
 

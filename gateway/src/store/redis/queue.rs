@@ -15,7 +15,7 @@ use super::{contended, corrupt, RedisStore, ATTEMPTS};
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, State};
 use crate::protocol::Millis;
 use crate::routing::{self, OperatorSlot};
-use crate::store::{advance, slot_of, Applied, ApplyError, OperatorRecord, StoreError};
+use crate::store::{advance, slot_of, slot_with, Applied, ApplyError, OperatorRecord, StoreError};
 
 /// Bits of a queue score below the priority and the tier: the arrival number, up to 2^42 (the
 /// counter starts at the first arrival's time in ms, which reaches 2^42 in the year 2109).
@@ -31,6 +31,12 @@ pub(super) fn queue_score(conv: &Conversation) -> u64 {
     (u64::from(key.inverse_priority) << (ARRIVAL_BITS + 1))
         | (u64::from(key.tier) << ARRIVAL_BITS)
         | (key.arrival & ((1 << ARRIVAL_BITS) - 1))
+}
+
+/// How many of the queue's head the dispatcher reads at once for `free` operators who can be
+/// offered someone now.
+fn head_page(free: u32) -> usize {
+    (free as usize).saturating_mul(4).clamp(16, 4_096)
 }
 
 /// The queued ones of `loaded`, in queue order.
@@ -165,19 +171,12 @@ impl RedisStore {
         for attempt in 0..ATTEMPTS {
             let ops = self.load_ops().await?;
             let mut slots = self.slots(&ops).await?;
-            if !slots.iter().any(|s| !s.has_offer && s.load < s.capacity) {
+            if !slots.iter().any(|s| s.can_be_offered()) {
                 return Ok(vec![]);
             }
-            let queued = self.queued().await?;
-            if queued.is_empty() {
-                return Ok(vec![]);
-            }
-            let plan = routing::plan(
-                queued.iter().map(|l| &l.conv),
-                &mut slots,
-                now,
-                language_fallback_ms,
-            );
+            let (queued, plan) = self
+                .plan_from_head(&mut slots, now, language_fallback_ms)
+                .await?;
             if plan.is_empty() {
                 return Ok(vec![]);
             }
@@ -237,6 +236,91 @@ impl RedisStore {
         Err(contended())
     }
 
+    /// Plans offers reading only the head of the queue (`P:qz` in order, a page at a time):
+    /// a page a few times as large as the operators who can be offered someone now (one offer
+    /// each at a time), and the next only while such operators are left after the ones before
+    /// (when those at the head wait for a language or declined everyone free). So a surge's
+    /// work per wake follows the operators free to be offered someone, not the queue.
+    async fn plan_from_head(
+        &self,
+        slots: &mut [OperatorSlot<'_>],
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<(Vec<Loaded>, Vec<(ConversationId, OperatorId)>), StoreError> {
+        // Each operator is offered one conversation at a time: a plan makes at most one offer
+        // per operator without one pending and with room.
+        let offerable = slots.iter().filter(|s| s.can_be_offered()).count();
+        let page = head_page(offerable as u32);
+        let qz = self.key(&["qz"]);
+        let (mut read, mut plan) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        loop {
+            let ids: Vec<String> = self
+                .run(|mut c| {
+                    let qz = qz.clone();
+                    async move {
+                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
+                            .await
+                    }
+                })
+                .await?;
+            let full = ids.len() == page;
+            // In queue order already; loading skips any gone meanwhile, and the sort keeps
+            // the order should a score be stale.
+            let loaded = in_queue_order(self.load_many(&ids).await?);
+            plan.extend(routing::plan(
+                loaded.iter().map(|l| &l.conv),
+                slots,
+                now,
+                language_fallback_ms,
+            ));
+            read.extend(loaded);
+            if !full || !slots.iter().any(|s| s.can_be_offered()) {
+                return Ok((read, plan));
+            }
+            start += page;
+        }
+    }
+
+    /// The head of the queue (`P:qz`, a page at a time) as far as the first conversation `slot`
+    /// may take, and whether more of the queue lies behind what was read.
+    async fn head_for(
+        &self,
+        slot: &OperatorSlot<'_>,
+        now: Millis,
+        language_fallback_ms: u64,
+    ) -> Result<(Vec<Loaded>, bool), StoreError> {
+        let page = head_page(0);
+        let qz = self.key(&["qz"]);
+        let mut read = Vec::new();
+        let mut start = 0;
+        loop {
+            let ids: Vec<String> = self
+                .run(|mut c| {
+                    let qz = qz.clone();
+                    async move {
+                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
+                            .await
+                    }
+                })
+                .await?;
+            let full = ids.len() == page;
+            let loaded = in_queue_order(self.load_many(&ids).await?);
+            let found = routing::next_for(
+                loaded.iter().map(|l| &l.conv),
+                slot,
+                now,
+                language_fallback_ms,
+            )
+            .is_some();
+            read.extend(loaded);
+            if found || !full {
+                return Ok((read, full));
+            }
+            start += page;
+        }
+    }
+
     /// [`crate::store::Store::take_next`].
     pub(super) async fn take_for(
         &self,
@@ -254,7 +338,7 @@ impl RedisStore {
                 .await?
                 .pop()
                 .ok_or_else(|| corrupt("operator record"))?;
-            let mut queued = self.queued().await?;
+            let (mut queued, more) = self.head_for(&slot, now, language_fallback_ms).await?;
             // Operators racing for the head of the queue: a take that loses it looks at that one
             // conversation again and goes on down the same reading, instead of reading the whole
             // queue again (at most twice per conversation read, so this ends).
@@ -266,6 +350,10 @@ impl RedisStore {
                     now,
                     language_fallback_ms,
                 ) else {
+                    if more {
+                        // Lost every one read to others; more of the queue lies behind.
+                        break;
+                    }
                     return Ok(None);
                 };
                 let Some(at) = queued.iter().position(|l| l.conv.id == conv) else {
@@ -319,16 +407,19 @@ impl RedisStore {
         Err(contended().into())
     }
 
-    /// Routing's view of the operators, from what is stored now.
+    /// Routing's view of the operators, from what is stored now: their loads from the running
+    /// sums on their records ([`LoadedOp::held`]); only for a record without them (written
+    /// before they existed) from the conversations they hold.
     async fn slots<'a>(&self, ops: &'a [LoadedOp]) -> Result<Vec<OperatorSlot<'a>>, StoreError> {
+        let unsummed: Vec<&LoadedOp> = ops.iter().filter(|o| o.held().is_none()).collect();
         let mut held_ids: HashMap<OperatorId, Vec<String>> = HashMap::new();
-        if !ops.is_empty() {
+        if !unsummed.is_empty() {
             let mut pipe = redis::pipe();
-            for o in ops {
+            for o in &unsummed {
                 pipe.smembers(self.key(&["held", &o.rec.id.to_string()]));
             }
             let sets: Vec<Vec<String>> = self.query(pipe).await?;
-            for (o, set) in ops.iter().zip(sets) {
+            for (o, set) in unsummed.iter().zip(sets) {
                 held_ids.insert(o.rec.id, set);
             }
         }
@@ -342,6 +433,9 @@ impl RedisStore {
         Ok(ops
             .iter()
             .map(|o| {
+                if let Some((load, has_offer)) = o.held() {
+                    return slot_with(&o.rec, load, has_offer);
+                }
                 let mine = held_ids
                     .get(&o.rec.id)
                     .into_iter()
@@ -351,5 +445,110 @@ impl RedisStore {
                 slot_of(&o.rec, mine)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::tests::{op, queued, store};
+    use crate::store::Store;
+
+    #[test]
+    fn the_head_read_at_once_follows_the_free_places_within_bounds() {
+        assert_eq!(head_page(0), 16);
+        assert_eq!(head_page(10), 40);
+        assert_eq!(head_page(100), 400);
+        assert_eq!(head_page(u32::MAX), 4_096);
+    }
+
+    #[tokio::test]
+    async fn dispatch_reads_past_a_head_nobody_free_may_serve_and_keeps_queue_order() {
+        let s = store();
+        for i in 0..100 {
+            let mut c = queued(1_000 + i);
+            c.language = Some("en".into());
+            s.create(c).await.unwrap();
+        }
+        let mut ja = Vec::new();
+        for i in 0..3 {
+            let mut c = queued(2_000 + i);
+            c.language = Some("ja".into());
+            ja.push(c.id);
+            s.create(c).await.unwrap();
+        }
+        // Two operators speaking only Japanese: the first two Japanese speakers, in order,
+        // behind a head (more than one page) that waits for English.
+        s.put_operator(op(1)).await.unwrap();
+        s.put_operator(op(1)).await.unwrap();
+        let mut offered: Vec<_> = s
+            .dispatch(3_000, 30_000, 120_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.after.arrival, a.after.id))
+            .collect();
+        offered.sort();
+        let ids: Vec<_> = offered.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, ja[..2].to_vec());
+        assert_eq!(s.queue().await.unwrap().len(), 101);
+    }
+
+    /// The loads routing sees from the running sums, and from the conversations held.
+    async fn both_views(s: &RedisStore) -> (Vec<(u32, bool)>, Vec<(u32, bool)>) {
+        let ops = s.load_ops().await.unwrap();
+        let summed = s.slots(&ops).await.unwrap();
+        let summed = summed.iter().map(|o| (o.load, o.has_offer)).collect();
+        let mut counted = Vec::new();
+        for o in &ops {
+            let held = s.held_by(o.rec.id).await.unwrap();
+            let slot = slot_of(&o.rec, held.iter());
+            counted.push((slot.load, slot.has_offer));
+        }
+        (summed, counted)
+    }
+
+    #[tokio::test]
+    async fn operators_loads_from_the_running_sums_follow_offers_takes_calls_and_closes() {
+        let s = store();
+        let o = op(3);
+        s.put_operator(o.clone()).await.unwrap();
+        let mut call = queued(900);
+        call.channel = crate::protocol::Channel::Phone;
+        let (web, other) = (queued(1_000), queued(1_001));
+        for c in [&web, &other] {
+            s.create(c.clone()).await.unwrap();
+        }
+        let offers = s.dispatch(2_000, 30_000, 120_000).await.unwrap();
+        assert_eq!(offers.len(), 1);
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(1, true)]);
+        assert_eq!(summed, counted);
+        let accept = Command::Accept {
+            operator: o.id,
+            operator_name: "op".into(),
+        };
+        s.apply(web.id, accept, None, 2_100).await.unwrap();
+        s.take_next(o.id, 2_200, 120_000).await.unwrap().unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(2, false)]);
+        assert_eq!(summed, counted);
+        s.apply(web.id, Command::OperatorEnd { operator: o.id }, None, 2_300)
+            .await
+            .unwrap();
+        s.delete(other.id).await.unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(1, false)], "wrap-up still holds a place");
+        assert_eq!(summed, counted);
+        s.delete(web.id).await.unwrap();
+        // A call weighs the whole capacity.
+        s.create(call.clone()).await.unwrap();
+        let mut taker = o.clone();
+        taker.takes_calls = true;
+        s.put_operator(taker).await.unwrap();
+        s.take_next(o.id, 3_000, 120_000).await.unwrap().unwrap();
+        let (summed, counted) = both_views(&s).await;
+        assert_eq!(summed, vec![(3, false)]);
+        assert_eq!(summed, counted);
     }
 }

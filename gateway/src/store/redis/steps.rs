@@ -42,6 +42,21 @@ pub(super) struct OpWrite<'a> {
     pub(super) node: Option<&'a str>,
 }
 
+/// What the holder of `conv` holds of it, for the running sums on their record: the weight
+/// if it is not a call, 1 if it is a call (weighed on their capacity when read), 1 if it is an
+/// offer; all 0 when nobody holds it.
+pub(super) fn held_share(conv: &Conversation) -> (u32, u32, u32) {
+    if conv.state.operator().is_none() {
+        return (0, 0, 0);
+    }
+    let call = conv.channel == crate::protocol::Channel::Phone;
+    (
+        if call { 0 } else { conv.weight },
+        u32::from(call),
+        u32::from(matches!(conv.state, State::Offered { .. })),
+    )
+}
+
 impl RedisStore {
     /// Writes conversations and operator records if every version still holds.
     /// `Ok(false)`: something moved on; read again.
@@ -108,7 +123,12 @@ impl RedisStore {
                 })
                 .arg(w.node.unwrap_or("-"))
                 .arg(cid)
-                .arg(cseq)
+                .arg(cseq);
+            let (hw, hp, ho) = held_share(w.conv);
+            inv.arg(hw)
+                .arg(hp)
+                .arg(ho)
+                .arg(self.deadline_arg(w.conv))
                 .arg(w.entries.len());
             for e in w.entries {
                 let json = serde_json::to_string(e).map_err(|_| corrupt("log entry"))?;

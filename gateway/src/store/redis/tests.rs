@@ -171,7 +171,7 @@ fn queue_scores_sort_as_queue_keys_do() {
 }
 
 /// A web conversation queued at `at`, asking no language (the conformance suite's fixture).
-fn queued(at: u64) -> Conversation {
+pub(super) fn queued(at: u64) -> Conversation {
     conformance::conv(None, at)
 }
 
@@ -184,7 +184,7 @@ async fn created(s: &RedisStore, at: u64) -> ConversationId {
 }
 
 /// An operator on duty (the conformance suite's fixture; these conversations ask no language).
-fn op(capacity: u32) -> OperatorRecord {
+pub(super) fn op(capacity: u32) -> OperatorRecord {
     conformance::operator("op", capacity)
 }
 
