@@ -196,6 +196,14 @@ impl Engine {
             return;
         }
         let now = self.now_ms();
+        let id = a.after.id;
+        if a.after.state.is_terminal() && self.registry.has_visitor(id) {
+            // The log goes with this step: a person's socket that has not read it all yet gets
+            // it whole, ahead of the step's own frames (`notify`), and sends what it lacks.
+            if let Ok(log) = self.store.read_log(id, 0).await {
+                self.registry.to_visitor(id, Outbound::Final(Box::new(log)));
+            }
+        }
         self.notify(a, withdrawn, now);
         if let Some(bus) = &self.bus {
             bus.send(BusMsg::Applied {
@@ -203,7 +211,6 @@ impl Engine {
                 withdrawn,
             });
         }
-        let id = a.after.id;
         let (before, after) = (&a.before.state, &a.after.state);
 
         // Statistics and metrics for what happened.

@@ -46,6 +46,12 @@ pub enum Outbound {
     /// The store may have lost conversations: an operator socket checks each conversation it
     /// follows and tells the console about those that are gone.
     Recheck,
+    /// The person's conversation ended and its log is about to be deleted: here is all of it,
+    /// in order. A person's socket sends what it has not sent yet (so one that fell behind
+    /// still shows everything up to the end, though the log it would read is gone); queued by
+    /// [`crate::engine::Engine::publish`] before the step's own frames. Boxed: queues hold
+    /// many items.
+    Final(Box<Vec<crate::protocol::LogEntry>>),
     /// Time for the heartbeat: ping the peer, or close it if it has been silent too long. Sent
     /// to visitor sockets by one shared ticker ([`crate::ws::visitor::spawn_heartbeat`]) instead
     /// of a timer in each socket's task; other sockets ignore it.
@@ -70,6 +76,9 @@ impl Outbound {
             // Each node pings its own sockets, and finds for itself which of its sockets'
             // conversations the store lost.
             Outbound::Heartbeat | Outbound::Gone(_) | Outbound::Recheck => None,
+            // Only for a person's socket on the node that ends the conversation; other nodes
+            // hand over the step's own entries.
+            Outbound::Final(_) => None,
         }
     }
 
@@ -248,6 +257,11 @@ impl Registry {
         if let Some(h) = handle {
             h.send(msg);
         }
+    }
+
+    /// Whether this process has a socket (or connector follower) for `conv`'s person.
+    pub fn has_visitor(&self, conv: ConversationId) -> bool {
+        self.lock().visitors.contains_key(&conv)
     }
 
     pub fn to_operator(&self, op: OperatorId, msg: Outbound) {

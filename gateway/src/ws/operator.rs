@@ -336,7 +336,7 @@ impl Session<'_> {
             }
             Outbound::Gone(id) => self.send_gone(conn, id).await,
             // An operator socket has its own heartbeat timer.
-            Outbound::Heartbeat => Flow::Continue,
+            Outbound::Heartbeat | Outbound::Final(_) => Flow::Continue,
             Outbound::Frame(msg) => {
                 match &*msg {
                     ServerMsg::Offer(o) => {

@@ -498,6 +498,21 @@ impl<'a> Session<'a> {
             Outbound::Release(_) | Outbound::Recheck => Flow::Continue,
             Outbound::Close(code, reason) => Flow::Close(code, reason),
             Outbound::Heartbeat => conn.heartbeat_tick().await,
+            Outbound::Final(entries) => {
+                let id = self.id();
+                for entry in entries.iter() {
+                    if !self.follower.take(entry.seq) {
+                        continue;
+                    }
+                    let flow = self
+                        .send_entry(conn, &EventFrame::new(id, entry), &entry.event)
+                        .await;
+                    if flow != Flow::Continue {
+                        return flow;
+                    }
+                }
+                Flow::Continue
+            }
             Outbound::Gone(_) => {
                 // Nothing of the conversation is left to end or to mark disconnected.
                 self.ended = true;

@@ -296,6 +296,14 @@ impl Person {
                 // Queue positions change often; the person heard theirs when they joined.
                 _ => false,
             },
+            Outbound::Final(entries) => {
+                for entry in *entries {
+                    if follower.deliver_live(entry, self).await {
+                        return true;
+                    }
+                }
+                false
+            }
             Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat | Outbound::Recheck => {
                 false
             }

@@ -118,6 +118,14 @@ impl Call {
                 }
                 _ => false,
             },
+            Outbound::Final(entries) => {
+                for entry in *entries {
+                    if follower.deliver_live(entry, self).await {
+                        return true;
+                    }
+                }
+                false
+            }
             Outbound::Json(_) | Outbound::Release(_) | Outbound::Heartbeat | Outbound::Recheck => {
                 false
             }

@@ -178,3 +178,59 @@ async fn a_connector_gets_each_entry_once_in_order_whether_caught_up_or_live() {
     assert!(!person.deliver_live(last, &mut seen).await);
     assert_eq!(seen.0, seqs);
 }
+
+#[tokio::test]
+async fn a_person_behind_when_the_conversation_ends_still_gets_every_entry_once_in_order() {
+    let engine = engine();
+    let (conv, _token) = engine.start_visitor(Channel::Web, None).await.unwrap();
+    // Registered, but reads nothing until the conversation has ended and its log is deleted.
+    let (mut person, mut inbox) = Follower::web_visitor(Arc::clone(&engine), conv.id, 64, 0);
+    for i in 0..3 {
+        engine
+            .visitor_send(conv.id, Ulid::new(), format!("message {i}"))
+            .await
+            .unwrap();
+    }
+    let logged: Vec<u64> = engine
+        .store
+        .read_log(conv.id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    engine.visitor_end(conv.id, Ulid::new()).await.unwrap();
+    assert!(
+        engine.store.read_log(conv.id, 0).await.unwrap().is_empty(),
+        "the log is deleted at the end"
+    );
+    let mut seen = Vec::new();
+    while let Some(out) = inbox.try_recv() {
+        match out {
+            Outbound::Wake(_) => {
+                seen.extend(person.catch_up().await.unwrap().iter().map(|e| e.seq))
+            }
+            Outbound::Final(entries) => {
+                seen.extend(entries.iter().filter(|e| person.take(e.seq)).map(|e| e.seq))
+            }
+            Outbound::Frame(msg) => {
+                if let crate::protocol::ServerMsg::Event { seq, .. } = *msg {
+                    if person.take(seq) {
+                        seen.push(seq);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(seen.len() > logged.len(), "the ending's own entries follow");
+    assert_eq!(
+        &seen[..logged.len()],
+        &logged[..],
+        "every entry before the end, in order"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "once each, in order: {seen:?}"
+    );
+}
