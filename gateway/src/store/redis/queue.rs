@@ -479,8 +479,11 @@ mod tests {
         }
         // Two operators speaking only Japanese: the first two Japanese speakers, in order,
         // behind a head (more than one page) that waits for English.
-        s.put_operator(op(1)).await.unwrap();
-        s.put_operator(op(1)).await.unwrap();
+        for _ in 0..2 {
+            let mut o = op(1);
+            o.languages = vec!["ja".into()];
+            s.put_operator(o).await.unwrap();
+        }
         let mut offered: Vec<_> = s
             .dispatch(3_000, 30_000, 120_000)
             .await
