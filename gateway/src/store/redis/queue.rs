@@ -251,23 +251,10 @@ impl RedisStore {
         // per operator without one pending and with room.
         let offerable = slots.iter().filter(|s| s.can_be_offered()).count();
         let page = head_page(offerable as u32);
-        let qz = self.key(&["qz"]);
         let (mut read, mut plan) = (Vec::new(), Vec::new());
         let mut start = 0;
         loop {
-            let ids: Vec<String> = self
-                .run(|mut c| {
-                    let qz = qz.clone();
-                    async move {
-                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
-                            .await
-                    }
-                })
-                .await?;
-            let full = ids.len() == page;
-            // In queue order already; loading skips any gone meanwhile, and the sort keeps
-            // the order should a score be stale.
-            let loaded = in_queue_order(self.load_many(&ids).await?);
+            let (loaded, full) = self.head_page_at(start, page).await?;
             plan.extend(routing::plan(
                 loaded.iter().map(|l| &l.conv),
                 slots,
@@ -282,6 +269,28 @@ impl RedisStore {
         }
     }
 
+    /// `page` queued conversations from place `start` of `P:qz`, in queue order (loading skips
+    /// any gone meanwhile; the sort keeps the order should a score be stale), and whether the
+    /// page was full (more of the queue may lie behind it).
+    async fn head_page_at(
+        &self,
+        start: usize,
+        page: usize,
+    ) -> Result<(Vec<Loaded>, bool), StoreError> {
+        let qz = self.key(&["qz"]);
+        let ids: Vec<String> = self
+            .run(|mut c| {
+                let qz = qz.clone();
+                async move {
+                    c.zrange(&qz, start as isize, (start + page - 1) as isize)
+                        .await
+                }
+            })
+            .await?;
+        let full = ids.len() == page;
+        Ok((in_queue_order(self.load_many(&ids).await?), full))
+    }
+
     /// The head of the queue (`P:qz`, a page at a time) as far as the first conversation `slot`
     /// may take, and whether more of the queue lies behind what was read.
     async fn head_for(
@@ -291,21 +300,10 @@ impl RedisStore {
         language_fallback_ms: u64,
     ) -> Result<(Vec<Loaded>, bool), StoreError> {
         let page = head_page(0);
-        let qz = self.key(&["qz"]);
         let mut read = Vec::new();
         let mut start = 0;
         loop {
-            let ids: Vec<String> = self
-                .run(|mut c| {
-                    let qz = qz.clone();
-                    async move {
-                        c.zrange(&qz, start as isize, (start + page - 1) as isize)
-                            .await
-                    }
-                })
-                .await?;
-            let full = ids.len() == page;
-            let loaded = in_queue_order(self.load_many(&ids).await?);
+            let (loaded, full) = self.head_page_at(start, page).await?;
             let found = routing::next_for(
                 loaded.iter().map(|l| &l.conv),
                 slot,
