@@ -26,7 +26,10 @@ fn env(dir: &Path) -> Vec<(String, String)> {
             dir.join("users.json").display().to_string(),
         ),
         ("TSUNAGU_SERVER__PORT", "0".into()),
-        ("TSUNAGU_LOG__FILTER", "warn".into()),
+        (
+            "TSUNAGU_LOG__FILTER",
+            std::env::var("TSUNAGU_LOAD_NODE_LOG_FILTER").unwrap_or_else(|_| "warn".into()),
+        ),
         ("TSUNAGU_CONVERSATION__AUTO_OFFER", "false".into()),
         // One loopback address carries every simulated person: lift the per-address caps that
         // protect a real deployment, but keep the per-connection message limit (the flood
@@ -114,8 +117,23 @@ impl Gateway {
         })
         .await
         .context("the gateway did not start in time")??;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout (the log) so the child never blocks on a full pipe. With
+        // `TSUNAGU_LOAD_NODE_LOGS=<dir>` it is kept in a file there (filter warn, or
+        // `TSUNAGU_LOAD_NODE_LOG_FILTER`), for finding out why a run went wrong.
+        let mut keep = match std::env::var_os("TSUNAGU_LOAD_NODE_LOGS") {
+            Some(d) => Some(std::io::BufWriter::new(std::fs::File::create(
+                Path::new(&d).join(format!("gateway-{pid}.log")),
+            )?)),
+            None => None,
+        };
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(f) = keep.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         Ok(Gateway {
             base,
             pid,

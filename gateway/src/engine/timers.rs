@@ -37,7 +37,9 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
             tokio::select! {
                 _ = s.cancelled() => break,
                 _ = tick.tick() => {
+                    let started = std::time::Instant::now();
                     e.sweep(e.now_ms()).await;
+                    tracing::debug!(took_us = started.elapsed().as_micros() as u64, "swept");
                     e.dispatch_once().await;
                 }
                 _ = e.dispatch.notified() => e.dispatch_once().await,
@@ -109,6 +111,7 @@ impl Engine {
             return;
         }
         let local = self.dispatch_local.swap(false, Ordering::AcqRel);
+        let started = std::time::Instant::now();
         match self.store.lead("dispatch", self.lease_ms()).await {
             Ok(true) => {}
             Ok(false) => {
@@ -134,6 +137,11 @@ impl Engine {
             .await
         {
             Ok(offers) => {
+                tracing::debug!(
+                    offers = offers.len(),
+                    took_us = started.elapsed().as_micros() as u64,
+                    "dispatched"
+                );
                 for a in offers {
                     tracing::info!(conversation = %a.after.id, operator = ?a.after.state.operator(), "offer made");
                     self.publish(&a, WithdrawReason::Timeout).await;

@@ -25,7 +25,8 @@
 --   '1' if a call, '1' if an offer; each '0' when nobody holds it), next deadline in ms for `P:dl` ('' none: out of the
 --   index; '-' leave the index alone), entry count, then entry count x (seq, json)
 -- and per operator: id, expected version, expected load version ('' not checked), json,
--- console node ('-' keep, '' clear, else set).
+-- console node ('-' keep, '' clear, else set), capacity while on duty and connected ('' when
+-- not: out of `P:duty`, the summary `on_duty` reads instead of every record).
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local nconv = tonumber(ARGV[3])
@@ -52,8 +53,8 @@ end
 local ops = {}
 for _ = 1, nops do
   local o = { id = ARGV[i], expect = ARGV[i + 1], load = ARGV[i + 2], json = ARGV[i + 3],
-    node = ARGV[i + 4] }
-  i = i + 5
+    node = ARGV[i + 4], duty = ARGV[i + 5] }
+  i = i + 6
   local key = p .. ':o:' .. o.id
   local cur = redis.call('HMGET', key, 'v', 'l')
   if (cur[1] or '0') ~= o.expect then return {2} end
@@ -65,37 +66,46 @@ end
 local written = {1}
 for _, c in ipairs(convs) do
   local key = p .. ':c:' .. c.id
-  local old = redis.call('HMGET', key, 't', 'h', 'hw', 'hp', 'ho')
+  local old = redis.call('HMGET', key, 't', 'h', 'hw', 'hp', 'ho', 'q')
   local old_token, old_holder = old[1] or '', old[2] or ''
+  local was_queued = old[6] == '1'
   -- Running sums on the holder's record: `w` weight of what they hold that is not a call,
   -- `p` calls they hold, `o` offers pending; so the dispatcher reads loads from the records.
-  if old_holder ~= '' then
-    local ok = p .. ':o:' .. old_holder
-    redis.call('HINCRBY', ok, 'w', 0 - tonumber(old[3] or '0'))
-    redis.call('HINCRBY', ok, 'p', 0 - tonumber(old[4] or '0'))
-    redis.call('HINCRBY', ok, 'o', 0 - tonumber(old[5] or '0'))
-  end
-  if c.holder ~= '' then
-    local nk = p .. ':o:' .. c.holder
-    redis.call('HINCRBY', nk, 'w', tonumber(c.hw))
-    redis.call('HINCRBY', nk, 'p', tonumber(c.hp))
-    redis.call('HINCRBY', nk, 'o', tonumber(c.ho))
+  -- Only what changed is written (most steps change none of it).
+  local ow, op_, oo = tonumber(old[3] or '0'), tonumber(old[4] or '0'), tonumber(old[5] or '0')
+  local nw, np, no = tonumber(c.hw), tonumber(c.hp), tonumber(c.ho)
+  if old_holder == c.holder then
+    if c.holder ~= '' then
+      local k = p .. ':o:' .. c.holder
+      if nw ~= ow then redis.call('HINCRBY', k, 'w', nw - ow) end
+      if np ~= op_ then redis.call('HINCRBY', k, 'p', np - op_) end
+      if no ~= oo then redis.call('HINCRBY', k, 'o', no - oo) end
+    end
+  else
+    if old_holder ~= '' then
+      local ok = p .. ':o:' .. old_holder
+      redis.call('HINCRBY', ok, 'w', 0 - ow)
+      redis.call('HINCRBY', ok, 'p', 0 - op_)
+      redis.call('HINCRBY', ok, 'o', 0 - oo)
+      redis.call('HINCRBY', ok, 'l', 1)
+      redis.call('SREM', p .. ':held:' .. old_holder, c.id)
+    end
+    if c.holder ~= '' then
+      local nk = p .. ':o:' .. c.holder
+      redis.call('HINCRBY', nk, 'w', nw)
+      redis.call('HINCRBY', nk, 'p', np)
+      redis.call('HINCRBY', nk, 'o', no)
+      redis.call('HINCRBY', nk, 'l', 1)
+      redis.call('SADD', p .. ':held:' .. c.holder, c.id)
+    end
   end
   if old_token ~= '' and old_token ~= c.token then redis.call('DEL', p .. ':tok:' .. old_token) end
-  if old_holder ~= c.holder then
-    if old_holder ~= '' then
-      redis.call('SREM', p .. ':held:' .. old_holder, c.id)
-      redis.call('HINCRBY', p .. ':o:' .. old_holder, 'l', 1)
-    end
-    if c.holder ~= '' then redis.call('HINCRBY', p .. ':o:' .. c.holder, 'l', 1) end
-  end
   redis.call('HSET', key, 'v', tostring(tonumber(c.expect) + 1), 'd', c.json, 't', c.token,
     'h', c.holder, 'q', (c.queued ~= '' and '1' or '0'), 'hw', c.hw, 'hp', c.hp, 'ho', c.ho)
   if c.node ~= '-' then redis.call('HSET', key, 'n', c.node) end
   redis.call('EXPIRE', key, ttl)
-  redis.call('SADD', p .. ':convs', c.id)
+  if c.expect == '0' then redis.call('SADD', p .. ':convs', c.id) end
   if c.token ~= '' then redis.call('SET', p .. ':tok:' .. c.token, c.id, 'EX', ttl) end
-  if c.holder ~= '' then redis.call('SADD', p .. ':held:' .. c.holder, c.id) end
   if c.queued ~= '' then
     local score = c.queued
     if c.enq == '1' then
@@ -107,11 +117,14 @@ for _, c in ipairs(convs) do
       -- A number, not tostring (%.14g): Redis writes number arguments exactly.
       score = tonumber(c.queued) + a
     end
-    redis.call('SADD', p .. ':q', c.id)
     redis.call('ZADD', p .. ':qz', score, c.id)
-    redis.call('HSET', p .. ':qt', c.id, c.since)
-    redis.call('ZADD', p .. ':qw', tonumber(c.since), c.id)
-  else
+    if not was_queued or c.enq == '1' then
+      redis.call('SADD', p .. ':q', c.id)
+      redis.call('HSET', p .. ':qt', c.id, c.since)
+      redis.call('ZADD', p .. ':qw', tonumber(c.since), c.id)
+    end
+  elseif old[6] ~= '0' then
+    -- Out of the queue: it was queued, or cannot tell (a new hash, or one without `q`).
     redis.call('SREM', p .. ':q', c.id)
     redis.call('ZREM', p .. ':qz', c.id)
     redis.call('HDEL', p .. ':qt', c.id)
@@ -140,5 +153,10 @@ for _, o in ipairs(ops) do
   redis.call('HSET', key, 'v', tostring(tonumber(o.expect) + 1), 'd', o.json)
   if o.node ~= '-' then redis.call('HSET', key, 'n', o.node) end
   redis.call('SADD', p .. ':ops', o.id)
+  if o.duty == '' then
+    redis.call('HDEL', p .. ':duty', o.id)
+  else
+    redis.call('HSET', p .. ':duty', o.id, o.duty)
+  end
 end
 return written

@@ -16,6 +16,7 @@
 //! | `P:arrivals` | string | the last arrival number given ([`Conversation::arrival`]; `INCR` in `commit.lua`); the conversation's hash keeps its own as `a` |
 //! | `P:o:{op}` | hash | `v` version, `d` operator record (JSON), `n` the node of their console, `l` load version (grows whenever a conversation starts or stops being held by them) |
 //! | `P:ops`, `P:nodes` | sets | operator ids, gateway nodes that have beaten |
+//! | `P:duty` | hash | operators on duty and connected → their capacity (`commit.lua`, with each record): who is on duty without reading every record |
 //! | `P:node:{node}` | string | node heartbeat, expires after [`NODE_TTL_SECS`] |
 //! | `P:seen:{op}:{id}` | string | an operator-level client id already applied (10 minutes) |
 //! | `P:dl` | sorted set | conversations with a timer to come, scored by their next deadline (ms): the sweep reads only those due (`deadlines`) |
@@ -80,7 +81,8 @@ pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
 use super::{
-    Applied, ApplyError, OperatorRecord, OperatorUpdate, PersonLink, QueuePlaces, Store, StoreError,
+    Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, QueuePlaces, Store,
+    StoreError,
 };
 use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
@@ -316,6 +318,10 @@ impl Store for RedisStore {
         update: OperatorUpdate,
     ) -> Result<Option<OperatorRecord>, StoreError> {
         self.update_op(id, update, None).await
+    }
+
+    async fn on_duty(&self) -> Result<OnDuty, StoreError> {
+        self.duty().await
     }
 
     async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {

@@ -1,12 +1,14 @@
 //! Operator records (`P:o:{op}`, listed in `P:ops`): reading them with their versions and load
-//! version, writing presence and connection changes optimistically, and their loads.
+//! version, writing presence and connection changes optimistically, and their loads; who is on
+//! duty from the summary `P:duty` (operator → capacity, kept by `commit.lua` with every record
+//! write).
 
 use redis::AsyncCommands;
 
 use super::steps::OpWrite;
 use super::{contended, corrupt, RedisStore, ATTEMPTS};
 use crate::conversation::OperatorId;
-use crate::store::{OperatorRecord, OperatorUpdate, StoreError};
+use crate::store::{OnDuty, OperatorRecord, OperatorUpdate, StoreError};
 
 /// An operator record as read, with its versions and console node.
 #[derive(Debug, Clone)]
@@ -71,6 +73,28 @@ impl RedisStore {
         let mut ops: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
         ops.sort_by_key(|o| o.rec.id);
         Ok(ops)
+    }
+
+    /// [`crate::store::Store::on_duty`] from `P:duty` (one small hash, not every record: a
+    /// person's position and wait estimate read it at every arrival). An empty summary is read
+    /// from the records: nobody is on duty, or the records were written by a gateway from
+    /// before the summary existed.
+    pub(super) async fn duty(&self) -> Result<OnDuty, StoreError> {
+        let key = self.key(&["duty"]);
+        let caps: Vec<u32> = self
+            .run(|mut c| {
+                let key = key.clone();
+                async move { c.hvals(&key).await }
+            })
+            .await?;
+        if caps.is_empty() {
+            let ops = self.load_ops().await?;
+            return Ok(OnDuty::of(ops.iter().map(|o| &o.rec)));
+        }
+        Ok(OnDuty {
+            operators: u32::try_from(caps.len()).unwrap_or(u32::MAX),
+            capacity: caps.iter().sum(),
+        })
     }
 
     pub(super) async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {

@@ -169,14 +169,25 @@ impl RedisStore {
         language_fallback_ms: u64,
     ) -> Result<Vec<Applied>, StoreError> {
         for attempt in 0..ATTEMPTS {
+            let t0 = std::time::Instant::now();
             let ops = self.load_ops().await?;
             let mut slots = self.slots(&ops).await?;
             if !slots.iter().any(|s| s.can_be_offered()) {
                 return Ok(vec![]);
             }
+            let t1 = t0.elapsed().as_micros() as u64;
             let (queued, plan) = self
                 .plan_from_head(&mut slots, now, language_fallback_ms)
                 .await?;
+            let t2 = t0.elapsed().as_micros() as u64;
+            tracing::debug!(
+                ops_us = t1,
+                head_us = t2,
+                read = queued.len(),
+                planned = plan.len(),
+                attempt,
+                "dispatch read"
+            );
             if plan.is_empty() {
                 return Ok(vec![]);
             }

@@ -10,6 +10,7 @@ use ulid::Ulid;
 use super::queue::queue_score;
 use super::{contended, corrupt, RedisStore, ATTEMPTS};
 use crate::conversation::{Command, Conversation, ConversationId, State};
+use crate::protocol::Presence;
 use crate::protocol::{LogEntry, Millis};
 use crate::store::{advance, Applied, ApplyError, OperatorRecord, StoreError};
 
@@ -141,7 +142,12 @@ impl RedisStore {
                 .arg(w.expect)
                 .arg(w.expect_load.map(|l| l.to_string()).unwrap_or_default())
                 .arg(json)
-                .arg(w.node.unwrap_or("-"));
+                .arg(w.node.unwrap_or("-"))
+                .arg(if w.rec.connected && w.rec.presence == Presence::OnDuty {
+                    w.rec.capacity.to_string()
+                } else {
+                    String::new()
+                });
         }
         let reply: Vec<u64> = self.invoke(inv).await?;
         let outcome = match reply.first() {
