@@ -5,7 +5,7 @@
 //!
 //! PostgreSQL refuses to run as root: when the tests do (CI runs as root), every PostgreSQL
 //! command runs through `runuser -u nobody` (or the user `TSUNAGU_TEST_PG_USER` names), with the
-//! directory given to that user. The binaries are found in `TSUNAGU_TEST_PG_BIN`, else the
+//! directory (then under /tmp) given to that user. The binaries are found in `TSUNAGU_TEST_PG_BIN`, else the
 //! newest `/usr/lib/postgresql/<version>/bin`, else on `PATH`.
 
 use std::path::PathBuf;
@@ -75,11 +75,17 @@ impl PgCluster {
     /// Creates and starts a cluster; panics with PostgreSQL's log if it does not start.
     pub fn start() -> PgCluster {
         let bin = bin_dir();
-        let dir = std::env::temp_dir().join(format!("tsunagu-pg-{}", ulid::Ulid::new()));
-        std::fs::create_dir_all(&dir).unwrap();
         let run_as = rustix::process::geteuid()
             .is_root()
             .then(|| std::env::var("TSUNAGU_TEST_PG_USER").unwrap_or_else(|_| "nobody".into()));
+        // The unprivileged user must be able to reach the directory: TMPDIR may be under
+        // root's home, which it cannot enter; /tmp it can.
+        let base = match run_as {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
+        let dir = base.join(format!("tsunagu-pg-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
         if let Some(user) = &run_as {
             let (uid, gid) = ids_of(user);
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
