@@ -49,7 +49,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="tsunagu-burst-")
     env = dict(
         os.environ,
-        TSUNAGU_AUTH__USERS_FILE=os.path.join(tmp, "users.json"),
+        TSUNAGU_DATABASE__SQLITE_PATH=os.path.join(tmp, "tsunagu.db"),
         TSUNAGU_SERVER__PORT=str(port),
         TSUNAGU_LOG__FILTER="warn",
         TSUNAGU_LIMITS__TRUSTED_PROXIES="127.0.0.1",

@@ -3,8 +3,8 @@
 # packages from e2e/package-lock.json and the load-test peer servers from
 # load-tests/peers/package-lock.json), then runs every check and test: rustfmt, clippy with
 # warnings as errors, the Rust unit and integration tests (the store and API suites also against
-# a real redis-server; the cluster tests start gateway processes, redis-servers and Sentinels of
-# their own on free ports), the browser tests in headless Chromium, and a smoke run of the
+# a real redis-server; the database suite on SQLite and on a PostgreSQL cluster of its own; the
+# cluster tests start gateway processes, redis-servers and Sentinels of their own on free ports), the browser tests in headless Chromium, and a smoke run of the
 # load-test suite (scripts/bench.sh: no timing assertions, but it fails on lost, duplicated or
 # misordered messages).
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
@@ -20,6 +20,10 @@ missing=()
 # `redis-server --sentinel`, the same binary: Debian's redis-sentinel package only adds a
 # symlink, a service and a config file, so it is not needed.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The database conformance suite (gateway/tests/database.rs) starts PostgreSQL clusters of its
+# own with Debian's initdb and pg_ctl (kept off PATH, under /usr/lib/postgresql/<version>/bin).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 \
+  || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

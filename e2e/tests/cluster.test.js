@@ -20,7 +20,7 @@ before(async () => {
     TSUNAGU_SERVER__ALLOWED_ORIGINS: balancer.base,
   };
   nodeA = await startGateway(shared);
-  nodeB = await startGateway({ ...shared, TSUNAGU_AUTH__USERS_FILE: nodeA.usersFile }, { addUsers: false });
+  nodeB = await startGateway({ ...shared, TSUNAGU_DATABASE__SQLITE_PATH: nodeA.database }, { addUsers: false });
   balancer.retarget(nodeA.base);
   browser = await launchBrowser();
 });

@@ -16,14 +16,14 @@ export const CHROMIUM_ARGS = [
 
 /**
  * Starts the gateway binary with `env`; with `addUsers` (the default) it first creates the test
- * accounts in a fresh accounts file. A second node of a cluster passes `addUsers: false` and the
- * first node's `TSUNAGU_AUTH__USERS_FILE`.
+ * accounts in a fresh accounts database (a SQLite file). A second node of a cluster passes
+ * `addUsers: false` and the first node's `TSUNAGU_DATABASE__SQLITE_PATH`.
  */
 export async function startGateway(env = {}, { addUsers = true } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tsunagu-e2e-'));
   const baseEnv = {
     ...process.env,
-    TSUNAGU_AUTH__USERS_FILE: join(dir, 'users.json'),
+    TSUNAGU_DATABASE__SQLITE_PATH: join(dir, 'tsunagu.db'),
     TSUNAGU_SERVER__PORT: '0',
     TSUNAGU_LOG__FILTER: 'info',
     ...env,
@@ -53,7 +53,7 @@ export async function startGateway(env = {}, { addUsers = true } = {}) {
   });
   return {
     base,
-    usersFile: baseEnv.TSUNAGU_AUTH__USERS_FILE,
+    database: baseEnv.TSUNAGU_DATABASE__SQLITE_PATH,
     logs: () => output,
     /** SIGKILL: the node dies mid-conversation, as a crashed machine would. */
     async kill() {

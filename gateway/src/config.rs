@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 // on those modules, never the other way round (ARCHITECTURE.md, "Module dependencies"). The
 // re-exports keep `config::AuthSettings` and the like working.
 pub use crate::auth::AuthSettings;
+pub use crate::db::DatabaseSettings;
 pub use crate::directory::DirectorySettings;
 pub use crate::engine::ConversationSettings;
 pub use crate::escalation::EscalationSettings;
@@ -21,6 +22,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub conversation: ConversationSettings,
     pub auth: AuthSettings,
+    /// Where accounts (and later the rest of the organisation's lasting data) live.
+    pub database: DatabaseSettings,
     pub widget: WidgetSettings,
     pub directory: DirectorySettings,
     pub escalation: EscalationSettings,
@@ -272,14 +275,14 @@ impl Settings {
         Ok(())
     }
 
-    /// Settings for tests: a free port, short timers, quiet logs, no users file on disk.
+    /// Settings for tests: a free port, short timers, quiet logs, a database in memory.
     pub fn for_tests() -> Settings {
         let mut s = Settings::default();
         s.server.port = 0;
         s.server.heartbeat_ms = 1_000;
         s.server.shutdown_grace_ms = 2_000;
         s.conversation.tick_ms = 20;
-        s.auth.users_file = String::new();
+        s.database.url = Some("memory".into());
         s
     }
 

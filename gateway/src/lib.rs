@@ -16,6 +16,8 @@
 //! - [`ws`]: the websocket endpoints; [`http`]: router, pages, JSON API, security headers.
 //! - [`auth`]: operator accounts (argon2) and sessions, with [`password`] (bounded password
 //!   checks) and [`lockout`] (failed logins); [`directory`]: referrals and phrases.
+//! - [`db`]: the organisation's lasting data (accounts so far) in SQLite or PostgreSQL, one
+//!   schema, versioned migrations; nothing of a conversation ever goes there.
 //! - [`escalation`]: encrypted escalation records after an emergency flag, audit trail,
 //!   retention and delivery to the organisation's case system.
 //! - [`connectors`]: channels other than the widget ([`connectors::line`]: LINE official
@@ -43,6 +45,7 @@ pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod conversation;
+pub mod db;
 pub mod directory;
 pub mod engine;
 pub mod escalation;

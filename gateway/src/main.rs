@@ -3,10 +3,12 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tsunagu::auth::{Accounts, Role};
 use tsunagu::clock::Clock;
 use tsunagu::config::Settings;
+use tsunagu::db::{self, Db};
 use tsunagu::Application;
 
 /// mimalloc instead of the system allocator: a waiting person's socket is many small
@@ -14,6 +16,9 @@ use tsunagu::Application;
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Where earlier versions kept accounts by default (`auth.users_file`), now only an import source.
+const OLD_USERS_FILE: &str = "data/users.json";
 
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "Tsunagu helpline gateway")]
@@ -33,6 +38,23 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Bring the database's schema up to date (the gateway also does at start) and exit.
+    Migrate,
+    /// Import data kept in files by earlier versions into the database.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import an accounts file (`users.json`, formerly `auth.users_file`). Accounts the
+    /// database already holds are left as they are, so importing twice changes nothing.
+    Users {
+        /// The accounts file.
+        file: PathBuf,
     },
 }
 
@@ -61,6 +83,10 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+    /// Disable an account: it can no longer sign in, and its sessions are refused.
+    Disable { username: String },
+    /// Enable a disabled account again.
+    Enable { username: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,8 +94,60 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
-        Command::User { command } => user(settings, command),
+        Command::User { command } => run_blocking(user(settings, command)),
+        Command::Migrate => run_blocking(migrate(settings)),
+        Command::Import { command } => run_blocking(import(settings, command)),
     }
+}
+
+/// Runs one CLI command's future to completion.
+fn run_blocking(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+/// The database in `settings`, migrated, and the accounts in it.
+async fn open_accounts(settings: &Settings) -> anyhow::Result<(Db, Accounts)> {
+    let db = Db::open(&settings.database)
+        .await
+        .with_context(|| format!("opening {}", db::describe(&settings.database)))?;
+    let accounts = Accounts::open(&settings.auth, db.clone(), Clock::system()).await?;
+    Ok((db, accounts))
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database)
+        .await
+        .with_context(|| format!("opening {}", db::describe(&settings.database)))?;
+    let applied = db.migrate().await?;
+    println!(
+        "{}: {applied} migration(s) applied, schema up to date",
+        db::describe(&settings.database)
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn import(settings: Settings, command: ImportCommand) -> anyhow::Result<()> {
+    let (db, accounts) = open_accounts(&settings).await?;
+    match command {
+        ImportCommand::Users { file } => {
+            let out = accounts.import_file(&file).await?;
+            println!(
+                "{}: {} account(s) imported, {} already present",
+                db::describe(&settings.database),
+                out.imported,
+                out.present
+            );
+            for name in &out.conflicts {
+                println!("not imported: username {name} belongs to another account already");
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -97,6 +175,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("    Widget demo       {base}/widget/demo.html");
         println!("    Operator console  {base}/console/");
         println!("    Coordinator view  {base}/coordinator/");
+        println!(
+            "    Accounts          {}",
+            db::describe(&state.settings.database)
+        );
         if state.engine.escalations.is_none() {
             println!();
             println!("  Emergency flagging is off: no escalation key is set. To turn it on, set");
@@ -104,6 +186,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
                 "  TSUNAGU_ESCALATION__KEY to 64 hex characters (e.g. `openssl rand -hex 32`),"
             );
             println!("  kept outside the repository (see docs/privacy.md).");
+        }
+        if state.accounts.list().is_empty() && std::path::Path::new(OLD_USERS_FILE).exists() {
+            println!();
+            println!("  {OLD_USERS_FILE} (accounts of an earlier version) is no longer read.");
+            println!("  Import it once: gateway import users {OLD_USERS_FILE}");
         }
         if let Some(code) = state.accounts.pending_setup_code() {
             println!();
@@ -147,8 +234,8 @@ async fn wait_for_signal() {
     }
 }
 
-fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
-    let accounts = Accounts::load(&settings.auth, Clock::system())?;
+async fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
+    let (db, accounts) = open_accounts(&settings).await?;
     match command {
         UserCommand::Add {
             username,
@@ -174,13 +261,16 @@ fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
             };
             let user = accounts
                 .add_user(&username, &display_name, role, &password)
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             accounts
                 .set_routing(user.id, languages, capacity)
+                .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if phone.is_some() {
                 accounts
                     .set_phone(user.id, phone)
+                    .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             println!(
@@ -188,7 +278,7 @@ fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
                 user.username,
                 user.display_name,
                 user.role.as_str(),
-                settings.auth.users_file
+                db::describe(&settings.database)
             );
             if generated {
                 if std::io::stdout().is_terminal() {
@@ -201,15 +291,36 @@ fn user(settings: Settings, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List => {
             for u in accounts.list() {
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}{}",
                     u.username,
                     u.display_name,
                     u.role.as_str(),
-                    u.languages.join(",")
+                    u.languages.join(","),
+                    if u.disabled { "\tdisabled" } else { "" }
                 );
             }
         }
+        UserCommand::Disable { username } => set_disabled(&accounts, &username, true).await?,
+        UserCommand::Enable { username } => set_disabled(&accounts, &username, false).await?,
     }
+    db.close().await;
+    Ok(())
+}
+
+async fn set_disabled(accounts: &Accounts, username: &str, disabled: bool) -> anyhow::Result<()> {
+    let user = accounts
+        .list()
+        .into_iter()
+        .find(|u| u.username == username)
+        .ok_or_else(|| anyhow::anyhow!("no account named {username}"))?;
+    accounts
+        .set_disabled(user.id, disabled)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{username} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
     Ok(())
 }
 

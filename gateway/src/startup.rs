@@ -116,7 +116,12 @@ impl Application {
             cluster_bus = Some(b);
         }
         let engine = Arc::new(engine);
-        let mut accounts = Accounts::load(&settings.auth, clock.clone())?;
+        // Created on first run (SQLite) and brought up to date before anything reads it.
+        let db = crate::db::Db::open(&settings.database)
+            .await
+            .with_context(|| format!("opening {}", crate::db::describe(&settings.database)))?;
+        tracing::info!(engine = db.engine().as_str(), "database ready");
+        let mut accounts = Accounts::open(&settings.auth, db, clock.clone()).await?;
         if let Some(redis) = &shared_redis {
             accounts = accounts.with_shared_sessions(crate::store::redis::RedisSessions::new(
                 Arc::clone(redis),
@@ -247,6 +252,8 @@ impl Application {
         {
             tracing::warn!("shutdown grace elapsed with sockets still open");
         }
+        // Last: a SQLite file is then whole on disk (its WAL checkpointed).
+        state.accounts.close_database().await;
         tracing::info!("stopped");
         Ok(())
     }

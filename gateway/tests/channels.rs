@@ -35,6 +35,7 @@ async fn phone_operator(app: &helpers::TestApp, name: &str) -> helpers::Operator
     app.state
         .accounts
         .set_phone(uid.parse().unwrap(), Some(voice_harness::operator_phone()))
+        .await
         .unwrap();
     app.operator_with(name, &uid, &cookie, serde_json::json!({}), true)
         .await

@@ -78,6 +78,7 @@ async fn start(
     state
         .accounts
         .add_user("sakura", "Sakura", Role::Operator, "long enough password")
+        .await
         .unwrap();
     let (_, token) = state
         .accounts
@@ -242,7 +243,8 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
 
     let dir = std::env::temp_dir().join(format!("tsunagu-privacy-{}", Ulid::new()));
     let mut settings = Settings::for_tests();
-    settings.auth.users_file = dir.join("users.json").display().to_string();
+    settings.database.url = None;
+    settings.database.sqlite_path = dir.join("tsunagu.db").display().to_string();
     let prefix = format!("privacy{}", Ulid::new());
     if let Some(port) = redis_port {
         settings.store.url = Some(format!("redis://127.0.0.1:{port}/"));
@@ -452,7 +454,7 @@ async fn with_redis_the_real_binary_writes_no_canary_anywhere() {
 async fn canary_found_nowhere_in_the_binary(redis_port: Option<u16>) {
     let dir = std::env::temp_dir().join(format!("tsunagu-privacy-bin-{}", Ulid::new()));
     std::fs::create_dir_all(&dir).unwrap();
-    let users_file = dir.join("users.json").display().to_string();
+    let database = dir.join("tsunagu.db").display().to_string();
     let mut add = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args([
             "user",
@@ -463,7 +465,7 @@ async fn canary_found_nowhere_in_the_binary(redis_port: Option<u16>) {
             "Sakura",
         ])
         .arg("--password-stdin")
-        .env("TSUNAGU_AUTH__USERS_FILE", &users_file)
+        .env("TSUNAGU_DATABASE__SQLITE_PATH", &database)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -477,7 +479,7 @@ async fn canary_found_nowhere_in_the_binary(redis_port: Option<u16>) {
 
     let prefix = format!("privacy{}", Ulid::new());
     let mut env = vec![
-        ("TSUNAGU_AUTH__USERS_FILE", users_file),
+        ("TSUNAGU_DATABASE__SQLITE_PATH", database),
         (
             "TSUNAGU_ESCALATION__DIR",
             dir.join("escalations").display().to_string(),
@@ -615,7 +617,8 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     let logs = logs();
     let dir = std::env::temp_dir().join(format!("tsunagu-privacy-flag-{}", Ulid::new()));
     let mut settings = Settings::for_tests();
-    settings.auth.users_file = dir.join("users.json").display().to_string();
+    settings.database.url = None;
+    settings.database.sqlite_path = dir.join("tsunagu.db").display().to_string();
     settings.escalation.key = Some("7f".repeat(32).into());
     settings.escalation.dir = dir.join("escalations").display().to_string();
     let (base, state, server, cookie) = start(settings).await;

@@ -22,8 +22,8 @@ pub struct Gateway {
 fn env(dir: &Path) -> Vec<(String, String)> {
     [
         (
-            "TSUNAGU_AUTH__USERS_FILE",
-            dir.join("users.json").display().to_string(),
+            "TSUNAGU_DATABASE__SQLITE_PATH",
+            dir.join("tsunagu.db").display().to_string(),
         ),
         ("TSUNAGU_SERVER__PORT", "0".into()),
         (
@@ -81,14 +81,15 @@ impl Gateway {
         let mut vars = env(&dir);
         vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let template = std::env::temp_dir().join(format!(
-            "tsunagu-load-users-{}-{operators}-{capacity}.json",
+            "tsunagu-load-users-{}-{operators}-{capacity}.db",
             std::process::id()
         ));
         if template.exists() {
-            std::fs::copy(&template, dir.join("users.json"))?;
+            // The CLI closes the database when done, so the file is whole (WAL checkpointed).
+            std::fs::copy(&template, dir.join("tsunagu.db"))?;
         } else {
             add_users(bin, &vars, operators, capacity).await?;
-            std::fs::copy(dir.join("users.json"), &template)?;
+            std::fs::copy(dir.join("tsunagu.db"), &template)?;
         }
         let mut cmd = match core {
             Some(c) => {

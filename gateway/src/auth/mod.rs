@@ -1,43 +1,45 @@
 //! Operator accounts and sessions.
 //!
-//! Accounts (username, display name, role, argon2id hash, languages, capacity) live in a JSON file
-//! (`auth.users_file`); they are the only thing the gateway writes to disk and hold nothing about
-//! the people who reach out. The running gateway and the `gateway user` CLI both write it, so
-//! every change is a read-modify-write under an exclusive lock on `<users_file>.lock`: the file
-//! is re-read under the lock, changed, and replaced atomically (temporary file, fsync, rename).
-//! No write replaces accounts it did not read (issue 17, item 6).
+//! Accounts (username, display name, role, argon2id hash, languages, capacity, phone identity,
+//! disabled flag) live in the database ([`crate::db`]: SQLite by default, PostgreSQL for several
+//! nodes); they hold nothing about the people who reach out. The running gateway and the
+//! `gateway user` CLI both write them, each change one statement (or transaction) the
+//! database serialises, so no write replaces accounts it did not read (issue 17, item 6). Every
+//! node keeps a copy in memory for the hot paths (a session's user, a phone target), re-read at
+//! each sign-in and setup and after each change it makes; sign-in itself always checks the
+//! account as the database has it now, so a disabled account cannot sign in anywhere.
 //!
 //! Sessions live in memory (or Redis): a random 256-bit token in an HttpOnly cookie, stored
 //! here only as its SHA-256, with an idle timeout and an absolute lifetime, revocable. On first
 //! run with no accounts a one-time setup code is generated and printed, so nobody ever has a
-//! default password; it stops working as soon as any admin exists, checked against the file
-//! at use. Password checks are bounded ([`crate::password`]); failed logins lock per
-//! (username, address) and slow down per username ([`crate::lockout`]).
+//! default password; it stops working as soon as any admin exists, checked by the database in
+//! the same step that adds the admin. Password checks are bounded ([`crate::password`]);
+//! failed logins lock per (username, address) and slow down per username ([`crate::lockout`]).
 //!
 //! This file holds the types (settings, roles, users, sessions, errors, the
 //! [`SharedSessions`] trait) and [`Accounts`] itself with its construction; the rest of
 //! `Accounts` is in parts by concern:
-//! - `accounts_file`: adding and changing accounts, and the file they live in;
+//! - `store`: adding and changing accounts in the database, the copy in memory, the import of
+//!   the accounts file earlier versions kept (`users.json`);
 //! - `setup`: the first-run setup code;
 //! - `login`: password checks with lockout, opening a session;
 //! - `sessions`: the session table (in memory or shared), expiry, revocation.
 //!
-//! Every time auth reads comes from the [`Clock`] given to [`Accounts::load`].
+//! Every time auth reads comes from the [`Clock`] given to [`Accounts::open`].
 
-mod accounts_file;
 mod login;
 mod sessions;
 mod setup;
+mod store;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use crate::clock::Clock;
+use crate::db::Db;
 use crate::limits::AddrKey;
 use crate::lockout::Lockout;
 pub use crate::lockout::{LOCK_AFTER, LOCK_FIRST_MS, LOCK_MAX_MS};
@@ -49,8 +51,6 @@ use crate::protocol::Millis;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
-    /// Operator accounts (argon2 hashes, roles). Created by `gateway user add` or first-run setup.
-    pub users_file: String,
     /// A session unused this long expires.
     pub session_idle_ms: u64,
     /// A session expires this long after login whatever its use.
@@ -66,7 +66,6 @@ pub struct AuthSettings {
 impl Default for AuthSettings {
     fn default() -> Self {
         AuthSettings {
-            users_file: "data/users.json".into(),
             session_idle_ms: 2 * 60 * 60_000,
             session_max_ms: 12 * 60 * 60_000,
             cookie_secure: false,
@@ -90,6 +89,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role named `s` as [`Role::as_str`] writes it.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Operator, Role::Coordinator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Operator => "operator",
@@ -122,6 +128,12 @@ pub struct User {
     /// (`+8190…`) or a browser voice client (`client:<identity>`). Never shown to callers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// When the account was created (0 in accounts files of earlier versions).
+    #[serde(default)]
+    pub created_at: Millis,
+    /// The last successful sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_login_at: Option<Millis>,
 }
 
 fn default_languages() -> Vec<String> {
@@ -185,8 +197,9 @@ pub const NO_ADDRESS: AddrKey = 0;
 
 pub struct Accounts {
     cfg: AuthSettings,
-    /// `None` keeps accounts in memory only (tests).
-    path: Option<PathBuf>,
+    /// Where accounts live.
+    db: Db,
+    /// This node's copy of the accounts, for the hot paths; re-read at each sign-in and setup.
     users: RwLock<Vec<User>>,
     /// SHA-256 of the session token → session.
     sessions: Mutex<HashMap<String, Session>>,
@@ -195,9 +208,6 @@ pub struct Accounts {
     /// A real hash to verify against when the username is unknown, so timing does not tell
     /// which usernames exist.
     dummy_hash: String,
-    /// Modification time of the accounts file when last read, so accounts added with
-    /// `gateway user add` while the gateway runs are picked up at the next login.
-    loaded_mtime: Mutex<Option<std::time::SystemTime>>,
     /// Failed logins per (username, address) and per username (known or not, so a lock
     /// reveals nothing).
     lockout: Lockout,
@@ -205,7 +215,8 @@ pub struct Accounts {
     checker: Checker,
     /// With the Redis store: sessions live there (shared by every node) instead of `sessions`.
     shared: Option<Box<dyn SharedSessions>>,
-    /// Where every time this reads comes from: sessions' ages, lockout windows.
+    /// Where every time this reads comes from: sessions' ages, lockout windows, accounts'
+    /// creation and sign-in times.
     clock: Clock,
 }
 
@@ -214,27 +225,17 @@ fn hash_password(password: &str) -> Result<String, AuthError> {
 }
 
 impl Accounts {
-    /// Loads accounts from `cfg.users_file` (empty string: in memory only), reading the time
-    /// from `clock`.
-    pub fn load(cfg: &AuthSettings, clock: Clock) -> anyhow::Result<Self> {
-        let path = (!cfg.users_file.is_empty()).then(|| PathBuf::from(&cfg.users_file));
-        let users: Vec<User> = match &path {
-            Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading accounts file {}", p.display()))?;
-                serde_json::from_str(&text)
-                    .with_context(|| format!("parsing accounts file {}", p.display()))?
-            }
-            _ => Vec::new(),
-        };
+    /// The accounts in `db` (migrated: see [`Db::open`]), reading the time from `clock`.
+    pub async fn open(cfg: &AuthSettings, db: Db, clock: Clock) -> anyhow::Result<Self> {
+        let users = store::read_all(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading accounts from the database: {e}"))?;
         let code = users.is_empty().then(setup::setup_code);
-        let loaded_mtime = Mutex::new(path.as_deref().and_then(accounts_file::mtime));
         Ok(Accounts {
-            loaded_mtime,
             lockout: Lockout::new(),
             checker: Checker::new(cfg.hash_concurrency, cfg.hash_queue),
             cfg: cfg.clone(),
-            path,
+            db,
             users: RwLock::new(users),
             sessions: Mutex::new(HashMap::new()),
             setup_code: Mutex::new(code),
@@ -243,6 +244,11 @@ impl Accounts {
             shared: None,
             clock,
         })
+    }
+
+    /// Closes the database's connections (at shutdown; nothing reads accounts after).
+    pub async fn close_database(&self) {
+        self.db.close().await;
     }
 
     /// Keeps sessions in Redis, shared by every gateway node.
@@ -264,17 +270,15 @@ impl Accounts {
     }
 }
 
-/// Accounts in memory only, reading the time from `clock` (tests of every part).
+/// Accounts in a database of their own in memory, reading the time from `clock` (tests of
+/// every part).
 #[cfg(test)]
-fn in_memory(cfg: AuthSettings, clock: Clock) -> std::sync::Arc<Accounts> {
-    std::sync::Arc::new(
-        Accounts::load(
-            &AuthSettings {
-                users_file: String::new(),
-                ..cfg
-            },
-            clock,
-        )
-        .unwrap(),
-    )
+async fn in_memory(cfg: AuthSettings, clock: Clock) -> std::sync::Arc<Accounts> {
+    let db = Db::open(&crate::db::DatabaseSettings {
+        url: Some("memory".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    std::sync::Arc::new(Accounts::open(&cfg, db, clock).await.unwrap())
 }

@@ -54,7 +54,8 @@ impl Accounts {
     }
 
     /// The user of a live session, refreshing its idle timer. Expired sessions are removed.
-    /// With shared sessions and Redis unreachable, nobody new is let in.
+    /// With shared sessions and Redis unreachable, nobody new is let in. The account is read
+    /// from the database, so one disabled elsewhere (another node, the CLI) is refused at once.
     pub async fn session_user(&self, token: &str) -> Option<User> {
         let key = hash_token(token);
         let now = self.clock.now_ms();
@@ -82,7 +83,7 @@ impl Accounts {
                 s.user_id
             }
         };
-        self.user(user_id).filter(|u| !u.disabled)
+        self.current_user(user_id).await.filter(|u| !u.disabled)
     }
 
     /// Whether a session token is still live, without refreshing it (for open sockets). With
@@ -171,8 +172,10 @@ mod tests {
                 ..AuthSettings::default()
             },
             clock.clone(),
-        );
+        )
+        .await;
         a.add_user("s", "S", Role::Operator, "long enough password")
+            .await
             .unwrap();
         let (_, token) = a.login("s", "long enough password").await.unwrap();
         clock.advance(5);

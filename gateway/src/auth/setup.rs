@@ -1,12 +1,11 @@
 //! The first-run setup code: while no account exists, a one-time code (printed at start) lets
 //! the person who installs create the first admin, so nobody ever has a default password. It
-//! stops working as soon as any admin exists in the accounts file, whoever created it: checked
-//! under the file's lock, in the same step that adds the admin.
+//! stops working as soon as any admin exists in the database, whoever created it and on
+//! whichever node: checked by the database in the same step that adds the admin.
 
 use subtle::ConstantTimeEq;
 use ulid::Ulid;
 
-use super::accounts_file::push_new;
 use super::{Accounts, AuthError, Role, User};
 
 pub(super) fn setup_code() -> String {
@@ -25,16 +24,16 @@ impl Accounts {
     }
 
     /// Creates the first admin with the setup code printed at start. Refused as soon as any
-    /// admin exists in the accounts file, whoever created it and whenever: checked under the
-    /// file's lock, in the same step that adds the admin.
-    pub fn setup(
+    /// admin exists in the database, whoever created it and whenever: checked by the database
+    /// in the same step that adds the admin.
+    pub async fn setup(
         &self,
         code: &str,
         username: &str,
         display_name: &str,
         password: &str,
     ) -> Result<User, AuthError> {
-        self.refresh();
+        self.refresh().await?;
         let expected = self
             .pending_setup_code()
             .ok_or(AuthError::SetupUnavailable)?;
@@ -42,13 +41,15 @@ impl Accounts {
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(AuthError::SetupUnavailable);
         }
-        let user = Self::new_user(username, display_name, Role::Admin, password)?;
-        self.modify(|users| {
-            if users.iter().any(|u| u.role == Role::Admin) {
-                return Err(AuthError::SetupUnavailable);
-            }
-            push_new(users, &user)
-        })?;
+        let user = self
+            .new_user(username, display_name, Role::Admin, password)
+            .await?;
+        let added = self.insert_first_admin(&user).await?;
+        // Either way an admin exists now: the copy re-read ends the setup code.
+        self.refresh().await?;
+        if !added {
+            return Err(AuthError::SetupUnavailable);
+        }
         Ok(user)
     }
 
@@ -65,12 +66,13 @@ mod tests {
     use super::super::{in_memory, AuthSettings, Role};
     use crate::clock::Clock;
 
-    #[test]
-    fn the_setup_code_creates_one_admin_and_then_is_gone() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000));
+    #[tokio::test]
+    async fn the_setup_code_creates_one_admin_and_then_is_gone() {
+        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
         let code = a.pending_setup_code().expect("no accounts yet");
         assert!(a
             .setup("WRONG-CODE", "admin", "Admin", "long enough password")
+            .await
             .is_err());
         let admin = a
             .setup(
@@ -79,11 +81,13 @@ mod tests {
                 "Admin",
                 "long enough password",
             )
+            .await
             .unwrap();
         assert_eq!(admin.role, Role::Admin);
         assert!(a.pending_setup_code().is_none());
         assert!(a
             .setup(&code, "admin2", "Admin", "long enough password")
+            .await
             .is_err());
     }
 }

@@ -245,6 +245,7 @@ pub async fn login(
         .map_err(|e| match e {
             AuthError::Locked(ms) => ApiError::TooMany(ms.div_ceil(1000).max(1)),
             AuthError::Busy => ApiError::Busy(crate::password::BUSY_RETRY_SECS),
+            AuthError::Storage => ApiError::Unavailable,
             _ => ApiError::Unauthorized,
         })?;
     let jar = jar.add(session_cookie(&app, token));
@@ -278,12 +279,16 @@ pub async fn setup(
     Json(body): Json<SetupBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_origin(&app, &headers)?;
-    match app.accounts.setup(
-        &body.code,
-        &body.username,
-        &body.display_name,
-        &body.password,
-    ) {
+    match app
+        .accounts
+        .setup(
+            &body.code,
+            &body.username,
+            &body.display_name,
+            &body.password,
+        )
+        .await
+    {
         Ok(user) => {
             tracing::info!(user = %user.id, "first admin created by setup");
             Ok(Json(me_json(&user)))

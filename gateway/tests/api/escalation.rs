@@ -602,6 +602,7 @@ async fn coordinator_named(app: &TestApp, username: &str, name: &str) -> (String
     let accounts = &app.state.accounts;
     let u = accounts
         .add_user(username, name, tsunagu::auth::Role::Coordinator, PASSWORD)
+        .await
         .unwrap();
     let (_, token) = accounts.login(username, PASSWORD).await.unwrap();
     (u.id.to_string(), format!("tsunagu_session={token}"))

@@ -45,7 +45,7 @@ impl Gateway {
             .env("TSUNAGU_SERVER__HOST", "127.0.0.1")
             .env("TSUNAGU_SERVER__PORT", "0")
             .env("TSUNAGU_SERVER__SHUTDOWN_GRACE_MS", "500")
-            .env("TSUNAGU_AUTH__USERS_FILE", dir.join("users.json"))
+            .env("TSUNAGU_DATABASE__SQLITE_PATH", dir.join("tsunagu.db"))
             .env("TSUNAGU_ESCALATION__DIR", dir.join("escalations"))
             .env("TSUNAGU_LOG__FILTER", "warn")
             .envs(env.iter().copied())

@@ -297,9 +297,11 @@ impl TestApp {
             None => {
                 let u = accounts
                     .add_user(username, &format!("Op {username}"), role, PASSWORD)
+                    .await
                     .unwrap();
                 accounts
                     .set_routing(u.id, vec!["ja".into(), "en".into()], capacity)
+                    .await
                     .unwrap();
                 u
             }
@@ -314,10 +316,11 @@ impl TestApp {
     }
 
     /// The operator account `sakura` ("Sakura"), without signing in.
-    pub fn add_sakura(&self) {
+    pub async fn add_sakura(&self) {
         self.state
             .accounts
             .add_user("sakura", "Sakura", Role::Operator, PASSWORD)
+            .await
             .unwrap();
     }
 

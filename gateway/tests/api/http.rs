@@ -82,7 +82,7 @@ async fn every_page_is_served_with_a_strict_content_security_policy() {
 #[tokio::test]
 async fn login_sets_an_httponly_strict_cookie_and_logout_revokes_it() {
     let app = spawn_app().await;
-    app.add_sakura();
+    app.add_sakura().await;
     let http = app.http();
     let login = |password: &'static str, origin: Option<String>| {
         let mut req = http

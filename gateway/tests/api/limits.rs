@@ -108,7 +108,7 @@ async fn login(app: &TestApp, password: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_login_brute_force_locks_the_account_out() {
     let app = spawn_app().await;
-    app.add_sakura();
+    app.add_sakura().await;
     for _ in 0..tsunagu::auth::LOCK_AFTER - 1 {
         assert_eq!(login(&app, "guess guess guess").await.status(), 401);
     }

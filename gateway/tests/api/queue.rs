@@ -51,6 +51,7 @@ async fn offers_go_to_the_least_loaded_operator_and_respect_language() {
         app.state
             .accounts
             .set_routing(uid.parse().unwrap(), vec!["ja".into()], Some(2))
+            .await
             .unwrap();
         app.operator_with("ja-only", &uid, &cookie, json!({}), true)
             .await
@@ -249,6 +250,7 @@ async fn operator_speaking(app: &TestApp, name: &str, langs: &[&str], capacity: 
             langs.iter().map(|l| l.to_string()).collect(),
             Some(capacity),
         )
+        .await
         .unwrap();
     app.operator_with(name, &uid, &cookie, json!({}), true)
         .await

@@ -46,7 +46,7 @@ async fn logins_beyond_the_password_check_permits_and_queue_are_told_to_retry_la
         s.auth.hash_queue = 1;
     })
     .await;
-    app.add_sakura();
+    app.add_sakura().await;
     let checker = app.state.accounts.password_checker();
     // Every permit is taken (as by a check in progress) ...
     let held = checker.permit().await.unwrap();
@@ -90,7 +90,7 @@ async fn logins_beyond_the_password_check_permits_and_queue_are_told_to_retry_la
 #[tokio::test]
 async fn failures_from_other_addresses_do_not_refuse_the_owners_password() {
     let app = spawn_app_with(behind_a_proxy).await;
-    app.add_sakura();
+    app.add_sakura().await;
     for attacker in ["203.0.113.1", "203.0.113.2"] {
         for _ in 0..LOCK_AFTER - 1 {
             let r = login_from(&app, attacker, "guess guess guess").await;
@@ -116,7 +116,7 @@ async fn wrong_guesses_sent_at_once_with_the_right_password_do_not_let_it_in_pas
         s.auth.hash_queue = 64;
     })
     .await;
-    app.add_sakura();
+    app.add_sakura().await;
     let attacker = "203.0.113.9";
     let key = app.state.limits.key(attacker.parse::<IpAddr>().unwrap());
     let guesses: Vec<_> = (0..29)
@@ -169,7 +169,7 @@ async fn wrong_guesses_sent_at_once_with_the_right_password_do_not_let_it_in_pas
     app.stop().await;
 }
 
-/// `gateway user add` (the real binary, as an installer runs it) on the accounts file `file`.
+/// `gateway user add` (the real binary, as an installer runs it) on the SQLite database `file`.
 fn cli_add_user(file: &str, username: &str, role: &str) {
     use std::io::Write;
     let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -182,7 +182,7 @@ fn cli_add_user(file: &str, username: &str, role: &str) {
             username,
         ])
         .args(["--role", role, "--password-stdin"])
-        .env("TSUNAGU_AUTH__USERS_FILE", file)
+        .env("TSUNAGU_DATABASE__SQLITE_PATH", file)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -198,9 +198,13 @@ fn cli_add_user(file: &str, username: &str, role: &str) {
 #[tokio::test]
 async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_account_is_lost() {
     let dir = std::env::temp_dir().join(format!("tsunagu-setup-{}", id()));
-    let users_file = dir.join("users.json");
-    let file = users_file.display().to_string();
-    let app = spawn_app_with(|s| s.auth.users_file = file.clone()).await;
+    let database = dir.join("tsunagu.db");
+    let file = database.display().to_string();
+    let app = spawn_app_with(|s| {
+        s.database.url = None;
+        s.database.sqlite_path = file.clone();
+    })
+    .await;
     let code = app
         .state
         .accounts
@@ -218,16 +222,19 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
         .unwrap();
     assert_eq!(r.status(), 403, "the setup code outlived the CLI's admin");
     // The CLI adds another account; a change the gateway makes then keeps it, though the
-    // gateway has not read the file since.
+    // gateway has not read the database since.
     cli_add_user(&file, "kai", "operator");
-    app.add_sakura();
-    let stored: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&users_file).unwrap()).unwrap();
-    let names: Vec<&str> = stored
-        .iter()
-        .map(|u| u["username"].as_str().unwrap())
-        .collect();
+    app.add_sakura().await;
+    let db = tsunagu::db::Db::open(&tsunagu::db::DatabaseSettings {
+        sqlite_path: file.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stored = db.accounts().await.unwrap();
+    let names: Vec<&str> = stored.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["root", "kai", "sakura"]);
+    db.close().await;
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -235,7 +242,7 @@ async fn the_setup_code_stops_working_once_the_cli_created_an_admin_and_no_accou
 #[tokio::test]
 async fn a_rebinding_page_whose_host_and_origin_agree_is_refused() {
     let app = spawn_app().await;
-    app.add_sakura();
+    app.add_sakura().await;
     let port = app.base.rsplit(':').next().unwrap();
     let evil = format!("http://evil.example:{port}");
     let r = app
@@ -272,7 +279,7 @@ async fn a_rebinding_page_whose_host_and_origin_agree_is_refused() {
 #[tokio::test]
 async fn an_https_origin_is_refused_over_plain_http() {
     let app = spawn_app().await;
-    app.add_sakura();
+    app.add_sakura().await;
     let https = app.base.replacen("http://", "https://", 1);
     let r = app
         .http()

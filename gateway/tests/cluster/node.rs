@@ -1,4 +1,5 @@
-//! Gateway nodes: the real `gateway` binary as child processes sharing one accounts file, each
+//! Gateway nodes: the real `gateway` binary as child processes sharing one accounts database
+//! (a SQLite file: the nodes run on one machine), each
 //! printing its address on the stdout line that starts with "Landing page". A node is killed
 //! (SIGKILL) on drop; `kill9` does the same on purpose, mid-test.
 
@@ -17,9 +18,9 @@ pub const CAPACITY: u32 = 3;
 /// A coordinator account (dashboard).
 pub const COORDINATOR: &str = "coord";
 
-/// The accounts file every node of every test shares, created once with the gateway's CLI.
+/// The accounts database every node of every test shares, created once with the gateway's CLI.
 pub struct Accounts {
-    pub users_file: PathBuf,
+    pub database: PathBuf,
 }
 
 pub fn gateway_bin() -> &'static str {
@@ -30,13 +31,13 @@ pub fn accounts() -> &'static Accounts {
     static ACCOUNTS: OnceLock<Accounts> = OnceLock::new();
     ACCOUNTS.get_or_init(|| {
         let dir = temp_dir("accounts");
-        let users_file = dir.join("users.json");
+        let database = dir.join("tsunagu.db");
         let add = |username: &str, role: &str, capacity: Option<u32>| {
             let mut cmd = Command::new(gateway_bin());
             cmd.args(["user", "add", "--username", username])
                 .args(["--display-name", &format!("Op {username}"), "--role", role])
                 .args(["--password-stdin", "--languages", "ja,en"])
-                .env("TSUNAGU_AUTH__USERS_FILE", &users_file)
+                .env("TSUNAGU_DATABASE__SQLITE_PATH", &database)
                 .env("TSUNAGU_LOG__FILTER", "warn")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
@@ -61,7 +62,7 @@ pub fn accounts() -> &'static Accounts {
         for i in 0..OPERATORS {
             add(&format!("op{i}"), "operator", Some(CAPACITY));
         }
-        Accounts { users_file }
+        Accounts { database }
     })
 }
 
@@ -70,8 +71,8 @@ pub fn base_env(dir: &Path) -> Vec<(String, String)> {
     let a = accounts();
     [
         (
-            "TSUNAGU_AUTH__USERS_FILE",
-            a.users_file.display().to_string(),
+            "TSUNAGU_DATABASE__SQLITE_PATH",
+            a.database.display().to_string(),
         ),
         ("TSUNAGU_SERVER__HOST", "127.0.0.1".into()),
         ("TSUNAGU_SERVER__PORT", "0".into()),

@@ -304,6 +304,7 @@ impl VoiceTest {
             .state
             .accounts
             .set_phone(uid.parse().unwrap(), Some(phone.clone()))
+            .await
             .unwrap();
         let op = self
             .app
