@@ -14,6 +14,8 @@
 //!
 //! Delay has no kernel mechanism here without netem: see `relay.rs`.
 //!
+//! With `TSUNAGU_TEST_NO_NFT=1` the fallbacks are used even where nftables is installed.
+//!
 //! [`Netns`] removes everything on drop, also when the test fails (the namespace, which takes
 //! its veth ends and their peers with it, and the peers again by name to be sure).
 
@@ -94,7 +96,9 @@ impl Netns {
             name,
         };
         ns.links()?;
-        if ns.nft_setup().is_ok() {
+        // `TSUNAGU_TEST_NO_NFT=1` tries the fallback where nftables is present.
+        let nft_wanted = std::env::var_os("TSUNAGU_TEST_NO_NFT").is_none();
+        if nft_wanted && ns.nft_setup().is_ok() {
             ns.cut_by = CutBy::Nftables;
             ns.can_lose = true;
         }
