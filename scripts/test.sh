@@ -28,6 +28,10 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# The partition tests (gateway/tests/partitions.rs) make network namespaces with `ip` and cut
+# or thin their links with nftables (without `nft` they cut by neighbour entries and skip loss).
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   step "Installing ${missing[*]} with apt-get"
   as_root apt-get update -qq

@@ -19,6 +19,7 @@ mod publish;
 pub mod registry;
 mod settings;
 pub mod stats;
+pub mod store_watch;
 pub mod timers;
 mod visitor;
 
@@ -91,6 +92,9 @@ pub struct Engine {
     overloaded: AtomicBool,
     /// With a shared store: tells the other gateway nodes what this one changed.
     bus: Option<BusSender>,
+    /// The heartbeat's outcomes: whether this node is cut off from the store long enough for
+    /// its clients to be sent elsewhere (only the heartbeat task locks it, never across await).
+    store_watch: Mutex<store_watch::StoreWatch>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -141,6 +145,7 @@ impl Engine {
             escalations: None,
             overloaded: AtomicBool::new(false),
             bus: None,
+            store_watch: Mutex::new(store_watch::StoreWatch::default()),
         }
     }
 

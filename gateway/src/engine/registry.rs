@@ -309,6 +309,15 @@ impl Registry {
             h.send(Outbound::Close(code, reason));
         }
     }
+
+    /// Tells every operator socket of this process to close with `code` (when this node is cut
+    /// off from the store: see [`super::store_watch`]).
+    pub fn close_operators(&self, code: u16, reason: &'static str) {
+        let handles: Vec<Handle> = self.lock().operators.values().cloned().collect();
+        for h in handles {
+            h.send(Outbound::Close(code, reason));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -361,6 +370,18 @@ mod tests {
             rx.fell_behind(),
             "the take after a refused send sees the full queue"
         );
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_store_closes_every_operator_socket() {
+        let reg = Registry::default();
+        let (a, mut a_rx, _) = reg.handle(8);
+        let (b, mut b_rx, _) = reg.handle(8);
+        reg.add_operator(Ulid::new(), a);
+        reg.add_operator(Ulid::new(), b);
+        reg.close_operators(1001, "store unreachable");
+        assert!(matches!(a_rx.try_recv(), Some(Outbound::Close(1001, _))));
+        assert!(matches!(b_rx.try_recv(), Some(Outbound::Close(1001, _))));
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::store_watch::{self, Verdict};
 use super::{Engine, Outbound};
 use crate::clock::Clock;
 use crate::conversation::{Command, ConversationId, State};
-use crate::protocol::{Millis, ServerMsg, WithdrawReason};
+use crate::protocol::{close, Millis, ServerMsg, WithdrawReason};
 
 /// How often waiting people get their position (when it changed).
 const POSITION_INTERVAL: Duration = Duration::from_secs(1);
@@ -58,6 +59,21 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
             }
         }
     });
+    if engine.bus.is_some() {
+        // A shared store: this node alone may be cut off from it (see `store_watch`).
+        let e = Arc::clone(&engine);
+        let s = shutdown.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(store_watch::PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => break,
+                    _ = tick.tick() => e.watch_store().await,
+                }
+            }
+        });
+    }
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(POSITION_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -184,6 +200,38 @@ impl Engine {
                 self.tell_gone().await;
             }
             Err(e) => tracing::debug!(error = %e, "could not check the store's marker"),
+        }
+    }
+
+    /// Pings the shared store (within [`store_watch::PROBE_TIMEOUT`]) and, once it has not
+    /// answered for [`store_watch::CUTOFF_MS`], closes every websocket of this node with 1001
+    /// so its clients resume on a node that can serve them (see [`store_watch`]).
+    pub async fn watch_store(&self) {
+        let reached = matches!(
+            tokio::time::timeout(store_watch::PROBE_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        );
+        let now = self.now_ms();
+        let verdict = {
+            let mut watch = self.store_watch.lock().unwrap_or_else(|e| e.into_inner());
+            if reached {
+                watch.reached(now);
+                return;
+            }
+            watch.failed(now)
+        };
+        if let Verdict::GoElsewhere { first } = verdict {
+            if first {
+                tracing::warn!(
+                    cutoff_ms = store_watch::CUTOFF_MS,
+                    "the store has been unreachable past the cutoff: closing every websocket \
+                     with 1001 so its client resumes on a node that can serve it"
+                );
+            }
+            self.registry
+                .close_visitors(close::GOING_AWAY, "store unreachable");
+            self.registry
+                .close_operators(close::GOING_AWAY, "store unreachable");
         }
     }
 

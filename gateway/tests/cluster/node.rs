@@ -120,11 +120,25 @@ pub struct Node {
 impl Node {
     /// Starts a node with the base environment plus `env` (later entries win).
     pub async fn start(name: &str, env: &[(&str, String)]) -> Node {
+        Self::start_via(name, env, &[]).await
+    }
+
+    /// Like [`Node::start`], through a wrapper command that ends by running the program it is
+    /// given, in the same process (`ip netns exec <ns>` puts the node in a network namespace).
+    pub async fn start_via(name: &str, env: &[(&str, String)], wrapper: &[&str]) -> Node {
         let dir = temp_dir(&format!("node-{name}"));
         let mut vars = base_env(&dir);
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(gateway_bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(gateway_bin());
+                c
+            }
+            None => Command::new(gateway_bin()),
+        };
+        let mut child = cmd
             .arg("serve")
             .env_remove("RUST_LOG")
             .envs(vars)

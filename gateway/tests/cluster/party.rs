@@ -40,6 +40,12 @@ pub struct Party {
     pub resumed_at: Vec<Instant>,
     /// Acknowledgement times, to find the longest gap.
     pub ack_times: Vec<Instant>,
+    /// The node each acknowledgement came from (beside `ack_times`).
+    pub ack_nodes: Vec<usize>,
+    /// Client ids of every message this party began to send, in order (acknowledged or not).
+    pub attempted: Vec<String>,
+    /// The close code of each socket lost (`None`: no close frame, or given up by the party).
+    pub close_codes: Vec<Option<u16>>,
     pub unavailable: usize,
     pub reconnects: usize,
     /// Non-message events (joins, leaves, ended) received.
@@ -47,6 +53,8 @@ pub struct Party {
     /// Drop the socket right after sending message number n (0-based), before its ack: the
     /// message must then be sent again with the same id after the resume.
     pub drop_after_send: Option<usize>,
+    /// How long to wait for the answer to a send before taking the socket as dead (3 s).
+    pub reply_within: Duration,
     sent: usize,
     awaiting_resume: bool,
 }
@@ -92,10 +100,14 @@ impl Party {
             lost_at: Vec::new(),
             resumed_at: Vec::new(),
             ack_times: Vec::new(),
+            ack_nodes: Vec::new(),
+            attempted: Vec::new(),
+            close_codes: Vec::new(),
             unavailable: 0,
             reconnects: 0,
             other_events: Vec::new(),
             drop_after_send: None,
+            reply_within: Duration::from_secs(3),
             sent: 0,
             awaiting_resume: false,
         };
@@ -133,7 +145,12 @@ impl Party {
     }
 
     fn lose(&mut self) {
-        if self.ws.take().is_some() {
+        if let Some(mut ws) = self.ws.take() {
+            // What arrived before the loss (a close frame among it) and was not read yet.
+            for f in ws.drain() {
+                self.record(&f);
+            }
+            self.close_codes.push(ws.closed.flatten());
             self.lost_at.push(Instant::now());
             self.awaiting_resume = true;
         }
@@ -199,6 +216,7 @@ impl Party {
         deadline: Instant,
     ) -> anyhow::Result<u64> {
         let cid = id();
+        self.attempted.push(cid.clone());
         loop {
             if Instant::now() > deadline {
                 bail!(
@@ -223,7 +241,7 @@ impl Party {
                 self.lose();
                 continue;
             }
-            match self.reply(&cid, Duration::from_secs(3)).await {
+            match self.reply(&cid, self.reply_within).await {
                 Reply::Ack(seq) => {
                     let now = Instant::now();
                     if self.awaiting_resume {
@@ -233,6 +251,7 @@ impl Party {
                     self.acked.push((cid, seq));
                     self.sent += 1;
                     self.ack_times.push(now);
+                    self.ack_nodes.push(self.node);
                     return Ok(seq);
                 }
                 Reply::Unavailable => {

@@ -377,9 +377,19 @@ pub const FAILOVER_TIMEOUT_MS: u64 = 5000;
 
 impl Sentinels {
     pub async fn start(replicas: usize) -> Sentinels {
+        Self::start_on(replicas, "127.0.0.1").await
+    }
+
+    /// Like [`Sentinels::start`], every server and sentinel also listening on `host` (an
+    /// address of this machine) and known to the others by it: what the sentinels tell a node
+    /// in a network namespace must be an address it can reach.
+    pub async fn start_on(replicas: usize, host: &str) -> Sentinels {
         let dir = temp_dir("sentinel");
         let master_name = "mymaster".to_owned();
-        let base = ["--save", "", "--appendonly", "no"];
+        let mut base = vec!["--save", "", "--appendonly", "no"];
+        if host != "127.0.0.1" {
+            base.extend(["--bind", "127.0.0.1", host, "--replica-announce-ip", host]);
+        }
         let node = |i: usize| {
             let d = dir.join(format!("redis-{i}"));
             std::fs::create_dir_all(&d).unwrap();
@@ -395,11 +405,7 @@ impl Sentinels {
         let mut reps = Vec::new();
         for i in 0..replicas {
             let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-            args.extend([
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary.port.to_string(),
-            ]);
+            args.extend(["--replicaof".into(), host.into(), primary.port.to_string()]);
             reps.push(RedisServer::spawn_in(node(i + 1), free_port(), args, false).await);
         }
         // Wait until every replica is in sync before the sentinels look.
@@ -423,9 +429,9 @@ impl Sentinels {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\n\
-                     dir {dir}\nlogfile {log}\n\
-                     sentinel monitor {m} 127.0.0.1 {p} 2\n\
+                    "port {port}\nbind {bind}\nprotected-mode no\ndaemonize no\n\
+                     dir {dir}\nlogfile {log}\n{announce}\
+                     sentinel monitor {m} {host} {p} 2\n\
                      sentinel down-after-milliseconds {m} {DOWN_AFTER_MS}\n\
                      sentinel failover-timeout {m} {FAILOVER_TIMEOUT_MS}\n\
                      sentinel parallel-syncs {m} 1\n",
@@ -433,6 +439,16 @@ impl Sentinels {
                     log = dir.join(format!("sentinel-{i}.log")).display(),
                     m = master_name,
                     p = primary.port,
+                    bind = if host == "127.0.0.1" {
+                        host.to_owned()
+                    } else {
+                        format!("127.0.0.1 {host}")
+                    },
+                    announce = if host == "127.0.0.1" {
+                        String::new()
+                    } else {
+                        format!("sentinel announce-ip {host}\n")
+                    },
                 ),
             )
             .unwrap();
@@ -482,10 +498,15 @@ impl Sentinels {
 
     /// `redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/mymaster`
     pub fn url(&self) -> String {
+        self.url_on("127.0.0.1")
+    }
+
+    /// The same with the sentinels at `host` (see [`Sentinels::start_on`]).
+    pub fn url_on(&self, host: &str) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+            .map(|s| format!("{host}:{}", s.port))
             .collect();
         format!("redis+sentinel://{}/{}", hosts.join(","), self.master_name)
     }
