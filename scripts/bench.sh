@@ -2,8 +2,9 @@
 # The load-test suite in one command: builds the gateway and the generator (release), installs
 # the peer servers (npm ci in load-tests/peers), then runs `tsunagu-load suite`, every scenario
 # against the gateway, the gateway in Redis mode (target gateway-redis: a redis-server of its own
-# and 3 nodes, if redis-server is installed), the peers (Bun, ws, Socket.IO) and the raw relay,
-# with the servers pinned to core 0 and the generator to core 1.
+# and 3 nodes, if redis-server is installed), the peers (Bun, ws, Socket.IO, and socketio-redis:
+# Socket.IO on 3 Node.js processes sharing a redis-server of its own, if redis-server is
+# installed) and the raw relay, with the servers pinned to core 0 and the generator to core 1.
 #
 #   bash scripts/bench.sh            # smoke size (CI): a couple of minutes, no timing assertions
 #   bash scripts/bench.sh --full     # the size: ~18k sessions, 1k-20k msg/s, 3 rounds

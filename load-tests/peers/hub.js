@@ -7,7 +7,9 @@
 'use strict';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-let counter = 0;
+// Processes sharing one Redis (socketio-redis-server.js) each count from their own base,
+// PEER_NODE × 2^45, so that their ids never meet (3 × 2^45 is far below 2^53).
+let counter = Number(process.env.PEER_NODE || 0) * 2 ** 45;
 // 26 characters, like the gateway's ULIDs, so frames have the same sizes.
 function newId() {
   counter += 1;
@@ -29,6 +31,24 @@ function frames(send, handlers) {
   };
 }
 
+const LIMITS = { max_text: 4000, max_frame: 16384, max_note: 500 };
+
+// The frames the server sends, shared by every peer so that they have the same shapes and sizes.
+const wire = {
+  visitorWelcome: (conversation) => ({ type: 'welcome', v: 1, conversation, token: newId(), state: 'queued',
+    resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: LIMITS }),
+  operatorWelcome: (capacity) => ({ type: 'welcome', v: 1, operator: { id: newId(), name: 'Op', role: 'operator' },
+    presence: 'off_duty', capacity, heartbeat_ms: 15000, conversations: [], offers: [], limits: LIMITS }),
+  offer: (conversation, waitedMs) => ({ type: 'offer', conversation, channel: 'web', language: 'ja', waited_ms: waitedMs,
+    expires_in_ms: 30000, transfer: null }),
+  conversation: (id, lastSeq) => ({ type: 'conversation', conversation: { id, state: 'active', channel: 'web',
+    language: 'ja', started_at: Date.now(), last_seq: lastSeq, visitor_connected: true } }),
+  event: (conversation, seq, event) => ({ type: 'event', conversation, seq, at: Date.now(), event }),
+};
+
+// Every operator's capacity: the peers take anyone, and never limit an operator.
+const CAPACITY = 1000000;
+
 class Hub {
   constructor() {
     this.queue = []; // waiting conversations, oldest first
@@ -44,8 +64,7 @@ class Hub {
         const conv = { id: newId(), seq: 0, visitor: conn, operator: null, offeredTo: null, queuedAt: Date.now() };
         conn.conv = conv;
         hub.conversations.set(conv.id, conv);
-        send({ type: 'welcome', v: 1, conversation: conv.id, token: newId(), state: 'queued',
-          resumed: false, last_seq: 0, heartbeat_ms: 15000, limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
+        send(wire.visitorWelcome(conv.id));
         hub.queue.push(conv);
         hub.dispatch();
       },
@@ -70,12 +89,10 @@ class Hub {
 
   operator(send) {
     const hub = this;
-    const conn = { send, onDuty: false, load: 0, capacity: 1000000, offers: 0 };
+    const conn = { send, onDuty: false, load: 0, capacity: CAPACITY, offers: 0 };
     conn.frame = frames(send, {
       hello() {
-        send({ type: 'welcome', v: 1, operator: { id: newId(), name: 'Op', role: 'operator' },
-          presence: 'off_duty', capacity: conn.capacity, heartbeat_ms: 15000, conversations: [], offers: [],
-          limits: { max_text: 4000, max_frame: 16384, max_note: 500 } });
+        send(wire.operatorWelcome(conn.capacity));
         hub.operators.add(conn);
       },
       presence(m) {
@@ -91,8 +108,7 @@ class Hub {
         conn.offers -= 1;
         conn.load += 1;
         send({ type: 'ack', id: m.id });
-        send({ type: 'conversation', conversation: { id: conv.id, state: 'active', channel: 'web',
-          language: 'ja', started_at: Date.now(), last_seq: conv.seq, visitor_connected: true } });
+        send(wire.conversation(conv.id, conv.seq));
         hub.append(conv, { kind: 'operator_joined', operator: 'Op' });
       },
       send(m) {
@@ -111,7 +127,7 @@ class Hub {
   // A log entry goes to both sides of the conversation, as in the gateway.
   append(conv, event) {
     conv.seq += 1;
-    const frame = { type: 'event', conversation: conv.id, seq: conv.seq, at: Date.now(), event };
+    const frame = wire.event(conv.id, conv.seq, event);
     if (conv.visitor) conv.visitor.send(frame);
     if (conv.operator) conv.operator.send(frame);
   }
@@ -129,10 +145,9 @@ class Hub {
       const conv = this.queue.shift();
       conv.offeredTo = best;
       best.offers += 1;
-      best.send({ type: 'offer', conversation: conv.id, channel: 'web', language: 'ja', waited_ms: Date.now() - conv.queuedAt,
-        expires_in_ms: 30000, transfer: null });
+      best.send(wire.offer(conv.id, Date.now() - conv.queuedAt));
     }
   }
 }
 
-module.exports = { Hub };
+module.exports = { Hub, CAPACITY, frames, newId, wire };

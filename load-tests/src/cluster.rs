@@ -1,9 +1,12 @@
-//! Scenario (f), Redis mode: a real `redis-server` of the tool's own (from PATH, a free port on
-//! 127.0.0.1, no persistence) and N gateway nodes sharing it (`TSUNAGU_STORE__URL`), every
-//! process pinned to the server core like a single gateway. Clients are spread over the nodes'
-//! base URLs (see [`Layout`]); a node can be killed with SIGKILL under load (the storm), after
-//! which new connections go to the surviving nodes.
+//! Several nodes sharing one Redis: a real `redis-server` of the tool's own (from PATH, a free
+//! port on 127.0.0.1, no persistence) and N processes using it, every process pinned to the
+//! server core like a single server. Scenario (f): the gateway in Redis mode (`gateway-redis`,
+//! `TSUNAGU_STORE__URL`); its peer for several nodes (`socketio-redis`: Node.js processes with
+//! Socket.IO's Redis adapter). Clients are spread over the nodes' base URLs (see [`Layout`]); a
+//! node can be killed with SIGKILL under load (the storm), after which new connections go to
+//! the surviving nodes.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +41,8 @@ pub fn redis_server_on_path() -> Option<PathBuf> {
 
 pub fn require_redis_server() -> anyhow::Result<PathBuf> {
     redis_server_on_path().context(
-        "target gateway-redis needs `redis-server` on PATH (apt-get install redis-server), \
-         or leave gateway-redis out of --targets",
+        "targets gateway-redis and socketio-redis need `redis-server` on PATH \
+         (apt-get install redis-server), or leave them out of --targets",
     )
 }
 
@@ -153,17 +156,41 @@ async fn ping(port: u16) -> anyhow::Result<bool> {
     Ok(buf[..n].starts_with(b"+PONG"))
 }
 
-/// One gateway node of a cluster.
+/// The process of one node: a gateway, or a peer's process.
+pub enum Member {
+    Gateway(Gateway),
+    Peer(Child),
+}
+
+impl Member {
+    async fn stop(self) {
+        match self {
+            Member::Gateway(gw) => gw.stop().await,
+            Member::Peer(mut c) => {
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+/// A started node: its base URL, pid and process.
+pub struct Started {
+    pub base: String,
+    pub pid: u32,
+    pub member: Member,
+}
+
+/// One node of a cluster.
 struct Node {
     base: String,
     pid: u32,
-    gateway: Mutex<Option<Gateway>>,
+    member: Mutex<Option<Member>>,
     dead: AtomicBool,
     /// CPU time the node had used when it was killed (its /proc entry goes with it).
     cpu_at_death: Mutex<Duration>,
 }
 
-/// A `redis-server` and N gateway nodes sharing it.
+/// A `redis-server` and N nodes sharing it.
 pub struct Cluster {
     redis: Redis,
     nodes: Vec<Node>,
@@ -171,8 +198,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a fresh redis-server (no state left from an earlier scenario) and `n` nodes, each
-    /// with the same operator accounts and the settings in `extra`.
+    /// Starts a fresh redis-server (no state left from an earlier scenario) and `n` gateway
+    /// nodes, each with the same operator accounts and the settings in `extra`.
     pub async fn start(
         bin: &Path,
         n: usize,
@@ -181,15 +208,38 @@ impl Cluster {
         core: Option<usize>,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Cluster> {
-        anyhow::ensure!(n >= 2, "Redis mode needs at least 2 nodes (got {n})");
+        Self::start_nodes(n, core, |_, url| async move {
+            let mut vars: Vec<(&str, String)> = extra.to_vec();
+            vars.push(("TSUNAGU_STORE__URL", url));
+            let gw = Gateway::start_with(bin, operators, capacity, core, &vars)
+                .await
+                .context("in Redis mode")?;
+            Ok(Started {
+                base: gw.base.clone(),
+                pid: gw.pid,
+                member: Member::Gateway(gw),
+            })
+        })
+        .await
+    }
+
+    /// Starts a fresh redis-server and `n` nodes, one after the other: `start(k, redis_url)`
+    /// starts node `k`, ready for clients when it returns.
+    pub async fn start_nodes<F, Fut>(
+        n: usize,
+        core: Option<usize>,
+        mut start: F,
+    ) -> anyhow::Result<Cluster>
+    where
+        F: FnMut(usize, String) -> Fut,
+        Fut: Future<Output = anyhow::Result<Started>>,
+    {
+        anyhow::ensure!(n >= 2, "several nodes means at least 2 (got {n})");
         let redis = Redis::start(core).await?;
-        let mut vars: Vec<(&str, String)> = extra.to_vec();
-        vars.push(("TSUNAGU_STORE__URL", redis.url()));
         let mut nodes = Vec::new();
         for k in 0..n {
-            let started = Gateway::start_with(bin, operators, capacity, core, &vars).await;
-            let gw = match started {
-                Ok(gw) => gw,
+            let started = match start(k, redis.url()).await {
+                Ok(s) => s,
                 Err(e) => {
                     let c = Cluster {
                         redis,
@@ -197,13 +247,13 @@ impl Cluster {
                         layout: Layout::default(),
                     };
                     c.stop().await;
-                    return Err(e.context(format!("starting gateway node {k} in Redis mode")));
+                    return Err(e.context(format!("starting node {k}")));
                 }
             };
             nodes.push(Node {
-                base: gw.base.clone(),
-                pid: gw.pid,
-                gateway: Mutex::new(Some(gw)),
+                base: started.base,
+                pid: started.pid,
+                member: Mutex::new(Some(started.member)),
                 dead: AtomicBool::new(false),
                 cpu_at_death: Mutex::new(Duration::ZERO),
             });
@@ -290,9 +340,9 @@ impl Cluster {
 
     pub async fn stop(self) {
         for n in self.nodes {
-            let gw = n.gateway.lock().ok().and_then(|mut g| g.take());
-            if let Some(gw) = gw {
-                gw.stop().await;
+            let member = n.member.lock().ok().and_then(|mut m| m.take());
+            if let Some(m) = member {
+                m.stop().await;
             }
         }
         self.redis.stop().await;

@@ -70,6 +70,11 @@ fn at_rate(points: &[(f64, f64)], rate: f64) -> Option<f64> {
         .map(|p| p.1)
 }
 
+/// A count, or a dash when there is none.
+fn count(v: &Value) -> String {
+    v.as_u64().map_or_else(|| "–".to_owned(), |n| n.to_string())
+}
+
 fn f(v: Option<f64>, digits: usize) -> String {
     match v {
         Some(x) if x.is_finite() => format!("{x:.digits$}"),
@@ -123,10 +128,13 @@ pub fn summarise(all: &[Value], targets: &[Target]) -> Value {
     }
     let g = &per.get("gateway").cloned().unwrap_or(Value::Null);
     let mut ratios = serde_json::Map::new();
-    // Ratios are against the peers; gateway-redis is this gateway too (its rows show the cost of
-    // the Redis mode beside the memory store's; gateway-baseline is another build of it).
+    // Ratios are against the peers: the one-process peers against the gateway (memory store),
+    // socketio-redis against gateway-redis (several nodes and a Redis each). gateway-redis and
+    // gateway-baseline are this gateway too: their own rows show them beside it.
     for &t in targets.iter().filter(|t| !t.is_gateway()) {
         let p = &per[t.name()];
+        let reference = t.reference();
+        let g = &per.get(reference.name()).cloned().unwrap_or(Value::Null);
         let div = |a: &Value, b: &Value| match (a.as_f64(), b.as_f64()) {
             (Some(a), Some(b)) if b != 0.0 => Some(a / b),
             _ => None,
@@ -134,10 +142,14 @@ pub fn summarise(all: &[Value], targets: &[Target]) -> Value {
         ratios.insert(
             t.name().to_owned(),
             json!({
+                "against": reference.name(),
                 "memory_per_session_peer_over_gateway": div(&p["idle_bytes_per_session"], &g["idle_bytes_per_session"]),
                 "p99_at_5k_gateway_over_peer": div(&g["p99_at_5k_ms"], &p["p99_at_5k_ms"]),
                 "cpu_per_1k_at_5k_peer_over_gateway": div(&p["cpu_per_1k_at_5k_ms"], &g["cpu_per_1k_at_5k_ms"]),
                 "max_rate_gateway_over_peer": div(&g["max_rate_p99_under_5ms"], &p["max_rate_p99_under_5ms"]),
+                "burst_offer_p99_gateway_over_peer": div(&g["burst_offer_p99_ms"], &p["burst_offer_p99_ms"]),
+                "burst_order_violations_gateway": g["burst_order_violations"],
+                "burst_order_violations_peer": p["burst_order_violations"],
             }),
         );
     }
@@ -179,6 +191,9 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
     }
     if targets.contains(&Target::GatewayRedis) {
         let _ = writeln!(md, "`gateway-redis`: {} gateway nodes sharing one redis-server (all on the server core); its CPU and RSS are the sum over the nodes and redis-server. Steady and slow: every person on one node, operators on the others; idle, burst and storm: people spread over the nodes, operators off the first node (the one the storm kills).\n", meta["redis_nodes"].as_u64().unwrap_or(3));
+    }
+    if targets.contains(&Target::SocketIoRedis) {
+        let _ = writeln!(md, "`socketio-redis`: the Socket.IO peer on {} Node.js processes sharing one redis-server (Socket.IO's Redis adapter; the queue and operators' free capacity in Redis, changed by Lua scripts), all on the server core, clients placed on the nodes as for `gateway-redis`; its CPU and RSS are the sum over the processes and redis-server. Its ratios are against `gateway-redis`. No storm: it keeps no log to resume from.\n", meta["redis_nodes"].as_u64().unwrap_or(3));
     }
 
     let _ = writeln!(md, "### (a) Idle capacity\n");
@@ -323,16 +338,24 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
     }
 
     let _ = writeln!(md, "\n### Ratios (gateway against each peer) and targets\n");
-    let _ = writeln!(md, "| peer | memory per session, peer ÷ gateway | p99 at 5k msg/s, gateway ÷ peer | CPU per 1k msg at 5k, peer ÷ gateway | rate at p99 < 5 ms, gateway ÷ peer |");
-    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(md, "Each peer against the gateway run the same way: one process against `gateway`, several nodes against `gateway-redis`.\n");
+    let _ = writeln!(md, "| peer | against | memory per session, peer ÷ gateway | p99 at 5k msg/s, gateway ÷ peer | CPU per 1k msg at 5k, peer ÷ gateway | rate at p99 < 5 ms, gateway ÷ peer | burst offer p99, gateway ÷ peer | burst order violations, gateway / peer |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for (name, r) in summary["ratios"].as_object().into_iter().flatten() {
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            r["against"].as_str().unwrap_or("gateway"),
             f(r["memory_per_session_peer_over_gateway"].as_f64(), 2),
             f(r["p99_at_5k_gateway_over_peer"].as_f64(), 2),
             f(r["cpu_per_1k_at_5k_peer_over_gateway"].as_f64(), 2),
-            f(r["max_rate_gateway_over_peer"].as_f64(), 2)
+            f(r["max_rate_gateway_over_peer"].as_f64(), 2),
+            f(r["burst_offer_p99_gateway_over_peer"].as_f64(), 2),
+            count(&r["burst_order_violations_gateway"]),
+            count(&r["burst_order_violations_peer"])
         );
     }
     let _ = writeln!(md);
@@ -347,8 +370,8 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
     md
 }
 
-const COLORS: [&str; 6] = [
-    "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#7f7f7f", "#9467bd",
+const COLORS: [&str; 8] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#7f7f7f", "#9467bd", "#8c564b", "#17becf",
 ];
 
 /// A line chart as SVG: one polyline per series, a linear x axis from 0, and a y axis linear
@@ -559,4 +582,61 @@ pub fn write(dir: &Path, meta: &Value, all: &[Value], targets: &[Target]) -> any
         ),
     )?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle(target: &str, bytes: f64) -> Value {
+        json!({"scenario": "idle", "target": target, "bytes_per_session": bytes})
+    }
+
+    fn burst(target: &str, p99: f64, violations: u64) -> Value {
+        json!({"scenario": "burst", "target": target, "offer_p99_ms": p99, "order_violations": violations})
+    }
+
+    #[test]
+    fn several_nodes_are_compared_with_several_nodes() {
+        let rows = [
+            idle("gateway", 1000.0),
+            idle("gateway-redis", 2000.0),
+            idle("socketio", 3000.0),
+            idle("socketio-redis", 8000.0),
+            burst("gateway-redis", 10.0, 1),
+            burst("socketio-redis", 40.0, 5),
+        ];
+        let targets = [
+            Target::Gateway,
+            Target::GatewayRedis,
+            Target::SocketIo,
+            Target::SocketIoRedis,
+        ];
+        let s = summarise(&rows, &targets);
+        let one = &s["ratios"]["socketio"];
+        assert_eq!(one["against"], "gateway");
+        assert_eq!(one["memory_per_session_peer_over_gateway"], 3.0);
+        let many = &s["ratios"]["socketio-redis"];
+        assert_eq!(many["against"], "gateway-redis");
+        assert_eq!(many["memory_per_session_peer_over_gateway"], 4.0);
+        assert_eq!(many["burst_offer_p99_gateway_over_peer"], 0.25);
+        assert_eq!(many["burst_order_violations_gateway"], 1);
+        assert_eq!(many["burst_order_violations_peer"], 5);
+        // gateway-redis is the gateway: no ratio of its own.
+        assert!(s["ratios"].get("gateway-redis").is_none());
+        let md = markdown(&json!({}), &rows, &s, &targets);
+        assert!(
+            md.contains("| socketio-redis | gateway-redis | 4.00 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn targets_parse_by_name() {
+        for t in Target::ALL {
+            assert_eq!(Target::parse(t.name()).ok(), Some(t));
+        }
+        assert!(Target::SocketIoRedis.uses_redis());
+        assert!(!Target::SocketIoRedis.is_gateway());
+    }
 }

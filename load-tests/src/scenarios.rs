@@ -1,7 +1,7 @@
 //! Scenarios (a)–(e) of the load-test issue, each against one started server, each returning
 //! its measurements as JSON objects (one per row of the report). Against `gateway-redis` the
 //! same code is scenario (f): clients spread over the nodes (`cluster::Layout`), and the storm
-//! kills a node.
+//! kills a node. Its peer `socketio-redis` is placed the same way (it has no storm).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,7 @@
 //! The servers a suite compares: the gateway (memory store, or Redis mode with N nodes), the
-//! three peers in `load-tests/peers/`, and the raw relay (the floor). Each is started as its own
-//! process (or processes), pinned to the server core.
+//! peers in `load-tests/peers/` (three on one process, and Socket.IO on N processes sharing a
+//! Redis), and the raw relay (the floor). Each is started as its own process (or processes),
+//! pinned to the server core.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,7 +11,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::cluster::{Cluster, Layout};
+use crate::cluster::{Cluster, Layout, Member, Started};
 use crate::gateway::{cpu_of, rss_of, Gateway};
 use crate::net::Framing;
 
@@ -29,17 +30,22 @@ pub enum Target {
     Ws,
     #[serde(rename = "socketio")]
     SocketIo,
+    /// The Socket.IO peer on N Node.js processes sharing one redis-server (its Redis adapter,
+    /// the queue and operators' capacity in Redis): gateway-redis's peer.
+    #[serde(rename = "socketio-redis")]
+    SocketIoRedis,
     Relay,
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [
+    pub const ALL: [Target; 8] = [
         Target::Gateway,
         Target::GatewayRedis,
         Target::GatewayBaseline,
         Target::Bun,
         Target::Ws,
         Target::SocketIo,
+        Target::SocketIoRedis,
         Target::Relay,
     ];
 
@@ -51,6 +57,7 @@ impl Target {
             Target::Bun => "bun",
             Target::Ws => "ws",
             Target::SocketIo => "socketio",
+            Target::SocketIoRedis => "socketio-redis",
             Target::Relay => "relay",
         }
     }
@@ -60,15 +67,30 @@ impl Target {
             .into_iter()
             .find(|t| t.name() == s)
             .with_context(|| {
-                format!("unknown target {s} (gateway, gateway-redis, gateway-baseline, bun, ws, socketio, relay)")
+                format!("unknown target {s} (gateway, gateway-redis, gateway-baseline, bun, ws, socketio, socketio-redis, relay)")
             })
     }
 
     pub fn framing(self) -> Framing {
-        if self == Target::SocketIo {
+        if matches!(self, Target::SocketIo | Target::SocketIoRedis) {
             Framing::SocketIo
         } else {
             Framing::Plain
+        }
+    }
+
+    /// Several nodes sharing a redis-server of the tool's own (needs `redis-server` on PATH).
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Target::GatewayRedis | Target::SocketIoRedis)
+    }
+
+    /// The target this one is compared with in the report's ratios: several nodes against
+    /// several nodes, one process against the gateway on one.
+    pub fn reference(self) -> Target {
+        if self.uses_redis() {
+            Target::GatewayRedis
+        } else {
+            Target::Gateway
         }
     }
 
@@ -94,7 +116,7 @@ pub struct Bins {
     pub baseline: Option<PathBuf>,
     pub peers: PathBuf,
     pub server_core: Option<usize>,
-    /// Gateway nodes of the `gateway-redis` target.
+    /// Nodes of the `gateway-redis` and `socketio-redis` targets.
     pub redis_nodes: usize,
 }
 
@@ -164,6 +186,27 @@ impl Server {
                     .await?;
                 (gw.base.clone(), gw.pid, Inner::Gateway(gw))
             }
+            Target::SocketIoRedis => {
+                let c = Cluster::start_nodes(bins.redis_nodes, bins.server_core, |k, url| {
+                    let env = [("REDIS_URL", url), ("PEER_NODE", k.to_string())];
+                    async move {
+                        let (pid, base, child) = spawn(
+                            Path::new("node"),
+                            &["socketio-redis-server.js".into()],
+                            bins,
+                            &env,
+                        )
+                        .await?;
+                        Ok(Started {
+                            base,
+                            pid,
+                            member: Member::Peer(child),
+                        })
+                    }
+                })
+                .await?;
+                (c.base(0).to_owned(), c.first_pid(), Inner::Cluster(c))
+            }
             Target::Ws | Target::SocketIo | Target::Bun | Target::Relay => {
                 let (pid, base, child) = Self::start_peer(target, bins).await?;
                 (base, pid, Inner::Process(child))
@@ -177,7 +220,7 @@ impl Server {
         })
     }
 
-    /// Starts one of the peer servers (not the gateway): its pid, address and process.
+    /// Starts one of the peer servers on one process: its pid, address and process.
     async fn start_peer(target: Target, bins: &Bins) -> anyhow::Result<(u32, String, Child)> {
         let (program, args): (PathBuf, Vec<String>) = match target {
             Target::Ws => ("node".into(), vec!["ws-server.js".into()]),
@@ -187,27 +230,12 @@ impl Server {
                 vec!["bun-server.js".into()],
             ),
             Target::Relay => (std::env::current_exe()?, vec!["relay".into()]),
-            Target::Gateway | Target::GatewayRedis | Target::GatewayBaseline => unreachable!(),
+            Target::Gateway
+            | Target::GatewayRedis
+            | Target::GatewayBaseline
+            | Target::SocketIoRedis => unreachable!(),
         };
-        let mut cmd = match bins.server_core {
-            Some(c) => {
-                let mut t = Command::new("taskset");
-                t.args(["-c", &c.to_string()]).arg(&program);
-                t
-            }
-            None => Command::new(&program),
-        };
-        let mut child = cmd
-            .args(&args)
-            .current_dir(&bins.peers)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let pid = child.id().context("server pid")?;
-        let base = read_address(&mut child).await?;
-        Ok((pid, base, child))
+        spawn(&program, &args, bins, &[]).await
     }
 
     /// Where clients connect (a cluster's nodes as its layout says): (c) and (d) spread people
@@ -243,7 +271,7 @@ impl Server {
         }
     }
 
-    /// Gateway nodes (1 unless a cluster).
+    /// Nodes (1 unless a cluster).
     pub fn nodes(&self) -> usize {
         match &self.inner {
             Inner::Cluster(c) => c.len(),
@@ -255,7 +283,7 @@ impl Server {
     pub fn kill_node(&self, k: usize) -> anyhow::Result<()> {
         match &self.inner {
             Inner::Cluster(c) => c.kill9(k),
-            _ => bail!("only a Redis-mode cluster has nodes to kill"),
+            _ => bail!("only a target of several nodes has nodes to kill"),
         }
     }
 
@@ -285,6 +313,36 @@ impl Server {
             }
         }
     }
+}
+
+/// Starts `program` with `args` in the peers folder (pinned to the server core, with `env` on
+/// top of this process's): its pid, the address it prints, and the process.
+async fn spawn(
+    program: &Path,
+    args: &[String],
+    bins: &Bins,
+    env: &[(&str, String)],
+) -> anyhow::Result<(u32, String, Child)> {
+    let mut cmd = match bins.server_core {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", &c.to_string()]).arg(program);
+            t
+        }
+        None => Command::new(program),
+    };
+    let mut child = cmd
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&bins.peers)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let pid = child.id().context("server pid")?;
+    let base = read_address(&mut child).await?;
+    Ok((pid, base, child))
 }
 
 /// Reads the child's stdout until it prints `listening http://…`, then keeps draining it.

@@ -1,6 +1,7 @@
 //! `tsunagu-load suite`: every scenario against the gateway (memory store, and Redis mode with
-//! 2-3 nodes: target `gateway-redis`, scenario (f)), the peers and the floor, in one run, targets
-//! interleaved and rounds repeated; results written as JSON, Markdown and SVG.
+//! 2-3 nodes: target `gateway-redis`, scenario (f)), the peers (and `socketio-redis`, the peer on
+//! as many nodes) and the floor, in one run, targets interleaved and rounds repeated; results
+//! written as JSON, Markdown and SVG.
 //! Fails (non-zero exit) when correctness breaks: a message lost or duplicated in the
 //! reconnect storm, an order violation or a failed arrival in the gateway's burst, a message not
 //! delivered in the gateway's steady chat at smoke size.
@@ -17,9 +18,17 @@ use crate::servers::{default_peers, Bins, Target};
 
 const SCENARIOS: [&str; 6] = ["idle", "steady", "burst", "storm", "slow", "floor"];
 
-/// Targets when `--targets` is not given. `gateway-redis` is left out (with a warning) when
-/// `redis-server` is not installed; asked for by name, it fails instead.
-const DEFAULT_TARGETS: [&str; 6] = ["gateway", "gateway-redis", "bun", "ws", "socketio", "relay"];
+/// Targets when `--targets` is not given. `gateway-redis` and `socketio-redis` are left out
+/// (with a warning) when `redis-server` is not installed; asked for by name, they fail instead.
+const DEFAULT_TARGETS: [&str; 7] = [
+    "gateway",
+    "gateway-redis",
+    "bun",
+    "ws",
+    "socketio",
+    "socketio-redis",
+    "relay",
+];
 
 #[derive(clap::Args, Clone)]
 pub struct SuiteArgs {
@@ -29,8 +38,8 @@ pub struct SuiteArgs {
     /// Rounds (interleaved runs of every target); default 1 for smoke, 3 for full.
     #[arg(long)]
     rounds: Option<usize>,
-    /// Targets, comma-separated: gateway, gateway-redis, gateway-baseline (with --baseline), bun, ws, socketio, relay (default: all;
-    /// gateway-redis only if redis-server is installed).
+    /// Targets, comma-separated: gateway, gateway-redis, gateway-baseline (with --baseline), bun, ws, socketio, socketio-redis, relay
+    /// (default: all but gateway-baseline; gateway-redis and socketio-redis only if redis-server is installed).
     #[arg(long, value_delimiter = ',')]
     targets: Option<Vec<String>>,
     /// Scenarios, comma-separated: idle, steady, burst, storm, slow, floor.
@@ -56,8 +65,8 @@ pub struct SuiteArgs {
     /// Where results go (a new folder per run inside it).
     #[arg(long, default_value = "load-tests/results")]
     out: PathBuf,
-    /// Gateway nodes of the `gateway-redis` target (scenario (f)): a redis-server of the tool's
-    /// own (from PATH) and this many gateway processes sharing it.
+    /// Nodes of the `gateway-redis` target (scenario (f)) and of its peer `socketio-redis`: a
+    /// redis-server of the tool's own (from PATH) and this many processes sharing it.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
     redis_nodes: u8,
 }
@@ -90,7 +99,8 @@ fn now_utc() -> String {
 fn applies(scenario: &str, t: Target) -> bool {
     match scenario {
         "burst" | "slow" => t.has_queue(),
-        // Resuming after a drop is the gateway's protocol; the peers keep no log to resume.
+        // Resuming after a drop is the gateway's protocol; the peers keep no log to resume (nor
+        // does socketio-redis: a killed node's people would start new conversations).
         "storm" => t.is_gateway(),
         _ => true,
     }
@@ -205,9 +215,10 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         None => DEFAULT_TARGETS
             .iter()
             .filter(|t| {
-                let skip = **t == "gateway-redis" && cluster::redis_server_on_path().is_none();
+                let redis = Target::parse(t).is_ok_and(Target::uses_redis);
+                let skip = redis && cluster::redis_server_on_path().is_none();
                 if skip {
-                    eprintln!("suite: no redis-server on PATH: target gateway-redis left out");
+                    eprintln!("suite: no redis-server on PATH: target {t} left out");
                 }
                 !skip
             })
@@ -218,7 +229,7 @@ pub async fn suite(args: SuiteArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| Target::parse(s))
         .collect::<anyhow::Result<_>>()?;
-    if targets.contains(&Target::GatewayRedis) {
+    if targets.iter().any(|t| t.uses_redis()) {
         cluster::require_redis_server()?;
     }
     for s in &args.scenarios {
