@@ -27,6 +27,8 @@ pub struct Settings {
     pub widget: WidgetSettings,
     pub directory: DirectorySettings,
     pub escalation: EscalationSettings,
+    /// Server-side alert conditions' thresholds (`gateway/src/alerting/`).
+    pub alerts: crate::alerting::AlertSettings,
     /// LINE official accounts (`docs/connectors-line.md`); no channels: the connector is off.
     pub line: crate::connectors::line::LineSettings,
     /// Phone intake through a Twilio-compatible provider (`docs/connectors-phone.md`); off
@@ -229,6 +231,12 @@ impl Settings {
         anyhow::ensure!(
             self.server.tls_cert_file.is_some() == self.server.tls_key_file.is_some(),
             "server.tls_cert_file and server.tls_key_file go together"
+        );
+        let al = &self.alerts;
+        anyhow::ensure!(al.check_ms >= 100, "alerts.check_ms must be at least 100");
+        anyhow::ensure!(
+            al.open_from_hour <= 23 && al.open_until_hour <= 24,
+            "alerts.open_from_hour must be 0-23 and alerts.open_until_hour 0-24"
         );
         let esc = &self.escalation;
         if esc.is_enabled() {

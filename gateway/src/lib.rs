@@ -39,6 +39,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod alert;
+pub mod alerting;
 pub mod auth;
 pub mod clock;
 pub mod cluster;

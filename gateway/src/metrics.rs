@@ -28,6 +28,14 @@ pub struct Gauges {
     pub conversations: [(&'static str, u32); 4],
     /// Operators by state label (`on_duty`, `away`, `off_duty`, `busy`, `disconnected`).
     pub operators: [(&'static str, u32); 5],
+    /// Alert conditions by kind, whether each holds now (`alerting::AlertKind`).
+    pub alerts_active: Vec<(&'static str, bool)>,
+    /// Whether the dashboard could be read from the store; when not, the queue and staffing
+    /// gauges keep their last values and `tsunagu_store_up` is 0.
+    pub store_up: bool,
+    /// Failed escalation deliveries since start, and records whose delivery is failing now.
+    pub escalation_delivery_failures: u64,
+    pub escalation_deliveries_failing: u32,
 }
 
 pub struct Metrics {
@@ -45,6 +53,11 @@ pub struct Metrics {
     ended: Family<Labels, Counter>,
     errors: Family<Labels, Counter>,
     emergencies: Counter,
+    alerts_raised: Family<Labels, Counter>,
+    alerts_active: Family<Labels, Gauge>,
+    store_up: Gauge,
+    escalation_delivery_failures: Counter,
+    escalation_deliveries_failing: Gauge,
     /// Seconds from arrival to an operator answering.
     pub wait_seconds: Histogram,
     /// Seconds people waited before leaving unanswered.
@@ -72,6 +85,11 @@ impl Metrics {
             ended: Family::default(),
             errors: Family::default(),
             emergencies: Counter::default(),
+            alerts_raised: Family::default(),
+            alerts_active: Family::default(),
+            store_up: Gauge::default(),
+            escalation_delivery_failures: Counter::default(),
+            escalation_deliveries_failing: Gauge::default(),
             // 1 s … about 4.5 h in doublings.
             wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             abandoned_wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
@@ -128,6 +146,31 @@ impl Metrics {
             m.emergencies.clone(),
         );
         registry.register(
+            "alerts_raised",
+            "Alert episodes announced by this node, by kind and severity",
+            m.alerts_raised.clone(),
+        );
+        registry.register(
+            "alerts_active",
+            "Alert conditions holding now, by kind (1 holds, 0 not)",
+            m.alerts_active.clone(),
+        );
+        registry.register(
+            "store_up",
+            "Whether this node could read the store at the last scrape (1) or not (0)",
+            m.store_up.clone(),
+        );
+        registry.register(
+            "escalation_delivery_failures",
+            "Failed deliveries of escalation records to the case system",
+            m.escalation_delivery_failures.clone(),
+        );
+        registry.register(
+            "escalation_deliveries_failing",
+            "Escalation records whose delivery is failing now (waiting for a retry)",
+            m.escalation_deliveries_failing.clone(),
+        );
+        registry.register(
             "abandoned_wait_seconds",
             "Time people waited before leaving unanswered",
             m.abandoned_wait_seconds.clone(),
@@ -169,6 +212,13 @@ impl Metrics {
         self.emergencies.inc();
     }
 
+    /// An alert episode announced.
+    pub fn alert_raised(&self, kind: &'static str, severity: &'static str) {
+        self.alerts_raised
+            .get_or_create(&vec![("kind", kind), ("severity", severity)])
+            .inc();
+    }
+
     pub fn error(&self, code: &'static str) {
         self.errors.get_or_create(&vec![("code", code)]).inc();
     }
@@ -182,18 +232,32 @@ impl Metrics {
     /// Refreshes gauges from a snapshot and renders the text exposition format.
     pub fn render(&self, snapshot: impl Into<Gauges>) -> String {
         let g = snapshot.into();
-        self.queue_length.set(g.waiting.into());
-        self.longest_wait.set(g.longest_wait_ms as f64 / 1000.0);
-        for (state, n) in g.conversations {
-            self.conversations
-                .get_or_create(&vec![("state", state)])
-                .set(n.into());
+        self.store_up.set(g.store_up.into());
+        if g.store_up {
+            self.queue_length.set(g.waiting.into());
+            self.longest_wait.set(g.longest_wait_ms as f64 / 1000.0);
+            for (state, n) in g.conversations {
+                self.conversations
+                    .get_or_create(&vec![("state", state)])
+                    .set(n.into());
+            }
+            for (state, n) in g.operators {
+                self.operators
+                    .get_or_create(&vec![("state", state)])
+                    .set(n.into());
+            }
         }
-        for (state, n) in g.operators {
-            self.operators
-                .get_or_create(&vec![("state", state)])
-                .set(n.into());
+        for (kind, on) in g.alerts_active {
+            self.alerts_active
+                .get_or_create(&vec![("kind", kind)])
+                .set(on.into());
         }
+        // A counter only goes up: add what happened since the last scrape.
+        let seen = self.escalation_delivery_failures.get();
+        self.escalation_delivery_failures
+            .inc_by(g.escalation_delivery_failures.saturating_sub(seen));
+        self.escalation_deliveries_failing
+            .set(g.escalation_deliveries_failing.into());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

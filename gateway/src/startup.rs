@@ -109,7 +109,8 @@ impl Application {
         };
         let mut engine = Engine::new(store, settings.conversation.clone(), metrics)
             .with_clock(clock.clone())
-            .with_escalations(escalations);
+            .with_escalations(escalations)
+            .with_alerts(settings.alerts.clone());
         let mut cluster_bus = None;
         if let Some((b, sender)) = bus {
             engine = engine.with_bus(sender);

@@ -69,16 +69,27 @@ function render(s) {
   E.closed.textContent = String(num(today.closed));
   E.abandoned.textContent = String(num(today.abandoned));
 
-  const thin = onDuty < 2;
+  // Staffing, waits and deliveries are decided on the server (gateway/src/alerting/): the page
+  // shows the conditions the snapshot says hold, with the server's counts and thresholds.
+  const conditions = Array.isArray(s.conditions) ? s.conditions : [];
+  const cond = (kind) => conditions.find((c) => c && c.kind === kind);
+  const nobody = cond('nobody_on_duty');
+  const few = cond('few_on_duty');
+  const longWait = cond('long_wait');
+  const failing = cond('delivery_failing');
+  const thin = Boolean(nobody || few);
   const long = waiting > 5;
   E.cardOperators.classList.toggle('hot', thin);
   E.cardWaiting.classList.toggle('hot', long);
-  E.cardLongest.classList.toggle('hot', long);
+  E.cardLongest.classList.toggle('hot', long || Boolean(longWait));
   const banners = [];
-  if (thin) banners.push(el('p', { class: 'banner', data: { testid: 'alert-thin' }, i18n: ['coord.thin', { n: onDuty }] }));
+  if (nobody) banners.push(el('p', { class: 'banner', data: { testid: 'alert-thin' }, i18n: ['coord.nobody', {}] }));
+  else if (few) banners.push(el('p', { class: 'banner', data: { testid: 'alert-thin' }, i18n: ['coord.thin', { n: num(few.value), min: num(few.threshold) }] }));
   if (long) banners.push(el('p', { class: 'banner', data: { testid: 'alert-queue' }, i18n: ['coord.queueLong', { n: waiting }] }));
+  if (longWait) banners.push(el('p', { class: 'banner', data: { testid: 'alert-long-wait' }, i18n: ['coord.longWait', { min: Math.round(num(longWait.threshold) / 60) }] }));
+  if (failing) banners.push(el('p', { class: 'banner', data: { testid: 'alert-delivery' }, i18n: ['coord.deliveryFailing', { n: num(failing.value) }] }));
   // Only touch the live region when the set of banners changes.
-  const sig = `${thin ? onDuty : '-'}|${long ? waiting : '-'}`;
+  const sig = `${nobody ? 0 : few ? num(few.value) : '-'}|${long ? waiting : '-'}|${longWait ? 1 : '-'}|${failing ? num(failing.value) : '-'}`;
   if (E.banners.dataset.sig !== sig) { E.banners.dataset.sig = sig; E.banners.replaceChildren(...banners); }
 
   renderOverloaded(s.overloaded === true);

@@ -40,6 +40,7 @@ impl Engine {
         }
         let alert = self.stats().raise_help(name, conv, self.now_ms());
         self.share_alert(alert);
+        self.announce(crate::alerting::AlertKind::Help, Some(conv), None, 1);
         tracing::info!(operator = %op, conversation = %conv, "help requested");
         Ok(())
     }
@@ -198,6 +199,18 @@ impl Engine {
                 .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
         self.share_alert(alert);
         self.metrics.emergency();
+        let record = a.after.emergency.as_ref().map_or(record, |e| e.record);
+        self.alert_emergency(conv, record, &category).await;
+        if created {
+            // The record goes to the case system now, and again complete at the close.
+            let esc = self.escalations.clone();
+            let now = self.now_ms();
+            tokio::spawn(async move {
+                if let Some(esc) = esc {
+                    esc.deliver_raised(record, now).await;
+                }
+            });
+        }
         tracing::warn!(conversation = %conv, record = %record, "emergency flagged; coordinators alerted");
         self.send_summary(&a.after);
         Ok(())

@@ -10,6 +10,7 @@
 //! [`Engine`] itself, its construction, and the helpers every part shares.
 
 mod access;
+mod alerting;
 mod coordinator;
 mod error;
 pub mod follower;
@@ -95,6 +96,10 @@ pub struct Engine {
     /// The heartbeat's outcomes: whether this node is cut off from the store long enough for
     /// its clients to be sent elsewhere (only the heartbeat task locks it, never across await).
     store_watch: Mutex<store_watch::StoreWatch>,
+    /// Thresholds of the server-side alerts (`[alerts]`).
+    alert_cfg: crate::alerting::AlertSettings,
+    /// The alert conditions holding now, as this node evaluated them last.
+    conditions: Mutex<crate::alerting::Conditions>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -146,6 +151,8 @@ impl Engine {
             overloaded: AtomicBool::new(false),
             bus: None,
             store_watch: Mutex::new(store_watch::StoreWatch::default()),
+            alert_cfg: crate::alerting::AlertSettings::default(),
+            conditions: Mutex::new(crate::alerting::Conditions::default()),
         }
     }
 
@@ -159,6 +166,16 @@ impl Engine {
     pub fn with_bus(mut self, bus: BusSender) -> Self {
         self.bus = Some(bus);
         self
+    }
+
+    pub fn with_alerts(mut self, cfg: crate::alerting::AlertSettings) -> Self {
+        self.alert_cfg = cfg;
+        self
+    }
+
+    /// How often alert conditions are evaluated.
+    pub fn alert_check_ms(&self) -> u64 {
+        self.alert_cfg.check_ms
     }
 
     pub fn with_escalations(mut self, escalations: Option<Arc<Escalations>>) -> Self {

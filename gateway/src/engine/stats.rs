@@ -205,6 +205,8 @@ pub struct Dashboard {
     pub emergencies: Vec<OpenEmergency>,
     /// Overloaded mode (waiting people are told about other helplines).
     pub overloaded: bool,
+    /// Alert conditions holding now, decided on the server (`alerting`), most severe first.
+    pub conditions: Vec<crate::alerting::ActiveAlert>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +239,13 @@ impl From<&Dashboard> for Gauges {
                 ("busy", o.busy),
                 ("disconnected", o.disconnected),
             ],
+            alerts_active: crate::alerting::AlertKind::CONDITIONS
+                .iter()
+                .map(|k| (k.as_str(), d.conditions.iter().any(|c| c.kind == *k)))
+                .collect(),
+            store_up: true,
+            escalation_delivery_failures: 0,
+            escalation_deliveries_failing: 0,
         }
     }
 }
@@ -316,6 +325,8 @@ impl Engine {
             e.acknowledged_by = stats.emergency_acknowledged_by(e.conversation);
         }
         d.emergencies.sort_by_key(|e| e.raised_at);
+        drop(stats);
+        d.conditions = self.active_conditions();
         Ok(d)
     }
 

@@ -1,5 +1,6 @@
 //! Background work: timers (offer timeouts, grace periods, idle and maximum length, wrap-up),
-//! the dispatcher that makes offers, and queue-position updates.
+//! the dispatcher that makes offers, queue-position updates, and the alert conditions'
+//! evaluation (`engine::alerting`).
 //!
 //! Every timer is a deadline stored in the conversation or operator record and checked on each
 //! tick; the store's atomic `apply` re-checks the state, so a timer firing twice (or on two nodes)
@@ -56,6 +57,18 @@ pub fn spawn(engine: Arc<Engine>, shutdown: CancellationToken, tracker: &TaskTra
             tokio::select! {
                 _ = s.cancelled() => break,
                 _ = tick.tick() => e.heartbeat(e.now_ms()).await,
+            }
+        }
+    });
+    let e = Arc::clone(&engine);
+    let s = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(e.alert_check_ms().max(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = s.cancelled() => break,
+                _ = tick.tick() => { e.check_alerts().await; }
             }
         }
     });

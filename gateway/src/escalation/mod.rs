@@ -127,6 +127,10 @@ pub struct Escalations {
     http: reqwest::Client,
     /// Records whose delivery failed: when to try next, and the current backoff.
     retry: Mutex<HashMap<Ulid, (Millis, u64)>>,
+    /// Open records whose delivery at the flag failed: when to try next, and the backoff.
+    raise_retry: Mutex<HashMap<Ulid, (Millis, u64)>>,
+    /// Failed delivery attempts since start (`tsunagu_escalation_delivery_failures_total`).
+    failures: std::sync::atomic::AtomicU64,
     /// Where "now" comes from: when a record is opened, and each audit entry.
     clock: Clock,
 }
@@ -162,6 +166,8 @@ impl Escalations {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,
             retry: Mutex::new(HashMap::new()),
+            raise_retry: Mutex::new(HashMap::new()),
+            failures: std::sync::atomic::AtomicU64::new(0),
             clock,
         }))
     }

@@ -191,12 +191,20 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let snapshot = app
-        .engine
-        .dashboard()
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let body = app.engine.metrics.render(&snapshot);
+    // A store this node cannot read still gets a scrape (`tsunagu_store_up 0`), so that
+    // Prometheus tells an unreachable store from a gateway that is down.
+    let mut gauges = match app.engine.dashboard().await {
+        Ok(d) => crate::metrics::Gauges::from(&d),
+        Err(_) => crate::metrics::Gauges {
+            store_up: false,
+            ..Default::default()
+        },
+    };
+    if let Some(esc) = &app.engine.escalations {
+        gauges.escalation_delivery_failures = esc.delivery_failures();
+        gauges.escalation_deliveries_failing = esc.failing_deliveries();
+    }
+    let body = app.engine.metrics.render(gauges);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,8 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// The connectors' people and the shared statistics ([`super::links`]).
     links: super::links::MemoryLinks,
+    /// Alert episodes taken ([`Store::claim_episode`]).
+    episodes: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MemoryStore {
@@ -259,6 +261,17 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn claim_episode(&self, key: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut e = self.episodes.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(e.insert(key.to_owned()))
+    }
+
+    async fn end_episode(&self, key: &str) -> Result<(), StoreError> {
+        let mut e = self.episodes.lock().unwrap_or_else(|e| e.into_inner());
+        e.remove(key);
+        Ok(())
+    }
+
     async fn link(
         &self,
         key: &str,

@@ -338,6 +338,16 @@ pub trait Store: Send + Sync + 'static {
     async fn first_time(&self, _key: &str) -> Result<Option<bool>, StoreError> {
         Ok(None)
     }
+    /// Takes the shared key of an alert episode (`SET NX` with a time to live): `true` for the
+    /// first node to take it, `false` while it is held. One process (the memory store) keeps
+    /// the keys in memory.
+    async fn claim_episode(&self, _key: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Ends an alert episode: its key may be taken again.
+    async fn end_episode(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
     /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
     /// engine counts in memory.

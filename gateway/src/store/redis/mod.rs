@@ -366,6 +366,14 @@ impl Store for RedisStore {
         self.seen_first(key).await
     }
 
+    async fn claim_episode(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.take_episode(key, ttl_ms).await
+    }
+
+    async fn end_episode(&self, key: &str) -> Result<(), StoreError> {
+        self.drop_episode(key).await
+    }
+
     async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
         self.count_on(day, event).await
     }

@@ -46,6 +46,26 @@ impl RedisStore {
         Ok(Some(set.is_some()))
     }
 
+    /// [`crate::store::Store::claim_episode`]: `P:episode:{key}`, set if absent.
+    pub(super) async fn take_episode(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(&["episode", key]))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let set: Option<String> = self.query_cmd(set).await?;
+        Ok(set.is_some())
+    }
+
+    /// [`crate::store::Store::end_episode`].
+    pub(super) async fn drop_episode(&self, key: &str) -> Result<(), StoreError> {
+        let mut del = redis::cmd("DEL");
+        del.arg(self.key(&["episode", key]));
+        let _: i64 = self.query_cmd(del).await?;
+        Ok(())
+    }
+
     /// [`crate::store::Store::count_today`].
     pub(super) async fn count_on(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
         let key = self.key(&["today", &day.to_string()]);

@@ -1,0 +1,143 @@
+//! The engine's side of server-side alerts (`crate::alerting`): evaluating conditions from the
+//! dashboard snapshot on every node, announcing each episode once across the cluster, and
+//! announcing the events raised at once (an emergency flag, a help request).
+//!
+//! Every node evaluates (its coordinator view shows what holds); only the holder of the
+//! store's `alerts` lease announces a condition, and only after taking the episode's shared key
+//! (`SET NX`), which it deletes when the condition clears: a node that takes the lease over in
+//! the middle of an episode finds the key taken and stays quiet. The store being unreachable is
+//! a fact of one node, announced by that node. Announcing is a log line at warn and a metric
+//! today; the delivery channels of issue 21 hang off [`Engine::announce`].
+
+use crate::alerting::{episode_key, ActiveAlert, AlertKind, Observation, Staffing, Transition};
+use crate::conversation::ConversationId;
+
+use super::Engine;
+
+/// The lease that decides which node announces conditions.
+const LEASE: &str = "alerts";
+
+impl Engine {
+    /// The conditions holding now, as this node last evaluated them.
+    pub fn active_conditions(&self) -> Vec<ActiveAlert> {
+        self.conditions().active()
+    }
+
+    fn conditions(&self) -> std::sync::MutexGuard<'_, crate::alerting::Conditions> {
+        self.conditions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Evaluates the alert conditions now and announces what began (once per episode across
+    /// the cluster); returns the changes this node saw.
+    pub async fn check_alerts(&self) -> Vec<Transition> {
+        let now = self.now_ms();
+        let staffing = match self.dashboard().await {
+            Ok(d) => Some(Staffing {
+                on_duty: d.operators.on_duty,
+                waiting: d.waiting,
+                longest_wait_ms: d.longest_wait_ms,
+                overloaded: d.overloaded,
+            }),
+            Err(_) => None,
+        };
+        let obs = Observation {
+            store_reachable: staffing.is_some(),
+            staffing,
+            failing_deliveries: self
+                .escalations
+                .as_ref()
+                .map_or(0, |e| e.failing_deliveries()),
+        };
+        let changes = self.conditions().evaluate(&self.alert_cfg, &obs, now);
+        if changes.is_empty() {
+            return changes;
+        }
+        let leader = match self
+            .store
+            .lead(LEASE, self.alert_cfg.check_ms.saturating_mul(3))
+            .await
+        {
+            Ok(l) => l,
+            Err(_) => false,
+        };
+        for t in &changes {
+            match t {
+                Transition::Raised(a) if a.kind.is_local() => {
+                    self.announce(a.kind, None, None, a.value)
+                }
+                Transition::Raised(a) if leader => {
+                    match self
+                        .store
+                        .claim_episode(&episode_key(a.kind), self.alert_cfg.episode_ttl_ms)
+                        .await
+                    {
+                        Ok(true) => self.announce(a.kind, None, None, a.value),
+                        Ok(false) => {
+                            tracing::debug!(alert = a.kind.as_str(), "episode already announced")
+                        }
+                        Err(e) => {
+                            tracing::warn!(alert = a.kind.as_str(), error = %e, "could not take the episode key; announcing")
+                        }
+                    }
+                }
+                Transition::Raised(_) => {}
+                Transition::Cleared { kind, since, at } => {
+                    if leader && !kind.is_local() {
+                        if let Err(e) = self.store.end_episode(&episode_key(*kind)).await {
+                            tracing::warn!(alert = kind.as_str(), error = %e, "could not end the episode key");
+                        }
+                    }
+                    tracing::info!(
+                        alert = kind.as_str(),
+                        lasted_ms = at.saturating_sub(*since),
+                        "alert cleared"
+                    );
+                }
+            }
+        }
+        changes
+    }
+
+    /// An emergency flag was raised on `conv`: announced at once, once per escalation record
+    /// (a retry, a second flag on the same conversation or a concurrent one adds nothing).
+    pub(super) async fn alert_emergency(
+        &self,
+        conv: ConversationId,
+        record: ulid::Ulid,
+        category: &str,
+    ) {
+        let first = self
+            .store
+            .claim_episode(
+                &format!("emergency:{record}"),
+                self.alert_cfg.episode_ttl_ms,
+            )
+            .await
+            .unwrap_or(true);
+        if first {
+            self.announce(AlertKind::Emergency, Some(conv), Some(category), 1);
+        }
+    }
+
+    /// Announces an alert: a log line at warn with its kind, severity, the conversation's id
+    /// (for the link to the console) and category where there are, and the count; never
+    /// content, a LINE id or a phone number.
+    pub(super) fn announce(
+        &self,
+        kind: AlertKind,
+        conv: Option<ConversationId>,
+        category: Option<&str>,
+        value: u64,
+    ) {
+        let severity = kind.severity().as_str();
+        self.metrics.alert_raised(kind.as_str(), severity);
+        tracing::warn!(
+            alert = kind.as_str(),
+            severity,
+            conversation = conv.map(|c| c.to_string()),
+            category,
+            value,
+            "alert raised"
+        );
+    }
+}
