@@ -9,6 +9,8 @@
 //! Figures (kill -9 resume, latency, failover gap) are printed with `println!`: run with
 //! `cargo test -p gateway --test cluster -- --nocapture` to see them.
 
+#[path = "cluster/alerts.rs"]
+mod alerts;
 #[path = "cluster/client.rs"]
 mod client;
 #[path = "cluster/conversation.rs"]

@@ -141,3 +141,78 @@ impl Engine {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::alerting::{AlertKind, AlertSettings, Transition};
+    use crate::clock::Clock;
+    use crate::engine::{ConversationSettings, Engine};
+    use crate::metrics::Metrics;
+    use crate::store::{MemoryStore, Store};
+
+    fn raised(t: &[Transition]) -> Vec<AlertKind> {
+        t.iter()
+            .filter_map(|t| match t {
+                Transition::Raised(a) => Some(a.kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn announced(m: &Metrics, kind: &str) -> bool {
+        m.render(crate::metrics::Gauges::default())
+            .lines()
+            .any(|l| {
+                l.starts_with("tsunagu_alerts_raised_total{")
+                    && l.contains(kind)
+                    && l.ends_with(" 1")
+            })
+    }
+
+    /// Two engines on one store (as two nodes on one Redis, with the memory store's episode
+    /// keys): both show the empty night, one announces it; when it ends and begins again, it
+    /// is announced again, once.
+    #[tokio::test]
+    async fn two_engines_on_one_store_show_an_episode_on_both_and_announce_it_once() {
+        let clock = Clock::manual(1_796_580_000_000);
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let node = || {
+            let m = Arc::new(Metrics::new());
+            let e = Engine::new(
+                Arc::clone(&store),
+                ConversationSettings::default(),
+                Arc::clone(&m),
+            )
+            .with_clock(clock.clone())
+            .with_alerts(AlertSettings::default());
+            (e, m)
+        };
+        let (a, ma) = node();
+        let (b, mb) = node();
+        assert_eq!(
+            raised(&a.check_alerts().await),
+            vec![AlertKind::NobodyOnDuty]
+        );
+        assert_eq!(
+            raised(&b.check_alerts().await),
+            vec![AlertKind::NobodyOnDuty]
+        );
+        assert_eq!(
+            b.dashboard().await.unwrap().conditions[0].kind,
+            AlertKind::NobodyOnDuty
+        );
+        assert!(announced(&ma, "nobody_on_duty"));
+        assert!(
+            !announced(&mb, "nobody_on_duty"),
+            "the second node stays quiet"
+        );
+        for _ in 0..10 {
+            clock.advance(2_000);
+            assert!(a.check_alerts().await.is_empty());
+            assert!(b.check_alerts().await.is_empty());
+        }
+        assert!(announced(&ma, "nobody_on_duty"), "still once");
+    }
+}

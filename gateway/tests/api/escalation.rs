@@ -489,10 +489,17 @@ async fn a_closed_record_is_delivered_signed_to_the_case_system_with_retries_the
     op.act("end", &c, json!({})).await;
     op.act("wrap_up", &c, json!({"category":"health"})).await;
 
-    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .expect("delivered in time")
-        .unwrap();
+    // The delivery at the flag (item 5 of issue 21) may come first; this test is about the
+    // completed record.
+    let (headers, body) = loop {
+        let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("delivered in time")
+            .unwrap();
+        if headers["x-tsunagu-stage"] == "closed" {
+            break (headers, body);
+        }
+    };
     let ts = headers["x-tsunagu-timestamp"].to_str().unwrap();
     let sig = headers["x-tsunagu-signature"].to_str().unwrap();
     assert!(
@@ -526,6 +533,76 @@ async fn a_closed_record_is_delivered_signed_to_the_case_system_with_retries_the
     assert!(gone, "record removed after delivery");
     let trail = app.state.engine.escalations.as_ref().unwrap().audit_trail();
     assert!(trail.iter().any(|a| a.action == "delivered"));
+    app.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 21, item 5: the record reaches the case system when the flag is raised (open, the
+/// transcript so far), and again at the close, complete, under the same record id.
+#[tokio::test]
+async fn a_record_is_delivered_when_the_flag_is_raised_and_again_complete_at_the_close() {
+    let dir = temp_dir();
+    let (url, mut received) = case_system(1).await;
+    let app = flagging_app(&dir, move |s| {
+        s.escalation.webhook_url = Some(url);
+        s.escalation.webhook_secret = Some("case-system-secret".into());
+        s.escalation.webhook_backoff_ms = 50;
+        s.escalation.sweep_ms = 50;
+    })
+    .await;
+    let mut op = app.operator("sakura", 2, false).await;
+    let mut v = app.visitor("ja").await;
+    let c = op.take().await;
+    v.say("助けてほしい").await;
+    op.act("flag", &c, json!({"category":"self_harm","reason":"危険"}))
+        .await;
+
+    // The first attempt fails (500): retried while the record is open.
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("delivered at the flag")
+        .unwrap();
+    assert_eq!(headers["x-tsunagu-stage"], "raised");
+    let ts = headers["x-tsunagu-timestamp"].to_str().unwrap();
+    let sig = headers["x-tsunagu-signature"].to_str().unwrap();
+    assert!(python_verifies("case-system-secret", ts, &body, sig));
+    let rec: Value = serde_json::from_str(&body).unwrap();
+    let id = rec["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers["x-tsunagu-record"], id.as_str());
+    assert_eq!(rec["closed"], false);
+    assert_eq!(rec["flags"][0]["category"], "self_harm");
+    assert_eq!(rec["transcript"][0]["text"], "助けてほしい");
+    let esc = app.state.engine.escalations.as_ref().unwrap();
+    assert!(
+        esc.delivery_failures() >= 1,
+        "the failed attempt is counted"
+    );
+
+    v.say("いま家にいる").await;
+    op.act("end", &c, json!({})).await;
+    op.act("wrap_up", &c, json!({"category":"health"})).await;
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("delivered at the close")
+        .unwrap();
+    assert_eq!(headers["x-tsunagu-stage"], "closed");
+    assert_eq!(headers["x-tsunagu-record"], id.as_str());
+    let rec: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rec["closed"], true);
+    assert!(body.contains("いま家にいる"), "the completed transcript");
+    // The gateway audits once the case system has answered, just after it received the body.
+    let mut audited = false;
+    for _ in 0..50 {
+        let trail = esc.audit_trail();
+        if trail.iter().any(|a| a.action == "delivered") {
+            assert!(trail.iter().any(|a| a.action == "delivered_at_flag"));
+            audited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(audited, "both deliveries audited");
+    assert_eq!(esc.failing_deliveries(), 0);
     app.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
