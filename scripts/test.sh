@@ -32,6 +32,8 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 # or thin their links with nftables (without `nft` they cut by neighbour entries and skip loss).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/alerts.yml.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   step "Installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -57,6 +59,9 @@ step "Installing browser-test packages (npm ci)"
 
 step "Installing the load-test peer servers (npm ci in load-tests/peers)"
 (cd load-tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+
+step "Prometheus alerting rules (promtool check rules, promtool test rules)"
+(cd deploy/prometheus && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
