@@ -188,6 +188,9 @@ pub enum Transition {
     },
 }
 
+/// A condition that holds: its count and threshold.
+type Holds = (u64, Option<u64>);
+
 /// The conditions that hold now, each with its episode's start.
 #[derive(Debug, Default)]
 pub struct Conditions {
@@ -203,7 +206,7 @@ impl Conditions {
         obs: &Observation,
         now: Millis,
     ) -> Vec<Transition> {
-        let mut holds: Vec<(AlertKind, Option<(u64, Option<u64>)>)> = Vec::new();
+        let mut holds: Vec<(AlertKind, Option<Holds>)> = Vec::new();
         holds.push((
             AlertKind::StoreUnreachable,
             (!obs.store_reachable).then_some((1, None)),

@@ -52,14 +52,11 @@ impl Engine {
         if changes.is_empty() {
             return changes;
         }
-        let leader = match self
+        let leader: bool = self
             .store
             .lead(LEASE, self.alert_cfg.check_ms.saturating_mul(3))
             .await
-        {
-            Ok(l) => l,
-            Err(_) => false,
-        };
+            .unwrap_or_default();
         for t in &changes {
             match t {
                 Transition::Raised(a) if a.kind.is_local() => {
