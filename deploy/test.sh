@@ -109,6 +109,21 @@ exposure="$(systemd-analyze security --offline=true "$work/systemd/tsunagu.servi
   | grep -o 'Overall exposure level.*' || true)"
 echo "unit verified; $exposure ($(since "$t"))"
 
+# The figures the files are sized from, against the gateway's defaults in docs/configuration.md.
+default_ms() { sed -nE "s/^\| \`$1\` \| \`([0-9]+)\`.*/\1/p" docs/configuration.md; }
+heartbeat_ms="$(default_ms heartbeat_ms)"; grace_ms="$(default_ms shutdown_grace_ms)"
+stop_s="$(grep -oE '^TimeoutStopSec=[0-9]+s$' deploy/systemd/tsunagu.service | grep -oE '[0-9]+')"
+read_s="$(grep -oE 'proxy_read_timeout [0-9]+s;' deploy/nginx/tsunagu.conf | grep -oE '[0-9]+')"
+send_s="$(grep -oE 'proxy_send_timeout [0-9]+s;' deploy/nginx/tsunagu.conf | grep -oE '[0-9]+')"
+: "${heartbeat_ms:?}" "${grace_ms:?}" "${stop_s:?}" "${read_s:?}" "${send_s:?}"
+if [ $((stop_s * 1000)) -le "$grace_ms" ] || [ $((read_s * 1000)) -le $((3 * heartbeat_ms)) ] \
+  || [ $((send_s * 1000)) -le $((3 * heartbeat_ms)) ]; then
+  echo "deploy: TimeoutStopSec=${stop_s}s must exceed shutdown_grace_ms ($grace_ms), nginx's" \
+    "timeouts (${read_s}s, ${send_s}s) 3 x heartbeat_ms ($heartbeat_ms)" >&2
+  exit 1
+fi
+echo "TimeoutStopSec ${stop_s} s > drain $((grace_ms / 1000)) s; nginx websocket timeouts ${read_s} s > 3 heartbeats $((3 * heartbeat_ms / 1000)) s"
+
 # --- 2. Caddy ------------------------------------------------------------------------------
 step "caddy validate deploy/caddy/Caddyfile"
 t="$(now)"
@@ -217,7 +232,8 @@ rm -rf "$work/base"
 t_step="$(now)"
 "${podman_cmd[@]}" build --quiet --layers=false --isolation chroot --network host --format docker \
   --build-arg BASE=localhost/tsunagu-test-base:latest -f deploy/Dockerfile \
-  -t localhost/tsunagu-gateway:test "$work/image" >/dev/null
+  -t localhost/tsunagu-gateway:test "$work/image" >"$work/build.log" 2>&1 \
+  || { tail -30 "$work/build.log"; echo "deploy: podman build failed" >&2; exit 1; }
 echo "podman build: $(since "$t_step")"
 base_size="$("${podman_cmd[@]}" image inspect --format '{{.Size}}' localhost/tsunagu-test-base:latest)"
 size="$("${podman_cmd[@]}" image inspect --format '{{.Size}}' localhost/tsunagu-gateway:test)"
