@@ -154,6 +154,10 @@ sed -e "s#/etc/letsencrypt/live/chat.npo.example/fullchain.pem#$work/tls/fullcha
     -e "/listen \[::\]:/d" \
     deploy/nginx/tsunagu.conf >"$work/nginx/tsunagu.conf"
 diff deploy/nginx/tsunagu.conf "$work/nginx/tsunagu.conf" | grep '^[<>]' || true
+if grep -nE 'chat\.npo\.example|:8080|listen (80|443)' "$work/nginx/tsunagu.conf"; then
+  echo "deploy: the substitutions above no longer match deploy/nginx/tsunagu.conf" >&2
+  exit 1
+fi
 # nginx.conf as deploy/README.md asks for (descriptors and connections), with its files here.
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes auto;
@@ -189,7 +193,7 @@ nginx -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" -g 'daemon off;' &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/healthz" 60
 for _ in $(seq 50); do
-  curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$https_port/healthz" && break
+  curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$https_port/healthz" 2>/dev/null && break
   sleep 0.1
 done
 python3 deploy/test/conversation.py --proxy "https://localhost:$https_port" \
