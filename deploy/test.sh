@@ -180,8 +180,7 @@ nginx -t -q -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log"
 
 gw_env=(TSUNAGU_SERVER__PORT="$gw_port"
   TSUNAGU_SERVER__PUBLIC_URL="https://localhost:$https_port"
-  TSUNAGU_DATABASE__SQLITE_PATH="$work/state/tsunagu.db"
-  TSUNAGU_ESCALATION__DIR="$work/state/escalations")
+  TSUNAGU_DATABASE__SQLITE_PATH="$work/state/tsunagu.db")
 head -c 24 /dev/urandom | base64 >"$work/password"
 (cd "$work/state" && env "${gw_env[@]}" "$debug_bin" --config "$repo/deploy/systemd/gateway.toml" \
   user add --username deploy-op --display-name "Deploy Operator" --password-stdin \

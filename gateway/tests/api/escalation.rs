@@ -262,7 +262,7 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     op.act("wrap_up", &c, json!({"category":"health"})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["suggest_pause"], true);
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     let rec: Value = app
         .get_json_as(&coord, &format!("/api/escalations/{rid}"))
         .await;
