@@ -75,10 +75,59 @@ pub enum Remote {
     Close { code: u16 },
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
+/// A message as published: who sent it, whom it is for, and the message.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    from: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<Audience>,
+    msg: &'a BusMsg,
+}
+
+/// A message as received: the message itself is parsed only if this node has someone it is
+/// for ([`Notify::wants`]). Every node receives every step of every conversation, and most
+/// are for sockets on one other node: reading the header alone keeps a node's work for the
+/// others' steps small.
+#[derive(Deserialize)]
+struct Received<'a> {
     from: String,
-    msg: BusMsg,
+    #[serde(default)]
+    to: Option<Audience>,
+    #[serde(borrow)]
+    msg: &'a serde_json::value::RawValue,
+}
+
+/// Whom a step is for: the sockets of its person and of the operators it concerns, and
+/// whether it may free a place or fill the queue (the dispatcher, wherever it runs, looks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audience {
+    #[serde(rename = "c")]
+    pub conversation: ConversationId,
+    #[serde(rename = "o", default)]
+    pub operators: Vec<OperatorId>,
+    #[serde(rename = "d", default)]
+    pub dispatch: bool,
+}
+
+impl BusMsg {
+    /// Whom this message is for, when that is narrower than every node (a step).
+    fn audience(&self) -> Option<Audience> {
+        let BusMsg::Applied { applied, .. } = self else {
+            return None;
+        };
+        let (before, after) = (&applied.before.state, &applied.after.state);
+        let mut operators: Vec<OperatorId> = before
+            .operator()
+            .into_iter()
+            .chain(after.operator())
+            .collect();
+        operators.dedup();
+        Some(Audience {
+            conversation: applied.after.id,
+            operators,
+            dispatch: before.kind() != after.kind(),
+        })
+    }
 }
 
 /// The sending side, held by the engine.
@@ -100,6 +149,9 @@ impl BusSender {
 pub trait Notify: Send + Sync + 'static {
     /// A message another node published.
     fn on_bus(&self, msg: BusMsg);
+    /// Whether this node holds a socket `to` names; if not, the message is not read, and the
+    /// node does only what the audience itself asks for (waking its dispatcher).
+    fn wants(&self, to: &Audience) -> bool;
     /// The subscription was (re)made: whatever was published meanwhile is lost, so every local
     /// socket reads the store after its own cursor.
     fn wake_local_sockets(&self) -> impl std::future::Future<Output = ()> + Send;
@@ -167,8 +219,9 @@ impl Bus {
                     let mut pipe = redis::pipe();
                     for msg in batch.drain(..) {
                         if let Ok(payload) = serde_json::to_string(&Envelope {
-                            from: node.clone(),
-                            msg,
+                            from: &node,
+                            to: msg.audience(),
+                            msg: &msg,
                         }) {
                             pipe.publish(&channel, payload).ignore();
                         }
@@ -203,9 +256,17 @@ impl Bus {
                             let Ok(payload) = msg.get_payload::<String>() else {
                                 continue;
                             };
-                            match serde_json::from_str::<Envelope>(&payload) {
-                                Ok(env) if env.from != node => engine.on_bus(env.msg),
-                                Ok(_) => {}
+                            let read = serde_json::from_str::<Received>(&payload).and_then(|r| {
+                                if r.from == node
+                                    || r.to.as_ref().is_some_and(|to| !engine.wants(to))
+                                {
+                                    return Ok(None);
+                                }
+                                serde_json::from_str::<BusMsg>(r.msg.get()).map(Some)
+                            });
+                            match read {
+                                Ok(Some(msg)) => engine.on_bus(msg),
+                                Ok(None) => {}
                                 Err(_) => tracing::warn!(
                                     bytes = payload.len(),
                                     "unreadable cross-node message ignored"

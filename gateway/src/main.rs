@@ -9,6 +9,7 @@ use tsunagu::auth::{Accounts, Role};
 use tsunagu::clock::Clock;
 use tsunagu::config::Settings;
 use tsunagu::db::{self, Db};
+use tsunagu::escalation::Escalations;
 use tsunagu::Application;
 
 /// mimalloc instead of the system allocator: a waiting person's socket is many small
@@ -19,6 +20,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Where earlier versions kept accounts by default (`auth.users_file`), now only an import source.
 const OLD_USERS_FILE: &str = "data/users.json";
+/// Where earlier versions kept escalation records by default (`escalation.dir`), now only an
+/// import source.
+const OLD_ESCALATION_DIR: &str = "data/escalations";
 
 #[derive(Parser)]
 #[command(name = "gateway", version, about = "Tsunagu helpline gateway")]
@@ -55,6 +59,14 @@ enum ImportCommand {
     Users {
         /// The accounts file.
         file: PathBuf,
+    },
+    /// Import an escalation directory (formerly `escalation.dir`: `*.rec` files and
+    /// `audit.jsonl`). The records stay sealed as they are and must open with the configured
+    /// `escalation.key`; records and audit entries already imported are left as they are, so
+    /// importing twice changes nothing.
+    Escalations {
+        /// The directory.
+        dir: PathBuf,
     },
 }
 
@@ -133,6 +145,33 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 async fn import(settings: Settings, command: ImportCommand) -> anyhow::Result<()> {
     let (db, accounts) = open_accounts(&settings).await?;
     match command {
+        ImportCommand::Escalations { dir } => {
+            let esc = Escalations::open(&settings.escalation, db.clone(), Clock::system())?
+                .context(
+                    "emergency flagging is not enabled: set escalation.key \
+                     (TSUNAGU_ESCALATION__KEY), the key the records were sealed with",
+                )?;
+            let report = esc.import_dir(&dir).await?;
+            println!(
+                "{}: {} escalation record(s) imported, {} already present, {} audit entr(ies) imported",
+                db::describe(&settings.database),
+                report.done.imported,
+                report.done.present,
+                report.done.audit_imported
+            );
+            for path in &report.unreadable {
+                println!(
+                    "not imported: {} does not open with the configured key",
+                    path.display()
+                );
+            }
+            if report.bad_audit_lines > 0 {
+                println!(
+                    "not imported: {} unreadable line(s) of audit.jsonl",
+                    report.bad_audit_lines
+                );
+            }
+        }
         ImportCommand::Users { file } => {
             let out = accounts.import_file(&file).await?;
             println!(
@@ -191,6 +230,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             println!();
             println!("  {OLD_USERS_FILE} (accounts of an earlier version) is no longer read.");
             println!("  Import it once: gateway import users {OLD_USERS_FILE}");
+        }
+        if state.engine.escalations.is_some()
+            && std::path::Path::new(OLD_ESCALATION_DIR).is_dir()
+        {
+            println!();
+            println!("  {OLD_ESCALATION_DIR} (escalation records of an earlier version) is no longer read.");
+            println!("  Import it once: gateway import escalations {OLD_ESCALATION_DIR}");
         }
         if let Some(code) = state.accounts.pending_setup_code() {
             println!();

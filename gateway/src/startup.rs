@@ -72,8 +72,13 @@ impl Application {
             settings.auth.cookie_secure = true;
         }
         let metrics = Arc::new(Metrics::new());
+        // Created on first run (SQLite) and brought up to date before anything reads it.
+        let db = crate::db::Db::open(&settings.database)
+            .await
+            .with_context(|| format!("opening {}", crate::db::describe(&settings.database)))?;
+        tracing::info!(engine = db.engine().as_str(), "database ready");
         let escalations =
-            crate::escalation::Escalations::open(&settings.escalation, clock.clone())?
+            crate::escalation::Escalations::open(&settings.escalation, db.clone(), clock.clone())?
                 .map(Arc::new);
         let mut shared_redis = None;
         let (store, bus): (Arc<dyn Store>, _) = match settings.store.redis_url() {
@@ -117,11 +122,6 @@ impl Application {
             cluster_bus = Some(b);
         }
         let engine = Arc::new(engine);
-        // Created on first run (SQLite) and brought up to date before anything reads it.
-        let db = crate::db::Db::open(&settings.database)
-            .await
-            .with_context(|| format!("opening {}", crate::db::describe(&settings.database)))?;
-        tracing::info!(engine = db.engine().as_str(), "database ready");
         let mut accounts = Accounts::open(&settings.auth, db, clock.clone()).await?;
         if let Some(redis) = &shared_redis {
             accounts = accounts.with_shared_sessions(crate::store::redis::RedisSessions::new(

@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 use tsunagu::auth::{Accounts, AuthError, AuthSettings, Role};
 use tsunagu::clock::Clock;
-use tsunagu::db::{AccountRecord, DatabaseSettings, Db, DbError, Engine};
+use tsunagu::conversation::Conversation;
+use tsunagu::db::{AccountRecord, AuditRow, DatabaseSettings, Db, DbError, Engine};
+use tsunagu::escalation::{Actor, EscalationSettings, Escalations, FlagEntry};
+use tsunagu::protocol::{Channel, EventBody, LogEntry, Side};
 use ulid::Ulid;
 
 type Check = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -39,6 +42,11 @@ fn checks() -> Vec<(&'static str, Check)> {
         importing_twice_gives_the_same_rows,
         accounts_sign_in_through_the_database,
         the_setup_code_ends_when_an_admin_exists_in_the_database,
+        an_escalation_record_reads_back_and_decrypts,
+        the_retention_sweep_on_two_handles_deletes_a_record_once,
+        a_delivery_is_claimed_by_one_of_two_handles,
+        audit_entries_are_appended_in_order_and_never_changed,
+        importing_an_escalation_directory_twice_gives_the_same_rows,
     ]
 }
 
@@ -286,6 +294,269 @@ async fn the_setup_code_ends_when_an_admin_exists_in_the_database(db: Db) {
     let rows = db.accounts().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].role, "admin");
+}
+
+// ---- escalation records and their audit trail -------------------------------------------
+
+const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// A record store in `db` (another "node" when called twice), on a manual clock at 1.7e12,
+/// keeping records 60 s.
+fn escalations(db: &Db, tune: impl FnOnce(&mut EscalationSettings)) -> Escalations {
+    let mut cfg = EscalationSettings {
+        key: Some(KEY.into()),
+        retention_ms: 60_000,
+        ..EscalationSettings::default()
+    };
+    tune(&mut cfg);
+    Escalations::open(&cfg, db.clone(), Clock::manual(1_700_000_000_000))
+        .unwrap()
+        .unwrap()
+}
+
+/// A record for a fresh web conversation, whose transcript holds `text`; returns its id.
+async fn flagged(esc: &Escalations, text: &str) -> Ulid {
+    let conv = Conversation::new(Ulid::new(), Channel::Web, None, None, 0);
+    let id = Ulid::new();
+    let flag = FlagEntry {
+        id: None,
+        category: "self_harm".into(),
+        reason: "reason".into(),
+        by: "Sakura".into(),
+        by_id: Some(Ulid::new()),
+        at: 1,
+    };
+    let log = [LogEntry {
+        seq: 1,
+        at: 1,
+        event: EventBody::Message {
+            from: Side::Visitor,
+            id: Ulid::new().into(),
+            text: text.into(),
+            operator: None,
+        },
+    }];
+    esc.create(&conv, id, Some("U-line-id".into()), flag, &log)
+        .await
+        .unwrap();
+    id
+}
+
+/// A second handle on the same database (a second node's pool).
+async fn second_handle(db: &Db) -> Db {
+    db.reopen().await.unwrap()
+}
+
+async fn an_escalation_record_reads_back_and_decrypts(db: Db) {
+    let esc = escalations(&db, |_| {});
+    let id = flagged(&esc, "canary-in-the-record").await;
+    let row = db.escalation(id).await.unwrap().expect("stored");
+    assert_eq!(&row.sealed[..4], b"TSG1", "sealed as before");
+    assert!(!String::from_utf8_lossy(&row.sealed).contains("canary"));
+    assert_eq!(row.expires_at, 1_700_000_060_000);
+    assert_eq!((row.closed_at, row.delivered_at), (None, None));
+    esc.update(id, |r| r.closed = true).await.unwrap();
+    let rec = esc.read(id, &Actor::system()).await.unwrap();
+    assert_eq!(rec.transcript[0].text, "canary-in-the-record");
+    assert_eq!(rec.channel_ref.as_deref(), Some("U-line-id"));
+    assert!(rec.closed);
+    let row = db.escalation(id).await.unwrap().unwrap();
+    assert_eq!(row.version, 2, "one rewrite");
+    assert!(row.closed_at.is_some());
+    // Another key reads nothing.
+    let other = escalations(&db, |c| c.key = Some("ff".repeat(32).into()));
+    assert!(other.read(id, &Actor::system()).await.is_err());
+    // A rewrite based on an older version changes nothing.
+    assert!(!db
+        .replace_escalation(id, 1, b"stale".to_vec(), 0, None)
+        .await
+        .unwrap());
+    assert!(esc.read(id, &Actor::system()).await.is_ok());
+}
+
+async fn the_retention_sweep_on_two_handles_deletes_a_record_once(db: Db) {
+    let other = second_handle(&db).await;
+    let node_a = escalations(&db, |_| {});
+    let node_b = escalations(&other, |_| {});
+    let expired: Vec<Ulid> = {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(flagged(&node_a, &format!("record {i}")).await);
+        }
+        ids
+    };
+    let later = escalations(&db, |c| c.retention_ms = 3_600_000);
+    let kept = flagged(&later, "kept").await;
+    let now = 1_700_000_061_000;
+    let (a, b) = tokio::join!(node_a.sweep(now), node_b.sweep(now));
+    assert_eq!(a.unwrap() + b.unwrap(), 5, "each record deleted once");
+    assert!(db.escalation(kept).await.unwrap().is_some());
+    let trail = db.audit_trail().await.unwrap();
+    for id in &expired {
+        assert_eq!(
+            trail
+                .iter()
+                .filter(|e| e.action == "expired" && e.record_id == Some(*id))
+                .count(),
+            1,
+            "audited once"
+        );
+        assert!(db.escalation(*id).await.unwrap().is_none());
+    }
+    other.close().await;
+}
+
+async fn a_delivery_is_claimed_by_one_of_two_handles(db: Db) {
+    let other = second_handle(&db).await;
+    let esc = escalations(&db, |_| {});
+    let open = flagged(&esc, "still open").await;
+    let id = flagged(&esc, "closed").await;
+    esc.update(id, |r| r.closed = true).await.unwrap();
+    let now = 1_700_000_001_000;
+    // Only closed, undelivered records are due.
+    assert_eq!(db.due_deliveries(now).await.unwrap(), vec![id]);
+    assert!(!db.claim_delivery(open, now, 1_000).await.unwrap());
+    let (a, b) = tokio::join!(
+        db.claim_delivery(id, now, 1_000),
+        other.claim_delivery(id, now, 1_000)
+    );
+    assert_eq!(u8::from(a.unwrap()) + u8::from(b.unwrap()), 1, "one claim");
+    assert!(db.due_deliveries(now).await.unwrap().is_empty(), "claimed");
+    // The claimant failed: not due until the backoff passes, then claimable again.
+    db.delivery_failed(id, now + 500).await.unwrap();
+    assert!(!other.claim_delivery(id, now + 100, 1_000).await.unwrap());
+    assert!(other.claim_delivery(id, now + 500, 1_000).await.unwrap());
+    // A claim whose node vanished lapses.
+    assert!(!db.claim_delivery(id, now + 1_000, 1_000).await.unwrap());
+    assert!(db.claim_delivery(id, now + 1_500, 1_000).await.unwrap());
+    assert_eq!(
+        db.escalation(id).await.unwrap().unwrap().delivery_attempts,
+        3
+    );
+    db.delivery_succeeded(id, now + 1_600, false).await.unwrap();
+    let row = db.escalation(id).await.unwrap().unwrap();
+    assert_eq!(row.delivered_at, Some(now + 1_600));
+    assert!(!other.claim_delivery(id, now + 10_000, 1_000).await.unwrap());
+    assert!(db.due_deliveries(now + 10_000).await.unwrap().is_empty());
+    let trail = db.audit_trail().await.unwrap();
+    assert_eq!(trail.iter().filter(|e| e.action == "delivered").count(), 1);
+    // Delivered and deleted: audited both ways, gone.
+    let gone = flagged(&esc, "to be deleted").await;
+    esc.update(gone, |r| r.closed = true).await.unwrap();
+    assert!(db.claim_delivery(gone, now, 1_000).await.unwrap());
+    db.delivery_succeeded(gone, now, true).await.unwrap();
+    assert!(db.escalation(gone).await.unwrap().is_none());
+    assert!(db
+        .audit_trail()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "deleted_after_delivery" && e.record_id == Some(gone)));
+    other.close().await;
+}
+
+async fn audit_entries_are_appended_in_order_and_never_changed(db: Db) {
+    let entry = |at: u64, action: &str| AuditRow {
+        at,
+        actor_id: Some(Ulid::new()),
+        actor_name: "コーディネーター".into(),
+        action: action.into(),
+        record_id: Some(Ulid::new()),
+    };
+    // Out of time order on purpose: the trail keeps the order of writing.
+    let written = vec![entry(30, "list"), entry(10, "view"), entry(20, "view")];
+    for e in &written {
+        db.append_audit(e).await.unwrap();
+    }
+    let system = AuditRow {
+        at: 40,
+        actor_id: None,
+        actor_name: "system".into(),
+        action: "expired".into(),
+        record_id: None,
+    };
+    db.append_audit(&system).await.unwrap();
+    let mut expected = written.clone();
+    expected.push(system);
+    assert_eq!(db.audit_trail().await.unwrap(), expected);
+    // The table refuses changes and deletions, whoever asks.
+    assert!(db
+        .execute_raw("UPDATE escalation_audit SET action = 'nothing'")
+        .await
+        .is_err());
+    assert!(db
+        .execute_raw("DELETE FROM escalation_audit")
+        .await
+        .is_err());
+    assert_eq!(db.audit_trail().await.unwrap(), expected, "unchanged");
+}
+
+async fn importing_an_escalation_directory_twice_gives_the_same_rows(db: Db) {
+    // A directory as an earlier version wrote it: sealed records named `<expiry>-<id>.rec`
+    // and `audit.jsonl`. Sealed here by a store with the same key, then copied out.
+    let source = second_handle(&db).await;
+    let scratch = escalations(&source, |_| {});
+    let dir = std::env::temp_dir().join(format!("tsunagu-import-{}", Ulid::new()));
+    let _cleanup = TempDir(dir.clone());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ids = Vec::new();
+    for text in ["first canary", "second canary"] {
+        let id = flagged(&scratch, text).await;
+        let row = source.escalation(id).await.unwrap().unwrap();
+        std::fs::write(
+            dir.join(format!("{:013}-{id}.rec", row.expires_at)),
+            &row.sealed,
+        )
+        .unwrap();
+        source.delete_escalation(id).await.unwrap();
+        ids.push(id);
+    }
+    let actor = Ulid::new();
+    let line = |action: &str, record: &Ulid| {
+        serde_json::json!({"at": 5, "actor": "Kai", "actor_id": actor, "action": action,
+                           "record": record})
+        .to_string()
+    };
+    // Two identical lines: both kept, as the file had them.
+    let trail = [
+        line("view", &ids[0]),
+        line("view", &ids[0]),
+        line("list", &ids[1]),
+    ]
+    .join("\n");
+    std::fs::write(dir.join("audit.jsonl"), trail + "\n").unwrap();
+    std::fs::write(dir.join("9999999999999-not-a-ulid.rec"), b"junk").unwrap();
+    source.close().await;
+
+    let esc = escalations(&db, |_| {});
+    let first = esc.import_dir(&dir).await.unwrap();
+    assert_eq!(
+        (
+            first.done.imported,
+            first.done.present,
+            first.done.audit_imported
+        ),
+        (2, 0, 3)
+    );
+    assert_eq!(first.unreadable.len(), 1);
+    let rows = db.escalations().await.unwrap();
+    let audit = db.audit_trail().await.unwrap();
+    let second = esc.import_dir(&dir).await.unwrap();
+    assert_eq!(
+        (
+            second.done.imported,
+            second.done.present,
+            second.done.audit_imported
+        ),
+        (0, 2, 0)
+    );
+    assert_eq!(db.escalations().await.unwrap(), rows, "the same records");
+    assert_eq!(db.audit_trail().await.unwrap(), audit, "the same trail");
+    // Records still decrypt, with their content.
+    for (id, text) in ids.iter().zip(["first canary", "second canary"]) {
+        let rec = esc.read(*id, &Actor::system()).await.unwrap();
+        assert_eq!(rec.transcript[0].text, text);
+    }
 }
 
 // ---- the engines ------------------------------------------------------------------------

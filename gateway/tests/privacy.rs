@@ -280,7 +280,85 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     let text = logs.raw();
     assert_output_holds_none(&text, &conversation, &secrets, &[]);
     assert_no_file_holds(&dir, &secrets);
+    let dump = dump_database(&dir.join("tsunagu.db")).await;
+    assert!(dump.rows("accounts") >= 1, "the dump reads the tables");
+    dump.assert_holds_none(&secrets);
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Every value of every column of every table of a SQLite file, as bytes (text as written,
+/// blobs as stored, numbers as their text): what a plain dump of the database shows.
+struct Dump {
+    /// (table, column, value)
+    values: Vec<(String, String, Vec<u8>)>,
+    /// (table, rows)
+    rows: Vec<(String, i64)>,
+}
+
+impl Dump {
+    fn rows(&self, table: &str) -> i64 {
+        self.rows
+            .iter()
+            .find(|(t, _)| t == table)
+            .map(|(_, n)| *n)
+            .unwrap_or_else(|| panic!("no table {table}"))
+    }
+
+    fn assert_holds_none(&self, secrets: &[String]) {
+        for (table, column, value) in &self.values {
+            let text = String::from_utf8_lossy(value);
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{secret} in plaintext in {table}.{column}"
+                );
+            }
+        }
+    }
+}
+
+async fn dump_database(path: &Path) -> Dump {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=ro", path.display()))
+        .await
+        .expect("the database file opens");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut dump = Dump {
+        values: Vec::new(),
+        rows: Vec::new(),
+    };
+    for table in tables {
+        let columns: Vec<String> = sqlx::query(&format!("PRAGMA table_info(\"{table}\")"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("name"))
+            .collect();
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{table}\""))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        dump.rows.push((table.clone(), n));
+        for column in columns {
+            let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&format!(
+                "SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\""
+            ))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for v in values.into_iter().flatten() {
+                dump.values.push((table.clone(), column.clone(), v));
+            }
+        }
+    }
+    conn.close().await.unwrap();
+    dump
 }
 
 /// The phrases one canary conversation writes, unique to it.
@@ -478,13 +556,7 @@ async fn canary_found_nowhere_in_the_binary(redis_port: Option<u16>) {
     assert!(add.wait().unwrap().success(), "gateway user add");
 
     let prefix = format!("privacy{}", Ulid::new());
-    let mut env = vec![
-        ("TSUNAGU_DATABASE__SQLITE_PATH", database),
-        (
-            "TSUNAGU_ESCALATION__DIR",
-            dir.join("escalations").display().to_string(),
-        ),
-    ];
+    let mut env = vec![("TSUNAGU_DATABASE__SQLITE_PATH", database)];
     if let Some(port) = redis_port {
         env.push(("TSUNAGU_STORE__URL", format!("redis://127.0.0.1:{port}/")));
         env.push(("TSUNAGU_STORE__KEY_PREFIX", prefix.clone()));
@@ -620,7 +692,6 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     settings.database.url = None;
     settings.database.sqlite_path = dir.join("tsunagu.db").display().to_string();
     settings.escalation.key = Some("7f".repeat(32).into());
-    settings.escalation.dir = dir.join("escalations").display().to_string();
     let (base, state, server, cookie) = start(settings).await;
     let canary = format!("canary-flagged-{}", Ulid::new());
     let reason = format!("canary-reason-{}", Ulid::new());
@@ -648,9 +719,13 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
 
     // Inside the record (decrypted by a coordinator's read) …
     let esc = state.engine.escalations.clone().unwrap();
-    let list = esc.list(&tsunagu::escalation::Actor::system()).unwrap();
+    let list = esc
+        .list(&tsunagu::escalation::Actor::system())
+        .await
+        .unwrap();
     let record = esc
         .read(list[0].id, &tsunagu::escalation::Actor::system())
+        .await
         .unwrap();
     assert!(record.transcript.iter().any(|t| t.text == canary));
     assert!(record.flags.iter().any(|f| f.reason == reason));
@@ -669,7 +744,15 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
     let text = logs.raw();
     let secrets = [canary, reason, fake_line_id];
     assert_output_holds_none(&text, &conversation, &secrets, &[]);
-    let files = assert_no_file_holds(&dir, &secrets);
-    assert!(files >= 2, "the record and the audit trail were written");
+    assert_no_file_holds(&dir, &secrets);
+    // The database, table by table: the record's blob and the audit trail are there, and no
+    // secret is readable in any column.
+    let dump = dump_database(&dir.join("tsunagu.db")).await;
+    assert_eq!(dump.rows("escalation_records"), 1, "the record was written");
+    assert!(
+        dump.rows("escalation_audit") >= 2,
+        "the list and view were audited"
+    );
+    dump.assert_holds_none(&secrets);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,17 +16,31 @@ use super::{Db, DbError, Engine};
 /// (version, description, SQL) for each engine, oldest first.
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE: Embedded = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/sqlite/0001_accounts.sql"),
-)];
+const SQLITE: Embedded = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../migrations/sqlite/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "escalations",
+        include_str!("../../migrations/sqlite/0002_escalations.sql"),
+    ),
+];
 
-const POSTGRES: Embedded = &[(
-    1,
-    "accounts",
-    include_str!("../../migrations/postgres/0001_accounts.sql"),
-)];
+const POSTGRES: Embedded = &[
+    (
+        1,
+        "accounts",
+        include_str!("../../migrations/postgres/0001_accounts.sql"),
+    ),
+    (
+        2,
+        "escalations",
+        include_str!("../../migrations/postgres/0002_escalations.sql"),
+    ),
+];
 
 /// The migrations compiled in for one engine, as sqlx's migrator reads them.
 #[derive(Debug)]

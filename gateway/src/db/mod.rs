@@ -10,12 +10,17 @@
 //! What it owns: the connection pool ([`Db`]), the versioned migrations (one folder per engine,
 //! `gateway/migrations/{sqlite,postgres}`, compiled in and run at start-up and by
 //! `gateway migrate`), and the tables' queries, one file per table:
-//! - `accounts`: operator accounts (the `auth` module keeps the rules; this file only stores).
+//! - `accounts`: operator accounts (the `auth` module keeps the rules; this file only stores);
+//! - `escalations`: encrypted escalation records (sealed by the `escalation` module, whose key
+//!   never reaches the database), their retention and delivery state, and the append-only
+//!   audit trail.
 //!
 //! What never goes here: anything of a conversation (text, LINE user ids, phone numbers of
-//! people who reach out). Those stay in memory or Redis and end with the conversation.
+//! people who reach out). Those stay in memory or Redis and end with the conversation; the one
+//! exception is an emergency flag's record, and it is stored only encrypted.
 
 mod accounts;
+mod escalations;
 mod migrations;
 
 use std::path::Path;
@@ -26,6 +31,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use accounts::{AccountRecord, ImportOutcome};
+pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,10 +105,21 @@ impl From<sqlx::Error> for DbError {
 }
 
 /// The database handle: a connection pool (cheap to clone, shared by everything that needs it).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// What the pool was opened on, so that [`Db::reopen`] reaches the same database.
+    url: String,
+    memory: bool,
+    settings: DatabaseSettings,
+}
+
+/// Names the engine only: the URL may carry a password.
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("engine", &self.engine).finish()
+    }
 }
 
 impl Db {
@@ -111,6 +128,31 @@ impl Db {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let (url, engine, memory) = resolve(settings)?;
+        Db::pool_on(url, engine, memory, settings).await
+    }
+
+    /// A second pool on the same database (as a second node has): for tests of what several
+    /// nodes do at once.
+    pub async fn reopen(&self) -> Result<Db, DbError> {
+        Db::pool_on(self.url.clone(), self.engine, self.memory, &self.settings).await
+    }
+
+    /// Runs one SQL statement as given, outside any of the gateway's own queries; returns the
+    /// rows it changed. For tests (a fault injected) and maintenance; never with input from
+    /// a request.
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, DbError> {
+        Ok(sqlx::raw_sql(sql)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    async fn pool_on(
+        url: String,
+        engine: Engine,
+        memory: bool,
+        settings: &DatabaseSettings,
+    ) -> Result<Db, DbError> {
         let mut opts = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms));
@@ -142,7 +184,13 @@ impl Db {
                 });
         }
         let pool = opts.connect(&url).await.map_err(DbError::Unavailable)?;
-        Ok(Db { pool, engine })
+        Ok(Db {
+            pool,
+            engine,
+            url,
+            memory,
+            settings: settings.clone(),
+        })
     }
 
     /// [`Db::connect`], then brings the schema up to date.

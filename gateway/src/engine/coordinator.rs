@@ -56,15 +56,18 @@ impl Engine {
         if emergency {
             if let Ok(Some(c)) = self.store.get(conv).await {
                 if let (Some(esc), Some(e)) = (&self.escalations, &c.emergency) {
-                    let written = esc.update(e.record, |r| {
-                        r.actions.push(Action {
-                            at: self.now_ms(),
-                            actor: by.name.clone(),
-                            actor_id: by.id,
-                            action: "alert_acknowledged".into(),
-                            detail: None,
+                    let at = self.now_ms();
+                    let written = esc
+                        .update(e.record, |r| {
+                            r.actions.push(Action {
+                                at,
+                                actor: by.name.clone(),
+                                actor_id: by.id,
+                                action: "alert_acknowledged".into(),
+                                detail: None,
+                            })
                         })
-                    });
+                        .await;
                     if let Err(err) = written {
                         tracing::error!(record = %e.record, error = %err, "could not write escalation record; acknowledgement refused");
                         return Err(EngineError::RecordUnavailable);
@@ -160,14 +163,16 @@ impl Engine {
         let written = if created {
             let log = self.store.read_log(conv, 0).await?;
             esc.create(&current, record, self.channel_ref(conv), entry, &log)
+                .await
         } else {
             esc.update(record, |r| {
                 if client_id.is_some() && r.flags.iter().any(|f| f.id == client_id) {
                     return;
                 }
-                r.flags.push(entry);
+                r.flags.push(entry.clone());
                 r.actions.push(added.clone());
             })
+            .await
             .map(|_| ())
         };
         if let Err(err) = written {
@@ -178,7 +183,7 @@ impl Engine {
             Ok(a) => a,
             Err(e) => {
                 if created {
-                    esc.discard(record);
+                    esc.discard(record).await;
                 }
                 return Err(e.into());
             }
@@ -190,9 +195,11 @@ impl Engine {
             // Someone else flagged this conversation at the same moment: keep one record.
             tracing::warn!(conversation = %conv, "concurrent first flags: merged into one record");
             if created {
-                esc.discard(record);
+                esc.discard(record).await;
             }
-            let _ = esc.update(e.record, |r| r.actions.push(added.clone()));
+            let _ = esc
+                .update(e.record, |r| r.actions.push(added.clone()))
+                .await;
         }
         let alert =
             self.stats()
@@ -236,7 +243,7 @@ impl Engine {
             detail: Some(reason),
         };
         if let Some(record) = record {
-            if let Err(err) = esc.update(record, |r| r.actions.push(action.clone())) {
+            if let Err(err) = esc.update(record, |r| r.actions.push(action.clone())).await {
                 tracing::error!(conversation = %conv, record = %record, error = %err, "could not write escalation record; clearing refused");
                 return Err(EngineError::RecordUnavailable);
             }
@@ -246,11 +253,13 @@ impl Engine {
             Err(e) => {
                 // Not cleared after all: the record does not say it was.
                 if let Some(record) = record {
-                    let _ = esc.update(record, |r| {
-                        if let Some(i) = r.actions.iter().rposition(|x| *x == action) {
-                            r.actions.remove(i);
-                        }
-                    });
+                    let _ = esc
+                        .update(record, |r| {
+                            if let Some(i) = r.actions.iter().rposition(|x| *x == action) {
+                                r.actions.remove(i);
+                            }
+                        })
+                        .await;
                 }
                 return Err(e.into());
             }

@@ -282,6 +282,21 @@ impl crate::cluster::Notify for Engine {
         Engine::on_bus(self, msg)
     }
 
+    fn wants(&self, to: &crate::cluster::Audience) -> bool {
+        if self.registry.has_visitor(to.conversation)
+            || to
+                .operators
+                .iter()
+                .any(|op| self.registry.has_operator(*op))
+        {
+            return true;
+        }
+        if to.dispatch {
+            self.wake_dispatch_here();
+        }
+        false
+    }
+
     async fn wake_local_sockets(&self) {
         Engine::wake_local_sockets(self).await
     }

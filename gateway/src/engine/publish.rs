@@ -339,7 +339,7 @@ impl Engine {
         };
         if let Some(first) = a.appended.first() {
             let mut entries = a.appended.clone();
-            if let Ok(last) = esc.last_seq(e.record) {
+            if let Ok(last) = esc.last_seq(e.record).await {
                 if last + 1 < first.seq {
                     if let Ok(mut missing) = self.store.read_log(a.after.id, last).await {
                         missing.retain(|m| m.seq < first.seq);
@@ -348,22 +348,24 @@ impl Engine {
                     }
                 }
             }
-            if let Err(err) = esc.append_log(e.record, &entries) {
+            if let Err(err) = esc.append_log(e.record, &entries).await {
                 tracing::error!(record = %e.record, error = %err, "could not extend escalation record");
             }
         }
         if a.after.state.is_terminal() {
             let category = a.after.category.clone();
-            let closed = esc.update(e.record, |r| {
-                r.closed = true;
-                r.actions.push(Action {
-                    at: now,
-                    actor: "system".into(),
-                    actor_id: None,
-                    action: "closed".into(),
-                    detail: category,
-                });
-            });
+            let closed = esc
+                .update(e.record, |r| {
+                    r.closed = true;
+                    r.actions.push(Action {
+                        at: now,
+                        actor: "system".into(),
+                        actor_id: None,
+                        action: "closed".into(),
+                        detail: category.clone(),
+                    });
+                })
+                .await;
             match closed {
                 Ok(_) => {
                     let esc = Arc::clone(esc);

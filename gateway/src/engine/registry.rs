@@ -264,6 +264,11 @@ impl Registry {
         self.lock().visitors.contains_key(&conv)
     }
 
+    /// Whether this process has a console socket of `op`.
+    pub fn has_operator(&self, op: OperatorId) -> bool {
+        self.lock().operators.contains_key(&op)
+    }
+
     pub fn to_operator(&self, op: OperatorId, msg: Outbound) {
         let handle = self.lock().operators.get(&op).cloned();
         if let Some(h) = handle {

@@ -118,7 +118,9 @@ pub fn spawn_escalation_sweeper(
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     let now = clock.now_ms();
-                    escalations.sweep(now);
+                    if let Err(e) = escalations.sweep(now).await {
+                        tracing::warn!(error = %e, "escalation retention sweep failed; will retry");
+                    }
                     escalations.deliver_pending(now).await;
                 }
             }

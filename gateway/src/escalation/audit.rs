@@ -1,16 +1,15 @@
-//! The audit trail, `audit.jsonl` beside the records: who listed, viewed, delivered or let
-//! expire which record, when. It holds ids and names, never content; each entry names its actor
-//! by account id (display names are not unique) and shows the name beside it. It fails closed:
-//! an action whose entry cannot be written is refused. The audited reads ([`Escalations::list`],
-//! [`Escalations::read`]) live here too.
+//! The audit trail, the database's append-only `escalation_audit` table: who listed, viewed,
+//! delivered or let expire which record, when. It holds ids and names, never content; each
+//! entry names its actor by account id (display names are not unique) and shows the name
+//! beside it. It fails closed: an action whose entry cannot be written is refused. The audited
+//! reads ([`Escalations::list`], [`Escalations::read`]) live here too.
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::{EscalationError, Escalations, Record, RecordSummary};
+use crate::db::AuditRow;
 use crate::protocol::Millis;
-
-const AUDIT_FILE: &str = "audit.jsonl";
 
 /// Who did something: the account's id, which identifies it (display names are not unique),
 /// and the name shown for it. `id` is `None` for the system and the person reaching out.
@@ -48,105 +47,91 @@ pub struct AuditEntry {
     pub record: Option<Ulid>,
 }
 
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        AuditEntry {
+            at: r.at,
+            actor: r.actor_name,
+            actor_id: r.actor_id,
+            action: r.action,
+            record: r.record_id,
+        }
+    }
+}
+
 impl Escalations {
     /// Every readable record, without content, newest first.
-    pub(super) fn summaries(&self) -> Vec<RecordSummary> {
+    pub(super) async fn summaries(&self) -> Result<Vec<RecordSummary>, EscalationError> {
         let mut out = Vec::new();
-        let Ok(dir) = std::fs::read_dir(&self.dir) else {
-            return out;
-        };
-        for entry in dir.filter_map(Result::ok) {
-            let name = entry.file_name();
-            let Some(id) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".rec"))
-                .and_then(|n| n.split_once('-'))
-                .and_then(|(_, id)| Ulid::from_string(id).ok())
-            else {
+        for row in self.db.escalations().await? {
+            let Ok(rec) = self.unseal(row.id, &row.sealed) else {
                 continue;
             };
-            let Ok(bytes) = std::fs::read(entry.path()) else {
-                continue;
-            };
-            if let Ok(rec) = self.unseal(id, &bytes) {
-                out.push(RecordSummary {
-                    id: rec.id,
-                    conversation: rec.conversation,
-                    created_at: rec.created_at,
-                    expires_at: rec.expires_at,
-                    categories: rec.flags.iter().map(|f| f.category.clone()).collect(),
-                    open: !rec.closed,
-                    delivered: rec.delivered_at.is_some(),
-                    delivery: match (rec.delivered_at, &self.cfg.webhook_url) {
-                        (Some(_), _) => "delivered",
-                        (None, Some(_)) => "pending",
-                        (None, None) => "none",
-                    },
-                });
-            }
+            let delivered_at = rec.delivered_at.or(row.delivered_at);
+            out.push(RecordSummary {
+                id: rec.id,
+                conversation: rec.conversation,
+                created_at: rec.created_at,
+                expires_at: rec.expires_at,
+                categories: rec.flags.iter().map(|f| f.category.clone()).collect(),
+                open: !rec.closed,
+                delivered: delivered_at.is_some(),
+                delivery: match (delivered_at, &self.cfg.webhook_url) {
+                    (Some(_), _) => "delivered",
+                    (None, Some(_)) => "pending",
+                    (None, None) => "none",
+                },
+            });
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        out
+        Ok(out)
     }
 
     /// Lists records without content; recorded in the audit trail first, and refused if it
     /// cannot be.
-    pub fn list(&self, actor: &Actor) -> Result<Vec<RecordSummary>, EscalationError> {
-        self.audit(actor, "list", None)?;
-        Ok(self.summaries())
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<RecordSummary>, EscalationError> {
+        self.audit(actor, "list", None).await?;
+        self.summaries().await
     }
 
     /// One record, decrypted; every read is recorded in the audit trail, and a read that
     /// cannot be recorded is refused.
-    pub fn read(&self, id: Ulid, actor: &Actor) -> Result<Record, EscalationError> {
-        let rec = {
-            let _g = self.guard();
-            self.load(id)?
-        };
-        self.audit(actor, "view", Some(id))?;
+    pub async fn read(&self, id: Ulid, actor: &Actor) -> Result<Record, EscalationError> {
+        let rec = self.load(id).await?;
+        self.audit(actor, "view", Some(id)).await?;
         tracing::info!(record = %id, "escalation record viewed");
         Ok(rec)
     }
 
-    /// Appends an entry to the audit trail (written through to the file before returning). The
-    /// caller must not go on with the action if this fails.
-    pub fn audit(
+    /// Appends an entry to the audit trail (committed before returning). The caller must not
+    /// go on with the action if this fails.
+    pub async fn audit(
         &self,
         actor: &Actor,
         action: &str,
         record: Option<Ulid>,
     ) -> Result<(), EscalationError> {
-        let entry = AuditEntry {
+        let entry = AuditRow {
             at: self.clock.now_ms(),
-            actor: actor.name.clone(),
+            actor_name: actor.name.clone(),
             actor_id: actor.id,
             action: action.to_owned(),
-            record,
+            record_id: record,
         };
-        let _g = self.guard();
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(AUDIT_FILE))?;
-            let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            f.write_all(&line)?;
-            f.sync_data()
-        };
-        write().map_err(|e| {
+        self.db.append_audit(&entry).await.map_err(|e| {
             tracing::error!(error = %e, action, "could not append to the audit trail; action refused");
-            EscalationError::Io(e)
+            EscalationError::Db(e)
         })
     }
 
-    pub fn audit_trail(&self) -> Vec<AuditEntry> {
-        let _g = self.guard();
-        std::fs::read_to_string(self.dir.join(AUDIT_FILE))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    /// The audit trail, oldest first.
+    pub async fn audit_trail(&self) -> Result<Vec<AuditEntry>, EscalationError> {
+        Ok(self
+            .db
+            .audit_trail()
+            .await?
+            .into_iter()
+            .map(AuditEntry::from)
+            .collect())
     }
 }

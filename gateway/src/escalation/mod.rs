@@ -3,28 +3,27 @@
 //!
 //! A record holds the transcript (from the start, and everything after the flag), the flags,
 //! the operators' and coordinators' actions, and the channel identifier needed to reach the
-//! person again (a LINE user id, a caller's number) when the channel has one. The key comes from
-//! configuration only; nothing is ever written in plaintext. Times are read from the [`Clock`]
-//! given at [`Escalations::open`].
+//! person again (a LINE user id, a caller's number) when the channel has one. Records live in
+//! the database ([`crate::db`], `escalation_records`), sealed here before they get there: the
+//! key comes from configuration only and never reaches the database, and nothing is written in
+//! plaintext. Times are read from the [`Clock`] given at [`Escalations::open`].
 //!
 //! Parts:
 //! - this file: [`EscalationSettings`], [`Escalations`] (opening the store, creating and
 //!   changing records);
 //! - [`record`]: what a record holds, and how log entries extend it;
-//! - [`sealed`]: one encrypted file per record (XChaCha20-Poly1305, `<expires_at>-<id>.rec`);
+//! - [`sealed`]: sealing (XChaCha20-Poly1305) and the versioned read-modify-write of a record;
 //! - [`audit`]: the audit trail, which fails closed, and the audited list and view;
 //! - [`sweep`]: deletion at the end of retention;
-//! - [`webhook`]: signed delivery to the organisation's case system, retried with backoff.
+//! - [`webhook`]: signed delivery to the organisation's case system, retried with backoff;
+//! - [`import`]: records and audit trail from the directory earlier versions kept.
 
 mod audit;
+mod import;
 mod record;
 mod sealed;
 mod sweep;
 mod webhook;
-
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::Context;
 use chacha20poly1305::aead::KeyInit;
@@ -34,13 +33,17 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 pub use audit::{Actor, AuditEntry};
+pub use import::{ImportError, ImportReport};
 pub use record::{Action, FlagEntry, Record, RecordSummary, TranscriptEntry};
 pub use webhook::webhook_signature;
 
 use crate::clock::Clock;
 use crate::conversation::Conversation;
+use crate::db::{Db, DbError, SealedRecord};
 use crate::protocol::{LogEntry, Millis};
 use record::append_entries;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Emergency flags and escalation records. Flagging is enabled exactly when a key is set
 /// (or `enabled = true`, which then requires a key: a startup error otherwise).
@@ -54,8 +57,6 @@ pub struct EscalationSettings {
     /// Never in the repository: set it through `TSUNAGU_ESCALATION__KEY` or a file kept apart.
     #[serde(skip_serializing)]
     pub key: Option<secrecy::SecretString>,
-    /// Where encrypted records and the audit trail are written.
-    pub dir: String,
     /// How long a record is kept, from when it was opened.
     pub retention_ms: u64,
     /// How often expired records are deleted and pending webhook deliveries retried.
@@ -79,7 +80,6 @@ impl Default for EscalationSettings {
         EscalationSettings {
             enabled: None,
             key: None,
-            dir: "data/escalations".into(),
             retention_ms: 30 * 24 * 60 * 60_000,
             sweep_ms: 60_000,
             checklist: [
@@ -112,21 +112,23 @@ pub enum EscalationError {
     #[error("no such record")]
     NotFound,
     #[error("record storage failed: {0}")]
-    Io(#[from] std::io::Error),
+    Db(#[from] DbError),
+    /// Another writer kept changing the record; the step was not applied.
+    #[error("record busy")]
+    Busy,
     #[error("record could not be decrypted or parsed")]
     Corrupt,
 }
 
 pub struct Escalations {
-    dir: PathBuf,
+    /// Where sealed records and the audit trail are kept (shared by every node).
+    db: Db,
     cipher: XChaCha20Poly1305,
     cfg: EscalationSettings,
-    /// Serialises read-modify-write of records and appends to the audit trail. Never held
-    /// across an `.await`.
-    lock: Mutex<()>,
     http: reqwest::Client,
-    /// Records whose delivery failed: when to try next, and the current backoff.
-    retry: Mutex<HashMap<Ulid, (Millis, u64)>>,
+    /// Records whose last delivery attempt by this node failed (at the flag or the close):
+    /// how many are failing now, for the alert and the gauge.
+    failing: Mutex<std::collections::HashSet<Ulid>>,
     /// Open records whose delivery at the flag failed: when to try next, and the backoff.
     raise_retry: Mutex<HashMap<Ulid, (Millis, u64)>>,
     /// Failed delivery attempts since start (`tsunagu_escalation_delivery_failures_total`).
@@ -136,9 +138,9 @@ pub struct Escalations {
 }
 
 impl Escalations {
-    /// Opens the record store, reading the time from `clock`; `None` when flagging is not
+    /// The record store in `db`, reading the time from `clock`; `None` when flagging is not
     /// enabled.
-    pub fn open(cfg: &EscalationSettings, clock: Clock) -> anyhow::Result<Option<Self>> {
+    pub fn open(cfg: &EscalationSettings, db: Db, clock: Clock) -> anyhow::Result<Option<Self>> {
         if !cfg.is_enabled() {
             return Ok(None);
         }
@@ -149,23 +151,14 @@ impl Escalations {
         let key = hex::decode(key.expose_secret().trim()).context("escalation.key is not hex")?;
         let cipher = XChaCha20Poly1305::new_from_slice(&key)
             .map_err(|_| anyhow::anyhow!("escalation.key must be 32 bytes"))?;
-        let dir = PathBuf::from(&cfg.dir);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating escalation dir {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        }
         Ok(Some(Escalations {
-            dir,
+            db,
             cipher,
             cfg: cfg.clone(),
-            lock: Mutex::new(()),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,
-            retry: Mutex::new(HashMap::new()),
+            failing: Mutex::new(std::collections::HashSet::new()),
             raise_retry: Mutex::new(HashMap::new()),
             failures: std::sync::atomic::AtomicU64::new(0),
             clock,
@@ -181,13 +174,13 @@ impl Escalations {
         &self.clock
     }
 
-    /// Held around every read-modify-write of a record and every append to the audit trail.
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    /// The database records are kept in.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Opens a record for a conversation that was just flagged, with the transcript so far.
-    pub fn create(
+    pub async fn create(
         &self,
         conv: &Conversation,
         record: Ulid,
@@ -218,75 +211,77 @@ impl Escalations {
         };
         rec.flags.push(flag);
         append_entries(&mut rec, log);
-        let _g = self.guard();
-        self.write(&rec)
-    }
-
-    /// Changes a record in place (read, decrypt, change, encrypt, replace).
-    pub fn update(
-        &self,
-        id: Ulid,
-        change: impl FnOnce(&mut Record),
-    ) -> Result<Record, EscalationError> {
-        let _g = self.guard();
-        let mut rec = self.load(id)?;
-        change(&mut rec);
-        self.write(&rec)?;
-        Ok(rec)
+        self.db
+            .insert_escalation(&SealedRecord {
+                id: rec.id,
+                sealed: self.seal(&rec)?,
+                version: 1,
+                created_at: rec.created_at,
+                expires_at: rec.expires_at,
+                closed_at: None,
+                delivered_at: None,
+                delivery_attempts: 0,
+                next_attempt_at: None,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Removes a record that was written for a flag the store then refused.
-    pub fn discard(&self, id: Ulid) {
-        let _g = self.guard();
-        if let Some(p) = self.path_of(id) {
-            let _ = std::fs::remove_file(p);
+    pub async fn discard(&self, id: Ulid) {
+        if let Err(e) = self.db.delete_escalation(id).await {
+            tracing::error!(record = %id, error = %e, "could not discard an unused escalation record");
         }
     }
 
     /// The highest log seq a record holds.
-    pub fn last_seq(&self, id: Ulid) -> Result<u64, EscalationError> {
-        let _g = self.guard();
-        Ok(self.load(id)?.last_seq)
+    pub async fn last_seq(&self, id: Ulid) -> Result<u64, EscalationError> {
+        Ok(self.load(id).await?.last_seq)
     }
 
     /// Adds log entries (messages and ends) to a record's transcript and actions.
-    pub fn append_log(&self, id: Ulid, entries: &[LogEntry]) -> Result<(), EscalationError> {
+    pub async fn append_log(&self, id: Ulid, entries: &[LogEntry]) -> Result<(), EscalationError> {
         self.update(id, |rec| append_entries(rec, entries))
+            .await
             .map(|_| ())
-    }
-
-    /// The directory records live in (for tests and operations).
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
 /// What the tests of every part share: a store on a manual clock, and records' ingredients.
 #[cfg(test)]
 mod testing {
-    use std::path::{Path, PathBuf};
-
     use ulid::Ulid;
 
     use super::{EscalationSettings, Escalations, FlagEntry};
     use crate::clock::Clock;
+    use crate::db::{DatabaseSettings, Db};
     use crate::protocol::{EventBody, LogEntry, Side};
 
-    /// A store with a 60 s retention, on a manual clock standing at 1 700 000 000 000.
-    pub(super) fn store(dir: &Path) -> Escalations {
+    /// A database of its own, in memory, migrated.
+    pub(super) async fn db() -> Db {
+        Db::open(&DatabaseSettings {
+            url: Some("memory".into()),
+            ..DatabaseSettings::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A store with a 60 s retention in `db`, on a manual clock standing at 1 700 000 000 000.
+    pub(super) fn store_in(db: Db, key: &str) -> Escalations {
         let cfg = EscalationSettings {
-            key: Some("11".repeat(32).into()),
-            dir: dir.display().to_string(),
+            key: Some(key.repeat(32).into()),
             retention_ms: 60_000,
             ..EscalationSettings::default()
         };
-        Escalations::open(&cfg, Clock::manual(1_700_000_000_000))
+        Escalations::open(&cfg, db, Clock::manual(1_700_000_000_000))
             .unwrap()
             .unwrap()
     }
 
-    pub(super) fn tmp() -> PathBuf {
-        std::env::temp_dir().join(format!("tsunagu-esc-{}", Ulid::new()))
+    /// [`store_in`] a fresh database.
+    pub(super) async fn store() -> Escalations {
+        store_in(db().await, "11")
     }
 
     pub(super) fn flag() -> FlagEntry {

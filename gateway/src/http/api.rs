@@ -546,6 +546,7 @@ pub async fn list_escalations(
 ) -> Result<Json<Vec<crate::escalation::RecordSummary>>, ApiError> {
     escalations(&app)?
         .list(&actor(&user))
+        .await
         .map(Json)
         .map_err(|_| ApiError::Unavailable)
 }
@@ -558,6 +559,7 @@ pub async fn read_escalation(
     let id = parse_id(&id)?;
     escalations(&app)?
         .read(id, &actor(&user))
+        .await
         .map(Json)
         .map_err(|e| match e {
             crate::escalation::EscalationError::NotFound => ApiError::NotFound,
@@ -569,7 +571,11 @@ pub async fn audit(
     State(app): State<Arc<AppState>>,
     _a: Admin,
 ) -> Result<Json<Vec<crate::escalation::AuditEntry>>, ApiError> {
-    Ok(Json(escalations(&app)?.audit_trail()))
+    escalations(&app)?
+        .audit_trail()
+        .await
+        .map(Json)
+        .map_err(|_| ApiError::Unavailable)
 }
 
 /// An admin ends every session of a user; their open console closes at once (4010).

@@ -89,7 +89,7 @@ async fn anything_before_hello_is_out_of_order() {
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"send","id":id(),"text":"hi"})).await;
     assert_eq!(c.expect_type("error").await["code"], "out_of_order");
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     app.stop().await;
 }
 

@@ -9,53 +9,60 @@ use crate::helpers::*;
 /// A 32-byte test key; real keys come from the environment, never the repository.
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-fn temp_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("tsunagu-esc-test-{}", ulid::Ulid::new()))
-}
-
-async fn flagging_app(
-    dir: &std::path::Path,
-    tune: impl FnOnce(&mut tsunagu::config::Settings),
-) -> TestApp {
-    flagging_app_with_clock(dir, tsunagu::clock::Clock::system(), tune).await
+async fn flagging_app(tune: impl FnOnce(&mut tsunagu::config::Settings)) -> TestApp {
+    flagging_app_with_clock(tsunagu::clock::Clock::system(), tune).await
 }
 
 /// [`flagging_app`] reading the time from `clock`.
 async fn flagging_app_with_clock(
-    dir: &std::path::Path,
     clock: tsunagu::clock::Clock,
     tune: impl FnOnce(&mut tsunagu::config::Settings),
 ) -> TestApp {
-    let dir = dir.display().to_string();
     spawn_app_with_clock(clock, move |s| {
         s.escalation.key = Some(KEY.into());
-        s.escalation.dir = dir;
         s.escalation.sweep_ms = 50;
         tune(s);
     })
     .await
 }
 
-/// The disk fails: the records directory `dir` is moved aside (returned) and a file put in its
-/// place.
-fn break_records_dir(dir: &std::path::Path) -> std::path::PathBuf {
-    let saved = std::env::temp_dir().join(format!("tsunagu-esc-saved-{}", ulid::Ulid::new()));
-    std::fs::rename(dir, &saved).unwrap();
-    std::fs::write(dir, b"not a directory").unwrap();
-    saved
+/// The app's database (the test settings' in-memory SQLite).
+fn database(app: &TestApp) -> tsunagu::db::Db {
+    app.state.engine.escalations.as_ref().unwrap().db().clone()
 }
 
-/// The disk is back: the records directory moved aside by [`break_records_dir`] returns.
-fn mend_records_dir(dir: &std::path::Path, saved: &std::path::Path) {
-    std::fs::remove_file(dir).unwrap();
-    std::fs::rename(saved, dir).unwrap();
+/// The database fails for writes to `table` (a real error from SQLite, raised by a trigger).
+async fn break_writes(app: &TestApp, table: &str) {
+    let db = database(app);
+    for op in ["INSERT", "UPDATE"] {
+        db.execute_raw(&format!(
+            "CREATE TRIGGER test_fail_{op}_{table} BEFORE {op} ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        ))
+        .await
+        .unwrap();
+    }
 }
 
-fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|e| {
-        let bytes = std::fs::read(e.unwrap().path()).unwrap();
-        String::from_utf8_lossy(&bytes).contains(needle)
-    })
+/// The database takes writes to `table` again.
+async fn mend_writes(app: &TestApp, table: &str) {
+    let db = database(app);
+    for op in ["INSERT", "UPDATE"] {
+        db.execute_raw(&format!("DROP TRIGGER test_fail_{op}_{table}"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Whether any stored record or audit entry holds `needle` in plaintext.
+async fn database_contains(app: &TestApp, needle: &str) -> bool {
+    let db = database(app);
+    let records = db.escalations().await.unwrap();
+    let trail = db.audit_trail().await.unwrap();
+    records
+        .iter()
+        .any(|r| String::from_utf8_lossy(&r.sealed).contains(needle))
+        || trail.iter().any(|a| format!("{a:?}").contains(needle))
 }
 
 #[tokio::test]
@@ -102,20 +109,17 @@ async fn with_flagging_off_the_api_says_so_and_records_and_audit_answer_not_enab
     }
     app.stop().await;
 
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let (_, cookie) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
     let me: Value = app.get_json_as(&cookie, "/api/me").await;
     assert_eq!(me["flagging"], true, "{me}");
     assert_eq!(app.get_as(&cookie, "/api/escalations").await.status(), 200);
     app.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only_they_can_read() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let mut op = app.operator("sakura", 2, false).await;
     let mut v = app.visitor("ja").await;
     let c = op.take().await;
@@ -245,11 +249,11 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
             && a["record"] == rid.as_str()
             && a["actor"].as_str().unwrap().contains("coord")));
 
-    // Never in plaintext on disk.
+    // Never in plaintext in the database.
     for canary in [&before, &after] {
         assert!(
-            !files_contain(&dir, canary),
-            "{canary} in plaintext on disk"
+            !database_contains(&app, canary).await,
+            "{canary} in plaintext in the database"
         );
     }
 
@@ -258,23 +262,20 @@ async fn an_operator_flag_alerts_coordinators_and_keeps_an_encrypted_record_only
     op.act("wrap_up", &c, json!({"category":"health"})).await;
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["suggest_pause"], true);
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     let rec: Value = app
         .get_json_as(&coord, &format!("/api/escalations/{rid}"))
         .await;
     assert_eq!(rec["closed"], true);
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() {
-    let dir = temp_dir();
     // On a manual clock: the idle limit passes when the test moves time on; a second, unflagged
     // conversation shows when the engine's timer has looked at the new time.
     let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
-    let app =
-        flagging_app_with_clock(&dir, clock.clone(), |s| s.conversation.idle_limit_ms = 300).await;
+    let app = flagging_app_with_clock(clock.clone(), |s| s.conversation.idle_limit_ms = 300).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
     let _witness = app.visitor("ja").await;
@@ -325,13 +326,11 @@ async fn an_open_emergency_is_never_idle_closed_until_a_coordinator_clears_it() 
         })
         .await;
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let v = app.visitor("ja").await;
     let coord = app.coordinator().await;
     let (_, oper) = app
@@ -370,17 +369,14 @@ async fn a_coordinator_can_raise_a_flag_on_any_live_conversation() {
     let list: Value = app.get_json_as(&coord, "/api/conversations").await;
     assert_eq!(list[0]["emergency"]["open"], true);
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_record_is_deleted_when_its_retention_ends() {
-    let dir = temp_dir();
     // On a manual clock: the record expires when the test moves time on, however slowly the
     // machine gets there.
     let clock = tsunagu::clock::Clock::manual(tsunagu::clock::now_ms());
-    let app =
-        flagging_app_with_clock(&dir, clock.clone(), |s| s.escalation.retention_ms = 400).await;
+    let app = flagging_app_with_clock(clock.clone(), |s| s.escalation.retention_ms = 400).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
     let c = op.take().await;
@@ -403,11 +399,7 @@ async fn a_record_is_deleted_when_its_retention_ends() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status, 404);
-    assert!(!std::fs::read_dir(&dir).unwrap().any(|e| e
-        .unwrap()
-        .path()
-        .extension()
-        .is_some_and(|x| x == "rec")));
+    assert!(database(&app).escalations().await.unwrap().is_empty());
     let (_, admin) = app.session("admin", tsunagu::auth::Role::Admin, None).await;
     let trail: Value = app.get_json_as(&admin, "/api/audit").await;
     assert!(trail
@@ -416,7 +408,6 @@ async fn a_record_is_deleted_when_its_retention_ends() {
         .iter()
         .any(|a| a["action"] == "expired" && a["record"] == rid.as_str()));
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A fake case system: fails the first `fail` deliveries with 500, then records and accepts.
@@ -471,9 +462,8 @@ fn python_verifies(secret: &str, timestamp: &str, body: &str, signature: &str) -
 
 #[tokio::test]
 async fn a_closed_record_is_delivered_signed_to_the_case_system_with_retries_then_removed() {
-    let dir = temp_dir();
     let (url, mut received) = case_system(2).await;
-    let app = flagging_app(&dir, move |s| {
+    let app = flagging_app(move |s| {
         s.escalation.webhook_url = Some(url);
         s.escalation.webhook_secret = Some("case-system-secret".into());
         s.escalation.delete_after_delivery = true;
@@ -521,29 +511,32 @@ async fn a_closed_record_is_delivered_signed_to_the_case_system_with_retries_the
     // Removed locally once acknowledged, and the trail says so.
     let mut gone = false;
     for _ in 0..50 {
-        if !std::fs::read_dir(&dir)
-            .unwrap()
-            .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "rec"))
-        {
+        if database(&app).escalations().await.unwrap().is_empty() {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "record removed after delivery");
-    let trail = app.state.engine.escalations.as_ref().unwrap().audit_trail();
+    let trail = app
+        .state
+        .engine
+        .escalations
+        .as_ref()
+        .unwrap()
+        .audit_trail()
+        .await
+        .unwrap();
     assert!(trail.iter().any(|a| a.action == "delivered"));
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Issue 21, item 5: the record reaches the case system when the flag is raised (open, the
 /// transcript so far), and again at the close, complete, under the same record id.
 #[tokio::test]
 async fn a_record_is_delivered_when_the_flag_is_raised_and_again_complete_at_the_close() {
-    let dir = temp_dir();
     let (url, mut received) = case_system(1).await;
-    let app = flagging_app(&dir, move |s| {
+    let app = flagging_app(move |s| {
         s.escalation.webhook_url = Some(url);
         s.escalation.webhook_secret = Some("case-system-secret".into());
         s.escalation.webhook_backoff_ms = 50;
@@ -593,7 +586,7 @@ async fn a_record_is_delivered_when_the_flag_is_raised_and_again_complete_at_the
     // The gateway audits once the case system has answered, just after it received the body.
     let mut audited = false;
     for _ in 0..50 {
-        let trail = esc.audit_trail();
+        let trail = esc.audit_trail().await.unwrap();
         if trail.iter().any(|a| a.action == "delivered") {
             assert!(trail.iter().any(|a| a.action == "delivered_at_flag"));
             audited = true;
@@ -604,19 +597,16 @@ async fn a_record_is_delivered_when_the_flag_is_raised_and_again_complete_at_the
     assert!(audited, "both deliveries audited");
     assert_eq!(esc.failing_deliveries(), 0);
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recorded_once() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let mut op = app.operator("sakura", 2, false).await;
     let _v = app.visitor("ja").await;
     let c = op.take().await;
-    // The disk fails: the records directory is replaced by a file.
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::write(&dir, b"not a directory").unwrap();
+    // The database fails.
+    break_writes(&app, "escalation_records").await;
     let cid = id();
     let frame =
         json!({"type":"flag","id":cid,"conversation":c,"category":"self_harm","reason":"危険"});
@@ -633,9 +623,8 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         "nothing stored when the record could not be written"
     );
 
-    // The disk is back; the console retries with the same id.
-    std::fs::remove_file(&dir).unwrap();
-    std::fs::create_dir_all(&dir).unwrap();
+    // The database is back; the console retries with the same id.
+    mend_writes(&app, "escalation_records").await;
     op.client.send(frame.clone()).await;
     let c2 = cid.clone();
     let r = op
@@ -654,10 +643,14 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         })
         .await;
     let esc = app.state.engine.escalations.clone().unwrap();
-    let list = esc.list(&tsunagu::escalation::Actor::system()).unwrap();
+    let list = esc
+        .list(&tsunagu::escalation::Actor::system())
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(
         esc.read(list[0].id, &tsunagu::escalation::Actor::system())
+            .await
             .unwrap()
             .flags
             .len(),
@@ -671,7 +664,6 @@ async fn a_flag_whose_record_cannot_be_written_is_refused_and_its_retry_is_recor
         "alerted once"
     );
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A coordinator with this display name, signed in: (account id, cookie).
@@ -702,8 +694,7 @@ async fn flagged_record(app: &TestApp, coord: &str, conversation: &str) -> Strin
 
 #[tokio::test]
 async fn the_audit_trail_names_each_actor_by_account_and_shows_the_name() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let v = app.visitor("ja").await;
     // Two coordinators with the same display name.
     let (id_a, coord_a) = coordinator_named(&app, "kai.a", "Kai").await;
@@ -726,21 +717,16 @@ async fn the_audit_trail_names_each_actor_by_account_and_shows_the_name() {
     assert_eq!(rec["flags"][0]["by_id"], id_a.as_str(), "{rec}");
     assert_eq!(rec["actions"][0]["actor_id"], id_a.as_str(), "{rec}");
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let v = app.visitor("ja").await;
     let coord = app.coordinator().await;
     let rid = flagged_record(&app, &coord, &v.conversation).await;
-    // The audit trail cannot be appended to (a directory where the file should be; unlike
-    // permissions, this holds even for root).
-    let trail = dir.join("audit.jsonl");
-    let _ = std::fs::remove_file(&trail);
-    std::fs::create_dir(&trail).unwrap();
+    // The audit trail cannot be appended to.
+    break_writes(&app, "escalation_audit").await;
     assert_eq!(
         app.get_as(&coord, "/api/escalations").await.status(),
         503,
@@ -750,7 +736,7 @@ async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
     assert_eq!(r.status(), 503, "a view the trail cannot show");
     assert!(!r.text().await.unwrap().contains("脅されている"));
     // Back: reads work again and are audited.
-    std::fs::remove_dir(&trail).unwrap();
+    mend_writes(&app, "escalation_audit").await;
     assert_eq!(
         app.get_as(&coord, &format!("/api/escalations/{rid}"))
             .await
@@ -758,18 +744,16 @@ async fn a_list_or_view_whose_audit_entry_cannot_be_written_is_refused() {
         200
     );
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn a_clearing_whose_record_cannot_be_written_is_refused() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let v = app.visitor("ja").await;
     let coord = app.coordinator().await;
     flagged_record(&app, &coord, &v.conversation).await;
-    // The disk fails: the records directory is replaced by a file.
-    let saved = break_records_dir(&dir);
+    // The database fails.
+    break_writes(&app, "escalation_records").await;
     let clear = format!("/api/conversations/{}/flag/clear", v.conversation);
     let r = app
         .post_as(&coord, &clear, json!({"reason":"safe now"}))
@@ -780,19 +764,17 @@ async fn a_clearing_whose_record_cannot_be_written_is_refused() {
         conv.emergency.unwrap().open,
         "not cleared when the record could not say so"
     );
-    mend_records_dir(&dir, &saved);
+    mend_writes(&app, "escalation_records").await;
     let r = app
         .post_as(&coord, &clear, json!({"reason":"safe now"}))
         .await;
     assert_eq!(r.status(), 204);
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
 async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
-    let dir = temp_dir();
-    let app = flagging_app(&dir, |_| {}).await;
+    let app = flagging_app(|_| {}).await;
     let v = app.visitor("ja").await;
     let coord = app.coordinator().await;
     flagged_record(&app, &coord, &v.conversation).await;
@@ -807,16 +789,15 @@ async fn an_acknowledgement_whose_record_cannot_be_written_is_refused() {
         }
     };
     let id = alert(&app).await.id;
-    let saved = break_records_dir(&dir);
+    break_writes(&app, "escalation_records").await;
     let ack = format!("/api/alerts/{id}/ack");
     assert_eq!(app.post_as(&coord, &ack, json!({})).await.status(), 503);
     assert!(
         alert(&app).await.acknowledged_by.is_none(),
         "not acknowledged when the record could not say so"
     );
-    mend_records_dir(&dir, &saved);
+    mend_writes(&app, "escalation_records").await;
     assert_eq!(app.post_as(&coord, &ack, json!({})).await.status(), 204);
     assert!(alert(&app).await.acknowledged_by.is_some());
     app.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -46,7 +46,6 @@ impl Gateway {
             .env("TSUNAGU_SERVER__PORT", "0")
             .env("TSUNAGU_SERVER__SHUTDOWN_GRACE_MS", "500")
             .env("TSUNAGU_DATABASE__SQLITE_PATH", dir.join("tsunagu.db"))
-            .env("TSUNAGU_ESCALATION__DIR", dir.join("escalations"))
             .env("TSUNAGU_LOG__FILTER", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -112,7 +112,7 @@ async fn the_visitor_can_end_while_waiting_and_the_conversation_is_abandoned_and
     let ended = v.client.expect("ended", |e| is_event(e, "ended")).await;
     assert_eq!(ended["event"]["by"], "visitor");
     assert_eq!(v.client.expect_close().await, Some(1000));
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     let d = app.state.engine.dashboard().await.unwrap();
     assert_eq!(d.today.abandoned, 1);
     app.stop().await;
@@ -268,7 +268,7 @@ async fn a_wrap_up_left_open_closes_by_itself() {
     clock.advance(300);
     let removed = op.client.expect_type("removed").await;
     assert_eq!(removed["reason"], "closed");
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     app.stop().await;
 }
 

@@ -428,6 +428,18 @@ impl TestApp {
         self.state.engine.conversations().await.unwrap()
     }
 
+    /// Whether every conversation is deleted within a few seconds: a step's frames reach the
+    /// sockets before the node that applied it deletes what it ended.
+    pub async fn all_deleted(&self) -> bool {
+        for _ in 0..200 {
+            if self.conversations().await.is_empty() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        false
+    }
+
     /// The stored conversation `id` (which must be there).
     pub async fn stored(&self, id: &str) -> Conversation {
         self.state

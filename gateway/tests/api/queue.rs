@@ -226,7 +226,7 @@ async fn a_person_gone_past_the_grace_period_is_abandoned() {
     clock.advance(600);
     app.wait_conversations("abandoned past the grace", |c| c.is_empty())
         .await;
-    assert!(app.conversations().await.is_empty());
+    assert!(app.all_deleted().await);
     let mut c = app.raw_visitor().await;
     c.send(json!({"type":"hello","v":1,"id":id(),"resume":{"token":token}}))
         .await;

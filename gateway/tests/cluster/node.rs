@@ -67,7 +67,7 @@ pub fn accounts() -> &'static Accounts {
 }
 
 /// The environment every node gets; a test adds its own (store URL, prefix, timeouts).
-pub fn base_env(dir: &Path) -> Vec<(String, String)> {
+pub fn base_env(_dir: &Path) -> Vec<(String, String)> {
     let a = accounts();
     [
         (
@@ -79,10 +79,6 @@ pub fn base_env(dir: &Path) -> Vec<(String, String)> {
         ("TSUNAGU_SERVER__SHUTDOWN_GRACE_MS", "1000".into()),
         ("TSUNAGU_LOG__FILTER", "warn".into()),
         ("TSUNAGU_LOG__FORMAT", "pretty".into()),
-        (
-            "TSUNAGU_ESCALATION__DIR",
-            dir.join("escalations").display().to_string(),
-        ),
         ("TSUNAGU_CONVERSATION__AUTO_OFFER", "false".into()),
         ("TSUNAGU_CONVERSATION__TICK_MS", "100".into()),
         // Every simulated person comes from 127.0.0.1: lift the per-address caps.

@@ -125,6 +125,9 @@ pub struct RedisStore {
     places: std::sync::Mutex<places::Cached>,
     /// When this node last renewed each lease it holds ([`Store::lead`]).
     leases: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// The operator ids (`P:ops`) as the dispatcher last read them: its next read asks for
+    /// their records and the head of the queue in the same round trip (`operators`).
+    op_ids: std::sync::Mutex<Vec<String>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -161,6 +164,7 @@ impl RedisStore {
             epoch: std::sync::Mutex::new(None),
             deadlines: std::sync::OnceLock::new(),
             leases: std::sync::Mutex::new(HashMap::new()),
+            op_ids: std::sync::Mutex::new(Vec::new()),
             places: std::sync::Mutex::new(places::Cached::default()),
         })
     }

@@ -97,6 +97,64 @@ impl RedisStore {
         })
     }
 
+    /// The dispatcher's view in one round trip: every operator's record and the ids at the
+    /// head of the queue (`P:qz`, up to `head_page` of the operators there are; the caller
+    /// reads as many of them as it needs). The records are asked for by the ids the last read
+    /// found, in the same pipeline as `P:ops` itself; if the set changed (an operator was
+    /// added) the read is made again with the new ids.
+    pub(super) async fn dispatch_view(
+        &self,
+        head: impl Fn(usize) -> usize,
+    ) -> Result<(Vec<LoadedOp>, Vec<String>), StoreError> {
+        let (ops_key, qz) = (self.key(&["ops"]), self.key(&["qz"]));
+        for _ in 0..3 {
+            let ids = self
+                .op_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut pipe = redis::pipe();
+            pipe.smembers(&ops_key);
+            for id in &ids {
+                pipe.hmget(self.key(&["o", id]), &OP_FIELDS);
+            }
+            pipe.zrange(&qz, 0, head(ids.len()) as isize - 1);
+            let (mut members, rows, head_ids): (Vec<String>, Vec<OpRow>, Vec<String>) = {
+                let mut values: Vec<redis::Value> = self.query(pipe).await?;
+                let bad = || corrupt("dispatcher's view");
+                let head_ids =
+                    redis::from_redis_value(values.pop().ok_or_else(bad)?).map_err(|_| bad())?;
+                if values.is_empty() {
+                    return Err(bad());
+                }
+                let members = redis::from_redis_value(values.remove(0)).map_err(|_| bad())?;
+                let rows = values
+                    .into_iter()
+                    .map(redis::from_redis_value)
+                    .collect::<Result<Vec<OpRow>, _>>()
+                    .map_err(|_| bad())?;
+                (members, rows, head_ids)
+            };
+            members.sort();
+            if members == ids {
+                let mut ops: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
+                ops.sort_by_key(|o| o.rec.id);
+                return Ok((ops, head_ids));
+            }
+            *self.op_ids.lock().unwrap_or_else(|e| e.into_inner()) = members;
+        }
+        // `P:ops` keeps changing under the reads: read it the plain way.
+        let ops = self.load_ops().await?;
+        let head_ids = self
+            .run(|mut c| {
+                let qz = qz.clone();
+                let n = head(ops.len());
+                async move { c.zrange(&qz, 0, n as isize - 1).await }
+            })
+            .await?;
+        Ok((ops, head_ids))
+    }
+
     pub(super) async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {
         let key = self.key(&["o", &id.to_string()]);
         let row: OpRow = self

@@ -170,14 +170,16 @@ impl RedisStore {
     ) -> Result<Vec<Applied>, StoreError> {
         for attempt in 0..ATTEMPTS {
             let t0 = std::time::Instant::now();
-            let ops = self.load_ops().await?;
+            // The records and the head's ids in one round trip; enough ids for the most
+            // operators who could be offered someone (all of them).
+            let (ops, head_ids) = self.dispatch_view(|n| head_page(n as u32)).await?;
             let mut slots = self.slots(&ops).await?;
             if !slots.iter().any(|s| s.can_be_offered()) {
                 return Ok(vec![]);
             }
             let t1 = t0.elapsed().as_micros() as u64;
             let (queued, plan) = self
-                .plan_from_head(&mut slots, now, language_fallback_ms)
+                .plan_from_head(&mut slots, head_ids, now, language_fallback_ms)
                 .await?;
             let t2 = t0.elapsed().as_micros() as u64;
             tracing::debug!(
@@ -255,6 +257,7 @@ impl RedisStore {
     async fn plan_from_head(
         &self,
         slots: &mut [OperatorSlot<'_>],
+        mut head_ids: Vec<String>,
         now: Millis,
         language_fallback_ms: u64,
     ) -> Result<(Vec<Loaded>, Vec<(ConversationId, OperatorId)>), StoreError> {
@@ -265,7 +268,15 @@ impl RedisStore {
         let (mut read, mut plan) = (Vec::new(), Vec::new());
         let mut start = 0;
         loop {
-            let (loaded, full) = self.head_page_at(start, page).await?;
+            // The first page from the ids read with the records (fewer than a page: the queue
+            // ends there), the next ones from `P:qz`.
+            let (loaded, full) = if start == 0 {
+                let full = head_ids.len() >= page;
+                head_ids.truncate(page);
+                (in_queue_order(self.load_many(&head_ids).await?), full)
+            } else {
+                self.head_page_at(start, page).await?
+            };
             plan.extend(routing::plan(
                 loaded.iter().map(|l| &l.conv),
                 slots,
