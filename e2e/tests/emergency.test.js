@@ -22,7 +22,9 @@ before(async () => {
   escDir = mkdtempSync(join(tmpdir(), 'tsunagu-esc-'));
   gw = await startGateway({
     TSUNAGU_ESCALATION__KEY: randomBytes(32).toString('hex'),
-    TSUNAGU_ESCALATION__DIR: escDir,
+    // The organisation's database (escalation records among its tables) in a folder of the
+    // test's own, so every file of it can be searched below.
+    TSUNAGU_DATABASE__SQLITE_PATH: join(escDir, 'tsunagu.db'),
   });
   browser = await launchBrowser();
 });
@@ -187,9 +189,10 @@ test('an operator flags an emergency: coordinator alerted, record read and audit
   await op.waitForFunction((sel) => document.querySelector(sel)?.value === 'away', tid('presence-select'));
 
   // Encrypted at rest: the record exists, but neither the person's words nor the reason are
-  // readable in any file; and no log line carries them.
+  // readable in any file of the database; and no log line carries them.
+  // The database file and its write-ahead log: a sealed record starts with its magic `TSG1`.
   const files = filesUnder(escDir);
-  assert.ok(files.length > 0, 'an escalation record was written');
+  assert.ok(files.some((f) => readFileSync(f).includes(Buffer.from('TSG1'))), 'an escalation record was written');
   for (const f of files) {
     const bytes = readFileSync(f);
     for (const secret of [CANARY, 'みどりの理由4821']) {
