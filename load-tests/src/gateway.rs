@@ -84,12 +84,21 @@ impl Gateway {
             "tsunagu-load-users-{}-{operators}-{capacity}.db",
             std::process::id()
         ));
+        // The database with its write-ahead log: what the last `user add` wrote may still be
+        // only in the log (copying the main file alone lost the last account now and then).
+        let copy = |from: &Path, to: &Path| -> std::io::Result<()> {
+            std::fs::copy(from, to)?;
+            let (from_wal, to_wal) = (wal_of(from), wal_of(to));
+            if from_wal.exists() {
+                std::fs::copy(from_wal, to_wal)?;
+            }
+            Ok(())
+        };
         if template.exists() {
-            // The CLI closes the database when done, so the file is whole (WAL checkpointed).
-            std::fs::copy(&template, dir.join("tsunagu.db"))?;
+            copy(&template, &dir.join("tsunagu.db"))?;
         } else {
             add_users(bin, &vars, operators, capacity).await?;
-            std::fs::copy(dir.join("tsunagu.db"), &template)?;
+            copy(&dir.join("tsunagu.db"), &template)?;
         }
         let mut cmd = match core {
             Some(c) => {
@@ -155,6 +164,13 @@ impl Gateway {
 }
 
 /// Creates `operators` accounts (op0, op1, …) with the gateway's own CLI.
+/// SQLite's write-ahead log beside database `db` (`<db>-wal`).
+fn wal_of(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
 async fn add_users(
     bin: &Path,
     vars: &[(String, String)],
