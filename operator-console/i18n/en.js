@@ -306,6 +306,7 @@ export default {
   'coord.nobody': 'Nobody is on duty while the service is open.',
   'coord.longWait': 'Someone has been waiting more than {min} minutes.',
   'coord.deliveryFailing': 'Delivery of {n} escalation record(s) to the case system is failing.',
+  'coord.nodeDown': 'Only {n} of {expected} gateway nodes are running.',
   'coord.queueLong': '{n} people waiting (more than 5).',
   'coord.updated': 'Updated {time}',
   'coord.unackedTitle': '{n} unacknowledged help request(s)',

@@ -307,6 +307,7 @@ export default {
   'coord.nobody': '受付時間中ですが、受付中の相談員がいません。',
   'coord.longWait': '{min}分以上待っている人がいます。',
   'coord.deliveryFailing': 'エスカレーション記録 {n} 件のケース管理システムへの送信が失敗しています。',
+  'coord.nodeDown': 'ゲートウェイのノードが {expected} 台中 {n} 台しか動いていません。',
   'coord.queueLong': '待っている人が {n} 人います（5人超）。',
   'coord.updated': '最終更新 {time}',
   'coord.unackedTitle': '未確認のヘルプ要請 {n} 件',
