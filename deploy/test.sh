@@ -217,7 +217,16 @@ python3 deploy/test/conversation.py --proxy "https://localhost:$https_port" \
   --plain "http://localhost:$http_port" --gateway "http://127.0.0.1:$gw_port" \
   --ca "$work/tls/fullchain.pem" --username deploy-op --password-file "$work/password" \
   || { tail -20 "$work/gateway.log"; cat "$work/nginx/error.log"; exit 1; }
-# What the gateway exports after a conversation, for the dashboard's check (step 4).
+# What the gateway exports after a conversation and one refused frame (a family with no
+# sample is not written at all), for the dashboard's check (step 4).
+python3 - "$gw_port" <<'PY'
+import json, sys
+from websockets.sync.client import connect
+port = sys.argv[1]
+with connect(f"ws://127.0.0.1:{port}/ws/visitor", origin=f"http://127.0.0.1:{port}", open_timeout=10) as ws:
+    ws.send(json.dumps({"type": "no_such_frame"}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "error"
+PY
 curl -fsS "http://127.0.0.1:$gw_port/metrics" >"$work/metrics.txt"
 # The drain the unit's TimeoutStopSec is sized for.
 t_stop="$(now)"

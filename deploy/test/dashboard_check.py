@@ -6,8 +6,9 @@ deploy/test.sh with the text of a real gateway's GET /metrics.
   Prometheus datasource taken from the `datasource` variable, each query with a refId.
 - Every metric name in every query is exported by the gateway: a sample name in /metrics, or
   the name a family declared by `# TYPE` gets for its samples (counter: `_total`; histogram:
-  `_bucket`, `_sum`, `_count`), as OpenMetrics names them. A family with no samples yet
-  (no error of that code so far) still declares its name. `up` is Prometheus' own.
+  `_bucket`, `_sum`, `_count`), as OpenMetrics names them. The gateway writes no family that
+  has no sample yet (no error so far: no `tsunagu_errors`), so the test feeds it what the
+  dashboard shows first. `up` is Prometheus' own.
 - Every label a query groups or selects by exists on the metrics it names, where the gateway
   has samples of them (`job` and `instance` are Prometheus' target labels, `le` a bucket's).
 - Writes every query as a recording rule (Grafana's `$__rate_interval` as 5m) to --rules, for
