@@ -16,8 +16,11 @@
 #    schemas (`kubernetes-validate --strict`, PyPI) for the oldest and newest versions it
 #    ships that we support, then checked together (test/kubernetes_check.py); the Grafana
 #    dashboard grafana/tsunagu.json checked against the /metrics of the gateway of step 3
-#    after its conversation (test/dashboard_check.py), its queries parsed by promtool. Each
-#    checker is also run once on a broken copy, which it must reject.
+#    after its conversation (test/dashboard_check.py), its queries parsed by promtool; every
+#    TSUNAGU_ setting the files set is documented (test/settings_check.py: the gateway ignores
+#    unknown ones). A Sentinel runs compose/sentinel.conf, and gateways run with the Compose
+#    file's and the ConfigMap's settings through it. Each checker is also run once on a broken
+#    copy, which it must reject.
 # 5. Dockerfile: built with podman on a base image made here with debootstrap (minbase, from
 #    the machine's own Debian mirror) and `podman import`, with the gateway's release binary
 #    stripped; then the gateway is run from the image's root filesystem (`podman image mount`
@@ -83,7 +86,7 @@ if ! python3 -c 'import websockets.sync.client' >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'websockets==15.0.1'
 fi
 
-if ! command -v kubernetes-validate >/dev/null 2>&1 || ! python3 -c 'import yaml' >/dev/null 2>&1; then
+if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
   step "installing kubernetes-validate (pip)"
   python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'kubernetes-validate==1.37.0'
@@ -303,12 +306,12 @@ stopped_within "$cgw_pid" 20 || { tail -20 "$work/compose-gateway.log"; exit 1; 
 echo "a gateway with Compose's environment (${#compose_env[@]} settings) was ready through Sentinel and stopped on SIGTERM"
 # Kubernetes: every file against the schemas of the oldest and newest version we support.
 for version in 1.30.0 1.37.0; do
-  kubernetes-validate --strict --quiet -k "$version" deploy/kubernetes/*.yaml
+  python3 -m kubernetes_validate --strict --quiet -k "$version" deploy/kubernetes/*.yaml
 done
 echo "kubernetes-validate --strict: $(ls deploy/kubernetes/*.yaml | wc -l) files valid for Kubernetes 1.30 and 1.37"
 mkdir -p "$work/k8s-broken"
 sed 's/readOnlyRootFilesystem/readOnlyRootFileSystem/' deploy/kubernetes/deployment.yaml >"$work/k8s-broken/deployment.yaml"
-expect_rejected "a misspelt field in deployment.yaml" "'readOnlyRootFileSystem' was unexpected" kubernetes-validate --strict --quiet -k 1.37.0 "$work/k8s-broken/deployment.yaml"
+expect_rejected "a misspelt field in deployment.yaml" "'readOnlyRootFileSystem' was unexpected" python3 -m kubernetes_validate --strict --quiet -k 1.37.0 "$work/k8s-broken/deployment.yaml"
 python3 deploy/test/kubernetes_check.py deploy/kubernetes "$grace_ms"
 cp deploy/kubernetes/*.yaml "$work/k8s-broken/"
 sed -i 's/terminationGracePeriodSeconds: 20/terminationGracePeriodSeconds: 12/' "$work/k8s-broken/deployment.yaml"
@@ -335,6 +338,12 @@ curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$kg
 kill -TERM "$kgw_pid"
 stopped_within "$kgw_pid" 20 || { tail -20 "$work/k8s-gateway.log"; exit 1; }
 echo "a gateway with the ConfigMap's settings (${#k8s_env[@]}) served /readyz over HTTPS through Sentinel"
+# The gateway ignores TSUNAGU_ variables it does not know: each one set must be documented.
+python3 deploy/test/settings_check.py docs/configuration.md deploy/compose/compose.yaml \
+  deploy/kubernetes/*.yaml deploy/Dockerfile deploy/README.md
+sed 's/TSUNAGU_STORE__WAIT_REPLICAS/TSUNAGU_STORE__WAIT_REPLICA/' deploy/kubernetes/configmap.yaml >"$work/k8s-broken/configmap.yaml"
+expect_rejected "a misspelt setting" "TSUNAGU_STORE__WAIT_REPLICA is not a documented setting" \
+  python3 deploy/test/settings_check.py docs/configuration.md "$work/k8s-broken/configmap.yaml"
 # Grafana: names and labels against the real /metrics, the PromQL through promtool.
 python3 deploy/test/dashboard_check.py --dashboard deploy/grafana/tsunagu.json \
   --metrics "$work/metrics.txt" --rules "$work/dashboard-rules.yml"
