@@ -278,9 +278,9 @@ diff deploy/compose/sentinel.conf "$work/redis/sentinel.conf" | grep '^[<>]' || 
   || { echo "deploy: the substitutions above no longer match deploy/compose/sentinel.conf" >&2; exit 1; }
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis" \
   >"$work/redis/redis.log" 2>&1 &
-pids+=($!)
+redis_pid=$!; pids+=("$redis_pid")
 redis-server "$work/redis/sentinel.conf" --sentinel --bind 127.0.0.1 >"$work/redis/sentinel.log" 2>&1 &
-pids+=($!)
+sentinel_pid=$!; pids+=("$sentinel_pid")
 for _ in $(seq 50); do
   [ "$(redis-cli -p "$sentinel_port" sentinel get-master-addr-by-name tsunagu 2>/dev/null | tr '\n' ' ')" = "127.0.0.1 $redis_port " ] && break
   sleep 0.1
@@ -338,6 +338,7 @@ curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$kg
 kill -TERM "$kgw_pid"
 stopped_within "$kgw_pid" 20 || { tail -20 "$work/k8s-gateway.log"; exit 1; }
 echo "a gateway with the ConfigMap's settings (${#k8s_env[@]}) served /readyz over HTTPS through Sentinel"
+kill "$redis_pid" "$sentinel_pid" 2>/dev/null || true
 # The gateway ignores TSUNAGU_ variables it does not know: each one set must be documented.
 python3 deploy/test/settings_check.py docs/configuration.md deploy/compose/compose.yaml \
   deploy/kubernetes/*.yaml deploy/Dockerfile deploy/README.md

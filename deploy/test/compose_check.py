@@ -9,7 +9,8 @@ their store URL names the three Sentinel services and the master name sentinel.c
 the database URL names the PostgreSQL service; the trusted proxy is HAProxy's fixed address;
 Redis is a primary and replicas of it, without persistence and not restarted by Docker;
 HAProxy mounts ../haproxy/haproxy.cfg and publishes 443; no secret is written into
-compose.yaml itself (each comes from .env).
+compose.yaml itself (each comes from .env); HAProxy's servers (GATEWAY_1..3, read by
+haproxy.cfg from its environment) are the gateways' fixed addresses.
 """
 
 import argparse
@@ -105,6 +106,14 @@ def main():
           "nothing but HAProxy publishes a port")
     check(cfg["networks"].get("backend", {}).get("internal") is True,
           "Redis and PostgreSQL are on an internal network")
+
+    # haproxy.cfg takes its servers from GATEWAY_1..3: each a gateway's fixed address and port.
+    henv = haproxy.get("environment") or {}
+    targets = sorted(v for k, v in henv.items() if re.fullmatch(r"GATEWAY_\d+", k))
+    addresses = sorted(f"{s['networks']['edge'].get('ipv4_address')}:{s['environment']['TSUNAGU_SERVER__PORT']}"
+                       for s in gateways.values() if (s.get("networks") or {}).get("edge"))
+    check(len(targets) == 3 and targets == addresses,
+          f"HAProxy's GATEWAY_1..3 are the gateways' fixed addresses: {targets} against {addresses}")
 
     for n, s in sorted(gateways.items()):
         env = s["environment"]
