@@ -294,6 +294,13 @@ mapfile -t compose_env < <(python3 -c '
 import sys, yaml
 env = yaml.safe_load(open(sys.argv[1]))["services"]["gateway-1"]["environment"]
 print("\n".join(f"{k}={v}" for k, v in env.items()))' "$work/compose.yaml")
+# .env.example's placeholders must not run: its escalation key stops the gateway at start.
+if (cd "$work/state" && exec env "${compose_env[@]}" TSUNAGU_SERVER__HOST=127.0.0.1 TSUNAGU_SERVER__PORT=0 \
+  TSUNAGU_DATABASE__URL="sqlite:$work/state/placeholder.db" timeout 20 "$debug_bin" serve >"$work/placeholder.log" 2>&1) \
+  || ! grep -q 'escalation.key must be 64 hex characters' "$work/placeholder.log"; then
+  tail -5 "$work/placeholder.log"; echo "deploy: a gateway started with .env.example's placeholder key" >&2; exit 1
+fi
+echo "with .env.example as it is, the gateway refuses to start: $(grep -m1 '^Error' "$work/placeholder.log")"
 cgw_port="$(free_port)"
 (cd "$work/state" && exec env "${compose_env[@]}" TSUNAGU_SERVER__HOST=127.0.0.1 TSUNAGU_SERVER__PORT="$cgw_port" \
   TSUNAGU_STORE__URL="redis+sentinel://127.0.0.1:$sentinel_port/tsunagu" TSUNAGU_STORE__WAIT_REPLICAS=0 \
