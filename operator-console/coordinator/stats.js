@@ -7,6 +7,7 @@ import { api } from '/console/auth.js';
 import { $, byIds, el, fmtMmSs, fmtClock, channelName, toast } from '/console/util.js';
 import { expire } from '/console/coordinator/session.js';
 import { renderAlerts, renderEmergencies, updateTitle } from '/console/coordinator/alerts.js';
+import { notifySnapshot } from '/console/coordinator/notify.js';
 
 const E = {
   ...byIds('updated', 'banners', 'by-channel', 'card-waiting', 'card-longest', 'card-operators',
@@ -34,6 +35,7 @@ function num(v) { return Number.isFinite(v) ? v : 0; }
 export function onStats(s) {
   snapshot = s;
   render(s);
+  notifySnapshot(s);
 }
 
 /** Draws the latest snapshot again (language change, an alert acknowledged here). */
