@@ -120,8 +120,12 @@ impl Call {
         let shutdown = self.voice.shutdown.clone();
         let mut watchdog = tokio::time::interval(Duration::from_millis(CALL_LEASE_RENEW_MS));
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let ended = tokio::select! {
+        // The lease first (the interval's first tick is now): whether this node acts is known
+        // before anything from the engine is handled.
+        watchdog.tick().await;
+        let mut ended = self.tick(&mut follower).await;
+        while !ended {
+            ended = tokio::select! {
                 out = rx.recv() => match out {
                     Some(out) => self.outbound(&mut follower, out).await,
                     None => true,
@@ -136,9 +140,6 @@ impl Call {
                 _ = watchdog.tick() => self.tick(&mut follower).await,
                 _ = shutdown.cancelled() => true,
             };
-            if ended {
-                break;
-            }
         }
         follower.leave();
         self.voice.forget(&self.call_sid, self.conv);
