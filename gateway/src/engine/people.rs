@@ -50,7 +50,10 @@ impl Engine {
     }
 
     /// [`crate::store::Store::call`].
-    pub async fn call_record(&self, conv: ConversationId) -> Result<Option<CallRecord>, StoreError> {
+    pub async fn call_record(
+        &self,
+        conv: ConversationId,
+    ) -> Result<Option<CallRecord>, StoreError> {
         self.store.call(conv).await
     }
 

@@ -82,7 +82,10 @@ impl Call {
         let signed = PY
             .call(json!({"op":"sign","token":self.token,"url":url,"params":params}))
             .await;
-        let sig = signed["signature"].as_str().context("signature")?.to_owned();
+        let sig = signed["signature"]
+            .as_str()
+            .context("signature")?
+            .to_owned();
         let res = http()
             .post(format!("{}{path}", node.base))
             .header("x-twilio-signature", sig)
@@ -125,8 +128,21 @@ impl Call {
 fn accounts_with_phone(dir: &Path, phone: &str) -> PathBuf {
     let database = dir.join("voice-accounts.db");
     let mut child = Command::new(gateway_bin())
-        .args(["user", "add", "--username", OPERATOR, "--display-name", "Voice op"])
-        .args(["--role", "operator", "--password-stdin", "--languages", "ja,en"])
+        .args([
+            "user",
+            "add",
+            "--username",
+            OPERATOR,
+            "--display-name",
+            "Voice op",
+        ])
+        .args([
+            "--role",
+            "operator",
+            "--password-stdin",
+            "--languages",
+            "ja,en",
+        ])
         .args(["--capacity", "2", "--phone", phone])
         .env("TSUNAGU_DATABASE__SQLITE_PATH", &database)
         .env("TSUNAGU_LOG__FILTER", "warn")
@@ -160,7 +176,10 @@ async fn a_calls_webhooks_on_two_nodes_and_its_first_node_killed_bridge_it_once_
     let prefix = prefix();
     let mut env = redis_env(&redis.url(), &prefix);
     env.extend([
-        ("TSUNAGU_DATABASE__SQLITE_PATH", database.display().to_string()),
+        (
+            "TSUNAGU_DATABASE__SQLITE_PATH",
+            database.display().to_string(),
+        ),
         ("TSUNAGU_VOICE__ENABLED", "true".into()),
         ("TSUNAGU_VOICE__API_BASE", fake.base.clone()),
         ("TSUNAGU_VOICE__PUBLIC_URL", PUBLIC.into()),
@@ -243,7 +262,10 @@ async fn run(
         "b did not take the call over once:\n{}",
         b.logs(200)
     );
-    ensure!(fake.requests().is_empty(), "nothing was sent to the call yet");
+    ensure!(
+        fake.requests().is_empty(),
+        "nothing was sent to the call yet"
+    );
 
     // The operator on b accepts: the call is bridged to their phone once.
     op.ws
@@ -342,7 +364,10 @@ async fn run(
         .iter()
         .filter(|v| v["conversation"].as_str().is_some_and(|c| c != conv))
         .collect();
-    ensure!(others.is_empty(), "frames of other conversations: {others:?}");
+    ensure!(
+        others.is_empty(),
+        "frames of other conversations: {others:?}"
+    );
     let r2 = op
         .act("wrap_up", &conv, json!({"category":"other"}))
         .await?;
@@ -362,7 +387,10 @@ async fn run(
         ensure!(Instant::now() < deadline, "left after close: {left:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ensure!(fake.requests().len() == 1, "sent to the call after the bridge");
+    ensure!(
+        fake.requests().len() == 1,
+        "sent to the call after the bridge"
+    );
     let problems = fake.problems();
     ensure!(problems.is_empty(), "fake provider found: {problems:?}");
 

@@ -43,9 +43,9 @@ pub mod signature;
 pub mod twiml;
 pub mod webhook;
 
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
-use super::twiml::Words;
 use super::record::Change;
+use super::twiml::Words;
 use super::{call, client_id, signature, CallLink, Phase, Voice};
 use crate::conversation::{ConversationId, StateKind};
 use crate::protocol::{Channel, ServerMsg};
@@ -482,7 +482,10 @@ async fn status(Verified(hook, sid): Verified) -> Response {
         .engine
         .visitor_end(conv, client_id(&[&sid, "status-end"]))
         .await;
-    let _ = voice.engine.unlink_person(&voice.call_key(&sid), conv).await;
+    let _ = voice
+        .engine
+        .unlink_person(&voice.call_key(&sid), conv)
+        .await;
     tracing::info!(
         conversation = %conv,
         call_status = %call_status,

@@ -111,7 +111,10 @@ mod tests {
         s.create(c.clone()).await.unwrap();
         s.put_call(c.id, &CallRecord::new(5), 200).await.unwrap();
         let keys = keys_with(&prefix).await;
-        assert!(keys.contains(&format!("{prefix}:call:{}", c.id)), "{keys:?}");
+        assert!(
+            keys.contains(&format!("{prefix}:call:{}", c.id)),
+            "{keys:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         assert_eq!(s.call(c.id).await.unwrap(), None, "the record expired");
     }

@@ -84,9 +84,8 @@ pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
 use super::{
-    Applied, ApplyError, CallRecord, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, QueuePlaces,
-    Store,
-    StoreError,
+    Applied, ApplyError, CallRecord, OnDuty, OperatorRecord, OperatorUpdate, PersonLink,
+    QueuePlaces, Store, StoreError,
 };
 use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
