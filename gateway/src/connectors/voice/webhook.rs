@@ -263,12 +263,24 @@ async fn incoming(Verified(hook, sid): Verified) -> Response {
         conversation: conv,
         route: String::new(),
     };
-    if let Err(e) = voice
+    match voice
         .engine
         .link_person(&voice.call_key(&sid), &shared, CALL_LINK_TTL_MS)
         .await
     {
-        tracing::warn!(conversation = %conv, error = %e, "voice call link not shared");
+        Ok(first) if first.conversation != conv => {
+            // A repeated `incoming` raced the first on another node, which linked the call
+            // first: this conversation goes, and the call is followed in that one.
+            let cid = client_id(&[&sid, "started-twice"]);
+            let _ = voice.engine.visitor_end(conv, cid).await;
+            tracing::info!(conversation = %first.conversation, "voice incoming repeated on two nodes at once");
+            follow_here(&hook, &sid, first.conversation, Phase::Waiting);
+            return xml(docs.hold(None, &wait_url));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(conversation = %conv, error = %e, "voice call link not shared");
+        }
     }
     let link = CallLink {
         conversation: conv,
