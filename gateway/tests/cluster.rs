@@ -34,12 +34,20 @@ mod line_api;
 mod node;
 #[path = "cluster/party.rs"]
 mod party;
+#[allow(dead_code)]
+#[path = "support/python.rs"]
+mod python;
 #[path = "cluster/races.rs"]
 mod races;
 #[path = "cluster/redis.rs"]
 mod redis;
 #[path = "cluster/setup.rs"]
 mod setup;
+#[path = "cluster/voice.rs"]
+mod voice;
+#[allow(dead_code)]
+#[path = "voice/fake_provider.rs"]
+mod voice_provider;
 
 /// One cluster test at a time (a tokio mutex: each test has its own runtime).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

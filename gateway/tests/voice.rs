@@ -17,6 +17,8 @@ mod harness;
 mod helpers;
 #[path = "support/python.rs"]
 mod python;
+#[path = "voice/record.rs"]
+mod record;
 
 use std::time::Duration;
 

@@ -184,7 +184,7 @@ impl Engine {
     }
 
     /// Milliseconds since the Unix epoch, now, from the engine's clock.
-    fn now_ms(&self) -> Millis {
+    pub fn now_ms(&self) -> Millis {
         self.clock.now_ms()
     }
 

@@ -1,10 +1,11 @@
 //! What the connectors share through the store about their people (the engine's store is
 //! private, so they reach it here): person → conversation links, the per-conversation sender
-//! lease and the sender's shared cursor ([`crate::store::links`]).
+//! lease and the sender's shared cursor ([`crate::store::links`]), a phone call's shared record
+//! ([`crate::store::calls`]).
 
 use super::Engine;
 use crate::conversation::ConversationId;
-use crate::store::{PersonLink, StoreError};
+use crate::store::{CallRecord, PersonLink, StoreError};
 
 impl Engine {
     /// [`crate::store::Store::link`].
@@ -46,5 +47,23 @@ impl Engine {
     /// [`crate::store::Store::set_sent_through`].
     pub async fn set_sent_through(&self, conv: ConversationId, seq: u64) -> Result<(), StoreError> {
         self.store.set_sent_through(conv, seq).await
+    }
+
+    /// [`crate::store::Store::call`].
+    pub async fn call_record(
+        &self,
+        conv: ConversationId,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        self.store.call(conv).await
+    }
+
+    /// [`crate::store::Store::put_call`].
+    pub async fn put_call(
+        &self,
+        conv: ConversationId,
+        rec: &CallRecord,
+        ttl_ms: u64,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        self.store.put_call(conv, rec, ttl_ms).await
     }
 }

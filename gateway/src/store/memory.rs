@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use ulid::Ulid;
 
 use super::{
-    Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, Store, StoreError,
+    Applied, ApplyError, CallRecord, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, Store,
+    StoreError,
 };
 use crate::conversation::{Command, Conversation, ConversationId, OperatorId, QueueKey, State};
 use crate::protocol::{LogEntry, Millis};
@@ -23,6 +24,7 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     /// The connectors' people and the shared statistics ([`super::links`]).
     links: super::links::MemoryLinks,
+    calls: super::calls::MemoryCalls,
     /// Alert episodes taken ([`Store::claim_episode`]).
     episodes: Mutex<std::collections::HashSet<String>>,
 }
@@ -299,6 +301,19 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn call(&self, conv: ConversationId) -> Result<Option<CallRecord>, StoreError> {
+        Ok(self.calls.get(conv))
+    }
+
+    async fn put_call(
+        &self,
+        conv: ConversationId,
+        rec: &CallRecord,
+        _ttl_ms: u64,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        Ok(self.calls.put(conv, rec))
+    }
+
     async fn observe_handle_time(&self, ms: u64) -> Result<f64, StoreError> {
         Ok(self.links.observe_handle_time(ms))
     }
@@ -366,6 +381,7 @@ impl Store for MemoryStore {
         }
         drop(inner);
         self.links.forget(id);
+        self.calls.forget(id);
         Ok(())
     }
 

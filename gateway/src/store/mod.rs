@@ -10,12 +10,14 @@
 //! Content lives only in the log, and [`Store::delete`] removes a conversation and everything of
 //! it: log, client ids, token index.
 
+pub mod calls;
 pub mod conformance;
 pub mod links;
 mod memory;
 pub mod redis;
 
 pub use self::redis::RedisStore;
+pub use calls::{CallPhase, CallRecord};
 pub use links::PersonLink;
 pub use memory::MemoryStore;
 
@@ -399,4 +401,18 @@ pub trait Store: Send + Sync + 'static {
     async fn observe_handle_time(&self, ms: u64) -> Result<f64, StoreError>;
     /// The moving average of handling time (ms); `None` until a conversation has closed.
     async fn handle_time(&self) -> Result<Option<f64>, StoreError>;
+
+    // A phone call's shared record ([`calls`]), by its conversation; deleted with it.
+
+    /// The record of the call in `conv`, if any.
+    async fn call(&self, conv: ConversationId) -> Result<Option<CallRecord>, StoreError>;
+    /// Writes `rec` if the stored record is still at `rec.version` (0: none stored yet), and
+    /// returns what was written (its version one more); `None` when another write came first
+    /// (read again and retry). Shared stores keep it at most `ttl_ms`, renewed by each write.
+    async fn put_call(
+        &self,
+        conv: ConversationId,
+        rec: &CallRecord,
+        ttl_ms: u64,
+    ) -> Result<Option<CallRecord>, StoreError>;
 }

@@ -15,16 +15,19 @@
 //! - [`call`]: per call, a follower registered as the conversation's visitor in the engine's
 //!   registry: an operator joined → bridge; requeued → back on hold; ended → polite hang-up.
 //!   Its REST calls go through a sequential sender and [`client`] (retries, backoff).
+//! - `record`: the call's shared record, read and changed over the version read.
 //!
 //! Data flow: provider webhook → signature → `Engine` calls + TwiML answer; engine publish →
 //! follower reads the log → sender → provider REST API (update the live call).
 //!
-//! Several nodes: which conversation a call is in is also in the store, under a keyed hash of
-//! the call SID ([`call_key`]; deleted with the conversation), so a `status` callback that
-//! reaches a node other than the one following the call (or arrives after that node died)
-//! still ends the call's conversation. The live call itself (hold loop, bridge, phase) is
-//! followed by the node that answered `incoming`: the provider's webhooks of one call must go
-//! to that node (docs/connectors-phone.md).
+//! Several nodes: any node answers any webhook of a call. Which conversation a call is in is in
+//! the store, under a keyed hash of the call SID ([`call_key`]), and where the call is (phase,
+//! since when it waits, its hold loop's last return) in its shared record (`record`, over
+//! [`crate::store::CallRecord`]); both go with the conversation. Every node that has had a
+//! webhook of the call follows it ([`call::follow`]); the holder of the call's lease
+//! ([`call_lease`]) acts on it, each act written to the record first, so that a bridge is sent
+//! at most once per accept and a node that takes the lease over (its holder died) goes on from
+//! the record (docs/connectors-phone.md, "Several nodes").
 //!
 //! Privacy: the caller's number arrives in every webhook (`From`). It is kept only in the
 //! engine's channel reference (memory; removed when the conversation ends; copied into an
@@ -34,16 +37,15 @@
 
 pub mod call;
 pub mod client;
+mod record;
 pub mod settings;
 pub mod signature;
 pub mod twiml;
 pub mod webhook;
 
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use ulid::Ulid;
@@ -58,33 +60,27 @@ pub use webhook::{router, Hooks};
 use client::VoiceApi;
 use twiml::{Documents, Target};
 
-/// Where a live call is in its life, as far as the connector knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// In the hold loop.
-    Waiting,
-    /// An operator accepted; the bridge request is on its way.
-    Bridging,
-    /// The provider took the bridge: the call is with the operator (or ringing them).
-    Bridged,
-    /// The call is being ended politely; nothing more is sent.
-    Ending,
-}
+pub use crate::store::CallPhase as Phase;
 
-/// The connector's handle on a live call (kept in `Voice::calls`, by call SID, in this node's
-/// memory; the store has only call → conversation, by keyed hash).
+/// How long a node's lease on following a call lasts (`P:lease:voice:{conversation}`); its
+/// holder renews it every [`CALL_LEASE_RENEW_MS`].
+pub const CALL_LEASE_MS: u64 = 3_000;
+/// How often a call's follower renews (or tries to take) its lease.
+pub const CALL_LEASE_RENEW_MS: u64 = 1_000;
+
+/// This node's handle on a call it follows (kept in `Voice::calls`, by call SID, in memory).
+/// What every node must know of the call is in its shared record ([`crate::store::CallRecord`],
+/// by conversation), and the call SID and numbers come with each of the provider's webhooks.
 #[derive(Debug, Clone)]
 pub struct CallLink {
     pub conversation: ConversationId,
+    /// The phase this node last read or wrote (the record is the truth; this is what is left
+    /// to go by when the store lost the conversation).
     pub phase: Phase,
     /// The URL prefix the provider reached us at, for the URLs in TwiML we send later.
     pub base: String,
     /// Caller id for the bridge: the helpline's number (never the caller's).
     pub caller_id: String,
-    /// Since when the caller has been waiting, for `max_wait_secs`.
-    pub waiting_since: Instant,
-    /// When the hold loop last came back, so a call whose status callback was lost is noticed.
-    pub last_hold: Instant,
 }
 
 pub struct Voice {
@@ -97,7 +93,8 @@ pub struct Voice {
     pub(crate) tracker: TaskTracker,
     /// Frames queued per follower before the registry counts it as too slow.
     pub(crate) socket_queue: usize,
-    /// Live calls by call SID. Memory only; an entry goes when its call or conversation ends.
+    /// Calls this node follows, by call SID. Memory only; an entry goes when its call or
+    /// conversation ends.
     calls: Mutex<HashMap<String, CallLink>>,
 }
 
@@ -167,23 +164,13 @@ impl Voice {
         Documents { s: &self.settings }
     }
 
-    /// Number of live calls followed (for tests and metrics).
+    /// Number of live calls this node follows (for tests and metrics).
     pub fn live(&self) -> usize {
         self.calls().len()
     }
 
     pub(crate) fn link(&self, call_sid: &str) -> Option<CallLink> {
         self.calls().get(call_sid).cloned()
-    }
-
-    pub(crate) fn update_link(&self, call_sid: &str, f: impl FnOnce(&mut CallLink)) -> bool {
-        match self.calls().get_mut(call_sid) {
-            Some(link) => {
-                f(link);
-                true
-            }
-            None => false,
-        }
     }
 
     /// Forgets a call (its conversation ended, or the call did).
@@ -194,6 +181,23 @@ impl Voice {
         } else {
             None
         }
+    }
+
+    /// Notes the phase read or written for conversation `conv` on the calls followed here.
+    pub(crate) fn note_phase(&self, conv: ConversationId, phase: Phase) {
+        for link in self.calls().values_mut() {
+            if link.conversation == conv {
+                link.phase = phase;
+            }
+        }
+    }
+
+    /// How long a bridge request can take at most, all its retries included: a hold loop
+    /// that still comes back this long after a bridge was claimed proves the provider never
+    /// took it (a bridge replaces the hold loop).
+    pub(crate) fn bridge_budget_ms(&self) -> u64 {
+        let s = &self.settings;
+        u64::from(s.retry_attempts.max(1)) * (s.request_timeout_ms + s.retry_max_ms) + 2_000
     }
 
     /// The call's name in the shared store ([`call_key`]).
@@ -220,6 +224,11 @@ impl Voice {
             .and_then(|u| u.phone)
             .and_then(|p| Target::parse(&p))
     }
+}
+
+/// The lease of the node that follows the call in conversation `conv` (`P:lease:voice:{conv}`).
+pub fn call_lease(conv: ConversationId) -> String {
+    format!("voice:{conv}")
 }
 
 /// A call's name in the shared store: `voice:{hex}`, HMAC-SHA-256 of the call SID under the

@@ -11,9 +11,12 @@
 //!
 //! A callback repeated by the provider is harmless: a known call is not started twice, and the
 //! engine calls carry client ids derived from the call SID and the event.
+//!
+//! Any node answers any of them: the call's conversation comes from the store (by the keyed
+//! hash of the call SID), its phase and times from its shared record, and a node that had a
+//! webhook of a call follows it ([`call::follow`]), ready to take the call's lease over.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -22,9 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 
+use super::record::Change;
 use super::twiml::Words;
 use super::{call, client_id, signature, CallLink, Phase, Voice};
-use crate::conversation::StateKind;
+use crate::conversation::{ConversationId, StateKind};
 use crate::protocol::{Channel, ServerMsg};
 
 pub const INCOMING: &str = "/connectors/voice/incoming";
@@ -160,22 +164,54 @@ async fn announcement(voice: &Voice, conv: crate::conversation::ConversationId) 
     }
 }
 
-async fn incoming(Verified(hook, sid): Verified) -> Response {
-    let voice = &hook.voice;
-    let docs = voice.docs();
-    let wait_url = format!("{}{WAIT}", hook.base);
-    // The provider retried the webhook: the call is already ours.
-    if let Some(link) = voice.link(&sid) {
-        tracing::info!(conversation = %link.conversation, "voice incoming repeated");
-        return xml(docs.hold(None, &wait_url));
-    }
-    let caller_id = voice
+/// Caller id for the bridge: `voice.caller_id`, else the number the caller dialled (`To`).
+fn caller_id_of(hook: &Hook) -> Option<String> {
+    hook.voice
         .settings
         .caller_id
         .clone()
         .or_else(|| hook.get("To").map(str::to_owned))
-        .filter(|c| !c.is_empty());
-    let Some(caller_id) = caller_id else {
+        .filter(|c| !c.is_empty())
+}
+
+/// The conversation of call `sid`: followed here, or linked in the store by another node.
+async fn conversation_of(voice: &Voice, sid: &str) -> Option<ConversationId> {
+    if let Some(link) = voice.link(sid) {
+        return Some(link.conversation);
+    }
+    let shared = voice.engine.linked_person(&voice.call_key(sid)).await;
+    shared.ok().flatten().map(|l| l.conversation)
+}
+
+/// Follows call `sid` on this node too (if it does not already), so that it can take the
+/// call's lease over should the node that follows it die.
+fn follow_here(hook: &Hook, sid: &str, conv: ConversationId, phase: Phase) {
+    if hook.voice.link(sid).is_some() {
+        return;
+    }
+    let Some(caller_id) = caller_id_of(hook) else {
+        return;
+    };
+    let link = CallLink {
+        conversation: conv,
+        phase,
+        base: hook.base.clone(),
+        caller_id,
+    };
+    call::follow(&hook.voice, conv, sid, link, false);
+}
+
+async fn incoming(Verified(hook, sid): Verified) -> Response {
+    let voice = &hook.voice;
+    let docs = voice.docs();
+    let wait_url = format!("{}{WAIT}", hook.base);
+    // The provider retried the webhook (to this node or another): the call is already ours.
+    if let Some(conv) = conversation_of(voice, &sid).await {
+        tracing::info!(conversation = %conv, "voice incoming repeated");
+        follow_here(&hook, &sid, conv, Phase::Waiting);
+        return xml(docs.hold(None, &wait_url));
+    }
+    let Some(caller_id) = caller_id_of(&hook) else {
         // Without it the operator's phone would show the caller's own number.
         tracing::warn!("voice incoming without `To` and no voice.caller_id: refused");
         return StatusCode::BAD_REQUEST.into_response();
@@ -217,29 +253,42 @@ async fn incoming(Verified(hook, sid): Verified) -> Response {
     voice
         .engine
         .set_channel_ref(conv, format!("voice:{sid}:{from}"));
-    let now = Instant::now();
+    // Where the call is (phase, times), for every node; deleted with the conversation.
+    if let Err(e) = voice.open_record(conv, voice.engine.now_ms()).await {
+        tracing::warn!(conversation = %conv, error = %e, "voice call record not shared");
+    }
+    // Which conversation the call is in, for every node (any may get its next webhook);
+    // deleted with the conversation.
+    let shared = crate::store::PersonLink {
+        conversation: conv,
+        route: String::new(),
+    };
+    match voice
+        .engine
+        .link_person(&voice.call_key(&sid), &shared, CALL_LINK_TTL_MS)
+        .await
+    {
+        Ok(first) if first.conversation != conv => {
+            // A repeated `incoming` raced the first on another node, which linked the call
+            // first: this conversation goes, and the call is followed in that one.
+            let cid = client_id(&[&sid, "started-twice"]);
+            let _ = voice.engine.visitor_end(conv, cid).await;
+            tracing::info!(conversation = %first.conversation, "voice incoming repeated on two nodes at once");
+            follow_here(&hook, &sid, first.conversation, Phase::Waiting);
+            return xml(docs.hold(None, &wait_url));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(conversation = %conv, error = %e, "voice call link not shared");
+        }
+    }
     let link = CallLink {
         conversation: conv,
         phase: Phase::Waiting,
         base: hook.base.clone(),
         caller_id,
-        waiting_since: now,
-        last_hold: now,
     };
-    // Which conversation the call is in, for every node (its status callback may reach
-    // another one); deleted with the conversation.
-    let shared = crate::store::PersonLink {
-        conversation: conv,
-        route: String::new(),
-    };
-    if let Err(e) = voice
-        .engine
-        .link_person(&voice.call_key(&sid), &shared, CALL_LINK_TTL_MS)
-        .await
-    {
-        tracing::warn!(conversation = %conv, error = %e, "voice call link not shared");
-    }
-    call::spawn(voice, conv, sid, link);
+    call::follow(voice, conv, &sid, link, true);
     tracing::info!(conversation = %conv, "voice call queued");
     // Let routing decide now whether someone is free, so a caller an operator is being offered
     // hears 「まもなく」 rather than a place in a queue they are already leaving. (The store's
@@ -253,20 +302,39 @@ async fn wait(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let docs = voice.docs();
     let wait_url = format!("{}{WAIT}", hook.base);
-    let now = Instant::now();
-    let Some(link) = voice.link(&sid) else {
+    let now = voice.engine.now_ms();
+    let Some(conv) = conversation_of(voice, &sid).await else {
         // The conversation is over (or was never ours): end the call kindly.
         return xml(docs.goodbye());
     };
-    voice.update_link(&sid, |l| l.last_hold = now);
-    match link.phase {
-        Phase::Waiting => {}
-        Phase::Bridging | Phase::Bridged => {
-            return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url))
+    // The hold loop came back: noted for every node's watchdog.
+    let rec = match voice
+        .change(conv, |r| {
+            r.last_hold = now;
+            true
+        })
+        .await
+    {
+        Ok(Change::Made { before }) => before,
+        Ok(Change::Kept(rec)) => rec,
+        Ok(Change::Missing) => {
+            voice.forget(&sid, conv);
+            return xml(docs.goodbye());
         }
+        Err(_) => return xml(docs.hold(None, &wait_url)),
+    };
+    follow_here(&hook, &sid, conv, rec.phase);
+    match rec.phase {
+        Phase::Waiting => {}
+        Phase::Bridging => {
+            if now.saturating_sub(rec.bridge_at) > voice.bridge_budget_ms() {
+                bridge_lost(voice, &sid, conv, rec.bridge_at, now).await;
+            }
+            return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url));
+        }
+        Phase::Bridged => return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url)),
         Phase::Ending => return xml(docs.goodbye()),
     }
-    let conv = link.conversation;
     let state = match voice.engine.conversation(conv).await {
         Ok(Some(c)) => c.state.kind(),
         Ok(None) => {
@@ -279,8 +347,8 @@ async fn wait(Verified(hook, sid): Verified) -> Response {
         // Being offered, or an operator just accepted: the bridge follows.
         return xml(docs.hold(Some(Words::CONNECTING_SOON), &wait_url));
     }
-    let waited = now.duration_since(link.waiting_since);
-    let why = if waited.as_secs() >= voice.settings.max_wait_secs {
+    let waited_ms = now.saturating_sub(rec.waiting_since);
+    let why = if waited_ms / 1000 >= voice.settings.max_wait_secs {
         Some(("max_wait", Words::TOO_LONG))
     } else if voice.engine.is_overloaded() {
         Some(("overloaded", Words::OVERLOADED))
@@ -290,7 +358,7 @@ async fn wait(Verified(hook, sid): Verified) -> Response {
         None
     };
     if let Some((outcome, words)) = why {
-        voice.update_link(&sid, |l| l.phase = Phase::Ending);
+        let _ = voice.move_to(conv, Phase::Ending).await;
         let result = voice
             .engine
             .visitor_end(conv, client_id(&[&sid, "turned-away"]))
@@ -298,7 +366,7 @@ async fn wait(Verified(hook, sid): Verified) -> Response {
         tracing::info!(
             conversation = %conv,
             outcome,
-            waited_ms = waited.as_millis() as u64,
+            waited_ms,
             ended = result.is_ok(),
             "voice caller told about other helplines; call ends"
         );
@@ -308,23 +376,76 @@ async fn wait(Verified(hook, sid): Verified) -> Response {
     xml(docs.hold(Some(&position), &wait_url))
 }
 
+/// The hold loop still comes back past a bridge's whole retry budget: the provider never took
+/// the bridge (it would have replaced the loop), so the node that claimed it died before
+/// sending it. The call goes back to the queue (once: the record changes first), for the
+/// operator or a colleague to accept again.
+async fn bridge_lost(voice: &Voice, sid: &str, conv: ConversationId, claimed: u64, now: u64) {
+    let back = voice
+        .change(conv, |r| {
+            r.phase == Phase::Bridging && r.bridge_at == claimed && {
+                r.phase = Phase::Waiting;
+                r.last_hold = now;
+                true
+            }
+        })
+        .await;
+    if !back.is_ok_and(|c| c.made()) {
+        return;
+    }
+    let holder = match voice.engine.conversation(conv).await {
+        Ok(Some(c)) if c.state.kind() == StateKind::Active => c.state.operator(),
+        _ => None,
+    };
+    let requeued = match holder {
+        Some(op) => {
+            let cid = client_id(&[sid, "bridge-lost", &claimed.to_string()]);
+            voice
+                .engine
+                .transfer(op, conv, None, None, cid)
+                .await
+                .is_ok()
+        }
+        None => false,
+    };
+    tracing::warn!(conversation = %conv, requeued, "voice bridge never reached the provider (its node stopped); back to the queue");
+}
+
 async fn dial_done(Verified(hook, sid): Verified) -> Response {
     let voice = &hook.voice;
     let docs = voice.docs();
-    let Some(link) = voice.link(&sid) else {
+    let Some(conv) = conversation_of(voice, &sid).await else {
         return xml(docs.goodbye());
     };
-    let conv = link.conversation;
     let dial_status = hook.get("DialCallStatus").unwrap_or_default().to_owned();
-    if matches!(dial_status.as_str(), "completed" | "answered") || link.phase == Phase::Ending {
+    let answered = matches!(dial_status.as_str(), "completed" | "answered");
+    let now = voice.engine.now_ms();
+    let changed = voice
+        .change(conv, |r| {
+            if r.phase == Phase::Ending {
+                return false;
+            }
+            if answered {
+                r.phase = Phase::Ending;
+            } else {
+                r.phase = Phase::Waiting;
+                r.last_hold = now;
+            }
+            true
+        })
+        .await;
+    let ending = match &changed {
+        Ok(Change::Kept(_)) | Ok(Change::Missing) => true,
+        _ => answered,
+    };
+    if ending {
         // The operator's leg ended after a conversation: say goodbye. The status callback that
         // follows ends the conversation (to the operator's wrap-up).
-        voice.update_link(&sid, |l| l.phase = Phase::Ending);
         tracing::info!(conversation = %conv, "voice call: operator's line ended");
         return xml(docs.goodbye());
     }
+    follow_here(&hook, &sid, conv, Phase::Waiting);
     // The operator did not answer (busy, no-answer, failed, canceled): back to the queue.
-    voice.update_link(&sid, |l| l.phase = Phase::Waiting);
     let holder = match voice.engine.conversation(conv).await {
         Ok(Some(c)) if c.state.kind() == StateKind::Active => c.state.operator(),
         _ => None,
@@ -357,36 +478,33 @@ async fn status(Verified(hook, sid): Verified) -> Response {
         tracing::debug!(call_status = %call_status, "voice status: call still up");
         return StatusCode::NO_CONTENT.into_response();
     }
-    let Some(link) = voice.link(&sid) else {
-        // Followed by another node (or by none: its node died): the call's conversation ends
-        // here all the same (the client id makes a repeat harmless).
-        let key = voice.call_key(&sid);
-        if let Ok(Some(shared)) = voice.engine.linked_person(&key).await {
-            let conv = shared.conversation;
-            let result = voice
-                .engine
-                .visitor_end(conv, client_id(&[&sid, "status-end"]))
-                .await;
-            let _ = voice.engine.unlink_person(&key, conv).await;
-            tracing::info!(conversation = %conv, call_status = %call_status, ended = result.is_ok(), "voice call finished (followed by another node)");
-            return StatusCode::NO_CONTENT.into_response();
-        }
+    let Some(conv) = conversation_of(voice, &sid).await else {
         tracing::debug!(call_status = %call_status, "voice status for a call no longer followed");
         return StatusCode::NO_CONTENT.into_response();
     };
-    let conv = link.conversation;
-    // Forget the call first: nothing may be sent to it any more.
+    // Forget the call first: nothing may be sent to it any more (on any node: its record says
+    // it is ending).
     voice.forget(&sid, conv);
-    let waiting = link.phase == Phase::Waiting;
+    let before = match voice.move_to(conv, Phase::Ending).await {
+        Ok(Change::Made { before }) | Ok(Change::Kept(before)) => Some(before),
+        _ => None,
+    };
+    let waiting = before.as_ref().is_some_and(|r| r.phase == Phase::Waiting);
     let result = voice
         .engine
         .visitor_end(conv, client_id(&[&sid, "status-end"]))
+        .await;
+    let _ = voice
+        .engine
+        .unlink_person(&voice.call_key(&sid), conv)
         .await;
     tracing::info!(
         conversation = %conv,
         call_status = %call_status,
         waiting,
-        waited_ms = waiting.then(|| link.waiting_since.elapsed().as_millis() as u64),
+        waited_ms = before
+            .filter(|_| waiting)
+            .map(|r| voice.engine.now_ms().saturating_sub(r.waiting_since)),
         ended = result.is_ok(),
         "voice call finished"
     );

@@ -52,7 +52,8 @@ return 1
     )
 });
 
-/// ARGV: prefix, conversation. Deletes every link of the conversation and its cursor.
+/// ARGV: prefix, conversation. Deletes every link of the conversation, its cursor and its call
+/// record (`calls`).
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -62,7 +63,7 @@ for _, k in ipairs(redis.call('SMEMBERS', set)) do
   local lk = p .. ':link:' .. k
   if redis.call('HGET', lk, 'c') == id then redis.call('DEL', lk) end
 end
-redis.call('DEL', set, p .. ':sent:' .. id)
+redis.call('DEL', set, p .. ':sent:' .. id, p .. ':call:' .. id)
 return 1
 "#,
     )

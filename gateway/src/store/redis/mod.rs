@@ -24,6 +24,7 @@
 //! | `P:today:{day}` | hash | the day's counts (started, closed, abandoned), kept 8 days |
 //! | `P:sess:{hash}`, `P:usess:{user}` | string, set | operator sessions ([`RedisSessions`]) |
 //! | `P:link:{key}`, `P:clink:{id}`, `P:sent:{id}`, `P:handle` | | the connectors' people and the shared handling time (`links`) |
+//! | `P:call:{id}` | hash | a live phone call's shared record (`calls`): `v` version, `p` phase, `s` seq acted on, `w` waiting since, `h` last hold, `b` bridge claimed at; deleted with conversation `id` |
 //! | `P:epoch` | string | a marker the first node writes (`SET NX`, no TTL); when it vanishes or changes, Redis lost its data ([`Store::lost_data`]) |
 //!
 //! Every step is optimistic: read (with versions), run the same pure rules as the memory store
@@ -52,8 +53,10 @@
 //!   counts;
 //! - `links`: the connectors' people (keyed hashes → conversations), the senders' shared
 //!   cursors, the shared handling time;
+//! - `calls`: live phone calls' shared records (`P:call:{id}`, written with a version check);
 //! - `conn` (one Redis or Sentinel's primary), `sessions` (operator sessions shared by nodes).
 
+mod calls;
 mod conn;
 mod conversations;
 mod deadlines;
@@ -81,8 +84,8 @@ pub use health::NODE_TTL_SECS;
 pub use sessions::RedisSessions;
 
 use super::{
-    Applied, ApplyError, OnDuty, OperatorRecord, OperatorUpdate, PersonLink, QueuePlaces, Store,
-    StoreError,
+    Applied, ApplyError, CallRecord, OnDuty, OperatorRecord, OperatorUpdate, PersonLink,
+    QueuePlaces, Store, StoreError,
 };
 use crate::conversation::{Command, Conversation, ConversationId, Deadlines, OperatorId};
 use crate::protocol::{LogEntry, Millis};
@@ -433,6 +436,19 @@ impl Store for RedisStore {
 
     async fn handle_time(&self) -> Result<Option<f64>, StoreError> {
         self.shared_handle().await
+    }
+
+    async fn call(&self, conv: ConversationId) -> Result<Option<CallRecord>, StoreError> {
+        self.call_record(conv).await
+    }
+
+    async fn put_call(
+        &self,
+        conv: ConversationId,
+        rec: &CallRecord,
+        ttl_ms: u64,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        self.write_call(conv, rec, ttl_ms).await
     }
 }
 
