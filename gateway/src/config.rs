@@ -205,6 +205,7 @@ impl Settings {
             .with_list_parse_key("escalation.checklist")
             .with_list_parse_key("voice.helplines")
             .with_list_parse_key("limits.trusted_proxies")
+            .with_list_parse_key("auth.require_totp_for")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
@@ -212,6 +213,7 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.auth.validate()?;
         anyhow::ensure!(
             self.conversation.default_capacity > 0,
             "conversation.default_capacity must be at least 1"
@@ -291,6 +293,10 @@ impl Settings {
         s.server.shutdown_grace_ms = 2_000;
         s.conversation.tick_ms = 20;
         s.database.url = Some("memory".into());
+        // Tests that are not about the sign-in's extra steps sign in with a password alone;
+        // those about them (tests/api/admin*.rs) put the defaults back.
+        s.auth.require_totp_for = Vec::new();
+        s.auth.require_pledge = false;
         s
     }
 
