@@ -38,6 +38,8 @@ fn totp(secret: &str, now_ms: u64) -> String {
 /// admins, the pledge), on `clock`.
 async fn strict_app(clock: Clock) -> TestApp {
     spawn_app_with_clock(clock, |s| {
+        s.limits.logins_per_minute = 1_000;
+        s.limits.login_burst = 1_000;
         let d = tsunagu::auth::AuthSettings::default();
         s.auth.require_totp_for = d.require_totp_for;
         s.auth.require_pledge = true;
@@ -87,6 +89,17 @@ async fn admin_post(app: &TestApp, cookie: &str, path: &str, body: Value) -> (u1
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
 }
 
+/// Signs `username` in with the one-time password `otp`, choosing `password`: the session
+/// cookie.
+async fn new_password(app: &TestApp, username: &str, otp: &str, password: &str) -> String {
+    let (_, first, _) = login(app, username, otp).await;
+    assert_eq!(first["step"], "change_password");
+    let pending = first["pending"].as_str().unwrap();
+    let (status, _, cookie) = step(app, pending, json!({"new_password": password})).await;
+    assert_eq!(status, 200);
+    cookie.expect("a session")
+}
+
 /// A six-digit code that is not `code`.
 fn other_than(code: &str) -> &'static str {
     if code == "123456" {
@@ -118,7 +131,11 @@ async fn enrolled_admin(app: &TestApp, clock: &Clock) -> (String, String) {
 
 #[tokio::test]
 async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_audited() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| {
+        s.limits.logins_per_minute = 1_000;
+        s.limits.login_burst = 1_000;
+    })
+    .await;
     let (admin_id, admin) = app.session("boss", Role::Admin, None).await;
     // Added with a one-time password, shown once.
     let (status, added) = admin_post(
@@ -141,6 +158,7 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
         step(&app, pending, json!({"new_password": "hana's own password"})).await;
     assert_eq!((status, me["username"].as_str()), (200, Some("hana")));
     let cookie = cookie.expect("a session at last");
+    // The one-time password is gone.
     assert!(login(&app, "hana", &otp).await.0 == 401, "the one-time password is gone");
 
     // The list shows the account without its hash.
@@ -159,18 +177,17 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
     ok(admin_post(&app, &admin, &format!("{base}/role"), json!({"role": "operator"})).await);
     let (_, reset) = admin_post(&app, &admin, &format!("{base}/reset-password"), json!({})).await;
     let otp2 = reset["one_time_password"].as_str().unwrap().to_owned();
-    assert_eq!(login(&app, "hana", &otp2).await.1["step"], "change_password");
 
     // Disabling ends the open console (4010) and every later sign-in.
-    let (uid, cookie) = app.session("hana", Role::Operator, None).await;
-    assert_eq!(uid, id);
-    let mut console = app.operator_with("hana", &uid, &cookie, json!({}), false).await;
+    let cookie = new_password(&app, "hana", &otp2, "hana's second password").await;
+    let mut console = app.operator_with("hana", &id, &cookie, json!({}), false).await;
     ok(admin_post(&app, &admin, &format!("{base}/disable"), json!({})).await);
     assert_eq!(console.client.expect_close().await, Some(4010));
     assert_eq!(app.get_as(&cookie, "/api/me").await.status(), 401);
-    assert_eq!(login(&app, "hana", &otp2).await.0, 401);
+    assert_eq!(login(&app, "hana", "hana's second password").await.0, 401);
     ok(admin_post(&app, &admin, &format!("{base}/enable"), json!({})).await);
-    let (_, cookie) = app.session("hana", Role::Operator, None).await;
+    let (_, _, cookie) = login(&app, "hana", "hana's second password").await;
+    let cookie = cookie.expect("enabled again");
     let (_, ended) = admin_post(&app, &admin, &format!("{base}/end-sessions"), json!({})).await;
     assert_eq!(ended["revoked"], 1);
     assert_eq!(app.get_as(&cookie, "/api/me").await.status(), 401);
@@ -207,6 +224,7 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
         by_admin("sessions_ended"),
         by_admin("account_enabled"),
         by_admin("account_disabled"),
+        ("password_changed", id.as_str(), id.as_str()),
         by_admin("password_reset"),
         by_admin("role_set"),
         by_admin("role_set"),
@@ -217,8 +235,8 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
     ];
     assert_eq!(actions, expected);
     let text = trail.to_string();
-    for secret in [&otp, &otp2, "hana's own password", "+819012345678"] {
-        assert!(!text.contains(secret.as_str()), "the audit trail holds no secret");
+    for secret in [otp.as_str(), otp2.as_str(), "hana's own password", "+819012345678"] {
+        assert!(!text.contains(secret), "the audit trail holds no secret");
     }
 }
 
@@ -329,14 +347,18 @@ async fn wrong_codes_lock_the_second_step_like_wrong_passwords() {
     let (_, first, _) = login(&app, "root", PASSWORD).await;
     assert_eq!(first["step"], "totp");
     let pending = first["pending"].as_str().unwrap().to_owned();
-    let right = totp(&secret, clock.now_ms() + 60_000);
+    let right = totp(&secret, clock.now_ms() + 20_000);
     let wrong = other_than(&right);
     let mut last = 0;
     for _ in 0..tsunagu::auth::LOCK_AFTER {
         last = step(&app, &pending, json!({"code": wrong})).await.0;
     }
     assert_eq!(last, 429, "locked after repeated wrong codes");
-    clock.advance(60_000);
-    // Even the right code waits out the lock.
+    // Even the right code waits out the lock (30 s the first time) ...
+    clock.advance(20_000);
     assert_eq!(step(&app, &pending, json!({"code": right})).await.0, 429);
+    // ... and is taken after it.
+    clock.advance(30_000);
+    let right = totp(&secret, clock.now_ms());
+    assert_eq!(step(&app, &pending, json!({"code": right})).await.0, 200);
 }
