@@ -9,6 +9,8 @@
 //! Figures (kill -9 resume, latency, failover gap) are printed with `println!`: run with
 //! `cargo test -p gateway --test cluster -- --nocapture` to see them.
 
+#[path = "cluster/accounts.rs"]
+mod accounts;
 #[path = "cluster/alerts.rs"]
 mod alerts;
 #[path = "cluster/client.rs"]
@@ -36,6 +38,9 @@ mod node;
 mod party;
 #[path = "cluster/races.rs"]
 mod races;
+#[allow(dead_code)]
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "cluster/redis.rs"]
 mod redis;
 #[path = "cluster/setup.rs"]

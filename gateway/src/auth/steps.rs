@@ -395,3 +395,81 @@ impl Accounts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::{AuthSettings, Role};
+    use super::*;
+    use crate::clock::Clock;
+    use crate::db::{DatabaseSettings, Db};
+
+    fn pledged(text: &str) -> AuthSettings {
+        AuthSettings {
+            require_totp_for: Vec::new(),
+            require_pledge: true,
+            pledge_text: text.into(),
+            ..AuthSettings::default()
+        }
+    }
+
+    /// Signs `name` in, acknowledging the pledge if asked; whether it was asked.
+    async fn sign_in(a: &Arc<Accounts>, name: &str) -> bool {
+        match a.login_from(1, name, "long enough password").await.unwrap() {
+            SignIn::Session { .. } => false,
+            SignIn::Pending { pending, .. } => {
+                assert_eq!(pending.step, Step::Pledge);
+                let text = pending.pledge_text.clone().unwrap();
+                assert!(!text.is_empty());
+                let done = a
+                    .continue_sign_in(
+                        1,
+                        &pending.pending,
+                        StepInput {
+                            accept_pledge: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert!(matches!(done.sign_in, SignIn::Session { .. }));
+                true
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pledge_is_acknowledged_once_and_again_when_its_text_changes() {
+        let dir = std::env::temp_dir().join(format!("tsunagu-pledge-{}", Ulid::new()));
+        let settings = DatabaseSettings {
+            sqlite_path: dir.join("tsunagu.db").display().to_string(),
+            ..Default::default()
+        };
+        let clock = Clock::manual(1_000_000);
+        let db = Db::open(&settings).await.unwrap();
+        let a = Arc::new(
+            Accounts::open(&pledged("Keep it here."), db.clone(), clock.clone())
+                .await
+                .unwrap(),
+        );
+        let u = a
+            .add_user("sakura", "Sakura", Role::Operator, "long enough password")
+            .await
+            .unwrap();
+        assert!(sign_in(&a, "sakura").await, "asked at the first sign-in");
+        assert!(!sign_in(&a, "sakura").await, "not asked twice");
+        let sec = db.account_security(u.id).await.unwrap().unwrap();
+        assert_eq!(sec.pledge_at, Some(1_000_000));
+        // The organisation changes the text: asked again.
+        let b = Arc::new(
+            Accounts::open(&pledged("Keep it here, always."), db.clone(), clock)
+                .await
+                .unwrap(),
+        );
+        assert!(sign_in(&b, "sakura").await, "asked again for the new text");
+        assert!(!sign_in(&b, "sakura").await);
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
