@@ -36,11 +36,11 @@ mod line_api;
 mod node;
 #[path = "cluster/party.rs"]
 mod party;
-#[path = "cluster/races.rs"]
-mod races;
 #[allow(dead_code)]
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "cluster/races.rs"]
+mod races;
 #[path = "cluster/redis.rs"]
 mod redis;
 #[path = "cluster/setup.rs"]

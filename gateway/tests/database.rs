@@ -524,7 +524,13 @@ async fn a_totp_step_and_a_recovery_code_are_used_once_across_two_handles(db: Db
     // A reset clears the secret and the codes.
     assert!(db.clear_totp(a.id).await.unwrap());
     assert_eq!(db.recovery_codes_left(a.id).await.unwrap(), 0);
-    assert!(db.account_security(a.id).await.unwrap().unwrap().totp_secret.is_none());
+    assert!(db
+        .account_security(a.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .totp_secret
+        .is_none());
     other.close().await;
 }
 
@@ -544,11 +550,19 @@ async fn a_pending_sign_in_expires_and_is_used_once(db: Db) {
     assert_eq!(db.challenge("t1", 2_000).await.unwrap(), None, "expired");
     db.update_challenge("t1", Some(1_600), None).await.unwrap();
     let now = db.challenge("t1", 1_700).await.unwrap().unwrap();
-    assert_eq!((now.second_factor_at, now.enrol_secret), (Some(1_600), None));
+    assert_eq!(
+        (now.second_factor_at, now.enrol_secret),
+        (Some(1_600), None)
+    );
     assert!(db.delete_challenge("t1").await.unwrap());
     assert!(!db.delete_challenge("t1").await.unwrap(), "used once");
     // Deleting the account deletes its pending sign-ins.
-    db.insert_challenge(&ChallengeRow { token_hash: "t2".into(), ..c }).await.unwrap();
+    db.insert_challenge(&ChallengeRow {
+        token_hash: "t2".into(),
+        ..c
+    })
+    .await
+    .unwrap();
     assert!(db.delete_account(a.id).await.unwrap());
     assert_eq!(db.challenge("t2", 1_500).await.unwrap(), None);
 }
@@ -569,7 +583,10 @@ async fn the_account_audit_trail_is_append_only_and_outlives_the_account(db: Db)
     }
     assert!(db.delete_account(a.id).await.unwrap());
     let trail = db.account_audit(10).await.unwrap();
-    assert_eq!(trail, vec![entry(2, "account_deleted"), entry(1, "account_added")]);
+    assert_eq!(
+        trail,
+        vec![entry(2, "account_deleted"), entry(1, "account_added")]
+    );
     assert_eq!(db.account_audit(1).await.unwrap().len(), 1);
     assert!(db
         .execute_raw("UPDATE account_audit SET action = 'nothing'")

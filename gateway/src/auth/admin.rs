@@ -122,8 +122,13 @@ impl Accounts {
             .await
             .map_err(storage)?;
         self.refresh_after_change().await;
-        self.audit(Some(by), "account_added", Some(user.id), Some(role.as_str().into()))
-            .await;
+        self.audit(
+            Some(by),
+            "account_added",
+            Some(user.id),
+            Some(role.as_str().into()),
+        )
+        .await;
         let user = self.user(user.id).unwrap_or(user);
         Ok((user, password))
     }
@@ -266,8 +271,8 @@ impl Accounts {
     /// and its otpauth URI. Nothing is stored until [`Accounts::enrol`] confirms it.
     pub fn new_enrolment(&self, user: &User) -> super::Enrolment {
         let secret = super::totp::new_secret();
-        let uri = super::totp::uri(&secret, &self.cfg.totp_issuer, &user.username)
-            .unwrap_or_default();
+        let uri =
+            super::totp::uri(&secret, &self.cfg.totp_issuer, &user.username).unwrap_or_default();
         super::Enrolment { secret, uri }
     }
 
@@ -299,7 +304,9 @@ fn check_languages(langs: Vec<String>) -> Result<Vec<String>, AuthError> {
     if ok {
         Ok(langs)
     } else {
-        Err(AuthError::Invalid("languages: 1-8 language tags such as ja, en, zh-Hans"))
+        Err(AuthError::Invalid(
+            "languages: 1-8 language tags such as ja, en, zh-Hans",
+        ))
     }
 }
 
@@ -324,8 +331,7 @@ mod tests {
             .admin_add(admin, "sakura", "Sakura", Role::Operator, None)
             .await
             .unwrap();
-        let SignIn::Pending { pending, .. } = a.login_from(1, "sakura", &otp).await.unwrap()
-        else {
+        let SignIn::Pending { pending, .. } = a.login_from(1, "sakura", &otp).await.unwrap() else {
             panic!("a one-time password opens no session");
         };
         assert_eq!(pending.step, super::super::Step::ChangePassword);

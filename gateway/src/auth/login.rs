@@ -98,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_can_log_in_with_the_right_password_only() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
+        let a = in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await;
         a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
             .await
             .unwrap();
@@ -119,7 +119,7 @@ mod tests {
     /// thread works, and paused time would run them out at once.
     #[tokio::test]
     async fn repeated_failures_lock_the_name_from_that_address_only() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
+        let a = in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await;
         a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
             .await
             .unwrap();

@@ -120,7 +120,9 @@ impl Default for AuthSettings {
 impl AuthSettings {
     /// Whether accounts of `role` must sign in with a second factor.
     pub fn totp_required(&self, role: Role) -> bool {
-        self.require_totp_for.iter().any(|r| r.trim() == role.as_str())
+        self.require_totp_for
+            .iter()
+            .any(|r| r.trim() == role.as_str())
     }
 
     /// Refuses role names that are not roles (a typo must not silently drop a requirement);
@@ -370,6 +372,19 @@ impl Accounts {
 
     pub fn list(&self) -> Vec<User> {
         self.users().clone()
+    }
+}
+
+#[cfg(test)]
+impl AuthSettings {
+    /// The defaults with sign-ins by password alone (no second factor, no pledge): for tests
+    /// of the other parts.
+    pub(crate) fn password_only() -> Self {
+        AuthSettings {
+            require_totp_for: Vec::new(),
+            require_pledge: false,
+            ..AuthSettings::default()
+        }
     }
 }
 

@@ -305,7 +305,7 @@ mod tests {
     use crate::clock::Clock;
 
     async fn accounts() -> Arc<Accounts> {
-        in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await
+        in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await
     }
 
     #[tokio::test]
@@ -345,7 +345,7 @@ mod tests {
             sqlite_path: dir.join("tsunagu.db").display().to_string(),
             ..Default::default()
         };
-        let cfg = AuthSettings::default();
+        let cfg = AuthSettings::password_only();
         let clock = Clock::manual(1_000_000);
         let db_a = Db::open(&settings).await.unwrap();
         let a = Accounts::open(&cfg, db_a.clone(), clock.clone())

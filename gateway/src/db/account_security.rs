@@ -168,11 +168,13 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         for h in code_hashes {
-            sqlx::query("INSERT INTO account_recovery_codes (account_id, code_hash) VALUES ($1, $2)")
-                .bind(id.to_string())
-                .bind(h.clone())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO account_recovery_codes (account_id, code_hash) VALUES ($1, $2)",
+            )
+            .bind(id.to_string())
+            .bind(h.clone())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -237,12 +239,13 @@ impl Db {
 
     /// Records that `id` acknowledged the pledge whose text hashes to `hash`, at `at`.
     pub async fn set_pledge(&self, id: Ulid, hash: &str, at: u64) -> Result<bool, DbError> {
-        let done = sqlx::query("UPDATE accounts SET pledge_hash = $1, pledge_at = $2 WHERE id = $3")
-            .bind(hash.to_owned())
-            .bind(to_i64(at))
-            .bind(id.to_string())
-            .execute(self.pool())
-            .await?;
+        let done =
+            sqlx::query("UPDATE accounts SET pledge_hash = $1, pledge_at = $2 WHERE id = $3")
+                .bind(hash.to_owned())
+                .bind(to_i64(at))
+                .bind(id.to_string())
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -61,7 +61,11 @@ async fn list(
     State(app): State<Arc<AppState>>,
     _a: Admin,
 ) -> Result<Json<Vec<crate::auth::AccountView>>, ApiError> {
-    app.accounts.account_views().await.map(Json).map_err(auth_error)
+    app.accounts
+        .account_views()
+        .await
+        .map(Json)
+        .map_err(auth_error)
 }
 
 #[derive(Deserialize)]
@@ -142,12 +146,16 @@ async fn act(
     let by = admin.id;
     let answer = match action.as_str() {
         "disable" => {
-            a.admin_set_disabled(by, id, true).await.map_err(auth_error)?;
+            a.admin_set_disabled(by, id, true)
+                .await
+                .map_err(auth_error)?;
             close_sockets(&app, id);
             json!({"disabled": true})
         }
         "enable" => {
-            a.admin_set_disabled(by, id, false).await.map_err(auth_error)?;
+            a.admin_set_disabled(by, id, false)
+                .await
+                .map_err(auth_error)?;
             json!({"disabled": false})
         }
         "reset-password" => {
@@ -169,7 +177,9 @@ async fn act(
             json!({})
         }
         "phone" => {
-            a.admin_set_phone(by, id, body.phone).await.map_err(auth_error)?;
+            a.admin_set_phone(by, id, body.phone)
+                .await
+                .map_err(auth_error)?;
             json!({})
         }
         "reset-totp" => {

@@ -86,7 +86,10 @@ async fn answer(res: reqwest::Response) -> (u16, Value, Option<String>) {
 
 async fn admin_post(app: &TestApp, cookie: &str, path: &str, body: Value) -> (u16, Value) {
     let res = app.post_as(cookie, path, body).await;
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
 }
 
 /// Signs `username` in with the one-time password `otp`, choosing `password`: the session
@@ -150,37 +153,83 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
     let id = added["id"].as_str().unwrap().to_owned();
     // The one-time password opens no session: the account chooses its own first.
     let (status, first, cookie) = login(&app, "hana", &otp).await;
-    assert_eq!((status, first["step"].as_str(), cookie), (200, Some("change_password"), None));
+    assert_eq!(
+        (status, first["step"].as_str(), cookie),
+        (200, Some("change_password"), None)
+    );
     let pending = first["pending"].as_str().unwrap();
     let (status, refused, _) = step(&app, pending, json!({"new_password": otp})).await;
     assert_eq!((status, refused["error"].as_str()), (400, Some("invalid")));
-    let (status, me, cookie) =
-        step(&app, pending, json!({"new_password": "hana's own password"})).await;
+    let (status, me, cookie) = step(
+        &app,
+        pending,
+        json!({"new_password": "hana's own password"}),
+    )
+    .await;
     assert_eq!((status, me["username"].as_str()), (200, Some("hana")));
     let cookie = cookie.expect("a session at last");
     // The one-time password is gone.
-    assert!(login(&app, "hana", &otp).await.0 == 401, "the one-time password is gone");
+    assert!(
+        login(&app, "hana", &otp).await.0 == 401,
+        "the one-time password is gone"
+    );
 
     // The list shows the account without its hash.
     let list = app.get_json_as(&admin, "/api/admin/accounts").await;
-    let hana = list.as_array().unwrap().iter().find(|a| a["id"] == id).unwrap().clone();
+    let hana = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .unwrap()
+        .clone();
     assert_eq!(hana["languages"], json!(["ja", "en"]));
     assert_eq!(hana["one_time_password"], json!(false));
     assert!(!list.to_string().contains("argon2"));
 
     let base = format!("/api/admin/accounts/{id}");
     let ok = |r: (u16, Value)| assert_eq!(r.0, 200, "{}", r.1);
-    ok(admin_post(&app, &admin, &format!("{base}/languages"), json!({"languages": ["en"], "capacity": 2})).await);
-    ok(admin_post(&app, &admin, &format!("{base}/phone"), json!({"phone": "+819012345678"})).await);
-    ok(admin_post(&app, &admin, &format!("{base}/role"), json!({"role": "coordinator"})).await);
-    assert_eq!(app.get_as(&cookie, "/api/me").await.status(), 401, "a new role signs in again");
-    ok(admin_post(&app, &admin, &format!("{base}/role"), json!({"role": "operator"})).await);
+    ok(admin_post(
+        &app,
+        &admin,
+        &format!("{base}/languages"),
+        json!({"languages": ["en"], "capacity": 2}),
+    )
+    .await);
+    ok(admin_post(
+        &app,
+        &admin,
+        &format!("{base}/phone"),
+        json!({"phone": "+819012345678"}),
+    )
+    .await);
+    ok(admin_post(
+        &app,
+        &admin,
+        &format!("{base}/role"),
+        json!({"role": "coordinator"}),
+    )
+    .await);
+    assert_eq!(
+        app.get_as(&cookie, "/api/me").await.status(),
+        401,
+        "a new role signs in again"
+    );
+    ok(admin_post(
+        &app,
+        &admin,
+        &format!("{base}/role"),
+        json!({"role": "operator"}),
+    )
+    .await);
     let (_, reset) = admin_post(&app, &admin, &format!("{base}/reset-password"), json!({})).await;
     let otp2 = reset["one_time_password"].as_str().unwrap().to_owned();
 
     // Disabling ends the open console (4010) and every later sign-in.
     let cookie = new_password(&app, "hana", &otp2, "hana's second password").await;
-    let mut console = app.operator_with("hana", &id, &cookie, json!({}), false).await;
+    let mut console = app
+        .operator_with("hana", &id, &cookie, json!({}), false)
+        .await;
     ok(admin_post(&app, &admin, &format!("{base}/disable"), json!({})).await);
     assert_eq!(console.client.expect_close().await, Some(4010));
     assert_eq!(app.get_as(&cookie, "/api/me").await.status(), 401);
@@ -235,7 +284,12 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
     ];
     assert_eq!(actions, expected);
     let text = trail.to_string();
-    for secret in [otp.as_str(), otp2.as_str(), "hana's own password", "+819012345678"] {
+    for secret in [
+        otp.as_str(),
+        otp2.as_str(),
+        "hana's own password",
+        "+819012345678",
+    ] {
         assert!(!text.contains(secret), "the audit trail holds no secret");
     }
 }
@@ -244,7 +298,10 @@ async fn an_admin_adds_changes_disables_and_deletes_accounts_and_each_change_is_
 async fn only_admins_reach_the_accounts_api() {
     let app = spawn_app().await;
     let coord = app.coordinator().await;
-    assert_eq!(app.get_as(&coord, "/api/admin/accounts").await.status(), 403);
+    assert_eq!(
+        app.get_as(&coord, "/api/admin/accounts").await.status(),
+        403
+    );
     assert_eq!(app.get("/api/admin/accounts").await.status(), 401);
     let (status, _) = admin_post(
         &app,
@@ -298,7 +355,10 @@ async fn a_coordinator_enrols_a_second_factor_and_then_signs_in_with_codes_each_
     assert!(cookie.is_some());
     // The pending sign-in was used up.
     let (status, gone, _) = step(&app, &pending, json!({"accept_pledge": true})).await;
-    assert_eq!((status, gone["error"].as_str()), (401, Some("sign_in_expired")));
+    assert_eq!(
+        (status, gone["error"].as_str()),
+        (401, Some("sign_in_expired"))
+    );
 
     // Next sign-in: the code that enrolled is not accepted again (same time step) ...
     let (_, again, _) = login(&app, "kai", PASSWORD).await;
@@ -332,7 +392,10 @@ async fn a_coordinator_enrols_a_second_factor_and_then_signs_in_with_codes_each_
     // Audited, without the codes or the secret.
     clock.advance(30_000);
     let (admin, _) = enrolled_admin(&app, &clock).await;
-    let trail = app.get_json_as(&admin, "/api/admin/audit").await.to_string();
+    let trail = app
+        .get_json_as(&admin, "/api/admin/audit")
+        .await
+        .to_string();
     for action in ["totp_enrolled", "pledge_acknowledged", "recovery_code_used"] {
         assert!(trail.contains(action), "{action} in {trail}");
     }

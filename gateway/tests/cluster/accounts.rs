@@ -23,7 +23,14 @@ const ADMIN_PASSWORD: &str = "cluster admin password";
 /// The first admin, added to the PostgreSQL database with the CLI.
 fn add_admin(database_url: &str) {
     let mut child = Command::new(gateway_bin())
-        .args(["user", "add", "--username", "root", "--display-name", "Root"])
+        .args([
+            "user",
+            "add",
+            "--username",
+            "root",
+            "--display-name",
+            "Root",
+        ])
         .args(["--role", "admin", "--password-stdin"])
         .env("TSUNAGU_DATABASE__URL", database_url)
         .env("TSUNAGU_LOG__FILTER", "warn")
@@ -72,7 +79,9 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     let url = pg.create_database("tsunagu").await;
     add_admin(&url);
     let redis = RedisServer::start().await;
-    let key: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let key: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
     let env = with(
         redis_env(&redis.url(), &prefix()),
         &[
@@ -84,10 +93,15 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     );
     let ns = nodes(3, &env).await;
     let (a, b, c) = (&ns[0], &ns[1], &ns[2]);
-    let admin_a = post(a, None, "/api/login", json!({"username": "root", "password": ADMIN_PASSWORD}))
-        .await
-        .2
-        .expect("the admin signs in on A");
+    let admin_a = post(
+        a,
+        None,
+        "/api/login",
+        json!({"username": "root", "password": ADMIN_PASSWORD}),
+    )
+    .await
+    .2
+    .expect("the admin signs in on A");
 
     // Added on A ...
     let (status, added, _) = post(
@@ -101,9 +115,17 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     let otp = added["one_time_password"].as_str().unwrap();
     let id = added["id"].as_str().unwrap().to_owned();
     // ... signs in on C, where it chooses its password.
-    let (status, first, _) =
-        post(c, None, "/api/login", json!({"username": "mika", "password": otp})).await;
-    assert_eq!((status, first["step"].as_str()), (200, Some("change_password")));
+    let (status, first, _) = post(
+        c,
+        None,
+        "/api/login",
+        json!({"username": "mika", "password": otp}),
+    )
+    .await;
+    assert_eq!(
+        (status, first["step"].as_str()),
+        (200, Some("change_password"))
+    );
     let (status, _, cookie) = post(
         c,
         None,
@@ -126,10 +148,15 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     let mut console = Operator::open(a, "mika", &mika_a.unwrap(), json!({}), false)
         .await
         .expect("console on A");
-    let admin_b = post(b, None, "/api/login", json!({"username": "root", "password": ADMIN_PASSWORD}))
-        .await
-        .2
-        .expect("the admin signs in on B");
+    let admin_b = post(
+        b,
+        None,
+        "/api/login",
+        json!({"username": "root", "password": ADMIN_PASSWORD}),
+    )
+    .await
+    .2
+    .expect("the admin signs in on B");
     let start = Instant::now();
     let (status, _, _) = post(
         b,
@@ -142,14 +169,19 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     let closed = loop {
         match console.ws.recv(Duration::from_secs(5)).await {
             Ok(Some(_)) => continue,
-            Ok(None) => panic!("the console on A is still open 5 s after the account was disabled on B"),
+            Ok(None) => {
+                panic!("the console on A is still open 5 s after the account was disabled on B")
+            }
             Err(_) => break console.ws.closed.flatten(),
         }
     };
     let took = start.elapsed();
     println!("disabled on B → console on A closed ({closed:?}) in {took:?}");
     assert_eq!(closed, Some(4010), "closed as revoked");
-    assert!(took < Duration::from_secs(3), "closed within 3 s, took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "closed within 3 s, took {took:?}"
+    );
     let me = http()
         .get(format!("{}/api/me", c.base))
         .header("cookie", &mika_c)
@@ -168,10 +200,15 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    let admin_c = post(c, None, "/api/login", json!({"username": "root", "password": ADMIN_PASSWORD}))
-        .await
-        .2
-        .expect("the admin signs in on C");
+    let admin_c = post(
+        c,
+        None,
+        "/api/login",
+        json!({"username": "root", "password": ADMIN_PASSWORD}),
+    )
+    .await
+    .2
+    .expect("the admin signs in on C");
     let list = c.get_json("/api/escalations", &admin_c).await;
     let record = list
         .as_array()
@@ -219,7 +256,10 @@ async fn three_nodes_on_postgresql_share_accounts_sessions_flags_and_retention()
         .iter()
         .filter(|e| e["action"] == "expired" && e["record"] == record.as_str())
         .count();
-    assert_eq!(expired, 1, "deleted (and audited) once across three sweeping nodes");
+    assert_eq!(
+        expired, 1,
+        "deleted (and audited) once across three sweeping nodes"
+    );
     let gone = http()
         .get(format!("{}/api/escalations/{record}", b.base))
         .header("cookie", &admin_b)
