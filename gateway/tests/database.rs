@@ -57,6 +57,16 @@ fn checks() -> Vec<(&'static str, Check)> {
 
 const PASSWORD: &str = "long enough password";
 
+/// Sign-ins by password alone: these checks are about the database, not the sign-in's steps
+/// (tests/api/admin.rs has those).
+fn password_only() -> AuthSettings {
+    AuthSettings {
+        require_totp_for: Vec::new(),
+        require_pledge: false,
+        ..AuthSettings::default()
+    }
+}
+
 fn record(username: &str, role: &str) -> AccountRecord {
     AccountRecord {
         id: Ulid::new(),
@@ -228,7 +238,7 @@ async fn importing_twice_gives_the_same_rows(db: Db) {
 
 async fn accounts_sign_in_through_the_database(db: Db) {
     let accounts = Arc::new(
-        Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+        Accounts::open(&password_only(), db.clone(), Clock::system())
             .await
             .unwrap(),
     );
@@ -259,7 +269,7 @@ async fn accounts_sign_in_through_the_database(db: Db) {
     assert!(row.last_login_at.is_some(), "the sign-in time is stored");
     // A second node (or a restart) on the same database sees the account and its session's
     // user; disabling there stops sign-in here at once.
-    let other = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let other = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
     assert_eq!(other.list().len(), 1);
@@ -274,10 +284,10 @@ async fn accounts_sign_in_through_the_database(db: Db) {
 }
 
 async fn the_setup_code_ends_when_an_admin_exists_in_the_database(db: Db) {
-    let node_a = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let node_a = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
-    let node_b = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let node_b = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
     let code_a = node_a.pending_setup_code().expect("no accounts: a code");
@@ -811,7 +821,7 @@ async fn gateway_import_users_is_idempotent() {
     .await
     .unwrap();
     let accounts = Arc::new(
-        Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+        Accounts::open(&password_only(), db.clone(), Clock::system())
             .await
             .unwrap(),
     );
