@@ -357,6 +357,22 @@ mod tests {
     }
 
     #[test]
+    fn second_factors_are_required_of_coordinators_and_admins_unless_turned_off() {
+        use crate::auth::Role;
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.auth.totp_required(Role::Admin) && s.auth.totp_required(Role::Coordinator));
+        assert!(!s.auth.totp_required(Role::Operator));
+        assert!(s.auth.require_pledge);
+        // An empty variable is an empty list (tests not about second factors).
+        let off = env(&[("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "")]);
+        let s = Settings::load_from(None, off).unwrap();
+        assert!(!s.auth.totp_required(Role::Admin));
+        // A name that is not a role refuses to start rather than dropping a requirement.
+        let typo = env(&[("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "operator,admins")]);
+        assert!(Settings::load_from(None, typo).is_err());
+    }
+
+    #[test]
     fn a_file_is_layered_under_the_environment() {
         let dir = std::env::temp_dir().join(format!("tsunagu-cfg-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).unwrap();
