@@ -2,14 +2,17 @@
 // Japanese is the default; English is the alternative. Elements carrying
 // data-i18n="key" (and optionally data-i18n-vars='{"n":1}') are translated by
 // applyI18n(); data-i18n-placeholder / -aria-label / -title do the same for attributes.
-// The catalogues themselves are i18n/ja.js and i18n/en.js.
+// The catalogues themselves are i18n/ja.js and i18n/en.js, with the sign-in steps' and the
+// admin screen's messages in i18n/ja-accounts.js and i18n/en-accounts.js.
 
 import { interpolate } from '/console/translate.js';
 
 import ja from '/console/i18n/ja.js';
 import en from '/console/i18n/en.js';
+import jaAccounts from '/console/i18n/ja-accounts.js';
+import enAccounts from '/console/i18n/en-accounts.js';
 
-const catalogue = { ja, en };
+const catalogue = { ja: { ...ja, ...jaAccounts }, en: { ...en, ...enAccounts } };
 
 export const LANGS = Object.keys(catalogue);
 const STORAGE_KEY = 'tsunagu.console.lang';

@@ -140,6 +140,20 @@ def main():
     )
     if status != 200:
         fail(f"login answered {status}")
+    answer = json.loads(body or b"{}")
+    if answer.get("step") == "pledge":
+        # First sign-in: the confidentiality pledge, acknowledged as the console does.
+        status, headers, body = http(
+            f"{a.proxy}/api/login/step",
+            ctx,
+            "POST",
+            json.dumps({"pending": answer["pending"], "accept_pledge": True}).encode(),
+            {"Content-Type": "application/json", "Origin": a.proxy},
+        )
+        if status != 200:
+            fail(f"the pledge step answered {status}")
+    elif answer.get("step"):
+        fail(f"sign-in asks for an unexpected step: {answer['step']}")
     cookies = [v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"]
     cookie = next((c for c in cookies if c.startswith("__Host-tsunagu_session=")), None)
     if cookie is None:

@@ -26,6 +26,10 @@ export async function startGateway(env = {}, { addUsers = true } = {}) {
     TSUNAGU_DATABASE__SQLITE_PATH: join(dir, 'tsunagu.db'),
     TSUNAGU_SERVER__PORT: '0',
     TSUNAGU_LOG__FILTER: 'info',
+    // Sign-ins with a password alone, for tests not about second factors or the pledge
+    // (admin.test.js puts the secure defaults back).
+    TSUNAGU_AUTH__REQUIRE_TOTP_FOR: '',
+    TSUNAGU_AUTH__REQUIRE_PLEDGE: 'false',
     ...env,
   };
   const users = [

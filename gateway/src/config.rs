@@ -205,6 +205,7 @@ impl Settings {
             .with_list_parse_key("escalation.checklist")
             .with_list_parse_key("voice.helplines")
             .with_list_parse_key("limits.trusted_proxies")
+            .with_list_parse_key("auth.require_totp_for")
             .try_parsing(true);
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
@@ -212,6 +213,7 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.auth.validate()?;
         anyhow::ensure!(
             self.conversation.default_capacity > 0,
             "conversation.default_capacity must be at least 1"
@@ -291,6 +293,10 @@ impl Settings {
         s.server.shutdown_grace_ms = 2_000;
         s.conversation.tick_ms = 20;
         s.database.url = Some("memory".into());
+        // Tests that are not about the sign-in's extra steps sign in with a password alone;
+        // those about them (tests/api/admin*.rs) put the defaults back.
+        s.auth.require_totp_for = Vec::new();
+        s.auth.require_pledge = false;
         s
     }
 
@@ -348,6 +354,22 @@ mod tests {
             s.server.allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn second_factors_are_required_of_coordinators_and_admins_unless_turned_off() {
+        use crate::auth::Role;
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert!(s.auth.totp_required(Role::Admin) && s.auth.totp_required(Role::Coordinator));
+        assert!(!s.auth.totp_required(Role::Operator));
+        assert!(s.auth.require_pledge);
+        // An empty variable is an empty list (tests not about second factors).
+        let off = env(&[("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "")]);
+        let s = Settings::load_from(None, off).unwrap();
+        assert!(!s.auth.totp_required(Role::Admin));
+        // A name that is not a role refuses to start rather than dropping a requirement.
+        let typo = env(&[("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "operator,admins")]);
+        assert!(Settings::load_from(None, typo).is_err());
     }
 
     #[test]

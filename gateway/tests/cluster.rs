@@ -9,6 +9,8 @@
 //! Figures (kill -9 resume, latency, failover gap) are printed with `println!`: run with
 //! `cargo test -p gateway --test cluster -- --nocapture` to see them.
 
+#[path = "cluster/accounts.rs"]
+mod accounts;
 #[path = "cluster/alerts.rs"]
 mod alerts;
 #[path = "cluster/client.rs"]
@@ -34,6 +36,9 @@ mod line_api;
 mod node;
 #[path = "cluster/party.rs"]
 mod party;
+#[allow(dead_code)]
+#[path = "support/postgres.rs"]
+mod postgres;
 #[allow(dead_code)]
 #[path = "support/python.rs"]
 mod python;

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use tsunagu::auth::{Accounts, AuthError, AuthSettings, Role};
 use tsunagu::clock::Clock;
 use tsunagu::conversation::Conversation;
-use tsunagu::db::{AccountRecord, AuditRow, DatabaseSettings, Db, DbError, Engine};
+use tsunagu::db::{
+    AccountAuditRow, AccountRecord, AuditRow, ChallengeRow, DatabaseSettings, Db, DbError, Engine,
+};
 use tsunagu::escalation::{Actor, EscalationSettings, Escalations, FlagEntry};
 use tsunagu::protocol::{Channel, EventBody, LogEntry, Side};
 use ulid::Ulid;
@@ -47,10 +49,23 @@ fn checks() -> Vec<(&'static str, Check)> {
         a_delivery_is_claimed_by_one_of_two_handles,
         audit_entries_are_appended_in_order_and_never_changed,
         importing_an_escalation_directory_twice_gives_the_same_rows,
+        a_totp_step_and_a_recovery_code_are_used_once_across_two_handles,
+        a_pending_sign_in_expires_and_is_used_once,
+        the_account_audit_trail_is_append_only_and_outlives_the_account,
     ]
 }
 
 const PASSWORD: &str = "long enough password";
+
+/// Sign-ins by password alone: these checks are about the database, not the sign-in's steps
+/// (tests/api/admin.rs has those).
+fn password_only() -> AuthSettings {
+    AuthSettings {
+        require_totp_for: Vec::new(),
+        require_pledge: false,
+        ..AuthSettings::default()
+    }
+}
 
 fn record(username: &str, role: &str) -> AccountRecord {
     AccountRecord {
@@ -223,7 +238,7 @@ async fn importing_twice_gives_the_same_rows(db: Db) {
 
 async fn accounts_sign_in_through_the_database(db: Db) {
     let accounts = Arc::new(
-        Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+        Accounts::open(&password_only(), db.clone(), Clock::system())
             .await
             .unwrap(),
     );
@@ -254,7 +269,7 @@ async fn accounts_sign_in_through_the_database(db: Db) {
     assert!(row.last_login_at.is_some(), "the sign-in time is stored");
     // A second node (or a restart) on the same database sees the account and its session's
     // user; disabling there stops sign-in here at once.
-    let other = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let other = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
     assert_eq!(other.list().len(), 1);
@@ -269,10 +284,10 @@ async fn accounts_sign_in_through_the_database(db: Db) {
 }
 
 async fn the_setup_code_ends_when_an_admin_exists_in_the_database(db: Db) {
-    let node_a = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let node_a = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
-    let node_b = Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+    let node_b = Accounts::open(&password_only(), db.clone(), Clock::system())
         .await
         .unwrap();
     let code_a = node_a.pending_setup_code().expect("no accounts: a code");
@@ -491,6 +506,106 @@ async fn audit_entries_are_appended_in_order_and_never_changed(db: Db) {
     assert_eq!(db.audit_trail().await.unwrap(), expected, "unchanged");
 }
 
+async fn a_totp_step_and_a_recovery_code_are_used_once_across_two_handles(db: Db) {
+    let a = record("kai", "coordinator");
+    db.insert_account(&a).await.unwrap();
+    let other = second_handle(&db).await;
+    // No secret yet: no step can be used.
+    assert!(!db.use_totp_step(a.id, 100).await.unwrap());
+    let codes = vec!["h1".to_owned(), "h2".to_owned()];
+    assert!(db
+        .enable_totp(a.id, "JBSWY3DPEHPK3PXP", 5, 100, &codes)
+        .await
+        .unwrap());
+    let sec = db.account_security(a.id).await.unwrap().unwrap();
+    assert_eq!(sec.totp_secret.as_deref(), Some("JBSWY3DPEHPK3PXP"));
+    // The enrolling step and earlier ones are spent; the next one is taken by one handle.
+    assert!(!db.use_totp_step(a.id, 100).await.unwrap());
+    let (x, y) = tokio::join!(db.use_totp_step(a.id, 101), other.use_totp_step(a.id, 101));
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one handle used step 101");
+    assert!(!db.use_totp_step(a.id, 99).await.unwrap());
+    let (x, y) = tokio::join!(
+        db.use_recovery_code(a.id, "h1", 7),
+        other.use_recovery_code(a.id, "h1", 7)
+    );
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one handle used the code");
+    assert!(!db.use_recovery_code(a.id, "nope", 7).await.unwrap());
+    assert_eq!(db.recovery_codes_left(a.id).await.unwrap(), 1);
+    // A reset clears the secret and the codes.
+    assert!(db.clear_totp(a.id).await.unwrap());
+    assert_eq!(db.recovery_codes_left(a.id).await.unwrap(), 0);
+    assert!(db
+        .account_security(a.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .totp_secret
+        .is_none());
+    other.close().await;
+}
+
+async fn a_pending_sign_in_expires_and_is_used_once(db: Db) {
+    let a = record("hana", "operator");
+    db.insert_account(&a).await.unwrap();
+    let c = ChallengeRow {
+        token_hash: "t1".into(),
+        account_id: a.id,
+        created_at: 1_000,
+        expires_at: 2_000,
+        second_factor_at: None,
+        enrol_secret: Some("SECRET".into()),
+    };
+    db.insert_challenge(&c).await.unwrap();
+    assert_eq!(db.challenge("t1", 1_500).await.unwrap(), Some(c.clone()));
+    assert_eq!(db.challenge("t1", 2_000).await.unwrap(), None, "expired");
+    db.update_challenge("t1", Some(1_600), None).await.unwrap();
+    let now = db.challenge("t1", 1_700).await.unwrap().unwrap();
+    assert_eq!(
+        (now.second_factor_at, now.enrol_secret),
+        (Some(1_600), None)
+    );
+    assert!(db.delete_challenge("t1").await.unwrap());
+    assert!(!db.delete_challenge("t1").await.unwrap(), "used once");
+    // Deleting the account deletes its pending sign-ins.
+    db.insert_challenge(&ChallengeRow {
+        token_hash: "t2".into(),
+        ..c
+    })
+    .await
+    .unwrap();
+    assert!(db.delete_account(a.id).await.unwrap());
+    assert_eq!(db.challenge("t2", 1_500).await.unwrap(), None);
+}
+
+async fn the_account_audit_trail_is_append_only_and_outlives_the_account(db: Db) {
+    let a = record("mika", "operator");
+    db.insert_account(&a).await.unwrap();
+    let admin = Ulid::new();
+    let entry = |at: u64, action: &str| AccountAuditRow {
+        at,
+        actor_id: Some(admin),
+        action: action.into(),
+        target_id: Some(a.id),
+        detail: None,
+    };
+    for e in [entry(1, "account_added"), entry(2, "account_deleted")] {
+        db.append_account_audit(&e).await.unwrap();
+    }
+    assert!(db.delete_account(a.id).await.unwrap());
+    let trail = db.account_audit(10).await.unwrap();
+    assert_eq!(
+        trail,
+        vec![entry(2, "account_deleted"), entry(1, "account_added")]
+    );
+    assert_eq!(db.account_audit(1).await.unwrap().len(), 1);
+    assert!(db
+        .execute_raw("UPDATE account_audit SET action = 'nothing'")
+        .await
+        .is_err());
+    assert!(db.execute_raw("DELETE FROM account_audit").await.is_err());
+    assert_eq!(db.account_audit(10).await.unwrap(), trail, "unchanged");
+}
+
 async fn importing_an_escalation_directory_twice_gives_the_same_rows(db: Db) {
     // A directory as an earlier version wrote it: sealed records named `<expiry>-<id>.rec`
     // and `audit.jsonl`. Sealed here by a store with the same key, then copied out.
@@ -706,7 +821,7 @@ async fn gateway_import_users_is_idempotent() {
     .await
     .unwrap();
     let accounts = Arc::new(
-        Accounts::open(&AuthSettings::default(), db.clone(), Clock::system())
+        Accounts::open(&password_only(), db.clone(), Clock::system())
             .await
             .unwrap(),
     );

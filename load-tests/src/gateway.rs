@@ -26,6 +26,9 @@ fn env(dir: &Path) -> Vec<(String, String)> {
             dir.join("tsunagu.db").display().to_string(),
         ),
         ("TSUNAGU_SERVER__PORT", "0".into()),
+        // Sign-ins with a password alone (no second factor or pledge step to drive).
+        ("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "".into()),
+        ("TSUNAGU_AUTH__REQUIRE_PLEDGE", "false".into()),
         (
             "TSUNAGU_LOG__FILTER",
             std::env::var("TSUNAGU_LOAD_NODE_LOG_FILTER").unwrap_or_else(|_| "warn".into()),

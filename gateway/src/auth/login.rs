@@ -8,21 +8,26 @@ use crate::limits::AddrKey;
 use crate::lockout::Locked;
 use crate::password::Checker;
 
-use super::{Accounts, AuthError, User, NO_ADDRESS};
+use super::{Accounts, AuthError, SignIn, User, NO_ADDRESS};
 
 impl Accounts {
     /// Checks a password and opens a session, for a login from no network address (the CLI,
-    /// tests). See [`Accounts::login_from`].
+    /// tests): [`AuthError::StepRequired`] if the sign-in has steps after its password (see
+    /// [`Accounts::login_from`]).
     pub async fn login(
         self: &std::sync::Arc<Self>,
         username: &str,
         password: &str,
     ) -> Result<(User, String), AuthError> {
-        self.login_from(NO_ADDRESS, username, password).await
+        match self.login_from(NO_ADDRESS, username, password).await? {
+            SignIn::Session { user, token } => Ok((user, token)),
+            SignIn::Pending { .. } => Err(AuthError::StepRequired),
+        }
     }
 
-    /// Checks a password from the address with key `addr` and opens a session. Returns the
-    /// user and the session token for the cookie. The attempt is counted before its check
+    /// Checks a password from the address with key `addr`: a session (the user and the token
+    /// for the cookie), or a pending sign-in when steps remain (`steps`: second factor,
+    /// password change, enrolment, pledge). The attempt is counted before its check
     /// ([`crate::lockout`]); the check runs off the async runtime, bounded
     /// ([`crate::password`]).
     pub async fn login_from(
@@ -30,7 +35,7 @@ impl Accounts {
         addr: AddrKey,
         username: &str,
         password: &str,
-    ) -> Result<(User, String), AuthError> {
+    ) -> Result<SignIn, AuthError> {
         // The accounts as the database has them now: one added on another node (or by the
         // CLI) signs in, one disabled anywhere does not.
         self.refresh().await?;
@@ -60,10 +65,7 @@ impl Accounts {
         match (ok, user) {
             (true, Some(user)) => {
                 attempt.succeeded();
-                let token = self.open_session(user.id).await?;
-                self.record_login(user.id).await;
-                tracing::info!(user = %user.id, "login");
-                Ok((user, token))
+                self.after_password(user).await
             }
             _ => {
                 let locked = attempt.failed(self.clock.now_ms());
@@ -96,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_can_log_in_with_the_right_password_only() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
+        let a = in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await;
         a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
             .await
             .unwrap();
@@ -117,7 +119,7 @@ mod tests {
     /// thread works, and paused time would run them out at once.
     #[tokio::test]
     async fn repeated_failures_lock_the_name_from_that_address_only() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
+        let a = in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await;
         a.add_user("sakura", "Sakura", Role::Operator, "correct horse battery")
             .await
             .unwrap();

@@ -23,14 +23,24 @@
 //!   the accounts file earlier versions kept (`users.json`);
 //! - `setup`: the first-run setup code;
 //! - `login`: password checks with lockout, opening a session;
-//! - `sessions`: the session table (in memory or shared), expiry, revocation.
+//! - `sessions`: the session table (in memory or shared), expiry, revocation;
+//! - `steps`: what a sign-in does between its password and its session (second factor,
+//!   one-time password change, TOTP enrolment for the roles that need it, the pledge);
+//! - `totp`: RFC 6238 codes (the `totp-rs` crate) and recovery codes;
+//! - `admin`: the admin screen's changes to accounts, each audited (`account_audit`).
 //!
 //! Every time auth reads comes from the [`Clock`] given to [`Accounts::open`].
 
+mod admin;
 mod login;
 mod sessions;
 mod setup;
+mod steps;
 mod store;
+mod totp;
+
+pub use admin::AccountView;
+pub use steps::{Enrolment, Pending, Progress, SignIn, Step, StepInput};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -61,7 +71,32 @@ pub struct AuthSettings {
     pub hash_concurrency: usize,
     /// Logins waiting for a check beyond those; more are answered 503 with `Retry-After`.
     pub hash_queue: usize,
+    /// Roles that sign in with a second factor (TOTP, RFC 6238): an account of such a role
+    /// without one enrols at its next sign-in, before it gets a session. Default: coordinators
+    /// and admins (who can open escalation records). Operators may turn TOTP on themselves.
+    /// Only tests that are not about second factors set this to `[]`.
+    pub require_totp_for: Vec<String>,
+    /// Every account acknowledges the confidentiality pledge at its first sign-in, and again
+    /// when the text changes, before it gets a session.
+    pub require_pledge: bool,
+    /// The pledge's text (shown as written; Japanese by default).
+    pub pledge_text: String,
+    /// A file whose text is the pledge instead of `pledge_text` (read at start).
+    pub pledge_file: Option<String>,
+    /// How long a sign-in may take from its password to its last step (second factor,
+    /// password change, enrolment, pledge).
+    pub sign_in_step_ms: u64,
+    /// The issuer shown by authenticator apps beside the username.
+    pub totp_issuer: String,
 }
+
+/// The confidentiality pledge every account acknowledges (seed 000 on staff confidentiality):
+/// what was heard stays here, nothing is recorded, no contact outside the service.
+pub const DEFAULT_PLEDGE: &str = "私は、この相談窓口の相談員・スタッフとして、次のことを約束します。\n\
+1. 相談の中で見聞きしたことは、誰にも話しません。相談者が誰か分からなくても、活動を終えた後も同じです。\n\
+2. 相談の内容を録音・撮影・書き写して持ち出しません。\n\
+3. 相談者と、この窓口の外で連絡を取ったり会ったりしません。\n\
+4. 命や身体に危険があるときは、決められた手順（緊急フラグ）に従い、コーディネーターに伝えます。";
 
 impl Default for AuthSettings {
     fn default() -> Self {
@@ -72,7 +107,57 @@ impl Default for AuthSettings {
             hash_concurrency: 0,
             // A check takes tens of milliseconds: a queue of 8 is well under a second's wait.
             hash_queue: 8,
+            require_totp_for: vec!["coordinator".into(), "admin".into()],
+            require_pledge: true,
+            pledge_text: DEFAULT_PLEDGE.into(),
+            pledge_file: None,
+            sign_in_step_ms: 10 * 60_000,
+            totp_issuer: "Tsunagu".into(),
         }
+    }
+}
+
+impl AuthSettings {
+    /// Whether accounts of `role` must sign in with a second factor.
+    pub fn totp_required(&self, role: Role) -> bool {
+        self.require_totp_for
+            .iter()
+            .any(|r| r.trim() == role.as_str())
+    }
+
+    /// Refuses role names that are not roles (a typo must not silently drop a requirement);
+    /// empty entries (an empty list given as an empty variable) are ignored.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for r in &self.require_totp_for {
+            anyhow::ensure!(
+                r.trim().is_empty() || Role::parse(r.trim()).is_some(),
+                "auth.require_totp_for: {r:?} is not a role (operator, coordinator, admin)"
+            );
+        }
+        anyhow::ensure!(
+            self.sign_in_step_ms >= 10_000,
+            "auth.sign_in_step_ms must be at least 10000"
+        );
+        Ok(())
+    }
+
+    /// The pledge's text as configured (the file's when `pledge_file` is set), or `None`
+    /// when no pledge is required.
+    fn pledge(&self) -> anyhow::Result<Option<String>> {
+        if !self.require_pledge {
+            return Ok(None);
+        }
+        let text = match &self.pledge_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading auth.pledge_file {path}: {e}"))?,
+            None => self.pledge_text.clone(),
+        };
+        let text = text.trim().to_owned();
+        anyhow::ensure!(
+            !text.is_empty(),
+            "auth.require_pledge is on but the pledge text is empty"
+        );
+        Ok(Some(text))
     }
 }
 
@@ -190,6 +275,16 @@ pub enum AuthError {
     /// Every password check is taken and the queue is full ([`crate::password`]).
     #[error("password checks are busy")]
     Busy,
+    /// The password was right but the sign-in has steps to go (second factor, password
+    /// change, enrolment, pledge): [`Accounts::login_from`] says which.
+    #[error("sign-in needs another step")]
+    StepRequired,
+    /// A wrong (or already used) second-factor or recovery code.
+    #[error("wrong code")]
+    BadCode,
+    /// The pending sign-in is unknown or expired: start again with the password.
+    #[error("sign-in expired")]
+    SignInExpired,
 }
 
 /// The address key of logins that come from no network address (the CLI, tests).
@@ -218,6 +313,10 @@ pub struct Accounts {
     /// Where every time this reads comes from: sessions' ages, lockout windows, accounts'
     /// creation and sign-in times.
     clock: Clock,
+    /// Wrong second-factor and recovery codes per (username, address), locked like passwords.
+    code_lockout: Lockout,
+    /// The pledge's text and its SHA-256 (hex), when a pledge is required.
+    pledge: Option<(String, String)>,
 }
 
 fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -231,7 +330,13 @@ impl Accounts {
             .await
             .map_err(|e| anyhow::anyhow!("reading accounts from the database: {e}"))?;
         let code = users.is_empty().then(setup::setup_code);
+        let pledge = cfg.pledge()?.map(|text| {
+            let hash = crate::token::hash_token(&text);
+            (text, hash)
+        });
         Ok(Accounts {
+            code_lockout: Lockout::new(),
+            pledge,
             lockout: Lockout::new(),
             checker: Checker::new(cfg.hash_concurrency, cfg.hash_queue),
             cfg: cfg.clone(),
@@ -267,6 +372,19 @@ impl Accounts {
 
     pub fn list(&self) -> Vec<User> {
         self.users().clone()
+    }
+}
+
+#[cfg(test)]
+impl AuthSettings {
+    /// The defaults with sign-ins by password alone (no second factor, no pledge): for tests
+    /// of the other parts.
+    pub(crate) fn password_only() -> Self {
+        AuthSettings {
+            require_totp_for: Vec::new(),
+            require_pledge: false,
+            ..AuthSettings::default()
+        }
     }
 }
 

@@ -169,7 +169,7 @@ mod tests {
         let a = in_memory(
             AuthSettings {
                 session_idle_ms: 0,
-                ..AuthSettings::default()
+                ..AuthSettings::password_only()
             },
             clock.clone(),
         )

@@ -68,7 +68,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_setup_code_creates_one_admin_and_then_is_gone() {
-        let a = in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await;
+        let a = in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await;
         let code = a.pending_setup_code().expect("no accounts yet");
         assert!(a
             .setup("WRONG-CODE", "admin", "Admin", "long enough password")

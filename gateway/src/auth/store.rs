@@ -17,7 +17,7 @@ use crate::protocol::Millis;
 use super::MIN_PASSWORD_CHARS;
 use super::{default_languages, hash_password, Accounts, AuthError, Role, User};
 
-fn storage(e: DbError) -> AuthError {
+pub(super) fn storage(e: DbError) -> AuthError {
     tracing::error!(error = %e, "accounts: database operation failed");
     AuthError::Storage
 }
@@ -42,7 +42,7 @@ fn user_of(r: AccountRecord) -> Result<User, DbError> {
 }
 
 /// The row for `u`; `now` stands for the time it was disabled, if it is.
-fn record_of(u: &User, now: Millis) -> AccountRecord {
+pub(super) fn record_of(u: &User, now: Millis) -> AccountRecord {
     AccountRecord {
         id: u.id,
         username: u.username.clone(),
@@ -190,7 +190,7 @@ impl Accounts {
     }
 
     /// After a change of one account: refused if there was none, else the copy re-read.
-    async fn changed(&self, found: bool) -> Result<(), AuthError> {
+    pub(super) async fn changed(&self, found: bool) -> Result<(), AuthError> {
         if !found {
             return Err(AuthError::Invalid("no such user"));
         }
@@ -200,7 +200,7 @@ impl Accounts {
 
     /// Re-reads the accounts after a change this node made; the change itself is done, so a
     /// failure here only leaves the copy behind until the next sign-in.
-    async fn refresh_after_change(&self) {
+    pub(super) async fn refresh_after_change(&self) {
         if self.refresh().await.is_err() {
             tracing::warn!("accounts changed but could not be re-read; the copy is behind");
         }
@@ -305,7 +305,7 @@ mod tests {
     use crate::clock::Clock;
 
     async fn accounts() -> Arc<Accounts> {
-        in_memory(AuthSettings::default(), Clock::manual(1_000_000)).await
+        in_memory(AuthSettings::password_only(), Clock::manual(1_000_000)).await
     }
 
     #[tokio::test]
@@ -345,7 +345,7 @@ mod tests {
             sqlite_path: dir.join("tsunagu.db").display().to_string(),
             ..Default::default()
         };
-        let cfg = AuthSettings::default();
+        let cfg = AuthSettings::password_only();
         let clock = Clock::manual(1_000_000);
         let db_a = Db::open(&settings).await.unwrap();
         let a = Accounts::open(&cfg, db_a.clone(), clock.clone())

@@ -27,6 +27,11 @@ const SQLITE: Embedded = &[
         "escalations",
         include_str!("../../migrations/sqlite/0002_escalations.sql"),
     ),
+    (
+        3,
+        "account security",
+        include_str!("../../migrations/sqlite/0003_account_security.sql"),
+    ),
 ];
 
 const POSTGRES: Embedded = &[
@@ -39,6 +44,11 @@ const POSTGRES: Embedded = &[
         2,
         "escalations",
         include_str!("../../migrations/postgres/0002_escalations.sql"),
+    ),
+    (
+        3,
+        "account security",
+        include_str!("../../migrations/postgres/0003_account_security.sql"),
     ),
 ];
 

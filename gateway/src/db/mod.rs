@@ -11,6 +11,8 @@
 //! `gateway/migrations/{sqlite,postgres}`, compiled in and run at start-up and by
 //! `gateway migrate`), and the tables' queries, one file per table:
 //! - `accounts`: operator accounts (the `auth` module keeps the rules; this file only stores);
+//! - `account_security`: one-time passwords, TOTP, recovery codes, the pledge acknowledged and
+//!   sign-ins waiting for their next step; `account_audit`: the trail of changes to accounts;
 //! - `escalations`: encrypted escalation records (sealed by the `escalation` module, whose key
 //!   never reaches the database), their retention and delivery state, and the append-only
 //!   audit trail.
@@ -19,6 +21,8 @@
 //! people who reach out). Those stay in memory or Redis and end with the conversation; the one
 //! exception is an emergency flag's record, and it is stored only encrypted.
 
+mod account_audit;
+mod account_security;
 mod accounts;
 mod escalations;
 mod migrations;
@@ -30,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+pub use account_audit::AccountAuditRow;
+pub use account_security::{AccountSecurity, ChallengeRow};
 pub use accounts::{AccountRecord, ImportOutcome};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 

@@ -143,7 +143,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 
 /// Mutating requests must come from an allowed origin (with SameSite=Strict cookies, this
 /// closes cross-site request forgery).
-fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if crate::ws::origin_allowed(headers, &app.settings.server) {
         Ok(())
     } else {
@@ -151,7 +151,7 @@ fn check_origin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn session_cookie(app: &AppState, token: String) -> Cookie<'static> {
+pub(crate) fn session_cookie(app: &AppState, token: String) -> Cookie<'static> {
     Cookie::build((app.session_cookie(), token))
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -236,7 +236,7 @@ pub async fn login(
     headers: HeaderMap,
     jar: CookieJar,
     Json(body): Json<LoginBody>,
-) -> Result<(CookieJar, Json<serde_json::Value>), ApiError> {
+) -> Result<(CookieJar, Json<serde_json::Value>), super::sign_in::StepError> {
     check_origin(&app, &headers)?;
     let key = app.limits.key(app.limits.client_ip(peer, &headers));
     app.limits
@@ -246,18 +246,16 @@ pub async fn login(
     if let Some(old) = jar.get(app.session_cookie()) {
         app.accounts.revoke(old.value()).await;
     }
-    let (user, token) = app
+    // The user with the session cookie, or the sign-in's next step (`http::sign_in`).
+    let sign_in = app
         .accounts
         .login_from(key, &body.username, &body.password)
         .await
         .map_err(|e| match e {
-            AuthError::Locked(ms) => ApiError::TooMany(ms.div_ceil(1000).max(1)),
-            AuthError::Busy => ApiError::Busy(crate::password::BUSY_RETRY_SECS),
-            AuthError::Storage => ApiError::Unavailable,
-            _ => ApiError::Unauthorized,
+            AuthError::Invalid(_) | AuthError::BadCode => ApiError::Unauthorized.into(),
+            e => super::sign_in::auth_error(e),
         })?;
-    let jar = jar.add(session_cookie(&app, token));
-    Ok((jar, Json(me_json(&user))))
+    Ok(super::sign_in::answer(&app, jar, sign_in, Vec::new()))
 }
 
 pub async fn logout(
@@ -308,7 +306,7 @@ pub async fn setup(
     }
 }
 
-fn me_json(user: &User) -> serde_json::Value {
+pub(crate) fn me_json(user: &User) -> serde_json::Value {
     json!({"id": user.id, "name": user.display_name, "username": user.username, "role": user.role})
 }
 
@@ -421,7 +419,7 @@ fn actor(user: &User) -> crate::escalation::Actor {
     )
 }
 
-fn parse_id(id: &str) -> Result<Ulid, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<Ulid, ApiError> {
     Ulid::from_string(id).map_err(|_| ApiError::Invalid("id"))
 }
 

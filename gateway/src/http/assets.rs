@@ -131,6 +131,11 @@ pub async fn setup() -> Response {
     serve::<Console>("setup.html")
 }
 
+/// The admin screen (`http::admin`).
+pub async fn admin() -> Response {
+    serve::<Console>("admin.html")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,10 @@
 //! HTTP surface: the router, security headers on every response, and the embedded pages
 //! ([`assets`]) and JSON API ([`api`]).
 
+pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod sign_in;
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/escalations/{id}", get(api::read_escalation))
         .route("/api/audit", get(api::audit))
         .route("/api/users/{id}/revoke", post(api::revoke_user))
+        .merge(admin::routes())
         .merge(crate::connectors::line::router(
             app.line.clone(),
             app.settings.line.max_body_bytes,

@@ -1,5 +1,6 @@
 //! Integration tests: the real app on port 0, driven over real websockets and HTTP.
 
+mod admin;
 mod bad_input;
 mod docs;
 mod escalation;

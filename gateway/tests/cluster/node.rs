@@ -75,6 +75,10 @@ pub fn base_env(_dir: &Path) -> Vec<(String, String)> {
             a.database.display().to_string(),
         ),
         ("TSUNAGU_SERVER__HOST", "127.0.0.1".into()),
+        // Sign-ins with a password alone: these tests are not about second factors or the
+        // pledge (tests/cluster/accounts.rs puts them back where it needs them).
+        ("TSUNAGU_AUTH__REQUIRE_TOTP_FOR", "".into()),
+        ("TSUNAGU_AUTH__REQUIRE_PLEDGE", "false".into()),
         ("TSUNAGU_SERVER__PORT", "0".into()),
         ("TSUNAGU_SERVER__SHUTDOWN_GRACE_MS", "1000".into()),
         ("TSUNAGU_LOG__FILTER", "warn".into()),
