@@ -38,9 +38,11 @@ import tempfile
 import time
 import urllib.request
 
-from conversation import http
-from resuming import Operator, Person
-from topology import Refused, Topology
+sys.dont_write_bytecode = True  # nothing written into the repository by the imports below
+
+from conversation import http  # noqa: E402
+from resuming import Operator, Person  # noqa: E402
+from topology import Refused, Topology  # noqa: E402
 
 HOSTS = ["lb", "gw1", "gw2", "gw3", "redis1", "redis2", "db"]
 GATEWAYS = ["gw1", "gw2", "gw3"]
