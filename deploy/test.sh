@@ -10,13 +10,24 @@
 #    name, ports, certificate paths and upstream replaced (the diff is printed) and a
 #    certificate made here with openssl, and test/conversation.py holds a conversation
 #    through it over TLS (a person and an operator), checking the security headers too.
-# 4. Dockerfile: built with podman on a base image made here with debootstrap (minbase, from
+# 4. Several nodes: compose/compose.yaml parsed and validated by docker-compose's own loader
+#    (`docker-compose config`, Debian's package) with compose/.env.example, then checked for
+#    what it means (test/compose_check.py); kubernetes/*.yaml validated against Kubernetes'
+#    schemas (`kubernetes-validate --strict`, PyPI) for the oldest and newest versions it
+#    ships that we support, then checked together (test/kubernetes_check.py); the Grafana
+#    dashboard grafana/tsunagu.json checked against the /metrics of the gateway of step 3
+#    after its conversation (test/dashboard_check.py), its queries parsed by promtool; every
+#    TSUNAGU_ setting the files set is documented (test/settings_check.py: the gateway ignores
+#    unknown ones). A Sentinel runs compose/sentinel.conf, and gateways run with the Compose
+#    file's and the ConfigMap's settings through it. Each checker is also run once on a broken
+#    copy, which it must reject.
+# 5. Dockerfile: built with podman on a base image made here with debootstrap (minbase, from
 #    the machine's own Debian mirror) and `podman import`, with the gateway's release binary
 #    stripped; then the gateway is run from the image's root filesystem (`podman image mount`
 #    and chroot, as the image's user, with its environment, working directory, entry point and
 #    a fresh /data for the volume): it starts, answers /healthz, the image's HEALTHCHECK
 #    command passes, and SIGTERM stops it within the drain. Prints the image's size.
-# 5. haproxy/haproxy.cfg: test/multinode.py builds the topology of several nodes from processes
+# 6. haproxy/haproxy.cfg: test/multinode.py builds the topology of several nodes from processes
 #    on this machine, each host in a network namespace of its own (HAProxy with the shipped file
 #    unchanged, three gateways of the release build, Redis with a replica and three sentinels,
 #    PostgreSQL); through HAProxy over TLS people and operators converse while every gateway is
@@ -24,9 +35,10 @@
 #    reordered. Prints a SKIP line where the kernel refuses network namespaces.
 #
 # Installs what it lacks with apt-get (systemd, nginx, caddy, podman, debootstrap, openssl,
-# binutils, haproxy, redis-server, postgresql, iproute2) and the `websockets` Python package with pip. Keeps nothing between runs (podman's
-# storage lives in a temporary directory, vfs driver, set by flags: no machine configuration
-# is changed). Run as root on Debian. GATEWAY_DEBUG_BIN / GATEWAY_RELEASE_BIN may name
+# binutils, docker-compose, prometheus for promtool, haproxy, redis-server, postgresql,
+# iproute2) and the `websockets` and `kubernetes-validate` Python packages with pip. Keeps
+# nothing between runs (podman's storage lives in a temporary directory, vfs driver, set by
+# flags: no machine configuration is changed). Run as root on Debian. GATEWAY_DEBUG_BIN / GATEWAY_RELEASE_BIN may name
 # binaries already built; otherwise cargo builds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,8 +78,10 @@ command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v strip >/dev/null 2>&1 || missing+=(binutils)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -79,6 +93,12 @@ if ! python3 -c 'import websockets.sync.client' >/dev/null 2>&1; then
   step "installing websockets (pip)"
   python3 -m pip install --quiet --disable-pip-version-check 'websockets==15.0.1' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'websockets==15.0.1'
+fi
+
+if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
+  step "installing kubernetes-validate (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'kubernetes-validate==1.37.0'
 fi
 
 work="$(mktemp -d /tmp/tsunagu-deploy.XXXXXX)"
@@ -209,13 +229,149 @@ python3 deploy/test/conversation.py --proxy "https://localhost:$https_port" \
   --plain "http://localhost:$http_port" --gateway "http://127.0.0.1:$gw_port" \
   --ca "$work/tls/fullchain.pem" --username deploy-op --password-file "$work/password" \
   || { tail -20 "$work/gateway.log"; cat "$work/nginx/error.log"; exit 1; }
+# What the gateway exports after a conversation and one refused frame (a family with no
+# sample is not written at all), for the dashboard's check (step 4).
+python3 - "$gw_port" <<'PY'
+import json, sys
+from websockets.sync.client import connect
+port = sys.argv[1]
+with connect(f"ws://127.0.0.1:{port}/ws/visitor", origin=f"http://127.0.0.1:{port}", open_timeout=10) as ws:
+    ws.send(json.dumps({"type": "no_such_frame"}))
+    assert json.loads(ws.recv(timeout=10))["type"] == "error"
+PY
+curl -fsS "http://127.0.0.1:$gw_port/metrics" >"$work/metrics.txt"
 # The drain the unit's TimeoutStopSec is sized for.
 t_stop="$(now)"
 kill -TERM "$gw_pid"
 stopped_within "$gw_pid" 20 || { echo "deploy: the gateway did not stop cleanly on SIGTERM" >&2; exit 1; }
 echo "gateway stopped on SIGTERM in $(since "$t_stop") (exit 0); proxy test $(since "$t")"
 
-# --- 4. Container image ------------------------------------------------------------------------
+# --- 4. Several nodes: Compose, Kubernetes, Grafana ----------------------------------------
+step "several nodes: docker-compose config, kubernetes-validate, the dashboard against /metrics"
+t="$(now)"
+# Must fail on what it checks: run each checker once on a broken copy first.
+expect_rejected() { # what, the message it must give, then the command
+  local what="$1" message="$2"; shift 2
+  if "$@" >"$work/rejected.log" 2>&1 || ! grep -q -- "$message" "$work/rejected.log"; then
+    cat "$work/rejected.log"; echo "deploy: the check did not reject $what with \"$message\"" >&2; exit 1
+  fi
+}
+# Compose: docker-compose's loader interpolates .env.example, merges the anchors and validates
+# every key against its schema (an unknown key is an error); the checks read its output.
+compose_config() { # compose file
+  docker-compose --project-directory deploy/compose --env-file deploy/compose/.env.example -f "$1" config
+}
+compose_config deploy/compose/compose.yaml >"$work/compose.yaml"
+python3 deploy/test/compose_check.py --config "$work/compose.yaml" --compose deploy/compose/compose.yaml \
+  --sentinel deploy/compose/sentinel.conf --grace-ms "$grace_ms"
+mkdir -p "$work/compose-broken"
+sed 's/stop_grace_period: 20s/stop_grace_periods: 20s/' deploy/compose/compose.yaml >"$work/compose-broken/unknown-key.yaml"
+expect_rejected "an unknown key in compose.yaml" "Unsupported config option for services.gateway-1: 'stop_grace_periods'" \
+  compose_config "$work/compose-broken/unknown-key.yaml"
+sed 's/stop_grace_period: 20s/stop_grace_period: 5s/' deploy/compose/compose.yaml >"$work/compose-broken/short-stop.yaml"
+compose_config "$work/compose-broken/short-stop.yaml" >"$work/compose-broken/short-stop.config.yaml"
+expect_rejected "a stop grace period below the drain" "FAIL gateway-1: stop_grace_period 5 s" \
+  python3 deploy/test/compose_check.py --config "$work/compose-broken/short-stop.config.yaml" \
+  --compose deploy/compose/compose.yaml --sentinel deploy/compose/sentinel.conf --grace-ms "$grace_ms"
+# Sentinel from the shipped sentinel.conf (only its port, directory and the primary's address
+# replaced), watching a real redis-server; then a gateway with gateway-1's environment exactly as
+# Compose resolved it, but for its listen address, store (that Sentinel), database and key: it
+# must accept every setting and become ready through Sentinel.
+redis_port="$(free_port)"; sentinel_port="$(free_port)"
+mkdir -p "$work/redis"
+sed -e "s/^port 26379$/port $sentinel_port/" -e "s#^dir /data\$#dir $work/redis#" \
+  -e "s/^sentinel monitor tsunagu redis-primary 6379 2$/sentinel monitor tsunagu 127.0.0.1 $redis_port 2/" \
+  deploy/compose/sentinel.conf >"$work/redis/sentinel.conf"
+diff deploy/compose/sentinel.conf "$work/redis/sentinel.conf" | grep '^[<>]' || true
+[ "$(diff deploy/compose/sentinel.conf "$work/redis/sentinel.conf" | grep -c '^>')" = 3 ] \
+  || { echo "deploy: the substitutions above no longer match deploy/compose/sentinel.conf" >&2; exit 1; }
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis" \
+  >"$work/redis/redis.log" 2>&1 &
+redis_pid=$!; pids+=("$redis_pid")
+redis-server "$work/redis/sentinel.conf" --sentinel --bind 127.0.0.1 >"$work/redis/sentinel.log" 2>&1 &
+sentinel_pid=$!; pids+=("$sentinel_pid")
+for _ in $(seq 50); do
+  [ "$(redis-cli -p "$sentinel_port" sentinel get-master-addr-by-name tsunagu 2>/dev/null | tr '\n' ' ')" = "127.0.0.1 $redis_port " ] && break
+  sleep 0.1
+done
+master="$(redis-cli -p "$sentinel_port" sentinel master tsunagu | paste -sd' ')"
+for want in "quorum 2" "down-after-milliseconds 5000"; do
+  case " $master " in *" $want "*) ;; *) cat "$work/redis/sentinel.log"; echo "deploy: Sentinel has no $want: $master" >&2; exit 1 ;; esac
+done
+echo "Sentinel runs sentinel.conf: primary 127.0.0.1:$redis_port, quorum 2, down after 5000 ms"
+mapfile -t compose_env < <(python3 -c '
+import sys, yaml
+env = yaml.safe_load(open(sys.argv[1]))["services"]["gateway-1"]["environment"]
+print("\n".join(f"{k}={v}" for k, v in env.items()))' "$work/compose.yaml")
+# .env.example's placeholders must not run: its escalation key stops the gateway at start.
+if (cd "$work/state" && exec env "${compose_env[@]}" TSUNAGU_SERVER__HOST=127.0.0.1 TSUNAGU_SERVER__PORT=0 \
+  TSUNAGU_DATABASE__URL="sqlite:$work/state/placeholder.db" timeout 20 "$debug_bin" serve >"$work/placeholder.log" 2>&1) \
+  || ! grep -q 'escalation.key must be 64 hex characters' "$work/placeholder.log"; then
+  tail -5 "$work/placeholder.log"; echo "deploy: a gateway started with .env.example's placeholder key" >&2; exit 1
+fi
+echo "with .env.example as it is, the gateway refuses to start: $(grep -m1 '^Error' "$work/placeholder.log")"
+cgw_port="$(free_port)"
+(cd "$work/state" && exec env "${compose_env[@]}" TSUNAGU_SERVER__HOST=127.0.0.1 TSUNAGU_SERVER__PORT="$cgw_port" \
+  TSUNAGU_STORE__URL="redis+sentinel://127.0.0.1:$sentinel_port/tsunagu" TSUNAGU_STORE__WAIT_REPLICAS=0 \
+  TSUNAGU_DATABASE__URL="sqlite:$work/state/compose.db" TSUNAGU_ESCALATION__KEY="$(openssl rand -hex 32)" \
+  "$debug_bin" serve >"$work/compose-gateway.log" 2>&1) &
+cgw_pid=$!; pids+=("$cgw_pid")
+wait_http "http://127.0.0.1:$cgw_port/readyz" 30 || { tail -20 "$work/compose-gateway.log"; exit 1; }
+kill -TERM "$cgw_pid"
+stopped_within "$cgw_pid" 20 || { tail -20 "$work/compose-gateway.log"; exit 1; }
+echo "a gateway with Compose's environment (${#compose_env[@]} settings) was ready through Sentinel and stopped on SIGTERM"
+# Kubernetes: every file against the schemas of the oldest and newest version we support.
+for version in 1.30.0 1.37.0; do
+  python3 -m kubernetes_validate --strict --quiet -k "$version" deploy/kubernetes/*.yaml
+done
+echo "kubernetes-validate --strict: $(ls deploy/kubernetes/*.yaml | wc -l) files valid for Kubernetes 1.30 and 1.37"
+mkdir -p "$work/k8s-broken"
+sed 's/readOnlyRootFilesystem/readOnlyRootFileSystem/' deploy/kubernetes/deployment.yaml >"$work/k8s-broken/deployment.yaml"
+expect_rejected "a misspelt field in deployment.yaml" "'readOnlyRootFileSystem' was unexpected" python3 -m kubernetes_validate --strict --quiet -k 1.37.0 "$work/k8s-broken/deployment.yaml"
+python3 deploy/test/kubernetes_check.py deploy/kubernetes "$grace_ms"
+cp deploy/kubernetes/*.yaml "$work/k8s-broken/"
+sed -i 's/terminationGracePeriodSeconds: 20/terminationGracePeriodSeconds: 12/' "$work/k8s-broken/deployment.yaml"
+expect_rejected "a grace period shorter than preStop and the drain" "FAIL terminationGracePeriodSeconds 12 s" python3 deploy/test/kubernetes_check.py "$work/k8s-broken" "$grace_ms"
+# The ConfigMap's settings on a real gateway (TLS with step 3's certificate, the Sentinel
+# above; the Secret's two values made here): it must start and answer /readyz over HTTPS.
+mapfile -t k8s_env < <(python3 -c '
+import sys, yaml
+(cm,) = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+print("\n".join(f"{k}={v}" for k, v in cm["data"].items()))' deploy/kubernetes/configmap.yaml)
+kgw_port="$(free_port)"
+(cd "$work/state" && exec env "${k8s_env[@]}" TSUNAGU_SERVER__HOST=127.0.0.1 TSUNAGU_SERVER__PORT="$kgw_port" \
+  TSUNAGU_SERVER__TLS_CERT_FILE="$work/tls/fullchain.pem" TSUNAGU_SERVER__TLS_KEY_FILE="$work/tls/privkey.pem" \
+  TSUNAGU_STORE__URL="redis+sentinel://127.0.0.1:$sentinel_port/tsunagu" TSUNAGU_STORE__WAIT_REPLICAS=0 \
+  TSUNAGU_DATABASE__URL="sqlite:$work/state/k8s.db" TSUNAGU_ESCALATION__KEY="$(openssl rand -hex 32)" \
+  "$debug_bin" serve >"$work/k8s-gateway.log" 2>&1) &
+kgw_pid=$!; pids+=("$kgw_pid")
+for _ in $(seq 300); do
+  curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$kgw_port/readyz" 2>/dev/null && break
+  sleep 0.1
+done
+curl -fsS -o /dev/null --cacert "$work/tls/fullchain.pem" "https://localhost:$kgw_port/readyz" \
+  || { tail -20 "$work/k8s-gateway.log"; echo "deploy: the ConfigMap's gateway did not become ready" >&2; exit 1; }
+kill -TERM "$kgw_pid"
+stopped_within "$kgw_pid" 20 || { tail -20 "$work/k8s-gateway.log"; exit 1; }
+echo "a gateway with the ConfigMap's settings (${#k8s_env[@]}) served /readyz over HTTPS through Sentinel"
+kill "$redis_pid" "$sentinel_pid" 2>/dev/null || true
+# The gateway ignores TSUNAGU_ variables it does not know: each one set must be documented.
+python3 deploy/test/settings_check.py docs/configuration.md deploy/compose/compose.yaml \
+  deploy/kubernetes/*.yaml deploy/Dockerfile deploy/README.md
+sed 's/TSUNAGU_STORE__WAIT_REPLICAS/TSUNAGU_STORE__WAIT_REPLICA/' deploy/kubernetes/configmap.yaml >"$work/k8s-broken/configmap.yaml"
+expect_rejected "a misspelt setting" "TSUNAGU_STORE__WAIT_REPLICA is not a documented setting" \
+  python3 deploy/test/settings_check.py docs/configuration.md "$work/k8s-broken/configmap.yaml"
+# Grafana: names and labels against the real /metrics, the PromQL through promtool.
+python3 deploy/test/dashboard_check.py --dashboard deploy/grafana/tsunagu.json \
+  --metrics "$work/metrics.txt" --rules "$work/dashboard-rules.yml"
+promtool check rules "$work/dashboard-rules.yml" >/dev/null
+echo "promtool: every dashboard query parses"
+sed 's/tsunagu_queue_length/tsunagu_queue_lenght/' deploy/grafana/tsunagu.json >"$work/broken-dashboard.json"
+expect_rejected "a metric the gateway does not export" "tsunagu_queue_lenght is not exported" python3 deploy/test/dashboard_check.py \
+  --dashboard "$work/broken-dashboard.json" --metrics "$work/metrics.txt" --rules "$work/broken-rules.yml"
+echo "compose, Kubernetes and Grafana files checked ($(since "$t"))"
+
+# --- 5. Container image ------------------------------------------------------------------------
 step "the image: debootstrap base, podman build deploy/Dockerfile, the gateway from its root filesystem"
 t="$(now)"
 release_bin="${GATEWAY_RELEASE_BIN:-}"
@@ -329,7 +485,7 @@ echo "the gateway from the image stopped on SIGTERM in $(since "$t_stop") (exit 
 mib() { python3 -c "print(f'{int(\"$1\") / 1048576:.1f} MiB')"; }
 echo "image size $(mib "$size") (the debootstrapped base $(mib "$base_size"), added by deploy/Dockerfile $(mib $((size - base_size))), of it the stripped gateway $(mib "$bin_size")); image test $(since "$t")"
 
-# --- 5. HAProxy in front of several nodes, restarted one at a time -----------------------------
+# --- 6. HAProxy in front of several nodes, restarted one at a time -----------------------------
 step "deploy/haproxy/haproxy.cfg in front of three gateways, Redis with Sentinel and PostgreSQL: a rolling restart"
 t="$(now)"
 # Bounded: multinode.py cleans up on SIGTERM (namespaces, processes, its directory).

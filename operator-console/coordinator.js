@@ -10,6 +10,7 @@
 //   stream.js         the SSE stream and its reconnects
 //   stats.js          the numbers, banners and overloaded switch (owns the latest snapshot)
 //   alerts.js         alerts, reminders, open emergencies, the page title
+//   notify.js         browser notifications of new alerts and conditions, and their toggle
 //   conversations.js  live conversations, raise (shared flag dialog) and clear flag
 //   records.js        escalation records, the record dialog, the audit trail
 //   view.js           rendering helpers the panels share
@@ -17,6 +18,7 @@
 import { t, initI18n, onLangChange } from '/console/i18n.js';
 import { api, getMe, logout as apiLogout, bindLoginForm, resetLoginForm } from '/console/auth.js';
 import { installAudioUnlock, bindSoundToggle } from '/console/sound.js';
+import { bindNotifyToggle } from '/console/coordinator/notify.js';
 import { $, byIds } from '/console/util.js';
 import { user, setUser, isAllowed, setLive, whenExpired } from '/console/coordinator/session.js';
 import { initStream, restartStream, stopStream, setStream, gotStats, checkStale } from '/console/coordinator/stream.js';
@@ -33,6 +35,7 @@ const E = {
   ...byIds('login-view', 'login-form', 'login-notice', 'forbidden-view', 'dash-view', 'status-bar',
     'me-name', 'logout'),
   sound: $('#sound-toggle'),
+  notify: $('#notify-toggle'),
   lang: $('#lang-switch'),
 };
 
@@ -41,8 +44,10 @@ let convTimer = null;   // polls the live conversations while the page is live
 initI18n(E.lang);
 installAudioUnlock();
 const renderSound = bindSoundToggle(E.sound, t);
+const renderNotify = bindNotifyToggle(E.notify);
 onLangChange(() => {
   renderSound();
+  renderNotify();
   rerender();
   const me = user();
   if (me) E.meName.textContent = t('signedInAs', { name: me.name || '' });

@@ -31,14 +31,25 @@ pub const PAD: &str = "あいうえおかきくけこさしすせそたちつて
 /// Source addresses: operators from 0, people from here on (each client its own address).
 pub const VISITOR_ADDR_BASE: usize = 1000;
 
+/// An offer as it reached an operator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OfferSeen {
+    /// µs since `origin` when it arrived.
+    pub at_us: u64,
+    /// Its `waited_ms`: how long the server says the person had been queued.
+    pub waited_ms: u64,
+    /// The gateway's `arrival` and `offered_at` (the peers send neither): the server's own
+    /// arrival order and offer time, for an exact fairness check.
+    pub order: Option<(u64, u64)>,
+}
+
 /// What every operator of a scenario records, shared between their tasks.
 pub struct Shared {
     pub origin: Instant,
     pub latency: Mutex<Hist>,
     pub delivered: AtomicU64,
-    /// Conversation id → (µs since `origin` when its offer reached an operator, the offer's
-    /// `waited_ms`: how long the server says it had been queued).
-    pub offers: Mutex<HashMap<String, (u64, u64)>>,
+    /// Conversation id → its offer as an operator saw it.
+    pub offers: Mutex<HashMap<String, OfferSeen>>,
     /// Client id of a person's message → how many times operators received it.
     pub ids: Option<Mutex<HashMap<String, u32>>>,
 }
@@ -247,9 +258,13 @@ async fn operator_frame(sock: &mut Sock, sh: &Shared, t: &str) -> anyhow::Result
     } else if t.starts_with(r#"{"type":"offer""#) {
         let conv = str_field(t, "conversation").context("offer without conversation")?;
         let now = sh.now_us();
-        let waited = net::num_field(t, "waited_ms").unwrap_or(0);
+        let seen = OfferSeen {
+            at_us: now,
+            waited_ms: net::num_field(t, "waited_ms").unwrap_or(0),
+            order: net::num_field(t, "arrival").zip(net::num_field(t, "offered_at")),
+        };
         if let Ok(mut m) = sh.offers.lock() {
-            m.insert(conv.to_owned(), (now, waited));
+            m.insert(conv.to_owned(), seen);
         }
         sock.send(&frames::accept(frames::new_id(), conv)?).await?;
     }

@@ -264,7 +264,7 @@ pub fn markdown(meta: &Value, all: &[Value], summary: &Value, targets: &[Target]
     }
 
     let _ = writeln!(md, "\n### (c) Arrival burst (time from hello to the offer at an operator, and to the person seeing the operator join)\n");
-    let _ = writeln!(md, "Server wait: the `waited_ms` each offer carries (queued to offered on the server's clock, whole ms: 0 is under 1 ms, 1 under 2 ms).\n");
+    let _ = writeln!(md, "Server wait: the `waited_ms` each offer carries (queued to offered on the server's clock, whole ms: 0 is under 1 ms, 1 under 2 ms). Order violations: people offered while someone who arrived earlier was offered later; exact for the gateway (the `arrival` number and `offered_at` in its offers), estimated for the peers from when offers reached the operators less their `waited_ms` (10 ms tolerance).\n");
     let _ = writeln!(md, "| target | offer p50 ms | offer p99 ms | joined p50 ms | joined p99 ms | server wait p99 ms | server wait under 1 ms | order violations |");
     let _ = writeln!(
         md,

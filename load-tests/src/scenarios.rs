@@ -504,28 +504,39 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
     // ms of its clock, so 0 is under 1 ms and 1 is anything under 2 ms).
     let mut waits: Vec<u64> = Vec::with_capacity(arrivals.len());
     let mut order = Vec::new();
+    let mut server_order = Vec::new();
     for (conv, hello, _welcomed, joined, _) in &arrivals {
         let _ = to_join.record(joined.saturating_sub(*hello).max(1));
-        if let Some((off, waited_ms)) = offers.get(conv) {
-            let _ = to_offer.record(off.saturating_sub(*hello).max(1));
-            waits.push(*waited_ms);
+        if let Some(o) = offers.get(conv) {
+            let _ = to_offer.record(o.at_us.saturating_sub(*hello).max(1));
+            waits.push(o.waited_ms);
             // When the server queued it, on this clock: the offer's arrival less the wait the
             // server reports (ms resolution). The generator's own view of arrival order
             // (welcome received) is skewed when a busy server delays some welcomes.
-            order.push((off.saturating_sub(waited_ms * 1000), *off));
+            order.push((o.at_us.saturating_sub(o.waited_ms * 1000), o.at_us));
+            server_order.extend(o.order);
         }
     }
-    // 10 ms: `waited_ms` has ms resolution, and each offer's queued time is estimated from its
-    // arrival, so the jitter of delivering offers (several ms on a loaded 2-core machine, the
-    // generator one thread for thousands of sockets) enters it; a queue served out of order
+    // Exact where the server says it (the gateway's `arrival` and `offered_at` in each offer):
+    // people offered after someone who arrived later had been. Otherwise (the peers) an
+    // estimate from when offers reached the operators; 10 ms: `waited_ms` has ms resolution,
+    // and each offer's queued time is estimated from its arrival, so the jitter of delivering
+    // offers (several ms on a loaded 2-core machine, the generator one thread for thousands of
+    // sockets; with several nodes, the hop over the bus) enters it; a queue served out of order
     // while people wait shows far beyond it.
-    let violations = order_violations(&order, 10_000);
+    let exact = !server_order.is_empty() && server_order.len() == order.len();
+    let violations = if exact {
+        offered_out_of_order(&server_order)
+    } else {
+        order_violations(&order, 10_000)
+    };
     // For finding where slow assignments come from: every arrival's (hello, offer, joined) in
     // µs since the origin and the wait the server reported in its offer (ms), one per line, to the file this names.
     if let Some(path) = std::env::var_os("TSUNAGU_LOAD_BURST_DUMP") {
         let mut out = String::new();
         for (conv, hello, _, joined, (at, woke)) in &arrivals {
-            let (off, waited_ms) = offers.get(conv).copied().unwrap_or_default();
+            let o = offers.get(conv).copied().unwrap_or_default();
+            let (off, waited_ms) = (o.at_us, o.waited_ms);
             out.push_str(&format!("{hello} {off} {joined} {waited_ms} {at} {woke}\n"));
         }
         let _ = std::fs::write(path, out);
@@ -558,6 +569,7 @@ pub async fn burst(bins: &Bins, target: Target, size: &Size) -> anyhow::Result<V
         "joined_p99_ms": ms(to_join.value_at_quantile(0.99)),
         "joined_max_ms": ms(to_join.max()),
         "order_violations": violations,
+        "order_check": if exact { "server" } else { "estimate" },
         "server_wait_p99_ms": quantile(&mut waits, 0.99),
         "server_wait_under_1ms_pct": if waits.is_empty() {
             Value::Null
@@ -575,6 +587,24 @@ fn quantile(values: &mut [u64], q: f64) -> Option<u64> {
     values.sort_unstable();
     let last = values.len().checked_sub(1)?;
     values.get(((last as f64) * q).round() as usize).copied()
+}
+
+/// People offered before someone who arrived earlier: `order` holds (arrival number, offered
+/// at) per person as the server gave them. A person counts when anyone with a smaller arrival
+/// number was offered strictly later (offers made in one step share their time).
+pub fn offered_out_of_order(order: &[(u64, u64)]) -> usize {
+    let mut by_arrival = order.to_vec();
+    by_arrival.sort_unstable();
+    // In arrival order, the latest offer of those who arrived before each person.
+    let mut latest_before = 0u64;
+    let mut violations = 0;
+    for (_, offered) in by_arrival {
+        if latest_before > offered {
+            violations += 1;
+        }
+        latest_before = latest_before.max(offered);
+    }
+    violations
 }
 
 /// People offered while someone queued more than `tolerance_us` before them was still waiting
@@ -930,6 +960,20 @@ pub fn loopback_rtt(count: usize) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offers_in_arrival_order_or_in_one_step_are_not_out_of_order() {
+        // (arrival, offered at): three offered together, then two more later.
+        let order = [(1, 10), (2, 10), (3, 10), (4, 12), (5, 15)];
+        assert_eq!(offered_out_of_order(&order), 0);
+    }
+
+    #[test]
+    fn people_offered_before_an_earlier_arrival_are_out_of_order() {
+        // 3 and 4 were offered (at 11, 12) while 2, who arrived before them, waited until 20.
+        let order = [(4, 12), (1, 10), (2, 20), (3, 11), (5, 21)];
+        assert_eq!(offered_out_of_order(&order), 2);
+    }
 
     #[test]
     fn order_violations_count_people_offered_past_an_earlier_one() {

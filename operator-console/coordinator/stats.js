@@ -7,6 +7,7 @@ import { api } from '/console/auth.js';
 import { $, byIds, el, fmtMmSs, fmtClock, channelName, toast } from '/console/util.js';
 import { expire } from '/console/coordinator/session.js';
 import { renderAlerts, renderEmergencies, updateTitle } from '/console/coordinator/alerts.js';
+import { notifySnapshot } from '/console/coordinator/notify.js';
 
 const E = {
   ...byIds('updated', 'banners', 'by-channel', 'card-waiting', 'card-longest', 'card-operators',
@@ -34,6 +35,7 @@ function num(v) { return Number.isFinite(v) ? v : 0; }
 export function onStats(s) {
   snapshot = s;
   render(s);
+  notifySnapshot(s);
 }
 
 /** Draws the latest snapshot again (language change, an alert acknowledged here). */
@@ -77,6 +79,7 @@ function render(s) {
   const few = cond('few_on_duty');
   const longWait = cond('long_wait');
   const failing = cond('delivery_failing');
+  const nodeDown = cond('node_down');
   const thin = Boolean(nobody || few);
   const long = waiting > 5;
   E.cardOperators.classList.toggle('hot', thin);
@@ -88,8 +91,9 @@ function render(s) {
   if (long) banners.push(el('p', { class: 'banner', data: { testid: 'alert-queue' }, i18n: ['coord.queueLong', { n: waiting }] }));
   if (longWait) banners.push(el('p', { class: 'banner', data: { testid: 'alert-long-wait' }, i18n: ['coord.longWait', { min: Math.round(num(longWait.threshold) / 60) }] }));
   if (failing) banners.push(el('p', { class: 'banner', data: { testid: 'alert-delivery' }, i18n: ['coord.deliveryFailing', { n: num(failing.value) }] }));
+  if (nodeDown) banners.push(el('p', { class: 'banner', data: { testid: 'alert-node-down' }, i18n: ['coord.nodeDown', { n: num(nodeDown.value), expected: num(nodeDown.threshold) }] }));
   // Only touch the live region when the set of banners changes.
-  const sig = `${nobody ? 0 : few ? num(few.value) : '-'}|${long ? waiting : '-'}|${longWait ? 1 : '-'}|${failing ? num(failing.value) : '-'}`;
+  const sig = `${nobody ? 0 : few ? num(few.value) : '-'}|${long ? waiting : '-'}|${longWait ? 1 : '-'}|${failing ? num(failing.value) : '-'}|${nodeDown ? num(nodeDown.value) : '-'}`;
   if (E.banners.dataset.sig !== sig) { E.banners.dataset.sig = sig; E.banners.replaceChildren(...banners); }
 
   renderOverloaded(s.overloaded === true);

@@ -558,6 +558,13 @@ pub struct Offer {
     pub waited_ms: u64,
     pub expires_in_ms: u64,
     pub transfer: Option<TransferInfo>,
+    /// The conversation's place in the arrival order (a number the store gives each arrival,
+    /// only growing; for ordering, not counting). Absent from gateways before it was added.
+    #[serde(default)]
+    pub arrival: u64,
+    /// When the offer was made, on the server's clock (ms since the epoch).
+    #[serde(default)]
+    pub offered_at: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -107,6 +107,8 @@ fn server_samples() -> Vec<ServerMsg> {
         waited_ms: 1,
         expires_in_ms: 1,
         transfer: None,
+        arrival: 1,
+        offered_at: 1,
     };
     vec![
         ServerMsg::VisitorWelcome {

@@ -1,6 +1,7 @@
 //! Alert conditions decided on the server (issue 21, item 2): nobody on duty while the service
 //! is open, fewer on duty than a threshold, the longest wait over a threshold, overloaded mode,
-//! the shared store unreachable from this node, escalation deliveries failing.
+//! the shared store unreachable from this node, fewer gateway nodes alive than expected,
+//! escalation deliveries failing.
 //!
 //! [`Conditions`] is the pure part: fed an [`Observation`] at a time read from the engine's
 //! clock, it says which conditions were raised and which cleared, each once per episode (a
@@ -36,6 +37,12 @@ pub struct AlertSettings {
     /// How long an episode's shared key lives at most (a node that stopped while an episode was
     /// open does not silence the condition for ever).
     pub episode_ttl_ms: u64,
+    /// With a shared store: the gateway nodes that should be alive; fewer alive (by their
+    /// heartbeats) for `node_down_after_ms` is `node_down`. `0`: not checked.
+    pub expected_nodes: u32,
+    /// How long fewer nodes than expected must be alive before it is an alert (a rolling
+    /// restart's node is back within it).
+    pub node_down_after_ms: u64,
 }
 
 impl Default for AlertSettings {
@@ -47,6 +54,8 @@ impl Default for AlertSettings {
             open_from_hour: 0,
             open_until_hour: 24,
             episode_ttl_ms: 24 * 60 * 60_000,
+            expected_nodes: 0,
+            node_down_after_ms: 30_000,
         }
     }
 }
@@ -98,17 +107,19 @@ pub enum AlertKind {
     LongWait,
     Overloaded,
     StoreUnreachable,
+    NodeDown,
     DeliveryFailing,
 }
 
 impl AlertKind {
     /// The conditions [`Conditions`] evaluates (the events are raised by the engine).
-    pub const CONDITIONS: [AlertKind; 6] = [
+    pub const CONDITIONS: [AlertKind; 7] = [
         AlertKind::NobodyOnDuty,
         AlertKind::FewOnDuty,
         AlertKind::LongWait,
         AlertKind::Overloaded,
         AlertKind::StoreUnreachable,
+        AlertKind::NodeDown,
         AlertKind::DeliveryFailing,
     ];
 
@@ -121,6 +132,7 @@ impl AlertKind {
             AlertKind::LongWait => "long_wait",
             AlertKind::Overloaded => "overloaded",
             AlertKind::StoreUnreachable => "store_unreachable",
+            AlertKind::NodeDown => "node_down",
             AlertKind::DeliveryFailing => "delivery_failing",
         }
     }
@@ -131,6 +143,7 @@ impl AlertKind {
                 Severity::Critical
             }
             AlertKind::Help
+            | AlertKind::NodeDown
             | AlertKind::FewOnDuty
             | AlertKind::LongWait
             | AlertKind::DeliveryFailing => Severity::Warning,
@@ -162,6 +175,9 @@ pub struct Observation {
     pub staffing: Option<Staffing>,
     /// Escalation records whose delivery to the case system is failing (waiting for a retry).
     pub failing_deliveries: u32,
+    /// Gateway nodes alive by their heartbeats in the shared store; `None`: one process, or
+    /// the store could not be read (the condition stays as it was).
+    pub live_nodes: Option<u32>,
 }
 
 /// A condition that holds: since when, and the count it is about (on duty, the longest wait
@@ -195,6 +211,9 @@ type Holds = (u64, Option<u64>);
 #[derive(Debug, Default)]
 pub struct Conditions {
     active: BTreeMap<AlertKind, ActiveAlert>,
+    /// Since when fewer nodes than expected have been alive (not yet an alert before
+    /// `node_down_after_ms`).
+    nodes_short_since: Option<Millis>,
 }
 
 impl Conditions {
@@ -232,6 +251,20 @@ impl Conditions {
                     .then_some((s.longest_wait_ms / 1000, Some(cfg.long_wait_ms / 1000))),
             ));
             holds.push((AlertKind::Overloaded, s.overloaded.then_some((1, None))));
+        }
+        if let Some(live) = obs.live_nodes {
+            let short = cfg.expected_nodes > 0 && live < cfg.expected_nodes;
+            let since = match (short, self.nodes_short_since) {
+                (false, _) => None,
+                (true, None) => Some(now),
+                (true, Some(t)) => Some(t),
+            };
+            self.nodes_short_since = since;
+            let down = since.is_some_and(|t| now.saturating_sub(t) >= cfg.node_down_after_ms);
+            holds.push((
+                AlertKind::NodeDown,
+                down.then_some((live.into(), Some(cfg.expected_nodes.into()))),
+            ));
         }
         let mut out = Vec::new();
         for (kind, now_holds) in holds {

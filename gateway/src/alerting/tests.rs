@@ -14,6 +14,7 @@ fn staffed(on_duty: u32, longest_wait_ms: u64) -> Observation {
             overloaded: false,
         }),
         failing_deliveries: 0,
+        live_nodes: None,
     }
 }
 
@@ -143,6 +144,7 @@ fn an_unreadable_store_keeps_staffing_as_it_was_and_raises_its_own_alert() {
         store_reachable: false,
         staffing: None,
         failing_deliveries: 2,
+        live_nodes: None,
     };
     let t = c.evaluate(&cfg, &down, NIGHT + 2_000);
     assert_eq!(
@@ -160,4 +162,64 @@ fn an_unreadable_store_keeps_staffing_as_it_was_and_raises_its_own_alert() {
         cleared(&t),
         vec![AlertKind::StoreUnreachable, AlertKind::DeliveryFailing]
     );
+}
+
+fn with_nodes(live: Option<u32>) -> Observation {
+    Observation {
+        live_nodes: live,
+        ..staffed(2, 0)
+    }
+}
+
+#[test]
+fn a_node_missing_is_an_alert_only_after_the_grace_and_clears_when_one_is_back() {
+    let cfg = AlertSettings {
+        expected_nodes: 3,
+        node_down_after_ms: 20_000,
+        ..AlertSettings::default()
+    };
+    let mut c = Conditions::default();
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(3)), NIGHT)).is_empty());
+    // One node stops: not yet (a rolling restart's node comes back within the grace).
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 2_000)).is_empty());
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 21_000)).is_empty());
+    let t = c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 22_000);
+    assert_eq!(raised(&t), vec![AlertKind::NodeDown]);
+    let a = c
+        .active()
+        .into_iter()
+        .find(|a| a.kind == AlertKind::NodeDown)
+        .unwrap();
+    assert_eq!((a.value, a.threshold), (2, Some(3)));
+    assert_eq!(a.severity, Severity::Warning);
+    // An unreadable store says nothing of the nodes: the alert stays.
+    assert!(cleared(&c.evaluate(&cfg, &with_nodes(None), NIGHT + 24_000)).is_empty());
+    let t = c.evaluate(&cfg, &with_nodes(Some(3)), NIGHT + 26_000);
+    assert_eq!(cleared(&t), vec![AlertKind::NodeDown]);
+}
+
+#[test]
+fn a_node_back_within_the_grace_raises_nothing_and_starts_the_grace_again() {
+    let cfg = AlertSettings {
+        expected_nodes: 3,
+        node_down_after_ms: 20_000,
+        ..AlertSettings::default()
+    };
+    let mut c = Conditions::default();
+    c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT);
+    c.evaluate(&cfg, &with_nodes(Some(3)), NIGHT + 15_000);
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 16_000)).is_empty());
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 30_000)).is_empty());
+    assert_eq!(
+        raised(&c.evaluate(&cfg, &with_nodes(Some(2)), NIGHT + 36_000)),
+        vec![AlertKind::NodeDown]
+    );
+}
+
+#[test]
+fn nodes_are_not_counted_when_no_number_is_expected() {
+    let cfg = AlertSettings::default();
+    let mut c = Conditions::default();
+    c.evaluate(&cfg, &with_nodes(Some(1)), NIGHT);
+    assert!(raised(&c.evaluate(&cfg, &with_nodes(Some(1)), NIGHT + 3_600_000)).is_empty());
 }

@@ -40,7 +40,13 @@ impl Engine {
             }),
             Err(_) => None,
         };
+        let live_nodes = if self.alert_cfg.expected_nodes > 0 && staffing.is_some() {
+            self.store.live_nodes().await.ok().flatten()
+        } else {
+            None
+        };
         let obs = Observation {
+            live_nodes,
             store_reachable: staffing.is_some(),
             staffing,
             failing_deliveries: self

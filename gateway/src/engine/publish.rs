@@ -179,6 +179,8 @@ impl Engine {
                 from: from.clone(),
                 note: conv.handover_note.clone(),
             }),
+            arrival: conv.arrival,
+            offered_at: expires_at.saturating_sub(self.cfg.offer_timeout_ms),
         })
     }
 

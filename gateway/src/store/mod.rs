@@ -348,6 +348,11 @@ pub trait Store: Send + Sync + 'static {
     async fn end_episode(&self, _key: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Shared stores: how many gateway nodes are alive by their heartbeats. `None` for one
+    /// process (there are no other nodes to miss).
+    async fn live_nodes(&self) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
     /// Shared stores: counts one event (`started`, `closed`, `abandoned`) of a day (in days
     /// since the epoch, Japan time) for every node's statistics. Nothing for one process, whose
     /// engine counts in memory.

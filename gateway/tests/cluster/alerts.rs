@@ -58,3 +58,49 @@ async fn two_nodes_on_one_redis_both_show_an_empty_night_and_announce_it_once() 
         "announced once across the nodes (a: {a}, b: {b})"
     );
 }
+
+#[tokio::test]
+async fn a_node_killed_is_announced_once_by_the_survivors_and_cleared_when_a_node_replaces_it() {
+    let _g = serial().await;
+    let redis = RedisServer::start().await;
+    let env = with(
+        redis_env(&redis.url(), &prefix()),
+        &[
+            ("TSUNAGU_ALERTS__CHECK_MS", "200"),
+            ("TSUNAGU_ALERTS__EXPECTED_NODES", "2"),
+            ("TSUNAGU_ALERTS__NODE_DOWN_AFTER_MS", "1000"),
+        ],
+    );
+    let mut ns = nodes(3, &env).await;
+    let down = "tsunagu_alerts_active{kind=\"node_down\"}";
+    // Three alive where two are expected: no alert. Then two are killed (one would leave the
+    // two expected): the survivor sees one of two alive once their heartbeats expire (6 s)
+    // and the grace has passed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(metric(&ns[0], down).await, 0.0, "enough nodes: no alert");
+    ns[1].kill9();
+    ns[2].kill9();
+    let start = Instant::now();
+    while metric(&ns[0], down).await != 1.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the survivor raises node_down within the heartbeat's expiry and the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("node_down raised {:?} after the kill", start.elapsed());
+    let raised = "tsunagu_alerts_raised_total{kind=\"node_down\"";
+    assert_eq!(metric(&ns[0], raised).await, 1.0, "announced once");
+    // A new node joins: back to two alive, the condition clears.
+    ns.truncate(1);
+    ns.extend(nodes(1, &env).await);
+    let start = Instant::now();
+    while metric(&ns[0], down).await != 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cleared once a second node beats"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(&ns[0], raised).await, 1.0, "still announced once");
+}

@@ -118,6 +118,14 @@ impl RedisStore {
         Ok(steps)
     }
 
+    /// [`crate::store::Store::live_nodes`]: the known nodes whose heartbeat has not expired
+    /// (this one included once it has beaten).
+    pub(super) async fn count_live_nodes(&self) -> Result<u32, StoreError> {
+        let known = self.members(self.key(&["nodes"])).await?;
+        let dead = self.dead_among(known.clone()).await?;
+        Ok(u32::try_from(known.len() - dead.len()).unwrap_or(u32::MAX))
+    }
+
     /// Those of `nodes` whose heartbeat has expired.
     async fn dead_among(&self, nodes: Vec<String>) -> Result<Vec<String>, StoreError> {
         if nodes.is_empty() {

@@ -378,6 +378,10 @@ impl Store for RedisStore {
         self.drop_episode(key).await
     }
 
+    async fn live_nodes(&self) -> Result<Option<u32>, StoreError> {
+        self.count_live_nodes().await.map(Some)
+    }
+
     async fn count_today(&self, day: u64, event: &'static str) -> Result<(), StoreError> {
         self.count_on(day, event).await
     }
