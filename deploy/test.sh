@@ -27,12 +27,18 @@
 #    and chroot, as the image's user, with its environment, working directory, entry point and
 #    a fresh /data for the volume): it starts, answers /healthz, the image's HEALTHCHECK
 #    command passes, and SIGTERM stops it within the drain. Prints the image's size.
+# 6. haproxy/haproxy.cfg: test/multinode.py builds the topology of several nodes from processes
+#    on this machine, each host in a network namespace of its own (HAProxy with the shipped file
+#    unchanged, three gateways of the release build, Redis with a replica and three sentinels,
+#    PostgreSQL); through HAProxy over TLS people and operators converse while every gateway is
+#    restarted in turn (SIGTERM, then started again), and nothing may be lost, doubled or
+#    reordered. Prints a SKIP line where the kernel refuses network namespaces.
 #
 # Installs what it lacks with apt-get (systemd, nginx, caddy, podman, debootstrap, openssl,
-# binutils, docker-compose, prometheus for promtool) and the `websockets` and
-# `kubernetes-validate` Python packages with pip. Keeps nothing between runs (podman's
-# storage lives in a temporary directory, vfs driver, set by flags: no machine configuration
-# is changed). Run as root on Debian. GATEWAY_DEBUG_BIN / GATEWAY_RELEASE_BIN may name
+# binutils, docker-compose, prometheus for promtool, haproxy, redis-server, postgresql,
+# iproute2) and the `websockets` and `kubernetes-validate` Python packages with pip. Keeps
+# nothing between runs (podman's storage lives in a temporary directory, vfs driver, set by
+# flags: no machine configuration is changed). Run as root on Debian. GATEWAY_DEBUG_BIN / GATEWAY_RELEASE_BIN may name
 # binaries already built; otherwise cargo builds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +81,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
@@ -475,5 +484,17 @@ echo "the gateway from the image stopped on SIGTERM in $(since "$t_stop") (exit 
 "${podman_cmd[@]}" image unmount localhost/tsunagu-gateway:test >/dev/null
 mib() { python3 -c "print(f'{int(\"$1\") / 1048576:.1f} MiB')"; }
 echo "image size $(mib "$size") (the debootstrapped base $(mib "$base_size"), added by deploy/Dockerfile $(mib $((size - base_size))), of it the stripped gateway $(mib "$bin_size")); image test $(since "$t")"
+
+# --- 6. HAProxy in front of several nodes, restarted one at a time -----------------------------
+step "deploy/haproxy/haproxy.cfg in front of three gateways, Redis with Sentinel and PostgreSQL: a rolling restart"
+t="$(now)"
+# Bounded: multinode.py cleans up on SIGTERM (namespaces, processes, its directory).
+timeout --kill-after=20 300 python3 deploy/test/multinode.py --gateway-bin "$release_bin"
+if ip netns list | grep -q '^tsmn'; then
+  ip netns list
+  echo "deploy: network namespaces left behind" >&2
+  exit 1
+fi
+echo "multinode test $(since "$t")"
 
 step "deploy files checked in $(since "$t_all")"

@@ -8,8 +8,10 @@
 # load-test suite (scripts/bench.sh: no timing assertions, but it fails on lost, duplicated or
 # misordered messages), and the deploy files (deploy/test.sh: the systemd unit, Caddy and nginx
 # configurations, nginx in front of a running gateway over TLS, the Compose file, the Kubernetes
-# manifests and the Grafana dashboard, and the container image built with podman on a
-# debootstrapped base; it installs what it needs itself).
+# manifests and the Grafana dashboard, the container image built with podman on a
+# debootstrapped base, and HAProxy in front of three gateways with Redis, Sentinel and
+# PostgreSQL, each host a network namespace, restarted one at a time under live
+# conversations; it installs what it needs itself).
 # Run as root (or with sudo available) on Debian. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +93,7 @@ cargo build -p gateway --bin gateway
 step "Load-test suite, smoke size (scripts/bench.sh)"
 bash scripts/bench.sh --out target/load-results
 
-step "Deploy files (deploy/test.sh: systemd unit, Caddy, nginx over TLS, Compose, Kubernetes, Grafana, the container image)"
+step "Deploy files (deploy/test.sh: systemd unit, Caddy, nginx over TLS, Compose, Kubernetes, Grafana, the container image, HAProxy and a rolling restart)"
 # The binaries the steps above built (bench.sh: release), so nothing is compiled again.
 GATEWAY_DEBUG_BIN="$PWD/target/debug/gateway" GATEWAY_RELEASE_BIN="$PWD/target/release/gateway" \
   bash deploy/test.sh

@@ -55,6 +55,10 @@ pub struct ServerSettings {
     pub heartbeat_ms: u64,
     /// How long shutdown waits for sockets to close before giving up.
     pub shutdown_grace_ms: u64,
+    /// On SIGTERM, how long the node goes on serving with `/readyz` answering 503 before it
+    /// closes its listener and websockets, so a load balancer's health check takes it out
+    /// first. 0: shut down at once.
+    pub shutdown_delay_ms: u64,
     /// Outbound frames buffered per socket before a client counts as too slow.
     pub socket_queue: usize,
     /// Serve HTTPS with this PEM certificate chain and key (both or neither). Reloaded on
@@ -84,6 +88,7 @@ impl Default for ServerSettings {
             heartbeat_ms: 15_000,
             // Kubernetes gives a terminating pod 30 s by default; leave room for the rest.
             shutdown_grace_ms: 10_000,
+            shutdown_delay_ms: 0,
             socket_queue: 256,
             tls_cert_file: None,
             tls_key_file: None,

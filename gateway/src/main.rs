@@ -245,11 +245,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("  (or: gateway user add --username NAME --display-name NAME --role admin)");
         }
         println!();
-        let shutdown = state.shutdown.clone();
+        let stopping = std::sync::Arc::clone(&state);
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutdown requested");
-            shutdown.cancel();
+            tsunagu::startup::stop(&stopping, wait_for_signal()).await;
         });
         // On a worker, not here: `block_on` runs its future on the main thread, so the accept
         // loop would be a second busy thread beside the worker, and on one core (the load

@@ -166,6 +166,7 @@ impl Application {
             accounts,
             directory,
             limits,
+            draining: CancellationToken::new(),
             shutdown,
             tracker,
             line,
@@ -258,6 +259,26 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// What a stop signal does: `/readyz` answers 503 `shutting_down` at once, the node goes on
+/// serving for `server.shutdown_delay_ms` (so that a load balancer checking `/readyz` takes it
+/// out before anyone is moved), or until `again` (a second signal) completes, and then it shuts
+/// down: listener closed, websockets closed with 1001 (`Application::run_until_stopped`).
+pub async fn stop(state: &AppState, again: impl std::future::Future<Output = ()>) {
+    state.draining.cancel();
+    let delay = Duration::from_millis(state.settings.server.shutdown_delay_ms);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_ms = state.settings.server.shutdown_delay_ms,
+            "not ready; shutting down after the delay"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = again => tracing::info!("second stop signal: shutting down now"),
+        }
+    }
+    state.shutdown.cancel();
 }
 
 /// How often rate limiters forget quiet addresses.

@@ -45,7 +45,10 @@ pub struct AppState {
     pub directory: Directory,
     /// Rate limits and connection caps, keyed by anonymous address keys.
     pub limits: Arc<crate::limits::Limits>,
-    /// Cancelled on SIGTERM / Ctrl-C: sockets close with 1001 and background tasks stop.
+    /// Cancelled on SIGTERM / Ctrl-C, `server.shutdown_delay_ms` before `shutdown`: `/readyz`
+    /// answers 503 while everything else goes on (`startup::stop`).
+    pub draining: CancellationToken,
+    /// Cancelled when the node stops serving: sockets close with 1001 and background tasks stop.
     pub shutdown: CancellationToken,
     /// Websocket tasks and background tasks, so shutdown can wait for them (axum's graceful
     /// shutdown does not wait for upgraded connections).

@@ -170,7 +170,7 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    if app.shutdown.is_cancelled() {
+    if app.draining.is_cancelled() || app.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "shutting_down"})),

@@ -38,6 +38,41 @@ async fn readiness_turns_unavailable_during_shutdown() {
 }
 
 #[tokio::test]
+async fn a_stop_signal_makes_the_node_unready_while_it_goes_on_serving_until_the_delay_ends() {
+    let app = spawn_app_with(|s| s.server.shutdown_delay_ms = 600_000).await;
+    let mut before = app.visitor("ja").await;
+    let (again, second_signal) = tokio::sync::oneshot::channel::<()>();
+    let state = std::sync::Arc::clone(&app.state);
+    let stopping = tokio::spawn(async move {
+        tsunagu::startup::stop(&state, async {
+            let _ = second_signal.await;
+        })
+        .await
+    });
+    while !app.state.draining.is_cancelled() {
+        tokio::task::yield_now().await;
+    }
+    // Unready for the load balancer; everything else as before, new sockets included.
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "shutting_down");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let mut during = app.visitor("en").await;
+    for v in [&mut before, &mut during] {
+        v.client.send(json!({"type":"ping","id":id()})).await;
+        v.client.expect_type("pong").await;
+    }
+    assert!(!app.state.shutdown.is_cancelled());
+    // A second signal ends the delay: every socket is closed with 1001.
+    again.send(()).unwrap();
+    stopping.await.unwrap();
+    assert!(app.state.shutdown.is_cancelled());
+    assert_eq!(before.client.expect_close().await, Some(1001));
+    assert_eq!(during.client.expect_close().await, Some(1001));
+}
+
+#[tokio::test]
 async fn every_page_is_served_with_a_strict_content_security_policy() {
     let app =
         spawn_app_with(|s| s.server.allowed_origins = vec!["https://npo.example".into()]).await;
