@@ -10,6 +10,9 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
+#[path = "database/directory.rs"]
+mod directory;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -22,6 +25,8 @@ use tsunagu::db::{AccountRecord, AuditRow, DatabaseSettings, Db, DbError, Engine
 use tsunagu::escalation::{Actor, EscalationSettings, Escalations, FlagEntry};
 use tsunagu::protocol::{Channel, EventBody, LogEntry, Side};
 use ulid::Ulid;
+
+use directory::*;
 
 type Check = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -47,6 +52,12 @@ fn checks() -> Vec<(&'static str, Check)> {
         a_delivery_is_claimed_by_one_of_two_handles,
         audit_entries_are_appended_in_order_and_never_changed,
         importing_an_escalation_directory_twice_gives_the_same_rows,
+        the_directory_is_seeded_once_with_every_entry_to_verify,
+        an_edit_on_one_node_reaches_the_other_and_is_audited,
+        a_csv_import_with_one_bad_row_writes_nothing,
+        entries_take_the_order_given_and_an_incomplete_order_is_refused,
+        runtime_settings_override_the_defaults_on_every_node,
+        the_admin_audit_trail_is_append_only,
     ]
 }
 

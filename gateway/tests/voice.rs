@@ -402,7 +402,7 @@ async fn in_overloaded_mode_callers_hear_other_helplines_and_the_call_ends() {
 }
 
 #[tokio::test]
-async fn configured_helplines_are_what_callers_hear() {
+async fn configured_sentences_follow_the_directorys_helplines() {
     let t = VoiceTest::start_with(|s| {
         s.voice.helplines = vec!["テスト窓口、0120-000-000。".into()];
     })
@@ -410,9 +410,28 @@ async fn configured_helplines_are_what_callers_hear() {
     let (_, doc) = t.incoming(&new_caller()).await;
     let words = said(&doc);
     assert!(
-        words.contains("0120-000-000") && !words.contains("0120-279-338"),
+        words.contains("0120-279-338") && words.contains("0120-000-000"),
         "{words}"
     );
+    assert!(
+        words.find("0120-279-338") < words.find("0120-000-000"),
+        "{words}"
+    );
+    t.finish().await;
+}
+
+/// Issue 20, item 5: callers hear the directory's entries marked for closing messages, as an
+/// admin last edited them.
+#[tokio::test]
+async fn callers_hear_a_directory_entry_an_admin_edited() {
+    let t = VoiceTest::start().await;
+    t.app
+        .admin_edits_entry("yorisoi", "編集した相談窓口", "0120-333-444")
+        .await;
+    let (_, doc) = t.incoming(&new_caller()).await;
+    assert_says(&doc, &["相談員がいません", "編集した相談窓口、0120-333-444。"]);
+    assert!(!said(&doc).contains("よりそいホットライン"), "{doc:?}");
+    assert_ends_with(&doc, "Hangup");
     t.finish().await;
 }
 

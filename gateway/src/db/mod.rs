@@ -13,13 +13,16 @@
 //! - `accounts`: operator accounts (the `auth` module keeps the rules; this file only stores);
 //! - `escalations`: encrypted escalation records (sealed by the `escalation` module, whose key
 //!   never reaches the database), their retention and delivery state, and the append-only
-//!   audit trail.
+//!   audit trail;
+//! - `directory`: the referral directory, canned phrases, runtime settings an admin may change,
+//!   and the admin audit trail (the `directory` module keeps the rules).
 //!
 //! What never goes here: anything of a conversation (text, LINE user ids, phone numbers of
 //! people who reach out). Those stay in memory or Redis and end with the conversation; the one
 //! exception is an emergency flag's record, and it is stored only encrypted.
 
 mod accounts;
+mod directory;
 mod escalations;
 mod migrations;
 
@@ -31,6 +34,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use accounts::{AccountRecord, ImportOutcome};
+pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.

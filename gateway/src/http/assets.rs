@@ -131,6 +131,10 @@ pub async fn setup() -> Response {
     serve::<Console>("setup.html")
 }
 
+pub async fn admin() -> Response {
+    serve::<Console>("admin.html")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod directory;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/coordinator", get(assets::coordinator))
         .route("/coordinator/", get(assets::coordinator))
         .route("/setup", get(assets::setup))
+        .route("/admin", get(assets::admin))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -38,8 +40,6 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/logout", post(api::logout))
         .route("/api/setup", post(api::setup))
         .route("/api/me", get(api::me))
-        .route("/api/directory", get(api::directory))
-        .route("/api/phrases", get(api::phrases))
         .route("/api/colleagues", get(api::colleagues))
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/dashboard/stream", get(api::dashboard_stream))
@@ -52,6 +52,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/escalations/{id}", get(api::read_escalation))
         .route("/api/audit", get(api::audit))
         .route("/api/users/{id}/revoke", post(api::revoke_user))
+        .merge(directory::routes())
         .merge(crate::connectors::line::router(
             app.line.clone(),
             app.settings.line.max_body_bytes,

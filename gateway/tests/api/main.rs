@@ -1,6 +1,7 @@
 //! Integration tests: the real app on port 0, driven over real websockets and HTTP.
 
 mod bad_input;
+mod directory;
 mod docs;
 mod escalation;
 mod exhaustion;

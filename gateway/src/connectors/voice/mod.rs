@@ -164,7 +164,10 @@ impl Voice {
     }
 
     pub(crate) fn docs(&self) -> Documents<'_> {
-        Documents { s: &self.settings }
+        Documents {
+            s: &self.settings,
+            helplines: self.engine.closing_helplines("ja"),
+        }
     }
 
     /// Number of live calls followed (for tests and metrics).
