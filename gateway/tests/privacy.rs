@@ -282,7 +282,10 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     assert_no_file_holds(&dir, &secrets);
     let dump = dump_database(&dir.join("tsunagu.db")).await;
     assert!(dump.rows("accounts") >= 1, "the dump reads the tables");
-    assert!(dump.rows("referral_entries") >= 8, "the directory's tables too");
+    assert!(
+        dump.rows("referral_entries") >= 8,
+        "the directory's tables too"
+    );
     assert!(dump.rows("settings") >= 1);
     dump.assert_holds_none(&secrets);
     assert_cli_dump_holds_none(&dir.join("tsunagu.db"), &secrets);
@@ -379,7 +382,10 @@ fn assert_cli_dump_holds_none(path: &Path, secrets: &[String]) {
         }
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("CREATE TABLE referral_entries"), "a whole dump");
+    assert!(
+        text.contains("CREATE TABLE referral_entries"),
+        "a whole dump"
+    );
     for secret in secrets {
         assert!(!text.contains(secret.as_str()), "{secret} in the SQL dump");
     }

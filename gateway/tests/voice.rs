@@ -429,7 +429,10 @@ async fn callers_hear_a_directory_entry_an_admin_edited() {
         .admin_edits_entry("yorisoi", "編集した相談窓口", "0120-333-444")
         .await;
     let (_, doc) = t.incoming(&new_caller()).await;
-    assert_says(&doc, &["相談員がいません", "編集した相談窓口、0120-333-444。"]);
+    assert_says(
+        &doc,
+        &["相談員がいません", "編集した相談窓口、0120-333-444。"],
+    );
     assert!(!said(&doc).contains("よりそいホットライン"), "{doc:?}");
     assert_ends_with(&doc, "Hangup");
     t.finish().await;
@@ -498,7 +501,14 @@ async fn the_operator_ending_in_the_console_ends_the_call_politely() {
     let doc = parse_twiml(&t.fake.applied(&caller.sid)[1].twiml).await;
     check_doc(&doc);
     // Other helplines (the directory's entries marked for closing), thanks, hang up.
-    assert_says(&doc, &["ほかにも相談できる窓口", "0120-279-338", "ありがとうございました"]);
+    assert_says(
+        &doc,
+        &[
+            "ほかにも相談できる窓口",
+            "0120-279-338",
+            "ありがとうございました",
+        ],
+    );
     let v = assert_ends_with(&doc, "Hangup");
     assert!(v[..v.len() - 1].iter().all(|verb| verb == "Say"), "{v:?}");
     // The provider then reports the call completed: nothing more happens.

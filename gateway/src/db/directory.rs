@@ -293,7 +293,8 @@ impl Db {
                 }
             }
             Change::Order(table, ids) => {
-                let sql = format!("UPDATE {table} SET sort_order = $1, updated_at = $2 WHERE id = $3");
+                let sql =
+                    format!("UPDATE {table} SET sort_order = $1, updated_at = $2 WHERE id = $3");
                 for (i, id) in ids.iter().enumerate() {
                     sqlx::query(&sql)
                         .bind(i64::try_from(i).unwrap_or(i64::MAX))
@@ -370,9 +371,10 @@ impl Db {
     /// A number that grows with every change of the settings, the directory or the phrases
     /// (the sum of the settings rows' versions): one cheap query for nodes to poll.
     pub async fn settings_revision(&self) -> Result<i64, DbError> {
-        let n: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM settings")
-            .fetch_one(self.pool())
-            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM settings")
+                .fetch_one(self.pool())
+                .await?;
         Ok(n)
     }
 

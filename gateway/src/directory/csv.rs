@@ -38,7 +38,15 @@ const REFERRAL_HEADER: [&str; 15] = [
     "sort_order",
 ];
 
-const PHRASE_HEADER: [&str; 7] = ["id", "lang", "category", "title", "text", "hidden", "sort_order"];
+const PHRASE_HEADER: [&str; 7] = [
+    "id",
+    "lang",
+    "category",
+    "title",
+    "text",
+    "hidden",
+    "sort_order",
+];
 
 fn yes(b: bool) -> &'static str {
     if b {
@@ -122,7 +130,9 @@ fn rows(
         )));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut r = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
     let header: Vec<String> = r
         .headers()
         .map_err(|e| DirectoryError::Invalid(format!("line 1: {e}")))?
@@ -132,14 +142,20 @@ fn rows(
     let mut seen = HashSet::new();
     for h in &header {
         if !known.contains(&h.as_str()) {
-            return Err(DirectoryError::Invalid(format!("line 1: unknown column {h:?}")));
+            return Err(DirectoryError::Invalid(format!(
+                "line 1: unknown column {h:?}"
+            )));
         }
         if !seen.insert(h.as_str()) {
-            return Err(DirectoryError::Invalid(format!("line 1: column {h:?} twice")));
+            return Err(DirectoryError::Invalid(format!(
+                "line 1: column {h:?} twice"
+            )));
         }
     }
     if let Some(missing) = required.iter().find(|c| !seen.contains(*c)) {
-        return Err(DirectoryError::Invalid(format!("line 1: column {missing:?} is missing")));
+        return Err(DirectoryError::Invalid(format!(
+            "line 1: column {missing:?} is missing"
+        )));
     }
     let mut out = Vec::new();
     for rec in r.records() {
@@ -149,7 +165,9 @@ fn rows(
         })?;
         let line = rec.position().map_or(0, |p| p.line());
         if out.len() >= MAX_ROWS {
-            return Err(DirectoryError::Invalid(format!("line {line}: at most {MAX_ROWS} rows")));
+            return Err(DirectoryError::Invalid(format!(
+                "line {line}: at most {MAX_ROWS} rows"
+            )));
         }
         let cells = header
             .iter()
@@ -185,7 +203,9 @@ fn order(line: u64, v: &str) -> Result<Option<i64>, DirectoryError> {
 fn once(ids: &mut HashSet<String>, line: u64, id: &Option<String>) -> Result<(), DirectoryError> {
     if let Some(id) = id {
         if !ids.insert(id.clone()) {
-            return Err(DirectoryError::Invalid(format!("line {line}: id {id:?} twice")));
+            return Err(DirectoryError::Invalid(format!(
+                "line {line}: id {id:?} twice"
+            )));
         }
     }
     Ok(())
@@ -236,7 +256,9 @@ pub fn read_referrals(
         out.push(rec);
     }
     if existing.len() + out.len() > MAX_ROWS * 2 {
-        return Err(DirectoryError::Invalid(format!("csv: at most {MAX_ROWS} entries")));
+        return Err(DirectoryError::Invalid(format!(
+            "csv: at most {MAX_ROWS} entries"
+        )));
     }
     Ok(out)
 }
@@ -302,13 +324,21 @@ mod tests {
         let text = "name,phone,hours\nGood,0120-000-000,24h\n\"Two\nlines\",0120,mon 09:00-17:00\nBad,0120,whenever\n";
         let e = read_referrals(text, &[], 1).unwrap_err().to_string();
         assert!(e.starts_with("line 5: hours:"), "{e}");
-        let e = read_referrals("name,colour\nx,red\n", &[], 1).unwrap_err().to_string();
+        let e = read_referrals("name,colour\nx,red\n", &[], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown column \"colour\""), "{e}");
-        let e = read_referrals("phone\n110\n", &[], 1).unwrap_err().to_string();
+        let e = read_referrals("phone\n110\n", &[], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"name\" is missing"), "{e}");
-        let e = read_referrals("id,name\na,x\na,y\n", &[], 1).unwrap_err().to_string();
+        let e = read_referrals("id,name\na,x\na,y\n", &[], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 3: id \"a\" twice"), "{e}");
-        let e = read_referrals("name,for_closing\nx,maybe\n", &[], 1).unwrap_err().to_string();
+        let e = read_referrals("name,for_closing\nx,maybe\n", &[], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 2: for_closing"), "{e}");
     }
 
@@ -330,6 +360,9 @@ mod tests {
     #[test]
     fn a_body_over_the_bound_is_refused_before_parsing() {
         let big = "name\n".to_owned() + &"x\n".repeat(MAX_BYTES);
-        assert!(read_referrals(&big, &[], 1).unwrap_err().to_string().contains("larger"));
+        assert!(read_referrals(&big, &[], 1)
+            .unwrap_err()
+            .to_string()
+            .contains("larger"));
     }
 }

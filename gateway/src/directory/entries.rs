@@ -256,7 +256,10 @@ fn serves(r: &ReferralRecord, lang: &str) -> bool {
 
 /// The helplines a closing message lists in `lang`: visible entries marked for closing that
 /// serve it, else the Japanese ones.
-pub fn closing<'a>(all: impl Iterator<Item = &'a ReferralRecord> + Clone, lang: &str) -> Vec<Helpline> {
+pub fn closing<'a>(
+    all: impl Iterator<Item = &'a ReferralRecord> + Clone,
+    lang: &str,
+) -> Vec<Helpline> {
     let pick = |lang: &str| -> Vec<Helpline> {
         all.clone()
             .filter(|r| r.for_closing && r.hidden_at.is_none() && !r.phone.is_empty())
@@ -455,7 +458,10 @@ mod tests {
         });
         let en_list = closing(en.iter(), "en");
         assert!(en_list.iter().any(|h| h.name == "English line"));
-        assert!(en_list.iter().any(|h| h.number == "119"), "every-language entries too");
+        assert!(
+            en_list.iter().any(|h| h.number == "119"),
+            "every-language entries too"
+        );
         assert!(!en_list.iter().any(|h| h.number == "0120-061-338"));
         // No entry for a language: the Japanese list.
         assert_eq!(closing(refs.iter(), "vi"), ja);

@@ -200,7 +200,10 @@ mod tests {
 
     #[test]
     fn always_is_open_and_unknown_claims_nothing() {
-        assert_eq!(Hours::parse("24H").unwrap().open_at(jst(3, 3, 3)), Some(true));
+        assert_eq!(
+            Hours::parse("24H").unwrap().open_at(jst(3, 3, 3)),
+            Some(true)
+        );
         assert_eq!(Hours::parse("  ").unwrap().open_at(jst(3, 3, 3)), None);
     }
 
@@ -249,7 +252,11 @@ mod tests {
 
     #[test]
     fn the_canonical_form_reads_back_the_same() {
-        for text in ["24h", "mon-fri 09:00-17:00; sat 10:00-12:00", "daily 22:00-06:00"] {
+        for text in [
+            "24h",
+            "mon-fri 09:00-17:00; sat 10:00-12:00",
+            "daily 22:00-06:00",
+        ] {
             let h = Hours::parse(text).unwrap();
             assert_eq!(Hours::parse(&h.to_string()).unwrap(), h);
         }
@@ -261,7 +268,13 @@ mod tests {
 
     #[test]
     fn bad_hours_say_what_is_wrong() {
-        for bad in ["mon", "someday 09:00-10:00", "mon 9:00-10:00", "mon 09:00-25:00", "mon 09:60-10:00"] {
+        for bad in [
+            "mon",
+            "someday 09:00-10:00",
+            "mon 9:00-10:00",
+            "mon 09:00-25:00",
+            "mon 09:60-10:00",
+        ] {
             let e = Hours::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("hours: "), "{bad}: {e}");
         }

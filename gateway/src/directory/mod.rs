@@ -115,7 +115,10 @@ impl Directory {
         defaults: RuntimeSettings,
     ) -> anyhow::Result<Arc<Directory>> {
         let (referrals, phrases) = entries::seed(settings, clock.now_ms())?;
-        if db.seed_directory(&referrals, &phrases, clock.now_ms()).await? {
+        if db
+            .seed_directory(&referrals, &phrases, clock.now_ms())
+            .await?
+        {
             tracing::info!(
                 referrals = referrals.len(),
                 phrases = phrases.len(),
@@ -279,7 +282,11 @@ impl Directory {
         }
         let next_order = snap.referrals.iter().map(|(r, _)| r.sort_order + 1).max();
         let rec = input
-            .into_record(existing.map(|(r, _)| r), self.clock.now_ms(), next_order.unwrap_or(0))
+            .into_record(
+                existing.map(|(r, _)| r),
+                self.clock.now_ms(),
+                next_order.unwrap_or(0),
+            )
             .map_err(DirectoryError::Invalid)?;
         let action = match existing {
             None => "create",
@@ -288,7 +295,9 @@ impl Directory {
             Some(_) => "update",
         };
         let audit = self.audit(by, "directory", action, Some(&rec.id));
-        self.db.put_referrals(std::slice::from_ref(&rec), &[audit]).await?;
+        self.db
+            .put_referrals(std::slice::from_ref(&rec), &[audit])
+            .await?;
         self.refresh().await?;
         let hours = Hours::parse(&rec.hours).unwrap_or_default();
         Ok(EntryView::of(&rec, &hours, self.clock.now_ms()))
@@ -317,7 +326,9 @@ impl Directory {
             Some(_) => "update",
         };
         let audit = self.audit(by, "phrase", action, Some(&rec.id));
-        self.db.put_phrases(std::slice::from_ref(&rec), &[audit]).await?;
+        self.db
+            .put_phrases(std::slice::from_ref(&rec), &[audit])
+            .await?;
         self.refresh().await?;
         Ok(rec)
     }

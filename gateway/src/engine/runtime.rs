@@ -39,7 +39,10 @@ impl Engine {
     pub fn apply_runtime(&self, rt: RuntimeSettings) {
         let was = self.overloaded.swap(rt.overloaded, Ordering::SeqCst);
         if was != rt.overloaded {
-            tracing::info!(overloaded = rt.overloaded, "overloaded mode switched (settings)");
+            tracing::info!(
+                overloaded = rt.overloaded,
+                "overloaded mode switched (settings)"
+            );
         }
         self.min_on_duty.store(rt.min_on_duty, Ordering::SeqCst);
     }

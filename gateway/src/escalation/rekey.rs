@@ -62,7 +62,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn records_open_with_the_new_key_only_after_a_rotation_and_a_second_run_changes_nothing() {
+    async fn records_open_with_the_new_key_only_after_a_rotation_and_a_second_run_changes_nothing()
+    {
         let db = Db::open(&DatabaseSettings {
             url: Some("memory".into()),
             ..DatabaseSettings::default()
@@ -79,15 +80,28 @@ mod tests {
             by_id: None,
             at: 1,
         };
-        let conv = crate::conversation::Conversation::new(ulid::Ulid::new(), Channel::Web, None, None, 0);
+        let conv =
+            crate::conversation::Conversation::new(ulid::Ulid::new(), Channel::Web, None, None, 0);
         let id = ulid::Ulid::new();
         old.create(&conv, id, None, flag, &[]).await.unwrap();
         assert!(new.read(id, &Actor::system()).await.is_err());
-        assert_eq!(old.rekey(&new).await.unwrap(), Rekeyed { rekeyed: 1, already: 0 });
+        assert_eq!(
+            old.rekey(&new).await.unwrap(),
+            Rekeyed {
+                rekeyed: 1,
+                already: 0
+            }
+        );
         assert!(old.read(id, &Actor::system()).await.is_err());
         let rec = new.read(id, &Actor::system()).await.unwrap();
         assert_eq!(rec.flags[0].reason, "rotation test");
-        assert_eq!(old.rekey(&new).await.unwrap(), Rekeyed { rekeyed: 0, already: 1 });
+        assert_eq!(
+            old.rekey(&new).await.unwrap(),
+            Rekeyed {
+                rekeyed: 0,
+                already: 1
+            }
+        );
         // A key that opens nothing stops before writing.
         let stranger = esc(&db, "33");
         assert!(stranger.rekey(&old).await.is_err());

@@ -157,7 +157,10 @@ pub async fn add_entry(
     Json(input): Json<ReferralInput>,
 ) -> Result<(StatusCode, Json<EntryView>)> {
     origin(&app, &headers)?;
-    let e = app.directory.put_referral(None, input, &actor(&user)).await?;
+    let e = app
+        .directory
+        .put_referral(None, input, &actor(&user))
+        .await?;
     Ok((StatusCode::CREATED, Json(e)))
 }
 
@@ -294,12 +297,17 @@ pub async fn order_phrases(
     Json(body): Json<OrderBody>,
 ) -> Result<StatusCode> {
     origin(&app, &headers)?;
-    app.directory.order_phrases(&body.ids, &actor(&user)).await?;
+    app.directory
+        .order_phrases(&body.ids, &actor(&user))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn export_phrases(State(app): State<Arc<AppState>>, _a: Admin) -> Result<Response> {
-    Ok(csv_file("tsunagu-phrases.csv", app.directory.export_phrases()?))
+    Ok(csv_file(
+        "tsunagu-phrases.csv",
+        app.directory.export_phrases()?,
+    ))
 }
 
 pub async fn import_phrases(

@@ -22,12 +22,18 @@ async fn only_admins_may_change_the_directory() {
     let coordinator = app.coordinator().await;
     let admin = app.admin().await;
     for cookie in [&operator, &coordinator] {
-        assert_eq!(app.get_as(cookie, "/api/admin/directory").await.status(), 403);
+        assert_eq!(
+            app.get_as(cookie, "/api/admin/directory").await.status(),
+            403
+        );
         let r = app
             .put_as(cookie, "/api/admin/directory/yorisoi", json!({"name": "x"}))
             .await;
         assert_eq!(r.status(), 403);
-        assert_eq!(app.get_as(cookie, "/api/admin/settings").await.status(), 403);
+        assert_eq!(
+            app.get_as(cookie, "/api/admin/settings").await.status(),
+            403
+        );
     }
     assert_eq!(app.get("/api/admin/directory").await.status(), 401);
     // From another origin, even an admin's change is refused.
@@ -43,7 +49,11 @@ async fn only_admins_may_change_the_directory() {
     assert_eq!(r.status(), 403);
     let all = app.get_json_as(&admin, "/api/admin/directory").await;
     assert!(names(&all).contains(&"よりそいホットライン".to_owned()));
-    assert!(all.as_array().unwrap().iter().all(|e| e["needs_verification"] == true));
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["needs_verification"] == true));
     app.stop().await;
 }
 
@@ -59,7 +69,10 @@ async fn an_admins_edit_reaches_operators_and_the_widget_and_is_audited() {
 
     // The operator's search by topic and region, with "open now".
     let found = app
-        .get_json_as(&operator, "/api/directory?topic=%E3%83%86%E3%82%B9%E3%83%88&region=%E6%9D%B1%E4%BA%AC")
+        .get_json_as(
+            &operator,
+            "/api/directory?topic=%E3%83%86%E3%82%B9%E3%83%88&region=%E6%9D%B1%E4%BA%AC",
+        )
         .await;
     assert_eq!(names(&found), ["編集したチャイルドライン"]);
     assert_eq!(found[0]["open_now"], true);
@@ -90,14 +103,25 @@ async fn invalid_input_is_refused_with_the_reason_and_changes_nothing() {
     let app = spawn_app().await;
     let admin = app.admin().await;
     let r = app
-        .post_as(&admin, "/api/admin/directory", json!({"name": "New", "hours": "sometimes"}))
+        .post_as(
+            &admin,
+            "/api/admin/directory",
+            json!({"name": "New", "hours": "sometimes"}),
+        )
         .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid");
-    assert!(body["detail"].as_str().unwrap().starts_with("hours:"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("hours:"),
+        "{body}"
+    );
     let r = app
-        .post_as(&admin, "/api/admin/directory", json!({"name": "New", "colour": "red"}))
+        .post_as(
+            &admin,
+            "/api/admin/directory",
+            json!({"name": "New", "colour": "red"}),
+        )
         .await;
     assert_eq!(r.status(), 422, "unknown fields are refused");
     let csv = "name,phone\nGood,0120-000-000\nBad,call me\n";
@@ -106,7 +130,13 @@ async fn invalid_input_is_refused_with_the_reason_and_changes_nothing() {
         .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().starts_with("line 3: phone:"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 3: phone:"),
+        "{body}"
+    );
     let all = app.get_json_as(&admin, "/api/admin/directory").await;
     assert_eq!(all.as_array().unwrap().len(), 8, "nothing was added");
     app.stop().await;
@@ -118,7 +148,10 @@ async fn a_csv_export_imports_back_and_a_new_row_is_added() {
     let admin = app.admin().await;
     let r = app.get_as(&admin, "/api/admin/directory.csv").await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
     let mut csv = r.text().await.unwrap();
     assert!(csv.starts_with("id,name,phone,url"));
     csv.push_str(",Added line,0120-555-666,,,daily 22:00-06:00,,大阪府,夜,ja,,yes,no,no,\n");
@@ -141,7 +174,11 @@ async fn a_csv_export_imports_back_and_a_new_row_is_added() {
     let r = app.get_as(&admin, "/api/admin/phrases.csv").await;
     let phrases = r.text().await.unwrap();
     let r = app
-        .post_as(&admin, "/api/admin/phrases/import", json!({ "csv": phrases }))
+        .post_as(
+            &admin,
+            "/api/admin/phrases/import",
+            json!({ "csv": phrases }),
+        )
         .await;
     assert_eq!(r.status(), 200);
     app.stop().await;
@@ -163,11 +200,24 @@ async fn hidden_phrases_and_entries_are_not_shown_to_operators() {
         .await;
     assert_eq!(r.status(), 200);
     let after = app.get_json_as(&operator, "/api/phrases").await;
-    assert!(!after.as_array().unwrap().iter().any(|p| p["id"] == first["id"]));
+    assert!(!after
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == first["id"]));
     let all = app.get_json_as(&admin, "/api/admin/phrases").await;
-    assert!(all.as_array().unwrap().iter().any(|p| p["id"] == first["id"]));
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == first["id"]));
     // Reordered: the admins' order is the operators' order.
-    let mut ids: Vec<Value> = all.as_array().unwrap().iter().map(|p| p["id"].clone()).collect();
+    let mut ids: Vec<Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
     ids.reverse();
     let r = app
         .post_as(&admin, "/api/admin/phrases/order", json!({ "ids": ids }))
@@ -186,7 +236,11 @@ async fn runtime_settings_switch_overloaded_mode_and_the_thin_staff_threshold() 
     assert_eq!(s["overloaded"], false);
     assert_eq!(s["min_on_duty"], 2);
     let r = app
-        .put_as(&admin, "/api/admin/settings", json!({"overloaded": true, "min_on_duty": 3}))
+        .put_as(
+            &admin,
+            "/api/admin/settings",
+            json!({"overloaded": true, "min_on_duty": 3}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert!(app.state.engine.is_overloaded());
@@ -199,7 +253,11 @@ async fn runtime_settings_switch_overloaded_mode_and_the_thin_staff_threshold() 
     // A coordinator's switch is recorded in the database too (what other nodes read).
     let coordinator = app.coordinator().await;
     let r = app
-        .post_as(&coordinator, "/api/service/overloaded", json!({"on": false}))
+        .post_as(
+            &coordinator,
+            "/api/service/overloaded",
+            json!({"on": false}),
+        )
         .await;
     assert_eq!(r.status(), 200);
     assert!(!app.state.directory.runtime().overloaded);

@@ -71,9 +71,15 @@ pub async fn an_edit_on_one_node_reaches_the_other_and_is_audited(db: Db) {
         .await
         .unwrap();
     assert!(db.settings_revision().await.unwrap() > before);
-    assert!(!b.closing("ja").iter().any(|h| h.name == "よりそい（編集済み）"));
+    assert!(!b
+        .closing("ja")
+        .iter()
+        .any(|h| h.name == "よりそい（編集済み）"));
     assert!(b.refresh().await.unwrap(), "the other node sees the change");
-    assert!(b.closing("ja").iter().any(|h| h.name == "よりそい（編集済み）"));
+    assert!(b
+        .closing("ja")
+        .iter()
+        .any(|h| h.name == "よりそい（編集済み）"));
     assert!(!b.refresh().await.unwrap(), "and nothing more");
     let audit = a.audit_trail(10).await.unwrap();
     assert_eq!(audit[0].actor_id, admin().id);
@@ -90,7 +96,9 @@ pub async fn an_edit_on_one_node_reaches_the_other_and_is_audited(db: Db) {
     // Hidden: gone from closing messages and searches, still there for admins.
     let mut hide = edited("よりそい（編集済み）");
     hide.hidden = true;
-    a.put_referral(Some("yorisoi"), hide, &admin()).await.unwrap();
+    a.put_referral(Some("yorisoi"), hide, &admin())
+        .await
+        .unwrap();
     assert!(!a.closing("ja").iter().any(|h| h.number == "0120-279-338"));
     assert!(a.search("", "", "").iter().all(|e| e.entry.id != "yorisoi"));
     assert_eq!(a.audit_trail(1).await.unwrap()[0].action, "hide");
@@ -113,7 +121,9 @@ pub async fn a_csv_import_with_one_bad_row_writes_nothing(db: Db) {
     assert_eq!(a.import_referrals(good, &admin()).await.unwrap(), 2);
     let after = db.referrals().await.unwrap();
     assert_eq!(after.len(), before.len() + 1);
-    assert!(after.iter().any(|r| r.name == "Changed" && r.id == "yorisoi"));
+    assert!(after
+        .iter()
+        .any(|r| r.name == "Changed" && r.id == "yorisoi"));
     let export = a.export_referrals().unwrap();
     assert!(export.contains("New line"));
     assert_eq!(a.audit_trail(1).await.unwrap()[0].action, "import");
@@ -124,7 +134,13 @@ pub async fn entries_take_the_order_given_and_an_incomplete_order_is_refused(db:
     let mut ids: Vec<String> = a.all_referrals().into_iter().map(|e| e.entry.id).collect();
     ids.reverse();
     a.order_referrals(&ids, &admin()).await.unwrap();
-    let stored: Vec<String> = db.referrals().await.unwrap().into_iter().map(|r| r.id).collect();
+    let stored: Vec<String> = db
+        .referrals()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(stored, ids);
     ids.pop();
     assert!(matches!(
@@ -138,18 +154,29 @@ pub async fn runtime_settings_override_the_defaults_on_every_node(db: Db) {
     let b = node(&db).await;
     assert_eq!(a.runtime(), DEFAULTS);
     let rt = a.put_runtime(Some(true), Some(3), &admin()).await.unwrap();
-    assert_eq!(rt, RuntimeSettings { overloaded: true, min_on_duty: 3 });
+    assert_eq!(
+        rt,
+        RuntimeSettings {
+            overloaded: true,
+            min_on_duty: 3
+        }
+    );
     assert!(b.refresh().await.unwrap());
     assert_eq!(b.runtime(), rt);
     assert!(a.put_runtime(None, Some(1_000), &admin()).await.is_err());
     let audit = a.audit_trail(10).await.unwrap();
-    assert!(audit.iter().any(|e| e.subject == "setting" && e.detail.as_deref() == Some("3")));
+    assert!(audit
+        .iter()
+        .any(|e| e.subject == "setting" && e.detail.as_deref() == Some("3")));
 }
 
 pub async fn the_admin_audit_trail_is_append_only(db: Db) {
     let a = open(&db).await;
     a.put_runtime(Some(false), None, &admin()).await.unwrap();
-    assert!(db.execute_raw("UPDATE admin_audit SET action = 'x'").await.is_err());
+    assert!(db
+        .execute_raw("UPDATE admin_audit SET action = 'x'")
+        .await
+        .is_err());
     assert!(db.execute_raw("DELETE FROM admin_audit").await.is_err());
     assert_eq!(a.audit_trail(10).await.unwrap().len(), 1);
 }

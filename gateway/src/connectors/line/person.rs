@@ -315,7 +315,9 @@ impl Person {
                     let notices = Notices::for_language(&self.ch.language);
                     let conv = self.conv.to_string();
                     self.job(Job::Send {
-                        texts: vec![notices.gone(&self.line.engine.closing_helplines(&self.ch.language))],
+                        texts: vec![
+                            notices.gone(&self.line.engine.closing_helplines(&self.ch.language))
+                        ],
                         key: retry_key(&[&conv, "gone"]),
                         via_reply: true,
                         reply: None,
