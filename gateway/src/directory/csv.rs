@@ -116,13 +116,12 @@ pub fn write_phrases<'a>(
     finish(w)
 }
 
+/// A row: its line number and its (column, cell) pairs.
+type Row = (u64, Vec<(String, String)>);
+
 /// The rows of `text` as maps from column to cell, each with its line number; the header
 /// checked against `known` (`required` must be there).
-fn rows(
-    text: &str,
-    known: &[&str],
-    required: &[&str],
-) -> Result<Vec<(u64, Vec<(String, String)>)>, DirectoryError> {
+fn rows(text: &str, known: &[&str], required: &[&str]) -> Result<Vec<Row>, DirectoryError> {
     if text.len() > MAX_BYTES {
         return Err(DirectoryError::Invalid(format!(
             "csv: larger than {} KiB",

@@ -158,7 +158,7 @@ impl ReferralInput {
             return Err("phone: digits, spaces and + - ( ) # * only".into());
         }
         let url = text("url", &self.url, 500, false)?;
-        if !url.is_empty() && !(url.starts_with("https://") || url.starts_with("http://")) {
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
             return Err("url: must start with https:// or http://".into());
         }
         let hours = Hours::parse(&self.hours).map_err(|e| e.to_string())?;
