@@ -3,7 +3,8 @@
 // data-i18n="key" (and optionally data-i18n-vars='{"n":1}') are translated by
 // applyI18n(); data-i18n-placeholder / -aria-label / -title do the same for attributes.
 // The catalogues themselves are i18n/ja.js and i18n/en.js, with the sign-in steps' and the
-// admin screen's messages in i18n/ja-accounts.js and i18n/en-accounts.js.
+// admin screen's accounts messages in i18n/ja-accounts.js and i18n/en-accounts.js, its
+// directory, phrases and settings messages in i18n/ja-directory.js and i18n/en-directory.js.
 
 import { interpolate } from '/console/translate.js';
 
@@ -11,8 +12,13 @@ import ja from '/console/i18n/ja.js';
 import en from '/console/i18n/en.js';
 import jaAccounts from '/console/i18n/ja-accounts.js';
 import enAccounts from '/console/i18n/en-accounts.js';
+import jaDirectory from '/console/i18n/ja-directory.js';
+import enDirectory from '/console/i18n/en-directory.js';
 
-const catalogue = { ja: { ...ja, ...jaAccounts }, en: { ...en, ...enAccounts } };
+const catalogue = {
+  ja: { ...ja, ...jaAccounts, ...jaDirectory },
+  en: { ...en, ...enAccounts, ...enDirectory },
+};
 
 export const LANGS = Object.keys(catalogue);
 const STORAGE_KEY = 'tsunagu.console.lang';

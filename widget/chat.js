@@ -21,7 +21,7 @@
 import { $, params, embedded, inIframe } from './dom.js';
 import { loadStore, storeFrom } from './store.js';
 import { loadConfig } from './config.js';
-import { CATALOGUES, DEFAULT_LANG, currentLang, loadCatalogue, applyTexts, onTexts } from './texts.js';
+import { CATALOGUES, DEFAULT_LANG, currentLang, loadCatalogue, applyTexts, onTexts, refreshHelplines } from './texts.js';
 import {
   initSocket, renderConn, setConn, afterClose, reconnectNow as socketReconnectNow, hasSocket, dropSocket,
   isSuperseded, socketOpen, wsSend,
@@ -96,6 +96,7 @@ function init() {
 
   Promise.all([catP, configP]).then(() => {
     applyTexts();
+    refreshHelplines();
     if (saved.token) {
       // Same tab, after a reload: resume the conversation. The transcript is not stored on the
       // device, so resume from seq 0 and let the server replay it; the outbox is shown as

@@ -3,7 +3,7 @@
 // each with a plain explanation and a way forward. Owns which screen is shown.
 
 import { $ } from './dom.js';
-import { t } from './texts.js';
+import { t, refreshHelplines } from './texts.js';
 import { saveStore, wipeStore } from './store.js';
 import { connect, setConn, resetConnection, closeForGood } from './socket.js';
 import {
@@ -125,6 +125,7 @@ function showEnded(reason, titleKey, body, reasonLine = (line) => { line.hidden 
   for (const id of ['ended-body', 'notfound-body', 'gone-body']) $(id).hidden = id !== body;
   $('screen-ended').setAttribute('data-reason', reason);
   showScreen('ended', true);
+  refreshHelplines();
 }
 
 /** Common close-down: timers, socket, storage; keeps a read-only copy of the transcript. */

@@ -3,7 +3,7 @@
 // built from the catalogue and the configuration (other helplines, the phone line). Owns the
 // catalogue and the language. A missing key is an empty string: nothing half-translated shows.
 
-import { interpolate, fetchCatalogue } from '/console/translate.js';
+import { interpolate, fetchCatalogue, fetchJson } from '/console/translate.js';
 import { $, coarsePointer } from './dom.js';
 import { widgetConfig } from './config.js';
 import { saveStore } from './store.js';
@@ -13,6 +13,9 @@ export const DEFAULT_LANG = 'ja';
 
 let cat = {};
 let lang = DEFAULT_LANG;
+// The other helplines from the gateway's referral directory (GET /api/helplines?lang=), for
+// the language they were asked in; until they come (or if they cannot), the catalogue's list.
+let served = null;
 const listeners = [];   // redraws of texts held elsewhere (connection, queue, counter)
 
 export function currentLang() { return lang; }
@@ -90,6 +93,7 @@ function onLangChange() {
   loadCatalogue(wanted).then(() => {
     saveStore();
     applyTexts();
+    refreshHelplines();
     $('lang-select').focus();
   }, () => {
     renderLangSelect(); // could not load: stay on the current language
@@ -114,9 +118,25 @@ function renderPhone() {
   ql.textContent = `${t('phone_button')} ${phone.number}${phone.hours ? ` (${t('phone_hours', { hours: phone.hours })})` : ''}`;
 }
 
+/**
+ * Asks the gateway for the other helplines in the current language (entries of its referral
+ * directory marked for closing messages) and redraws the lists; called at start, on a change
+ * of language and when a conversation ends, so an admin's edit shows at the next close.
+ */
+export function refreshHelplines() {
+  const asked = lang;
+  return fetchJson(`/api/helplines?lang=${encodeURIComponent(asked)}`).then((items) => {
+    if (!Array.isArray(items) || asked !== lang) return;
+    served = { lang: asked, items };
+    renderHelplines();
+  }, () => {});
+}
+
 function renderHelplines() {
   const lists = document.querySelectorAll('[data-helplines]');
-  const items = Array.isArray(cat.helplines) ? cat.helplines : [];
+  const items = served && served.lang === lang
+    ? served.items
+    : (Array.isArray(cat.helplines) ? cat.helplines : []);
   for (let i = 0; i < lists.length; i++) {
     const ul = lists[i];
     ul.textContent = '';

@@ -50,6 +50,10 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Rotate the escalation key: every record is decrypted with `escalation.key` and sealed
+    /// again under the key in the variable TSUNAGU_NEW_ESCALATION_KEY (64 hex characters).
+    /// Run with every gateway stopped, then set `escalation.key` to the new key.
+    Rekey,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         Command::User { command } => run_blocking(user(settings, command)),
         Command::Migrate => run_blocking(migrate(settings)),
         Command::Import { command } => run_blocking(import(settings, command)),
+        Command::Rekey => run_blocking(rekey(settings)),
     }
 }
 
@@ -185,6 +190,38 @@ async fn import(settings: Settings, command: ImportCommand) -> anyhow::Result<()
             }
         }
     }
+    db.close().await;
+    Ok(())
+}
+
+/// The variable holding the new escalation key for `gateway rekey` (never a command-line
+/// argument: those are visible to every user of the machine).
+const NEW_KEY_VAR: &str = "TSUNAGU_NEW_ESCALATION_KEY";
+
+async fn rekey(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::open(&settings.database)
+        .await
+        .with_context(|| format!("opening {}", db::describe(&settings.database)))?;
+    let old = Escalations::open(&settings.escalation, db.clone(), Clock::system())?
+        .context("emergency flagging is not enabled: set escalation.key, the key in use")?;
+    let mut new_cfg = settings.escalation.clone();
+    new_cfg.key = Some(
+        std::env::var(NEW_KEY_VAR)
+            .with_context(|| format!("set {NEW_KEY_VAR} to the new key (64 hex characters)"))?
+            .into(),
+    );
+    let new = Escalations::open(&new_cfg, db.clone(), Clock::system())?
+        .context("the new key could not be used")?;
+    let done = old.rekey(&new).await.context(
+        "rotation stopped: a record does not open with escalation.key (nothing more was changed)",
+    )?;
+    println!(
+        "{}: {} escalation record(s) sealed under the new key, {} already were; now set \
+         escalation.key to the new key on every node",
+        db::describe(&settings.database),
+        done.rekeyed,
+        done.already
+    );
     db.close().await;
     Ok(())
 }

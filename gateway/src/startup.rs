@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Accounts;
 use crate::config::Settings;
-use crate::directory::Directory;
+use crate::directory::{Directory, RuntimeSettings};
 use crate::engine::{timers, Engine};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -112,10 +112,22 @@ impl Application {
                 (Arc::new(store) as Arc<dyn Store>, Some((bus, sender)))
             }
         };
+        // Seeded on first start; read whole, then re-read when the database's revision moves.
+        let directory = Directory::open(
+            db.clone(),
+            clock.clone(),
+            &settings.directory,
+            RuntimeSettings {
+                overloaded: false,
+                min_on_duty: settings.alerts.min_on_duty,
+            },
+        )
+        .await?;
         let mut engine = Engine::new(store, settings.conversation.clone(), metrics)
             .with_clock(clock.clone())
             .with_escalations(escalations)
-            .with_alerts(settings.alerts.clone());
+            .with_alerts(settings.alerts.clone())
+            .with_directory(Arc::clone(&directory));
         let mut cluster_bus = None;
         if let Some((b, sender)) = bus {
             engine = engine.with_bus(sender);
@@ -130,7 +142,6 @@ impl Application {
             ));
         }
         let accounts = Arc::new(accounts);
-        let directory = Directory::load(&settings.directory)?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         // A LINE channel whose secret or token is missing stops the start here.
@@ -227,6 +238,13 @@ impl Application {
                 &state.tracker,
             );
         }
+        let engine = Arc::clone(&state.engine);
+        state.directory.spawn_poller(
+            state.settings.directory.poll_ms,
+            state.shutdown.clone(),
+            &state.tracker,
+            move |rt| engine.apply_runtime(rt),
+        );
         let router = crate::http::router(Arc::clone(&state));
         spawn_limit_shedder(&state);
         crate::ws::visitor::spawn_heartbeat(&state);

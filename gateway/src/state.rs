@@ -42,7 +42,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     pub engine: Arc<Engine>,
     pub accounts: Arc<Accounts>,
-    pub directory: Directory,
+    /// The referral directory, phrases and runtime settings (this node's copy of the database's).
+    pub directory: Arc<Directory>,
     /// Rate limits and connection caps, keyed by anonymous address keys.
     pub limits: Arc<crate::limits::Limits>,
     /// Cancelled on SIGTERM / Ctrl-C, `server.shutdown_delay_ms` before `shutdown`: `/readyz`

@@ -10,6 +10,9 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
+#[path = "database/directory.rs"]
+mod directory;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -24,6 +27,8 @@ use tsunagu::db::{
 use tsunagu::escalation::{Actor, EscalationSettings, Escalations, FlagEntry};
 use tsunagu::protocol::{Channel, EventBody, LogEntry, Side};
 use ulid::Ulid;
+
+use directory::*;
 
 type Check = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -52,6 +57,12 @@ fn checks() -> Vec<(&'static str, Check)> {
         a_totp_step_and_a_recovery_code_are_used_once_across_two_handles,
         a_pending_sign_in_expires_and_is_used_once,
         the_account_audit_trail_is_append_only_and_outlives_the_account,
+        the_directory_is_seeded_once_with_every_entry_to_verify,
+        an_edit_on_one_node_reaches_the_other_and_is_audited,
+        a_csv_import_with_one_bad_row_writes_nothing,
+        entries_take_the_order_given_and_an_incomplete_order_is_refused,
+        runtime_settings_override_the_defaults_on_every_node,
+        the_admin_audit_trail_is_append_only,
     ]
 }
 

@@ -265,7 +265,7 @@ async fn text_flows_both_ways_between_line_and_the_operator_console() {
         })
         .await;
     let closing = t.fake.replied_with(&rt2).join("\n");
-    for needle in ["#いのちSOS 0120-061-338", "救急 119", "警察 110"] {
+    for needle in ["#いのちSOS 0120-061-338", "救急・消防 119", "警察 110"] {
         assert!(closing.contains(needle), "closing lacks {needle}");
     }
 
@@ -727,6 +727,33 @@ async fn a_postback_end_closes_the_conversation_with_the_helplines_by_reply() {
     t.finish().await;
 }
 
+/// Issue 20, item 5: the closing message lists the directory's entries marked for closing
+/// messages, as an admin last edited them (not compiled-in text).
+#[tokio::test]
+async fn the_closing_message_lists_a_directory_entry_an_admin_edited() {
+    let t = LineTest::start().await;
+    t.app
+        .admin_edits_entry("inochi-sos", "編集した相談窓口", "0120-111-222")
+        .await;
+    let user = new_user();
+    let (mut op, conv, _) = person_with_operator(&t, &user, &canary("edited entry")).await;
+    assert_eq!(op.act("end", &conv, json!({})).await["type"], "ack");
+    let sent = |want: &str| {
+        t.fake
+            .requests()
+            .iter()
+            .any(|r| r.body.to_string().contains(want))
+    };
+    t.fake
+        .wait_for("the closing message", |_| {
+            sent("編集した相談窓口 0120-111-222（24時間）")
+        })
+        .await;
+    assert!(!sent("#いのちSOS"), "the entry's old name is gone");
+    assert!(sent(CLOSING_HELPLINE), "the other entries are still listed");
+    t.finish().await;
+}
+
 #[tokio::test]
 async fn each_channel_has_its_own_secret_token_language_and_priority() {
     let t = LineTest::start_with(&["npo1", "npo2"], |s| {
@@ -902,7 +929,7 @@ async fn a_conversation_the_store_lost_is_explained_to_the_person_and_their_next
     for needle in [
         "もう一度メッセージを送って",
         "よりそいホットライン 0120-279-338",
-        "救急 119",
+        "救急・消防 119",
     ] {
         assert!(told.contains(needle), "the notice lacks {needle}: {told}");
     }

@@ -282,7 +282,13 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     assert_no_file_holds(&dir, &secrets);
     let dump = dump_database(&dir.join("tsunagu.db")).await;
     assert!(dump.rows("accounts") >= 1, "the dump reads the tables");
+    assert!(
+        dump.rows("referral_entries") >= 8,
+        "the directory's tables too"
+    );
+    assert!(dump.rows("settings") >= 1);
     dump.assert_holds_none(&secrets);
+    assert_cli_dump_holds_none(&dir.join("tsunagu.db"), &secrets);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -359,6 +365,30 @@ async fn dump_database(path: &Path) -> Dump {
     }
     conn.close().await.unwrap();
     dump
+}
+
+/// The plain SQL dump an operator would take (`sqlite3 <file> .dump`), when the sqlite3 CLI is
+/// installed (the dump above, through sqlx, checks the same without it): no secret in it.
+fn assert_cli_dump_holds_none(path: &Path, secrets: &[String]) {
+    let out = match std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg(".dump")
+        .output()
+    {
+        Ok(out) if out.status.success() => out,
+        _ => {
+            eprintln!("sqlite3 CLI not available: the sqlx dump stands for it");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CREATE TABLE referral_entries"),
+        "a whole dump"
+    );
+    for secret in secrets {
+        assert!(!text.contains(secret.as_str()), "{secret} in the SQL dump");
+    }
 }
 
 /// The phrases one canary conversation writes, unique to it.
@@ -756,5 +786,6 @@ async fn in_a_flagged_conversation_the_canary_is_only_inside_the_encrypted_recor
         "the list and view were audited"
     );
     dump.assert_holds_none(&secrets);
+    assert_cli_dump_holds_none(&dir.join("tsunagu.db"), &secrets);
     std::fs::remove_dir_all(dir).unwrap();
 }

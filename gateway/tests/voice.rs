@@ -404,7 +404,7 @@ async fn in_overloaded_mode_callers_hear_other_helplines_and_the_call_ends() {
 }
 
 #[tokio::test]
-async fn configured_helplines_are_what_callers_hear() {
+async fn configured_sentences_follow_the_directorys_helplines() {
     let t = VoiceTest::start_with(|s| {
         s.voice.helplines = vec!["テスト窓口、0120-000-000。".into()];
     })
@@ -412,9 +412,31 @@ async fn configured_helplines_are_what_callers_hear() {
     let (_, doc) = t.incoming(&new_caller()).await;
     let words = said(&doc);
     assert!(
-        words.contains("0120-000-000") && !words.contains("0120-279-338"),
+        words.contains("0120-279-338") && words.contains("0120-000-000"),
         "{words}"
     );
+    assert!(
+        words.find("0120-279-338") < words.find("0120-000-000"),
+        "{words}"
+    );
+    t.finish().await;
+}
+
+/// Issue 20, item 5: callers hear the directory's entries marked for closing messages, as an
+/// admin last edited them.
+#[tokio::test]
+async fn callers_hear_a_directory_entry_an_admin_edited() {
+    let t = VoiceTest::start().await;
+    t.app
+        .admin_edits_entry("yorisoi", "編集した相談窓口", "0120-333-444")
+        .await;
+    let (_, doc) = t.incoming(&new_caller()).await;
+    assert_says(
+        &doc,
+        &["相談員がいません", "編集した相談窓口、0120-333-444。"],
+    );
+    assert!(!said(&doc).contains("よりそいホットライン"), "{doc:?}");
+    assert_ends_with(&doc, "Hangup");
     t.finish().await;
 }
 
@@ -480,8 +502,17 @@ async fn the_operator_ending_in_the_console_ends_the_call_politely() {
         .await;
     let doc = parse_twiml(&t.fake.applied(&caller.sid)[1].twiml).await;
     check_doc(&doc);
-    assert!(said(&doc).contains("ありがとうございました"));
-    assert_eq!(verbs(&doc), ["Say", "Hangup"]);
+    // Other helplines (the directory's entries marked for closing), thanks, hang up.
+    assert_says(
+        &doc,
+        &[
+            "ほかにも相談できる窓口",
+            "0120-279-338",
+            "ありがとうございました",
+        ],
+    );
+    let v = assert_ends_with(&doc, "Hangup");
+    assert!(v[..v.len() - 1].iter().all(|verb| verb == "Say"), "{v:?}");
     // The provider then reports the call completed: nothing more happens.
     assert_eq!(t.status(&caller, "completed").await, 204);
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,5 +1,6 @@
-// The side panel: saved phrases and the referral directory, loaded once when first opened,
-// filtered as the operator types, and inserted into the composer. Owns both lists and which
+// The side panel: saved phrases (loaded once when first opened, filtered as the operator types)
+// and the referral directory (searched on the gateway by topic and region, each entry saying
+// whether it is open now in Japan time), inserted into the composer. Owns both lists and which
 // panel is open.
 
 import { setText } from '/console/i18n.js';
@@ -13,7 +14,7 @@ import { onLocalInput } from '/console/console/messages.js';
 const E = {
   ...byIds('composer', 'phrases-button', 'directory-button', 'tools', 'phrases-panel',
     'phrase-filter', 'phrases-status', 'phrase-list', 'directory-panel', 'directory-search',
-    'directory-status', 'directory-list'),
+    'directory-region', 'directory-status', 'directory-list'),
   input: $('#message-input'),
 };
 
@@ -36,7 +37,8 @@ function toggleTool(which) {
     if (!phrases) loadPhrases(); else renderPhrases();
     E.phraseFilter.focus();
   } else {
-    if (!directory) loadDirectory(); else renderDirectory();
+    // Asked again at every opening: "open now" is true of the moment it was asked.
+    loadDirectory();
     E.directorySearch.focus();
   }
 }
@@ -60,11 +62,23 @@ async function loadPhrases() {
   renderPhrases();
 }
 
+let asked = 0;            // the latest directory search (an older answer is dropped)
+let searchTimer = null;
+
 async function loadDirectory() {
-  const list = await loadList('/api/directory', E.directoryStatus);
-  if (!list) return;
+  const n = ++asked;
+  const q = new URLSearchParams({
+    topic: E.directorySearch.value.trim(), region: E.directoryRegion.value.trim(),
+  });
+  const list = await loadList(`/api/directory?${q}`, E.directoryStatus);
+  if (!list || n !== asked) return;
   directory = list.filter((d) => d && typeof d.name === 'string');
   renderDirectory();
+}
+
+function searchSoon() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(loadDirectory, 250);
 }
 
 /** GETs a panel's list at `path`, `status` saying it is loading or failed; null if none came. */
@@ -107,29 +121,34 @@ function safeWeb(url) {
   } catch (_) { return null; }
 }
 
+function hoursText(d) { return d.hours_note || d.hours || ''; }
+
 export function renderDirectory() {
   if (!directory) return;
-  const terms = norm(E.directorySearch.value).trim().split(/\s+/).filter(Boolean);
-  const list = directory.filter((d) => terms.every((w) =>
-    norm(`${d.name} ${helpsText(d.helps_with)} ${d.hours} ${d.phone} ${d.web} ${d.notes}`).includes(w)));
-  E.directoryList.replaceChildren(...list.map((d) => {
+  E.directoryList.replaceChildren(...directory.map((d) => {
     const dl = el('dl', { class: 'dir-fields' });
     const field = (key, value) => {
       if (value === undefined || value === null || value === '') return;
       dl.append(el('dt', { i18n: [key] }), el('dd', {}, value));
     };
     field('directory.helps', helpsText(d.helps_with) || null);
-    field('directory.hours', d.hours);
+    field('directory.hours', hoursText(d));
     field('directory.phone', d.phone ? el('span', { class: 'phone', text: d.phone }) : null);
-    const web = d.web && safeWeb(d.web);
-    field('directory.web', web ? el('a', { href: web, target: '_blank', rel: 'noopener noreferrer', text: d.web }) : (d.web || null));
+    const web = d.url && safeWeb(d.url);
+    field('directory.web', web ? el('a', { href: web, target: '_blank', rel: 'noopener noreferrer', text: d.url }) : (d.url || null));
+    field('directory.region', d.region || null);
     field('directory.notes', d.notes);
+    const chips = el('p', { class: 'dir-chips' });
+    if (d.open_now === true) chips.append(el('span', { class: 'chip chip-small chip-open', data: { testid: 'directory-open-now' }, i18n: ['directory.openNow'] }));
+    if (d.open_now === false) chips.append(el('span', { class: 'chip chip-small', data: { testid: 'directory-closed-now' }, i18n: ['directory.closedNow'] }));
+    if (d.needs_verification) chips.append(el('span', { class: 'chip chip-small chip-warn', i18n: ['directory.unverified'] }));
+    for (const topic of Array.isArray(d.topics) ? d.topics : []) chips.append(el('span', { class: 'chip chip-small', text: topic }));
     const insert = el('button', { type: 'button', class: 'btn btn-small', data: { testid: 'directory-insert' }, i18n: ['directory.insert'] });
     insert.addEventListener('click', () => insertText(referralText(d)));
     return el('li', { class: 'dir-entry', data: { testid: 'directory-entry', entryId: d.id ?? '' } },
-      el('h3', { text: d.name }), dl, insert);
+      el('h3', { text: d.name }), chips, dl, insert);
   }));
-  if (list.length === 0) setText(E.directoryStatus, 'directory.empty');
+  if (directory.length === 0) setText(E.directoryStatus, 'directory.empty');
   else { E.directoryStatus.textContent = ''; delete E.directoryStatus.dataset.i18n; }
 }
 
@@ -140,9 +159,10 @@ function referralText(d) {
   const lines = [en ? `[${d.name}]` : `【${d.name}】`];
   const helps = helpsText(d.helps_with);
   if (helps) lines.push(helps);
-  if (d.phone) lines.push(`${en ? 'Phone' : '電話'}: ${d.phone}${d.hours ? (en ? ` (${d.hours})` : `（${d.hours}）`) : ''}`);
-  else if (d.hours) lines.push(`${en ? 'Hours' : '受付時間'}: ${d.hours}`);
-  if (d.web) lines.push(String(d.web));
+  const hours = hoursText(d);
+  if (d.phone) lines.push(`${en ? 'Phone' : '電話'}: ${d.phone}${hours ? (en ? ` (${hours})` : `（${hours}）`) : ''}`);
+  else if (hours) lines.push(`${en ? 'Hours' : '受付時間'}: ${hours}`);
+  if (d.url) lines.push(String(d.url));
   return lines.join('\n');
 }
 
@@ -163,5 +183,6 @@ E.phrasesButton.addEventListener('click', () => toggleTool('phrases'));
 E.directoryButton.addEventListener('click', () => toggleTool('directory'));
 for (const b of document.querySelectorAll('.tool-close')) b.addEventListener('click', closeTools);
 E.phraseFilter.addEventListener('input', renderPhrases);
-E.directorySearch.addEventListener('input', renderDirectory);
+E.directorySearch.addEventListener('input', searchSoon);
+E.directoryRegion.addEventListener('input', searchSoon);
 E.tools.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeTools(); });

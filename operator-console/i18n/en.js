@@ -142,7 +142,13 @@ export default {
   'directory.web': 'Web',
   'directory.helps': 'Helps with',
   'directory.notes': 'Notes',
+  'directory.region': 'Region',
+  'directory.regionSearch': 'Region (e.g. Tokyo); empty: everywhere',
+  'directory.openNow': 'Open now',
+  'directory.closedNow': 'Closed now',
+  'directory.unverified': 'To verify',
   'directory.caution': 'Use only entries your organisation has verified.',
+  // Admin page: directory, phrases and settings tabs.
 
   'transfer.button': 'Hand over',
   'transfer.title': 'Hand over the conversation',

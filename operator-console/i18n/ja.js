@@ -142,7 +142,13 @@ export default {
   'directory.web': 'ウェブ',
   'directory.helps': '相談できること',
   'directory.notes': 'メモ',
+  'directory.region': '地域',
+  'directory.regionSearch': '地域（例: 東京都）。空なら全国',
+  'directory.openNow': '受付中',
+  'directory.closedNow': '受付時間外',
+  'directory.unverified': '要確認',
   'directory.caution': '情報は団体が確認したものを使ってください。',
+  // Admin page: directory, phrases and settings tabs.
 
   'transfer.button': '引き継ぐ',
   'transfer.title': '相談を引き継ぐ',

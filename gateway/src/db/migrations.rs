@@ -32,6 +32,11 @@ const SQLITE: Embedded = &[
         "account security",
         include_str!("../../migrations/sqlite/0003_account_security.sql"),
     ),
+    (
+        4,
+        "directory",
+        include_str!("../../migrations/sqlite/0004_directory.sql"),
+    ),
 ];
 
 const POSTGRES: Embedded = &[
@@ -49,6 +54,11 @@ const POSTGRES: Embedded = &[
         3,
         "account security",
         include_str!("../../migrations/postgres/0003_account_security.sql"),
+    ),
+    (
+        4,
+        "directory",
+        include_str!("../../migrations/postgres/0004_directory.sql"),
     ),
 ];
 

@@ -15,7 +15,9 @@
 //!   sign-ins waiting for their next step; `account_audit`: the trail of changes to accounts;
 //! - `escalations`: encrypted escalation records (sealed by the `escalation` module, whose key
 //!   never reaches the database), their retention and delivery state, and the append-only
-//!   audit trail.
+//!   audit trail;
+//! - `directory`: the referral directory, canned phrases, runtime settings an admin may change,
+//!   and the admin audit trail (the `directory` module keeps the rules).
 //!
 //! What never goes here: anything of a conversation (text, LINE user ids, phone numbers of
 //! people who reach out). Those stay in memory or Redis and end with the conversation; the one
@@ -24,6 +26,7 @@
 mod account_audit;
 mod account_security;
 mod accounts;
+mod directory;
 mod escalations;
 mod migrations;
 
@@ -37,6 +40,7 @@ use sqlx::AnyPool;
 pub use account_audit::AccountAuditRow;
 pub use account_security::{AccountSecurity, ChallengeRow};
 pub use accounts::{AccountRecord, ImportOutcome};
+pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.

@@ -54,7 +54,11 @@ impl Engine {
                 .as_ref()
                 .map_or(0, |e| e.failing_deliveries()),
         };
-        let changes = self.conditions().evaluate(&self.alert_cfg, &obs, now);
+        let cfg = crate::alerting::AlertSettings {
+            min_on_duty: self.min_on_duty(),
+            ..self.alert_cfg.clone()
+        };
+        let changes = self.conditions().evaluate(&cfg, &obs, now);
         if changes.is_empty() {
             return changes;
         }

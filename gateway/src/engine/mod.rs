@@ -18,6 +18,7 @@ mod operator;
 mod people;
 mod publish;
 pub mod registry;
+mod runtime;
 mod settings;
 pub mod stats;
 pub mod store_watch;
@@ -100,6 +101,12 @@ pub struct Engine {
     alert_cfg: crate::alerting::AlertSettings,
     /// The alert conditions holding now, as this node evaluated them last.
     conditions: Mutex<crate::alerting::Conditions>,
+    /// The thin-staff threshold in force: `[alerts] min_on_duty`, or an admin's runtime
+    /// setting (`runtime.rs`).
+    min_on_duty: std::sync::atomic::AtomicU32,
+    /// The referral directory (closing messages' helplines, runtime settings); `None` in tests
+    /// that build an engine alone (the built-in seed's helplines are used).
+    directory: Option<Arc<crate::directory::Directory>>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -153,6 +160,10 @@ impl Engine {
             store_watch: Mutex::new(store_watch::StoreWatch::default()),
             alert_cfg: crate::alerting::AlertSettings::default(),
             conditions: Mutex::new(crate::alerting::Conditions::default()),
+            min_on_duty: std::sync::atomic::AtomicU32::new(
+                crate::alerting::AlertSettings::default().min_on_duty,
+            ),
+            directory: None,
         }
     }
 
@@ -169,6 +180,7 @@ impl Engine {
     }
 
     pub fn with_alerts(mut self, cfg: crate::alerting::AlertSettings) -> Self {
+        self.min_on_duty = std::sync::atomic::AtomicU32::new(cfg.min_on_duty);
         self.alert_cfg = cfg;
         self
     }

@@ -21,6 +21,7 @@
 mod audit;
 mod import;
 mod record;
+mod rekey;
 mod sealed;
 mod sweep;
 mod webhook;
@@ -35,6 +36,7 @@ use ulid::Ulid;
 pub use audit::{Actor, AuditEntry};
 pub use import::{ImportError, ImportReport};
 pub use record::{Action, FlagEntry, Record, RecordSummary, TranscriptEntry};
+pub use rekey::Rekeyed;
 pub use webhook::webhook_signature;
 
 use crate::clock::Clock;

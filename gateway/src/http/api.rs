@@ -322,20 +322,6 @@ pub async fn me(
     Json(me)
 }
 
-pub async fn directory(
-    State(app): State<Arc<AppState>>,
-    _user: CurrentUser,
-) -> Json<Vec<crate::directory::Referral>> {
-    Json(app.directory.referrals.clone())
-}
-
-pub async fn phrases(
-    State(app): State<Arc<AppState>>,
-    _user: CurrentUser,
-) -> Json<Vec<crate::directory::Phrase>> {
-    Json(app.directory.phrases.clone())
-}
-
 pub async fn colleagues(
     State(app): State<Arc<AppState>>,
     CurrentUser(user): CurrentUser,
@@ -526,6 +512,7 @@ pub async fn set_overloaded(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_origin(&app, &headers)?;
     app.engine.set_overloaded(body.on, &user.id.to_string());
+    super::directory::persist_overloaded(&app, &user, body.on).await;
     Ok(Json(json!({ "overloaded": app.engine.is_overloaded() })))
 }
 

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod sign_in;
+pub mod directory;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/coordinator", get(assets::coordinator))
         .route("/coordinator/", get(assets::coordinator))
         .route("/setup", get(assets::setup))
+        .route("/admin", get(assets::admin))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -40,8 +42,6 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/logout", post(api::logout))
         .route("/api/setup", post(api::setup))
         .route("/api/me", get(api::me))
-        .route("/api/directory", get(api::directory))
-        .route("/api/phrases", get(api::phrases))
         .route("/api/colleagues", get(api::colleagues))
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/dashboard/stream", get(api::dashboard_stream))
@@ -55,6 +55,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/audit", get(api::audit))
         .route("/api/users/{id}/revoke", post(api::revoke_user))
         .merge(admin::routes())
+        .merge(directory::routes())
         .merge(crate::connectors::line::router(
             app.line.clone(),
             app.settings.line.max_body_bytes,

@@ -423,6 +423,42 @@ impl TestApp {
             .unwrap()
     }
 
+    /// PUT the JSON `body` to `path` as the session `cookie`, from the app's own origin.
+    pub async fn put_as(&self, cookie: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http()
+            .put(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .header("origin", &self.base)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An admin's session cookie (the account `admin`, created on first use).
+    pub async fn admin(&self) -> String {
+        self.session("admin", Role::Admin, None).await.1
+    }
+
+    /// An admin edits the directory entry `id` through the admin API: named `name`, number
+    /// `phone`, open 24 hours, listed in closing messages in Japanese. Returns it as stored.
+    pub async fn admin_edits_entry(&self, id: &str, name: &str, phone: &str) -> Value {
+        let admin = self.admin().await;
+        let r = self
+            .put_as(
+                &admin,
+                &format!("/api/admin/directory/{id}"),
+                json!({
+                    "name": name, "phone": phone, "hours": "24h", "hours_note": "24時間",
+                    "topics": ["テスト"], "languages": ["ja"], "for_closing": true,
+                    "verified": true,
+                }),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "the admin's edit is accepted");
+        r.json().await.unwrap()
+    }
+
     /// Live conversations in the store.
     pub async fn conversations(&self) -> Vec<Conversation> {
         self.state.engine.conversations().await.unwrap()

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod directory;
 mod docs;
 mod escalation;
 mod exhaustion;

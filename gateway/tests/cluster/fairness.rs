@@ -17,12 +17,11 @@ use super::setup::{nodes, prefix, redis_env, with};
 
 const PEOPLE: usize = 60;
 const OPERATORS: usize = 4;
-/// Offers reach operators through different nodes and sockets: an offer received this much
-/// after a later person's is not counted against the order.
-const TOLERANCE: Duration = Duration::from_millis(100);
 
-/// Offers received, in the order each operator task saw them: (conversation, when).
-type Offers = Arc<Mutex<Vec<(String, Instant)>>>;
+/// Offers received: (conversation, its arrival number, when it was offered on the server's
+/// clock), both as the offer says. The server's own order, not when offers reached operators
+/// through different nodes and sockets.
+type Offers = Arc<Mutex<Vec<(String, u64, u64)>>>;
 
 /// Accepts every offer; once everyone has arrived, closes what it holds, one after each
 /// accept and then the rest, so that places free up one at a time while people wait.
@@ -42,7 +41,11 @@ async fn operate(
         if let Some(f) = op.ws.recv(Duration::from_millis(20)).await? {
             if f["type"] == "offer" {
                 let conv = f["conversation"].as_str().unwrap_or("").to_owned();
-                offers.lock().unwrap().push((conv.clone(), Instant::now()));
+                let (Some(arrival), Some(at)) = (f["arrival"].as_u64(), f["offered_at"].as_u64())
+                else {
+                    bail!("{}: an offer without its arrival number and time: {f}", op.username);
+                };
+                offers.lock().unwrap().push((conv.clone(), arrival, at));
                 offered.fetch_add(1, Ordering::SeqCst);
                 new.push(conv);
             }
@@ -62,22 +65,28 @@ async fn operate(
     Ok(())
 }
 
-/// People offered while someone who arrived before them waited more than [`TOLERANCE`]
-/// longer for their own offer.
-fn violations(arrival: &[String], offers: &[(String, Instant)]) -> Vec<String> {
-    let at = |c: &str| offers.iter().find(|(o, _)| o == c).map(|(_, t)| *t);
+/// People offered before someone who arrived earlier: anyone who arrived before them (by the
+/// people's own order) and was offered strictly later on the server's clock (offers made in one
+/// step share their time). Also: arrival numbers follow the order people arrived in.
+fn violations(arrival: &[String], offers: &[(String, u64, u64)]) -> Vec<String> {
+    let find = |c: &str| offers.iter().find(|(o, _, _)| o == c).map(|(_, n, t)| (*n, *t));
     let mut out = Vec::new();
-    for (i, later) in arrival.iter().enumerate() {
-        let Some(t_later) = at(later) else { continue };
-        for earlier in &arrival[..i] {
-            match at(earlier) {
-                Some(t) if t <= t_later + TOLERANCE => {}
-                t => out.push(format!(
-                    "#{i} offered {:?} before an earlier arrival ({:?} later)",
-                    t_later,
-                    t.map(|t| t - t_later)
-                )),
-            }
+    // Of those who arrived before: the last arrival number, the latest offer time and whose.
+    let (mut prev_number, mut latest) = (None, None);
+    for (i, person) in arrival.iter().enumerate() {
+        let Some((number, at)) = find(person) else {
+            out.push(format!("#{i} never offered"));
+            continue;
+        };
+        if prev_number.is_some_and(|n| n >= number) {
+            out.push(format!("#{i} numbered {number}, not after {prev_number:?}"));
+        }
+        if let Some((j, t)) = latest.filter(|(_, t)| *t > at) {
+            out.push(format!("#{i} offered at {at}, before #{j} who arrived earlier (at {t})"));
+        }
+        prev_number = Some(number);
+        if latest.is_none_or(|(_, t)| at > t) {
+            latest = Some((i, at));
         }
     }
     out
@@ -128,7 +137,7 @@ async fn three_nodes_offer_a_burst_of_arrivals_in_arrival_order() {
         found.len(),
         &found[..found.len().min(10)]
     );
-    let mut ids: Vec<&String> = offers.iter().map(|(c, _)| c).collect();
+    let mut ids: Vec<&String> = offers.iter().map(|(c, _, _)| c).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), PEOPLE, "everyone offered exactly once");

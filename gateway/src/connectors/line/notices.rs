@@ -1,6 +1,9 @@
 //! What the gateway itself says to a person on LINE, per channel language (`ja` by default,
 //! `ja-easy` for plain Japanese, `en`), and the placeholder an operator sees for content that is
-//! not text. The wording follows the widget's catalogues (`widget/i18n/*.json`).
+//! not text. The wording follows the widget's catalogues (`widget/i18n/*.json`); the other
+//! helplines come from the referral directory.
+
+use crate::directory::Helpline;
 
 /// The texts for one language.
 pub struct Notices {
@@ -29,15 +32,15 @@ pub struct Notices {
     pub group: &'static str,
     /// For the operator, in place of content that is not text; `{k}` is the kind.
     placeholder: &'static str,
-    /// Other helplines, listed in the closing message.
+    /// The heading of the other helplines listed in the closing message (the list itself
+    /// comes from the referral directory: entries marked for closing messages).
     helplines: &'static str,
+    /// The bullet before each helpline.
+    bullet: &'static str,
     kinds: [(&'static str, &'static str); 7],
 }
 
-const HELPLINES_JA: &str = "ほかの相談先:\n\
-・よりそいホットライン 0120-279-338（24時間）\n\
-・#いのちSOS 0120-061-338\n\
-・命の危険があるとき: 救急 119 / 警察 110";
+const HELPLINES_JA: &str = "ほかの相談先:";
 
 const JA: Notices = Notices {
     greeting: "友だち追加ありがとうございます。ここは、名前を言わずに相談できる窓口です。\
@@ -65,6 +68,7 @@ const JA: Notices = Notices {
 相談したいときは、このアカウントとの1対1のトークでメッセージを送ってください。",
     placeholder: "［{k}が送られました。文字以外の内容は表示されません］",
     helplines: HELPLINES_JA,
+    bullet: "・",
     kinds: [
         ("sticker", "スタンプ"),
         ("image", "画像"),
@@ -76,10 +80,7 @@ const JA: Notices = Notices {
     ],
 };
 
-const HELPLINES_JA_EASY: &str = "ほかの そうだん:\n\
-・よりそいホットライン 0120-279-338（24じかん）\n\
-・#いのちSOS 0120-061-338\n\
-・いのちが あぶない とき: きゅうきゅうしゃ 119 / けいさつ 110";
+const HELPLINES_JA_EASY: &str = "ほかの そうだん:";
 
 const JA_EASY: Notices = Notices {
     greeting: "ともだち ついか ありがとう。ここは なまえを いわないで そうだん できる ところです。\
@@ -106,13 +107,11 @@ const JA_EASY: Notices = Notices {
 この アカウントと 1たい1の トークで おくって ください。",
     placeholder: JA.placeholder,
     helplines: HELPLINES_JA_EASY,
+    bullet: "・",
     kinds: JA.kinds,
 };
 
-const HELPLINES_EN: &str = "Other places to reach out (Japanese):\n\
-- Yorisoi Hotline 0120-279-338 (24 hours)\n\
-- #Inochi SOS 0120-061-338\n\
-- If a life is in danger: ambulance 119 / police 110";
+const HELPLINES_EN: &str = "Other places to reach out:";
 
 const EN: Notices = Notices {
     greeting: "Thank you for adding us. Here you can talk without giving your name, \
@@ -140,6 +139,7 @@ conversation and a counsellor will answer in turn.\n\n",
 please send a message in a one-to-one chat with this account.",
     placeholder: "[{k} sent; only text is shown]",
     helplines: HELPLINES_EN,
+    bullet: "- ",
     kinds: [
         ("sticker", "A sticker"),
         ("image", "An image"),
@@ -161,14 +161,36 @@ impl Notices {
         }
     }
 
-    /// The closing message with other helplines.
-    pub fn closing(&self) -> String {
-        format!("{}{}", self.closing_text, self.helplines)
+    /// The closing message with other helplines (from the directory).
+    pub fn closing(&self, helplines: &[Helpline]) -> String {
+        format!("{}{}", self.closing_text, self.list(helplines))
     }
 
     /// The conversation was lost, with how to start again and other helplines.
-    pub fn gone(&self) -> String {
-        format!("{}{}", self.gone_text, self.helplines)
+    pub fn gone(&self, helplines: &[Helpline]) -> String {
+        format!("{}{}", self.gone_text, self.list(helplines))
+    }
+
+    /// The heading and one line per helpline (name, number, note), bounded so that the
+    /// message stays well inside LINE's 5 000 characters.
+    fn list(&self, helplines: &[Helpline]) -> String {
+        let mut out = self.helplines.to_owned();
+        for h in helplines.iter().take(20) {
+            out.push('\n');
+            out.push_str(self.bullet);
+            out.extend(h.name.chars().take(100));
+            out.push(' ');
+            out.extend(h.number.chars().take(40));
+            if !h.note.is_empty() {
+                let note: String = h.note.chars().take(100).collect();
+                if self.bullet == "- " {
+                    out.push_str(&format!(" ({note})"));
+                } else {
+                    out.push_str(&format!("（{note}）"));
+                }
+            }
+        }
+        out
     }
 
     /// Queue position and rough wait.
@@ -199,10 +221,14 @@ impl Notices {
 mod tests {
     use super::*;
 
+    fn helplines(lang: &str) -> Vec<Helpline> {
+        crate::directory::builtin_closing(lang)
+    }
+
     #[test]
     fn japanese_is_the_default_and_the_closing_lists_the_helplines() {
         let n = Notices::for_language("xx");
-        let closing = n.closing();
+        let closing = n.closing(&helplines("ja"));
         for needle in [
             "よりそいホットライン 0120-279-338",
             "0120-061-338",
@@ -212,10 +238,10 @@ mod tests {
             assert!(closing.contains(needle), "{needle}");
         }
         assert!(Notices::for_language("en")
-            .closing()
+            .closing(&helplines("en"))
             .contains("0120-279-338"));
         assert!(Notices::for_language("ja-easy")
-            .closing()
+            .closing(&helplines("ja-easy"))
             .contains("0120-061-338"));
     }
 
@@ -226,7 +252,7 @@ mod tests {
             ("ja-easy", "もう いちど メッセージを"),
             ("en", "send a message again"),
         ] {
-            let gone = Notices::for_language(lang).gone();
+            let gone = Notices::for_language(lang).gone(&helplines(lang));
             assert!(gone.contains(again), "{lang}: {gone}");
             assert!(gone.contains("0120-279-338"), "{lang}: {gone}");
             assert!(gone.chars().count() < 5_000);

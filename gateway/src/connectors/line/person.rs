@@ -315,7 +315,9 @@ impl Person {
                     let notices = Notices::for_language(&self.ch.language);
                     let conv = self.conv.to_string();
                     self.job(Job::Send {
-                        texts: vec![notices.gone()],
+                        texts: vec![
+                            notices.gone(&self.line.engine.closing_helplines(&self.ch.language))
+                        ],
                         key: retry_key(&[&conv, "gone"]),
                         via_reply: true,
                         reply: None,
@@ -418,7 +420,8 @@ impl Person {
             } => self.job(notice(notices.requeued.to_owned())),
             EventBody::Ended { .. } => {
                 if !self.blocked.load(Ordering::SeqCst) {
-                    self.job(notice(notices.closing()));
+                    let helplines = self.line.engine.closing_helplines(&self.ch.language);
+                    self.job(notice(notices.closing(&helplines)));
                 }
                 return true;
             }

@@ -161,7 +161,10 @@ impl Voice {
     }
 
     pub(crate) fn docs(&self) -> Documents<'_> {
-        Documents { s: &self.settings }
+        Documents {
+            s: &self.settings,
+            helplines: self.engine.closing_helplines("ja"),
+        }
     }
 
     /// Number of live calls this node follows (for tests and metrics).

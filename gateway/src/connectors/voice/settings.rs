@@ -38,8 +38,8 @@ pub struct VoiceSettings {
     pub announce_every_secs: u32,
     /// A caller who has waited this long hears the other helplines and the call ends politely.
     pub max_wait_secs: u64,
-    /// Spoken, in order, to a caller nobody can answer (no operator on duty, or past the
-    /// maximum wait). Each entry is one sentence.
+    /// Extra sentences spoken after the other helplines (which come from the referral
+    /// directory: entries marked for closing messages) when a call ends. Empty by default.
     pub helplines: Vec<String>,
     /// Seconds an operator's phone rings before the call goes back to the queue.
     pub dial_timeout_secs: u32,
@@ -76,11 +76,7 @@ impl Default for VoiceSettings {
             hold_music_url: None,
             announce_every_secs: 30,
             max_wait_secs: 15 * 60,
-            helplines: vec![
-                "ほかにも相談できる窓口があります。よりそいホットライン、0120-279-338。24時間つながります。"
-                    .into(),
-                "命に関わる緊急のときは、救急車は119番、警察は110番に電話してください。".into(),
-            ],
+            helplines: Vec::new(),
             dial_timeout_secs: 30,
             caller_id: None,
             // Four announcement intervals plus the provider's own delays.
@@ -195,14 +191,6 @@ mod tests {
         assert_eq!(s.voice.max_wait_secs, 600);
         assert_eq!(s.voice.helplines, ["A", "B"]);
         assert_eq!(s.voice.say_language, "ja-JP", "defaults fill the rest");
-    }
-
-    #[test]
-    fn the_default_helplines_name_yorisoi_and_the_emergency_numbers() {
-        let all = VoiceSettings::default().helplines.join(" ");
-        for needle in ["0120-279-338", "119", "110"] {
-            assert!(all.contains(needle), "{needle}");
-        }
     }
 
     #[test]

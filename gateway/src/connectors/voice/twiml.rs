@@ -131,6 +131,7 @@ impl Words {
     pub const LOST: &'static str =
         "申し訳ありません。システムの不具合で、このままおつなぎすることができなくなりました。\
         お手数ですが、もう一度おかけ直しください。ほかの相談窓口もご案内します。";
+    pub const OTHER_HELPLINES: &'static str = "ほかにも相談できる窓口があります。";
     pub const GOODBYE: &'static str =
         "お電話ありがとうございました。また話したくなったら、いつでもおかけください。";
 
@@ -146,6 +147,9 @@ impl Words {
 /// The documents the connector answers with.
 pub struct Documents<'a> {
     pub s: &'a VoiceSettings,
+    /// The other helplines a closing lists: the referral directory's entries marked for
+    /// closing messages, in Japanese.
+    pub helplines: Vec<crate::directory::Helpline>,
 }
 
 impl Documents<'_> {
@@ -195,12 +199,28 @@ impl Documents<'_> {
             .build()
     }
 
+    /// The other helplines, one sentence each (name, number, hours), then the configured
+    /// extra sentences.
+    fn helplines(&self, mut doc: Twiml) -> Twiml {
+        if !self.helplines.is_empty() {
+            doc = doc.say(self.lang(), Words::OTHER_HELPLINES);
+        }
+        for h in self.helplines.iter().take(10) {
+            let mut line = format!("{}、{}。", h.name, h.number);
+            if !h.note.is_empty() {
+                line.push_str(&format!("{}。", h.note));
+            }
+            doc = doc.say(self.lang(), &line);
+        }
+        for extra in &self.s.helplines {
+            doc = doc.say(self.lang(), extra);
+        }
+        doc
+    }
+
     /// Nobody can answer: why, the other helplines, thanks, hang up.
     pub fn turn_away(&self, why: &str) -> String {
-        let mut doc = Twiml::new().say(self.lang(), why);
-        for h in &self.s.helplines {
-            doc = doc.say(self.lang(), h);
-        }
+        let doc = self.helplines(Twiml::new().say(self.lang(), why));
         doc.say(self.lang(), Words::GOODBYE).hangup().build()
     }
 
@@ -212,9 +232,9 @@ impl Documents<'_> {
             .build()
     }
 
-    /// A polite end of the call.
+    /// A polite end of the call, with the other helplines.
     pub fn goodbye(&self) -> String {
-        Twiml::new()
+        self.helplines(Twiml::new())
             .say(self.lang(), Words::GOODBYE)
             .hangup()
             .build()
@@ -232,7 +252,10 @@ mod tests {
 
     fn docs() -> (VoiceSettings, Vec<String>) {
         let s = VoiceSettings::default();
-        let d = Documents { s: &s };
+        let d = Documents {
+            s: &s,
+            helplines: crate::directory::builtin_closing("ja"),
+        };
         let all = vec![
             d.welcome(Some(Words::position(2, Some(5))), "https://h/wait"),
             d.hold(Some("x"), "https://h/wait"),

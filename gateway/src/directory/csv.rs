@@ -1,0 +1,367 @@
+//! The directory and the phrases as CSV (the `csv` crate; UTF-8, a header row, one entry per
+//! row). Export writes every row, hidden ones too. Import reads every row and checks it as a
+//! form's input is checked before anything is written: the first wrong row fails the whole
+//! import with its line number, and nothing changes. Bounded: at most [`MAX_BYTES`] and
+//! [`super::entries::MAX_ROWS`] rows.
+//!
+//! Referral columns: `id, name, phone, url, helps_with, hours, hours_note, region, topics,
+//! languages, notes, for_closing, hidden, verified, sort_order` (`topics` and `languages`
+//! comma-separated inside the cell; flags `yes`/`no`). Phrase columns: `id, lang, category,
+//! title, text, hidden, sort_order`. A row whose id is known replaces that entry; an empty id
+//! adds one. Unknown columns are refused (a typo would silently drop a field).
+
+use std::collections::HashSet;
+
+use super::entries::{PhraseInput, ReferralInput, MAX_ROWS};
+use super::DirectoryError;
+use crate::clock::Millis;
+use crate::db::{PhraseRecord, ReferralRecord};
+
+/// The largest CSV body accepted.
+pub const MAX_BYTES: usize = 512 * 1024;
+
+const REFERRAL_HEADER: [&str; 15] = [
+    "id",
+    "name",
+    "phone",
+    "url",
+    "helps_with",
+    "hours",
+    "hours_note",
+    "region",
+    "topics",
+    "languages",
+    "notes",
+    "for_closing",
+    "hidden",
+    "verified",
+    "sort_order",
+];
+
+const PHRASE_HEADER: [&str; 7] = [
+    "id",
+    "lang",
+    "category",
+    "title",
+    "text",
+    "hidden",
+    "sort_order",
+];
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn out_err(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Invalid(format!("csv: {e}"))
+}
+
+fn finish(w: csv::Writer<Vec<u8>>) -> Result<String, DirectoryError> {
+    let bytes = w.into_inner().map_err(out_err)?;
+    String::from_utf8(bytes).map_err(out_err)
+}
+
+pub fn write_referrals<'a>(
+    rows: impl Iterator<Item = &'a ReferralRecord>,
+) -> Result<String, DirectoryError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(REFERRAL_HEADER).map_err(out_err)?;
+    for r in rows {
+        let order = r.sort_order.to_string();
+        let (topics, languages) = (r.topics.join(","), r.languages.join(","));
+        w.write_record([
+            r.id.as_str(),
+            &r.name,
+            &r.phone,
+            &r.url,
+            &r.helps_with,
+            &r.hours,
+            &r.hours_note,
+            &r.region,
+            &topics,
+            &languages,
+            &r.notes,
+            yes(r.for_closing),
+            yes(r.hidden_at.is_some()),
+            yes(r.verified_at.is_some()),
+            &order,
+        ])
+        .map_err(out_err)?;
+    }
+    finish(w)
+}
+
+pub fn write_phrases<'a>(
+    rows: impl Iterator<Item = &'a PhraseRecord>,
+) -> Result<String, DirectoryError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(PHRASE_HEADER).map_err(out_err)?;
+    for p in rows {
+        let order = p.sort_order.to_string();
+        w.write_record([
+            p.id.as_str(),
+            &p.lang,
+            &p.category,
+            &p.title,
+            &p.text,
+            yes(p.hidden_at.is_some()),
+            &order,
+        ])
+        .map_err(out_err)?;
+    }
+    finish(w)
+}
+
+/// A row: its line number and its (column, cell) pairs.
+type Row = (u64, Vec<(String, String)>);
+
+/// The rows of `text` as maps from column to cell, each with its line number; the header
+/// checked against `known` (`required` must be there).
+fn rows(text: &str, known: &[&str], required: &[&str]) -> Result<Vec<Row>, DirectoryError> {
+    if text.len() > MAX_BYTES {
+        return Err(DirectoryError::Invalid(format!(
+            "csv: larger than {} KiB",
+            MAX_BYTES / 1024
+        )));
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .map_err(|e| DirectoryError::Invalid(format!("line 1: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let mut seen = HashSet::new();
+    for h in &header {
+        if !known.contains(&h.as_str()) {
+            return Err(DirectoryError::Invalid(format!(
+                "line 1: unknown column {h:?}"
+            )));
+        }
+        if !seen.insert(h.as_str()) {
+            return Err(DirectoryError::Invalid(format!(
+                "line 1: column {h:?} twice"
+            )));
+        }
+    }
+    if let Some(missing) = required.iter().find(|c| !seen.contains(*c)) {
+        return Err(DirectoryError::Invalid(format!(
+            "line 1: column {missing:?} is missing"
+        )));
+    }
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            DirectoryError::Invalid(format!("line {line}: {e}"))
+        })?;
+        let line = rec.position().map_or(0, |p| p.line());
+        if out.len() >= MAX_ROWS {
+            return Err(DirectoryError::Invalid(format!(
+                "line {line}: at most {MAX_ROWS} rows"
+            )));
+        }
+        let cells = header
+            .iter()
+            .cloned()
+            .zip(rec.iter().map(str::to_owned))
+            .collect();
+        out.push((line, cells));
+    }
+    Ok(out)
+}
+
+fn flag(line: u64, col: &str, v: &str) -> Result<bool, DirectoryError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "y" => Ok(true),
+        "no" | "false" | "0" | "n" | "" => Ok(false),
+        _ => Err(DirectoryError::Invalid(format!(
+            "line {line}: {col}: yes or no, not {v:?}"
+        ))),
+    }
+}
+
+fn order(line: u64, v: &str) -> Result<Option<i64>, DirectoryError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| DirectoryError::Invalid(format!("line {line}: sort_order: not a number")))
+}
+
+/// Checks that no id comes twice in one file.
+fn once(ids: &mut HashSet<String>, line: u64, id: &Option<String>) -> Result<(), DirectoryError> {
+    if let Some(id) = id {
+        if !ids.insert(id.clone()) {
+            return Err(DirectoryError::Invalid(format!(
+                "line {line}: id {id:?} twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every row of a referral CSV as the record to store; the first wrong row is the error.
+pub fn read_referrals(
+    text: &str,
+    existing: &[&ReferralRecord],
+    now: Millis,
+) -> Result<Vec<ReferralRecord>, DirectoryError> {
+    let mut next = existing.iter().map(|r| r.sort_order + 1).max().unwrap_or(0);
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (line, cells) in rows(text, &REFERRAL_HEADER, &["name"])? {
+        let mut input = ReferralInput::default();
+        for (col, v) in cells {
+            match col.as_str() {
+                "id" => input.id = Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
+                "name" => input.name = v,
+                "phone" => input.phone = v,
+                "url" => input.url = v,
+                "helps_with" => input.helps_with = v,
+                "hours" => input.hours = v,
+                "hours_note" => input.hours_note = v,
+                "region" => input.region = v,
+                "topics" => input.topics = vec![v],
+                "languages" => input.languages = vec![v],
+                "notes" => input.notes = v,
+                "for_closing" => input.for_closing = flag(line, &col, &v)?,
+                "hidden" => input.hidden = flag(line, &col, &v)?,
+                "verified" => input.verified = flag(line, &col, &v)?,
+                "sort_order" => input.sort_order = order(line, &v)?,
+                _ => {}
+            }
+        }
+        once(&mut ids, line, &input.id)?;
+        let found = input
+            .id
+            .as_deref()
+            .and_then(|id| existing.iter().find(|r| r.id == id).copied());
+        let rec = input
+            .into_record(found, now, next)
+            .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
+        if found.is_none() {
+            next += 1;
+        }
+        out.push(rec);
+    }
+    if existing.len() + out.len() > MAX_ROWS * 2 {
+        return Err(DirectoryError::Invalid(format!(
+            "csv: at most {MAX_ROWS} entries"
+        )));
+    }
+    Ok(out)
+}
+
+/// Every row of a phrase CSV as the record to store; the first wrong row is the error.
+pub fn read_phrases(
+    text: &str,
+    existing: &[&PhraseRecord],
+    now: Millis,
+) -> Result<Vec<PhraseRecord>, DirectoryError> {
+    let mut next = existing.iter().map(|p| p.sort_order + 1).max().unwrap_or(0);
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (line, cells) in rows(text, &PHRASE_HEADER, &["lang", "title", "text"])? {
+        let mut input = PhraseInput::default();
+        for (col, v) in cells {
+            match col.as_str() {
+                "id" => input.id = Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
+                "lang" => input.lang = v,
+                "category" => input.category = v,
+                "title" => input.title = v,
+                "text" => input.text = v,
+                "hidden" => input.hidden = flag(line, &col, &v)?,
+                "sort_order" => input.sort_order = order(line, &v)?,
+                _ => {}
+            }
+        }
+        once(&mut ids, line, &input.id)?;
+        let found = input
+            .id
+            .as_deref()
+            .and_then(|id| existing.iter().find(|p| p.id == id).copied());
+        let rec = input
+            .into_record(found, now, next)
+            .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
+        if found.is_none() {
+            next += 1;
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::entries::seed;
+    use crate::directory::DirectorySettings;
+
+    #[test]
+    fn an_export_imports_back_to_the_same_rows() {
+        let (refs, phrases) = seed(&DirectorySettings::default(), 5).unwrap();
+        let text = write_referrals(refs.iter()).unwrap();
+        let existing: Vec<&ReferralRecord> = refs.iter().collect();
+        assert_eq!(read_referrals(&text, &existing, 5).unwrap(), refs);
+        let text = write_phrases(phrases.iter()).unwrap();
+        let existing: Vec<&PhraseRecord> = phrases.iter().collect();
+        assert_eq!(read_phrases(&text, &existing, 5).unwrap(), phrases);
+    }
+
+    #[test]
+    fn a_wrong_row_fails_the_import_naming_its_line() {
+        let text = "name,phone,hours\nGood,0120-000-000,24h\n\"Two\nlines\",0120,mon 09:00-17:00\nBad,0120,whenever\n";
+        let e = read_referrals(text, &[], 1).unwrap_err().to_string();
+        assert!(e.starts_with("line 5: hours:"), "{e}");
+        let e = read_referrals("name,colour\nx,red\n", &[], 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown column \"colour\""), "{e}");
+        let e = read_referrals("phone\n110\n", &[], 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"name\" is missing"), "{e}");
+        let e = read_referrals("id,name\na,x\na,y\n", &[], 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("line 3: id \"a\" twice"), "{e}");
+        let e = read_referrals("name,for_closing\nx,maybe\n", &[], 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("line 2: for_closing"), "{e}");
+    }
+
+    #[test]
+    fn new_rows_get_ids_and_places_after_the_existing_ones() {
+        let old = ReferralRecord {
+            id: "old".into(),
+            name: "Old".into(),
+            sort_order: 7,
+            ..ReferralRecord::default()
+        };
+        let rows = read_referrals("name,topics\nA,\"dv, child\"\nB,\n", &[&old], 1).unwrap();
+        assert_eq!(rows[0].sort_order, 8);
+        assert_eq!(rows[1].sort_order, 9);
+        assert_eq!(rows[0].topics, ["dv", "child"]);
+        assert_ne!(rows[0].id, rows[1].id);
+    }
+
+    #[test]
+    fn a_body_over_the_bound_is_refused_before_parsing() {
+        let big = "name\n".to_owned() + &"x\n".repeat(MAX_BYTES);
+        assert!(read_referrals(&big, &[], 1)
+            .unwrap_err()
+            .to_string()
+            .contains("larger"));
+    }
+}
