@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
+mod delivery;
+
+pub use delivery::{AckTimeouts, DeliverySettings, SmtpSettings, StartTls};
+
 /// `[alerts]` in the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -36,6 +40,9 @@ pub struct AlertSettings {
     /// How long an episode's shared key lives at most (a node that stopped while an episode was
     /// open does not silence the condition for ever).
     pub episode_ttl_ms: u64,
+    /// Paging the people on call: channels, retries, acknowledgement and escalation.
+    #[serde(flatten)]
+    pub delivery: DeliverySettings,
 }
 
 impl Default for AlertSettings {
@@ -47,6 +54,7 @@ impl Default for AlertSettings {
             open_from_hour: 0,
             open_until_hour: 24,
             episode_ttl_ms: 24 * 60 * 60_000,
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -77,6 +85,15 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",

@@ -27,6 +27,11 @@ const SQLITE: Embedded = &[
         "escalations",
         include_str!("../../migrations/sqlite/0002_escalations.sql"),
     ),
+    (
+        5,
+        "oncall_alerts",
+        include_str!("../../migrations/sqlite/0005_oncall_alerts.sql"),
+    ),
 ];
 
 const POSTGRES: Embedded = &[
@@ -39,6 +44,11 @@ const POSTGRES: Embedded = &[
         2,
         "escalations",
         include_str!("../../migrations/postgres/0002_escalations.sql"),
+    ),
+    (
+        5,
+        "oncall_alerts",
+        include_str!("../../migrations/postgres/0005_oncall_alerts.sql"),
     ),
 ];
 

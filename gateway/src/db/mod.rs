@@ -20,8 +20,10 @@
 //! exception is an emergency flag's record, and it is stored only encrypted.
 
 mod accounts;
+mod alerts;
 mod escalations;
 mod migrations;
+mod oncall;
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,7 +33,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use accounts::{AccountRecord, ImportOutcome};
+pub use alerts::{AckTokenRow, AlertAuditRow, AlertRow, DeliveryRow};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
+pub use oncall::{ChannelsRow, OverrideRow, ScheduleRow};
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

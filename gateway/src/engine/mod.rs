@@ -100,6 +100,9 @@ pub struct Engine {
     alert_cfg: crate::alerting::AlertSettings,
     /// The alert conditions holding now, as this node evaluated them last.
     conditions: Mutex<crate::alerting::Conditions>,
+    /// Alert delivery to the people on call (`crate::oncall`); `None` in engines without a
+    /// database (unit tests).
+    pub oncall: Option<Arc<crate::oncall::Oncall>>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -153,6 +156,7 @@ impl Engine {
             store_watch: Mutex::new(store_watch::StoreWatch::default()),
             alert_cfg: crate::alerting::AlertSettings::default(),
             conditions: Mutex::new(crate::alerting::Conditions::default()),
+            oncall: None,
         }
     }
 
@@ -176,6 +180,12 @@ impl Engine {
     /// How often alert conditions are evaluated.
     pub fn alert_check_ms(&self) -> u64 {
         self.alert_cfg.check_ms
+    }
+
+    /// Pages the people on call when an alert is announced.
+    pub fn with_oncall(mut self, oncall: Arc<crate::oncall::Oncall>) -> Self {
+        self.oncall = Some(oncall);
+        self
     }
 
     pub fn with_escalations(mut self, escalations: Option<Arc<Escalations>>) -> Self {
