@@ -28,6 +28,9 @@ mod latency;
 #[path = "cluster/line.rs"]
 mod line;
 #[allow(dead_code)]
+#[path = "support/smtp.rs"]
+mod smtp;
+#[allow(dead_code)]
 #[path = "line/fake_api.rs"]
 mod line_api;
 #[path = "cluster/node.rs"]

@@ -7,6 +7,8 @@
 //! Each engine's test runs every check in turn, each in a database of its own, and names the
 //! check that failed.
 
+#[path = "database/alerts.rs"]
+mod alerts;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -28,7 +30,7 @@ type Check = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Every check of the suite, by name.
 fn checks() -> Vec<(&'static str, Check)> {
     macro_rules! checks {
-        ($($name:ident),* $(,)?) => {
+        ($($name:path),* $(,)?) => {
             vec![$((stringify!($name), (|db| Box::pin($name(db))) as Check)),*]
         };
     }
@@ -47,6 +49,9 @@ fn checks() -> Vec<(&'static str, Check)> {
         a_delivery_is_claimed_by_one_of_two_handles,
         audit_entries_are_appended_in_order_and_never_changed,
         importing_an_escalation_directory_twice_gives_the_same_rows,
+        alerts::an_alert_is_delivered_escalated_and_acknowledged_once_across_two_handles,
+        alerts::an_acknowledgement_link_is_used_once_and_not_after_it_expires,
+        alerts::the_rota_reads_back_and_the_alert_audit_is_append_only,
     ]
 }
 

@@ -29,7 +29,7 @@ pub struct AlertRow {
     pub acknowledged_by: Option<Ulid>,
     pub acknowledged_name: Option<String>,
     pub acknowledged_channel: Option<String>,
-    /// The place on the rota paged last; at or past the rota's length, everyone was.
+    /// Escalation steps taken: 0 (the first person on the rota), 1 (the next), 2 (everyone).
     pub level: i64,
     pub next_escalation_at: Option<u64>,
 }

@@ -36,8 +36,8 @@ pub(super) async fn run(oncall: Arc<Oncall>, shutdown: tokio_util::sync::Cancell
 }
 
 impl Oncall {
-    /// Takes the escalation steps due now: the next person on the rota, or everyone on it
-    /// once the rota is exhausted (then no further step).
+    /// Takes the escalation steps due now: the first to the next person on the rota, the
+    /// second to everyone on it (then no further step).
     pub async fn escalate_due(&self) -> usize {
         let now = self.clock.now_ms();
         let due = match self.db.due_escalations(now, BATCH).await {
@@ -58,7 +58,9 @@ impl Oncall {
             };
             let level = usize::try_from(a.level + 1).unwrap_or(usize::MAX);
             let timeout = self.cfg.ack_timeout_ms.of(severity_of(&a));
-            let (people, next, detail): (Vec<Ulid>, Option<Millis>, String) = if level < rota.len()
+            // The first step goes to the next person, the second to everyone.
+            let (people, next, detail): (Vec<Ulid>, Option<Millis>, String) = if level == 1
+                && rota.len() > 1
             {
                 (vec![rota[level]], Some(now + timeout), format!("level {level}"))
             } else {

@@ -5,7 +5,7 @@
 //! of the first person on the rota, audited); the dispatcher that every node runs
 //! (`dispatch.rs`: it claims due deliveries with a conditional UPDATE, so one node sends each,
 //! retries with backoff, and takes escalation steps: unacknowledged after the severity's
-//! timeout an alert goes to the next person on the rota, then to everyone on it); and
+//! timeout an alert goes to the second person on the rota, then to everyone on it); and
 //! acknowledgement (from the console or a single-use, expiring link in an e-mail), the first of
 //! which sticks and cancels what is still pending. The channels are `channel.rs`; what an alert
 //! says is `message.rs`: kind, severity, category, age, counts and links, never content.

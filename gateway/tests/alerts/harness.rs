@@ -125,10 +125,10 @@ impl World {
         assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
     }
 
-    /// An operator on duty takes a person's conversation, in which the person writes the
+    /// An operator (off duty: they take by hand) takes a person's conversation, in which the person writes the
     /// canary, and flags it: an emergency alert. Returns the operator (keep it: its socket).
     pub async fn flag(&self, operator: &str) -> Operator {
-        let mut op = self.app.operator(operator, 2, true).await;
+        let mut op = self.app.operator(operator, 2, false).await;
         let mut v = self.app.visitor("ja").await;
         v.say(CANARY).await;
         let c = op.take().await;

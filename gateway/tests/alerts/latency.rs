@@ -20,7 +20,7 @@ async fn flag_to_email_and_webhook_latency_over_100_flags() {
     let w = world(1).await;
     w.rota_all_week().await;
     w.channels(0, Some("generic")).await;
-    let mut op = w.app.operator("sakura", 200, true).await;
+    let mut op = w.app.operator("sakura", 200, false).await;
     let (mut to_mail, mut to_hook) = (Vec::new(), Vec::new());
     let mut visitors = Vec::new();
     for i in 0..100 {
