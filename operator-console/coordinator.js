@@ -12,6 +12,7 @@
 //   alerts.js         alerts, reminders, open emergencies, the page title
 //   conversations.js  live conversations, raise (shared flag dialog) and clear flag
 //   records.js        escalation records, the record dialog, the audit trail
+//   oncall.js         who is on call now, alerts paged and their acknowledgement, the rota editor
 //   view.js           rendering helpers the panels share
 
 import { t, initI18n, onLangChange } from '/console/i18n.js';
@@ -26,6 +27,7 @@ import {
   loadConversations, refreshConversations, closeConversationDialogs, tickConversations,
 } from '/console/coordinator/conversations.js';
 import { startRecords, stopRecords, renderEscalations, renderAudit } from '/console/coordinator/records.js';
+import { startOncall, stopOncall, renderOncall } from '/console/coordinator/oncall.js';
 
 const CONVERSATIONS_POLL_MS = 5000;
 
@@ -49,6 +51,7 @@ onLangChange(() => {
   refreshConversations();
   renderEscalations();
   renderAudit();
+  renderOncall();
   updateTitle();
 });
 bindLoginForm(E.loginForm, (me) => start(me));
@@ -115,6 +118,7 @@ function stop() {
 function startPanels() {
   stopPanels();
   startRecords();
+  startOncall();
   loadConversations();
   convTimer = setInterval(loadConversations, CONVERSATIONS_POLL_MS);
 }
@@ -124,6 +128,7 @@ function stopPanels() {
   convTimer = null;
   closeConversationDialogs();
   stopRecords();
+  stopOncall();
 }
 
 function tick() {
