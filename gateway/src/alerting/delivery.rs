@@ -135,3 +135,48 @@ impl DeliverySettings {
             .min(self.delivery_max_backoff_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn delivery_settings_are_read_from_the_alerts_section() {
+        let s = crate::config::Settings::from_toml(
+            r#"
+            [alerts]
+            check_ms = 500
+            dispatch_ms = 250
+            page_min_severity = "critical"
+            [alerts.ack_timeout_ms]
+            critical = 60000
+            [alerts.smtp]
+            host = "smtp.example.org"
+            port = 2525
+            starttls = "opportunistic"
+            [alerts.webhook_secrets]
+            team = "s3cret"
+            "#,
+        );
+        let d = &s.alerts.delivery;
+        assert_eq!(s.alerts.check_ms, 500);
+        assert_eq!(d.dispatch_ms, 250);
+        assert_eq!(d.page_min_severity, Severity::Critical);
+        assert_eq!(d.ack_timeout_ms.critical, 60_000);
+        assert_eq!(d.ack_timeout_ms.warning, 15 * 60_000, "the rest keep defaults");
+        assert_eq!(d.smtp.host.as_deref(), Some("smtp.example.org"));
+        assert_eq!(d.smtp.port, 2525);
+        assert_eq!(d.smtp.starttls, StartTls::Opportunistic);
+        assert_eq!(d.webhook_secrets["team"].expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_maximum() {
+        let d = DeliverySettings::default();
+        assert_eq!(d.backoff(1), 2_000);
+        assert_eq!(d.backoff(2), 4_000);
+        assert_eq!(d.backoff(10), 60_000);
+    }
+}

@@ -153,3 +153,32 @@ async fn a_failing_webhook_is_retried_with_backoff_and_a_teams_payload_is_an_ada
     assert!(attempts[0].contains("status 500") && attempts[2].contains("sent"), "{attempts:?}");
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn with_starttls_required_the_email_goes_over_tls_to_a_server_that_requires_it() {
+    let dir = std::env::temp_dir().join(format!("tsunagu-smtp-tls-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let ca = cert_file.clone();
+    let w = world_with(1, Some((&cert_file, &key_file)), move |s| {
+        s.alerts.delivery.smtp.starttls = tsunagu::alerting::StartTls::Required;
+        s.alerts.delivery.smtp.ca_file = Some(ca);
+    })
+    .await;
+    w.rota_all_week().await;
+    w.channels(0, None).await;
+    let _op = w.flag("sakura").await;
+    let mails = w.smtp.wait_for(1).await;
+    assert_eq!(SmtpSink::envelope(&mails[0])["tls"], true, "sent after STARTTLS");
+    assert_eq!(parse_mail(&mails[0])["to"], "oncall0@helpline.example");
+    w.app.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
