@@ -128,12 +128,13 @@ async fn a_failing_webhook_is_retried_with_backoff_and_a_teams_payload_is_an_ada
     w.channels(0, Some("teams")).await;
     w.hooks.answer(&[500, 503]);
     let _op = w.flag("sakura").await;
-    w.hooks.wait_for(1).await;
+    w.wait_attempts("webhook", 1).await;
     // The second attempt waits for the backoff (1 s on the app's clock), the third for 2 s.
     w.advance(500).await;
     assert_eq!(w.hooks.got().len(), 1, "not before the backoff");
     w.advance(600).await;
     w.hooks.wait_for(2).await;
+    w.wait_attempts("webhook", 2).await;
     w.advance(2_100).await;
     let got = w.hooks.wait_for(3).await;
     assert!(got.iter().all(|d| d.signature_ok == Some(true)));

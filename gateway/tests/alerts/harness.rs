@@ -155,6 +155,27 @@ impl World {
             .clone()
     }
 
+    /// Waits until `n` delivery attempts by `channel` are recorded (an attempt's outcome, and
+    /// so its next attempt's time, is written after the receiver has seen it).
+    pub async fn wait_attempts(&self, channel: &str, n: usize) {
+        let db = self.app.state.engine.oncall.as_ref().unwrap().db();
+        let start = std::time::Instant::now();
+        loop {
+            let done = db
+                .alert_audit(None, 10_000)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| e.action == "delivery_attempt" && e.channel.as_deref() == Some(channel))
+                .count();
+            if done >= n {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "{n} attempts recorded");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Moves the clock on and gives the dispatcher (every 20 ms) time to see it.
     pub async fn advance(&self, ms: u64) {
         self.clock.advance(ms);
