@@ -28,9 +28,6 @@ mod latency;
 #[path = "cluster/line.rs"]
 mod line;
 #[allow(dead_code)]
-#[path = "support/smtp.rs"]
-mod smtp;
-#[allow(dead_code)]
 #[path = "line/fake_api.rs"]
 mod line_api;
 #[path = "cluster/node.rs"]
@@ -43,6 +40,9 @@ mod races;
 mod redis;
 #[path = "cluster/setup.rs"]
 mod setup;
+#[allow(dead_code)]
+#[path = "support/smtp.rs"]
+mod smtp;
 
 /// One cluster test at a time (a tokio mutex: each test has its own runtime).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

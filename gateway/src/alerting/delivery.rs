@@ -165,7 +165,11 @@ mod tests {
         assert_eq!(d.dispatch_ms, 250);
         assert_eq!(d.page_min_severity, Severity::Critical);
         assert_eq!(d.ack_timeout_ms.critical, 60_000);
-        assert_eq!(d.ack_timeout_ms.warning, 15 * 60_000, "the rest keep defaults");
+        assert_eq!(
+            d.ack_timeout_ms.warning,
+            15 * 60_000,
+            "the rest keep defaults"
+        );
         assert_eq!(d.smtp.host.as_deref(), Some("smtp.example.org"));
         assert_eq!(d.smtp.port, 2525);
         assert_eq!(d.smtp.starttls, StartTls::Opportunistic);

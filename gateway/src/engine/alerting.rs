@@ -60,8 +60,15 @@ impl Engine {
         for t in &changes {
             match t {
                 Transition::Raised(a) if a.kind.is_local() => {
-                    self.announce(a.kind, None, None, None, a.value, obs.staffing.map(|s| s.waiting))
-                        .await
+                    self.announce(
+                        a.kind,
+                        None,
+                        None,
+                        None,
+                        a.value,
+                        obs.staffing.map(|s| s.waiting),
+                    )
+                    .await
                 }
                 Transition::Raised(a) if leader => {
                     match self
@@ -166,14 +173,14 @@ impl Engine {
         };
         let waiting = match waiting {
             Some(w) => w,
-            None => self
-                .store
-                .queue_places(&[])
-                .await
-                .map_or(0, |p| p.len),
+            None => self.store.queue_places(&[]).await.map_or(0, |p| p.len),
         };
         let alert = crate::oncall::NewAlert {
-            id: id.unwrap_or_else(ulid::Ulid::new),
+            // (Not `unwrap_or_default`: a ULID's default is the nil id.)
+            id: match id {
+                Some(id) => id,
+                None => ulid::Ulid::new(),
+            },
             kind,
             conversation: conv.map(|c| c.to_string()),
             category: category.map(str::to_owned),

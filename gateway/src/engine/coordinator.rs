@@ -217,7 +217,8 @@ impl Engine {
         self.share_alert(alert);
         self.metrics.emergency();
         let record = a.after.emergency.as_ref().map_or(record, |e| e.record);
-        self.alert_emergency(alert_id, conv, record, &category).await;
+        self.alert_emergency(alert_id, conv, record, &category)
+            .await;
         if created {
             // The record goes to the case system now, and again complete at the close.
             let esc = self.escalations.clone();

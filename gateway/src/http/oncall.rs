@@ -38,7 +38,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/oncall/alerts", get(alerts))
         .route("/api/oncall/audit", get(audit))
         .route("/api/alerts/{id}/ack", post(ack_alert))
-        .route("/api/alerts/ack/{token}", get(confirm_page).post(ack_by_link))
+        .route(
+            "/api/alerts/ack/{token}",
+            get(confirm_page).post(ack_by_link),
+        )
 }
 
 fn oncall(app: &AppState) -> Result<&Arc<Oncall>, ApiError> {
@@ -145,7 +148,12 @@ async fn replace_schedule(
             position: r.position,
         });
     }
-    let audit = audit_row(oc, &user, "rota_schedule_set", format!("{} ranges", rows.len()));
+    let audit = audit_row(
+        oc,
+        &user,
+        "rota_schedule_set",
+        format!("{} ranges", rows.len()),
+    );
     oc.db()
         .replace_oncall_schedule(&rows, &audit)
         .await

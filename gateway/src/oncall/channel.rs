@@ -166,12 +166,10 @@ pub async fn send_webhook(
         .header("x-tsunagu-alert", msg.alert.id.to_string())
         .header("x-tsunagu-delivery", delivery);
     if let Some(secret) = secret {
-        req = req
-            .header("x-tsunagu-timestamp", ts.to_string())
-            .header(
-                "x-tsunagu-signature",
-                format!("v1={}", webhook_signature(secret, ts, &body)),
-            );
+        req = req.header("x-tsunagu-timestamp", ts.to_string()).header(
+            "x-tsunagu-signature",
+            format!("v1={}", webhook_signature(secret, ts, &body)),
+        );
     }
     match req.body(body).send().await {
         Ok(r) if r.status().is_success() => Outcome::Sent,

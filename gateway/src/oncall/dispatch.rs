@@ -59,13 +59,16 @@ impl Oncall {
             let level = usize::try_from(a.level + 1).unwrap_or(usize::MAX);
             let timeout = self.cfg.ack_timeout_ms.of(severity_of(&a));
             // The first step goes to the next person, the second to everyone.
-            let (people, next, detail): (Vec<Ulid>, Option<Millis>, String) = if level == 1
-                && rota.len() > 1
-            {
-                (vec![rota[level]], Some(now + timeout), format!("level {level}"))
-            } else {
-                (rota.clone(), None, format!("everyone ({})", rota.len()))
-            };
+            let (people, next, detail): (Vec<Ulid>, Option<Millis>, String) =
+                if level == 1 && rota.len() > 1 {
+                    (
+                        vec![rota[level]],
+                        Some(now + timeout),
+                        format!("level {level}"),
+                    )
+                } else {
+                    (rota.clone(), None, format!("everyone ({})", rota.len()))
+                };
             let mut audit = vec![AlertAuditRow {
                 detail: Some(detail),
                 ..AlertAuditRow::system(now, "alert_escalated", Some(a.id))
@@ -173,7 +176,10 @@ impl Oncall {
                 let Some(to) = channels.email.as_deref().filter(|e| !e.is_empty()) else {
                     return Outcome::GiveUp("no address".into());
                 };
-                match self.ack_link(d.alert_id, d.account_id, Channel::Email).await {
+                match self
+                    .ack_link(d.alert_id, d.account_id, Channel::Email)
+                    .await
+                {
                     Ok(url) => msg.ack_url = Some(url),
                     Err(_) => return Outcome::Retry("database".into()),
                 }

@@ -96,7 +96,10 @@ impl Message<'_> {
         let started = jst(a.started_at);
         let age = self.age_minutes();
         let mut s = String::new();
-        s.push_str(&format!("つなぐ アラート: {ja}（重大度: {}）\n", a.severity));
+        s.push_str(&format!(
+            "つなぐ アラート: {ja}（重大度: {}）\n",
+            a.severity
+        ));
         if let Some(c) = &a.category {
             s.push_str(&format!("分類: {c}\n"));
         }
@@ -152,7 +155,10 @@ impl Message<'_> {
         for (k, v) in self.facts() {
             text.push_str(&format!("\n{k}: {v}"));
         }
-        text.push_str(&format!("\n<{}|Coordinator view / コーディネーター画面>", self.console_url));
+        text.push_str(&format!(
+            "\n<{}|Coordinator view / コーディネーター画面>",
+            self.console_url
+        ));
         json!({ "text": text })
     }
 
@@ -250,8 +256,14 @@ mod tests {
             assert!(t.contains(needle), "{needle} in {t}");
         }
         assert!(!t.contains("01JCONVERSATION"), "no conversation id");
-        assert_eq!(m.slack()["text"].as_str().map(|s| s.contains("*")), Some(true));
-        assert_eq!(m.teams()["attachments"][0]["content"]["type"], "AdaptiveCard");
+        assert_eq!(
+            m.slack()["text"].as_str().map(|s| s.contains("*")),
+            Some(true)
+        );
+        assert_eq!(
+            m.teams()["attachments"][0]["content"]["type"],
+            "AdaptiveCard"
+        );
         assert_eq!(m.generic()["waiting"], 3);
     }
 }

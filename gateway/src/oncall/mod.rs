@@ -152,7 +152,11 @@ impl Oncall {
     ) -> Result<Vec<DeliveryRow>, DbError> {
         let mut out = Vec::new();
         for &person in people {
-            let channels = self.db.oncall_channels_of(person).await?.unwrap_or_default();
+            let channels = self
+                .db
+                .oncall_channels_of(person)
+                .await?
+                .unwrap_or_default();
             let mut any = false;
             for ch in channels_of(&channels) {
                 any = true;
@@ -191,7 +195,11 @@ impl Oncall {
         let now = self.clock.now_ms();
         let severity = a.kind.severity();
         let paged = severity >= self.cfg.page_min_severity;
-        let rota = if paged { self.on_call(now).await? } else { vec![] };
+        let rota = if paged {
+            self.on_call(now).await?
+        } else {
+            vec![]
+        };
         let timeout = self.cfg.ack_timeout_ms.of(severity);
         let mut audit = vec![AlertAuditRow {
             detail: Some(if paged {
@@ -253,7 +261,12 @@ impl Oncall {
 
     /// A new acknowledgement link for `alert` and `account`: the token (only its hash is
     /// kept) and the URL.
-    async fn ack_link(&self, alert: Ulid, account: Ulid, channel: Channel) -> Result<String, DbError> {
+    async fn ack_link(
+        &self,
+        alert: Ulid,
+        account: Ulid,
+        channel: Channel,
+    ) -> Result<String, DbError> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let token = hex::encode(bytes);

@@ -29,12 +29,24 @@ async fn a_flag_sends_the_first_person_on_call_an_email_in_japanese_and_english_
     let mails = w.smtp.wait_for(1).await;
     let m = parse_mail(&mails[0]);
     assert_eq!(m["to"], "oncall0@helpline.example");
-    assert_eq!(SmtpSink::envelope(&mails[0])["rcpt_tos"][0], "oncall0@helpline.example");
+    assert_eq!(
+        SmtpSink::envelope(&mails[0])["rcpt_tos"][0],
+        "oncall0@helpline.example"
+    );
     let subject = m["subject"].as_str().unwrap();
-    assert!(subject.contains("緊急フラグ") && subject.contains("Emergency flag"), "{subject}");
+    assert!(
+        subject.contains("緊急フラグ") && subject.contains("Emergency flag"),
+        "{subject}"
+    );
     assert_eq!(m["content_type"], "text/plain");
     let text = m["text"].as_str().unwrap();
-    for needle in ["分類: self_harm", "Category: self_harm", "待機中の相談者", "People waiting", "/coordinator"] {
+    for needle in [
+        "分類: self_harm",
+        "Category: self_harm",
+        "待機中の相談者",
+        "People waiting",
+        "/coordinator",
+    ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }
     let raw = std::fs::read_to_string(&mails[0]).unwrap();
@@ -43,8 +55,14 @@ async fn a_flag_sends_the_first_person_on_call_an_email_in_japanese_and_english_
     let hooks = w.hooks.wait_for(1).await;
     assert_eq!(hooks[0].path, "/oncall0");
     assert_eq!(hooks[0].signature_ok, Some(true));
-    assert_eq!(hooks[0].alert_id, w.alerts().await[0]["id"].as_str().unwrap());
-    assert!(hooks[0].body["text"].as_str().unwrap().contains("Emergency flag"));
+    assert_eq!(
+        hooks[0].alert_id,
+        w.alerts().await[0]["id"].as_str().unwrap()
+    );
+    assert!(hooks[0].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("Emergency flag"));
     assert!(!leaks(&hooks[0].raw));
     // Only the first person: nobody else yet.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -57,10 +75,19 @@ async fn a_flag_sends_the_first_person_on_call_an_email_in_japanese_and_english_
         .map(|e| (e["action"].as_str().unwrap(), e["channel"].as_str()))
         .collect();
     assert!(actions.contains(&("alert_raised", None)), "{actions:?}");
-    assert!(actions.contains(&("delivery_attempt", Some("email"))), "{actions:?}");
-    assert!(actions.contains(&("delivery_attempt", Some("webhook"))), "{actions:?}");
+    assert!(
+        actions.contains(&("delivery_attempt", Some("email"))),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("delivery_attempt", Some("webhook"))),
+        "{actions:?}"
+    );
     let all = serde_json::to_string(&audit).unwrap();
-    assert!(!leaks(&all) && !all.contains("@helpline.example"), "no content or address in the trail");
+    assert!(
+        !leaks(&all) && !all.contains("@helpline.example"),
+        "no content or address in the trail"
+    );
     w.app.stop().await;
 }
 
@@ -79,9 +106,16 @@ async fn the_acknowledgement_link_shows_a_page_acknowledges_once_and_is_then_ref
     for _ in 0..2 {
         let page = http.get(&link).send().await.unwrap();
         assert_eq!(page.status(), 200);
-        assert!(page.text().await.unwrap().contains("<form method=\"post\">"));
+        assert!(page
+            .text()
+            .await
+            .unwrap()
+            .contains("<form method=\"post\">"));
     }
-    assert!(w.alerts().await[0]["acknowledged_at"].is_null(), "a GET acknowledges nothing");
+    assert!(
+        w.alerts().await[0]["acknowledged_at"].is_null(),
+        "a GET acknowledges nothing"
+    );
     let ok = http.post(&link).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert!(ok.text().await.unwrap().contains("Acknowledged"));
@@ -91,12 +125,19 @@ async fn the_acknowledgement_link_shows_a_page_acknowledges_once_and_is_then_ref
     // The coordinator view's alert is acknowledged too: one acknowledgement.
     let dash = w.app.get_json_as(&w.coord, "/api/dashboard").await;
     let shown: Vec<&Value> = dash["alerts"].as_array().unwrap().iter().collect();
-    assert!(shown.iter().any(|s| s["id"] == a["id"] && s["acknowledged_by"] == "Op oncall0"), "{dash}");
+    assert!(
+        shown
+            .iter()
+            .any(|s| s["id"] == a["id"] && s["acknowledged_by"] == "Op oncall0"),
+        "{dash}"
+    );
     // Used: refused, by GET and POST.
     assert_eq!(http.post(&link).send().await.unwrap().status(), 410);
     assert_eq!(http.get(&link).send().await.unwrap().status(), 410);
     let audit = w.audit().await;
-    assert!(audit.iter().any(|e| e["action"] == "alert_acknowledged" && e["channel"] == "email_link"));
+    assert!(audit
+        .iter()
+        .any(|e| e["action"] == "alert_acknowledged" && e["channel"] == "email_link"));
     // Acknowledged: the alert does not escalate.
     w.advance(ACK_TIMEOUT_MS * 3).await;
     assert_eq!(w.smtp.messages().len(), 1);
@@ -138,10 +179,16 @@ async fn a_failing_webhook_is_retried_with_backoff_and_a_teams_payload_is_an_ada
     w.advance(2_100).await;
     let got = w.hooks.wait_for(3).await;
     assert!(got.iter().all(|d| d.signature_ok == Some(true)));
-    assert!(got.iter().all(|d| d.delivery_id == got[0].delivery_id), "one delivery, retried");
+    assert!(
+        got.iter().all(|d| d.delivery_id == got[0].delivery_id),
+        "one delivery, retried"
+    );
     let card = &got[2].body;
     assert_eq!(card["type"], "message");
-    assert_eq!(card["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(
+        card["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
     assert_eq!(card["attachments"][0]["content"]["type"], "AdaptiveCard");
     let attempts: Vec<String> = w
         .audit()
@@ -151,7 +198,10 @@ async fn a_failing_webhook_is_retried_with_backoff_and_a_teams_payload_is_an_ada
         .map(|e| e["detail"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(attempts.len(), 3, "{attempts:?}");
-    assert!(attempts[0].contains("status 500") && attempts[2].contains("sent"), "{attempts:?}");
+    assert!(
+        attempts[0].contains("status 500") && attempts[2].contains("sent"),
+        "{attempts:?}"
+    );
     w.app.stop().await;
 }
 
@@ -178,7 +228,11 @@ async fn with_starttls_required_the_email_goes_over_tls_to_a_server_that_require
     w.channels(0, None).await;
     let _op = w.flag("sakura").await;
     let mails = w.smtp.wait_for(1).await;
-    assert_eq!(SmtpSink::envelope(&mails[0])["tls"], true, "sent after STARTTLS");
+    assert_eq!(
+        SmtpSink::envelope(&mails[0])["tls"],
+        true,
+        "sent after STARTTLS"
+    );
     assert_eq!(parse_mail(&mails[0])["to"], "oncall0@helpline.example");
     w.app.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -56,7 +56,11 @@ async fn an_alert_acknowledged_in_the_console_is_not_escalated() {
     w.smtp.wait_for(1).await;
     let id = w.alerts().await[0]["id"].as_str().unwrap().to_owned();
     let r = w
-        .send(reqwest::Method::POST, &format!("/api/alerts/{id}/ack"), serde_json::json!({}))
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/alerts/{id}/ack"),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(r.status(), 204);
     let a = &w.alerts().await[0];
@@ -66,7 +70,11 @@ async fn an_alert_acknowledged_in_the_console_is_not_escalated() {
     assert_eq!(w.smtp.messages().len(), 1, "nobody else paged");
     // Acknowledging again changes nothing (the first sticks).
     let again = w
-        .send(reqwest::Method::POST, &format!("/api/alerts/{id}/ack"), serde_json::json!({}))
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/alerts/{id}/ack"),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(again.status(), 204);
     let acks = w

@@ -82,7 +82,12 @@ pub async fn world_with(
 
 impl World {
     /// A request with the session and the app's origin (as the console sends).
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
         self.app
             .http()
             .request(method, format!("{}{path}", self.app.base))
@@ -104,7 +109,11 @@ impl World {
             }
         }
         let r = self
-            .send(reqwest::Method::PUT, "/api/oncall/schedule", json!({"ranges": ranges}))
+            .send(
+                reqwest::Method::PUT,
+                "/api/oncall/schedule",
+                json!({"ranges": ranges}),
+            )
             .await;
         assert_eq!(r.status(), 204);
     }
@@ -120,7 +129,11 @@ impl World {
             body["webhook_secret_ref"] = json!("team");
         }
         let r = self
-            .send(reqwest::Method::PUT, &format!("/api/oncall/channels/{id}"), body)
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/oncall/channels/{id}"),
+                body,
+            )
             .await;
         assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
     }
@@ -141,7 +154,9 @@ impl World {
 
     /// The alerts the API lists, newest first.
     pub async fn alerts(&self) -> Vec<Value> {
-        self.app.get_json_as(&self.coord, "/api/oncall/alerts").await["alerts"]
+        self.app
+            .get_json_as(&self.coord, "/api/oncall/alerts")
+            .await["alerts"]
             .as_array()
             .unwrap()
             .clone()
@@ -171,7 +186,10 @@ impl World {
             if done >= n {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "{n} attempts recorded");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{n} attempts recorded"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -34,7 +34,10 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
     assert_eq!(now(&v), [a.clone()]);
     assert_eq!(v["on_call"][0]["name"], "Op oncall0");
     w.clock.advance(3_600_000);
-    assert_eq!(now(&w.app.get_json_as(&w.coord, "/api/oncall").await), [b.clone()]);
+    assert_eq!(
+        now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
+        [b.clone()]
+    );
     // b is covered by a for the next hour.
     let t = w.clock.now_ms();
     let r = w
@@ -45,13 +48,26 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
         )
         .await;
     assert_eq!(r.status(), 201);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    assert_eq!(now(&w.app.get_json_as(&w.coord, "/api/oncall").await), [a.clone(), b.clone()]);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
+        [a.clone(), b.clone()]
+    );
     let r = w
-        .send(reqwest::Method::DELETE, &format!("/api/oncall/overrides/{id}"), json!({}))
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/oncall/overrides/{id}"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status(), 204);
-    assert_eq!(now(&w.app.get_json_as(&w.coord, "/api/oncall").await), [b.clone()]);
+    assert_eq!(
+        now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
+        [b.clone()]
+    );
     let actions: Vec<String> = w
         .audit()
         .await
@@ -59,7 +75,14 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
         .filter(|e| e["actor"] == "Op coord")
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(actions, ["rota_schedule_set", "rota_override_added", "rota_override_deleted"]);
+    assert_eq!(
+        actions,
+        [
+            "rota_schedule_set",
+            "rota_override_added",
+            "rota_override_deleted"
+        ]
+    );
     w.app.stop().await;
 }
 
@@ -81,13 +104,34 @@ async fn the_rota_is_for_coordinators_and_admins_and_bad_input_is_refused() {
     assert_eq!(as_op.status(), 403);
     let id = &w.people[0].0;
     let bad = [
-        ("/api/oncall/schedule", json!({"ranges": [{"account": id, "weekday": 7, "start_minute": 0, "end_minute": 60}]})),
-        ("/api/oncall/schedule", json!({"ranges": [{"account": id, "weekday": 1, "start_minute": 60, "end_minute": 60}]})),
-        ("/api/oncall/schedule", json!({"ranges": [{"account": ulid::Ulid::new().to_string(), "weekday": 1, "start_minute": 0, "end_minute": 60}]})),
-        (&format!("/api/oncall/channels/{id}") as &str, json!({"email": "not an address"})),
-        (&format!("/api/oncall/channels/{id}"), json!({"webhook_url": "ftp://x.example/"})),
-        (&format!("/api/oncall/channels/{id}"), json!({"webhook_url": "https://x.example/", "webhook_format": "irc"})),
-        (&format!("/api/oncall/channels/{id}"), json!({"webhook_url": "https://x.example/", "webhook_secret_ref": "unknown"})),
+        (
+            "/api/oncall/schedule",
+            json!({"ranges": [{"account": id, "weekday": 7, "start_minute": 0, "end_minute": 60}]}),
+        ),
+        (
+            "/api/oncall/schedule",
+            json!({"ranges": [{"account": id, "weekday": 1, "start_minute": 60, "end_minute": 60}]}),
+        ),
+        (
+            "/api/oncall/schedule",
+            json!({"ranges": [{"account": ulid::Ulid::new().to_string(), "weekday": 1, "start_minute": 0, "end_minute": 60}]}),
+        ),
+        (
+            &format!("/api/oncall/channels/{id}") as &str,
+            json!({"email": "not an address"}),
+        ),
+        (
+            &format!("/api/oncall/channels/{id}"),
+            json!({"webhook_url": "ftp://x.example/"}),
+        ),
+        (
+            &format!("/api/oncall/channels/{id}"),
+            json!({"webhook_url": "https://x.example/", "webhook_format": "irc"}),
+        ),
+        (
+            &format!("/api/oncall/channels/{id}"),
+            json!({"webhook_url": "https://x.example/", "webhook_secret_ref": "unknown"}),
+        ),
     ];
     for (path, body) in bad {
         let r = w.send(reqwest::Method::PUT, path, body.clone()).await;

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::node::{accounts, http, Node, COORDINATOR};
 use super::redis::{temp_dir, RedisServer};
-use super::smtp::{parse_mail, SmtpSink};
 use super::serial;
 use super::setup::{nodes, prefix, redis_env, with};
+use super::smtp::{parse_mail, SmtpSink};
 
 /// A metric's value on a node's `/metrics`, summed over the lines that start with `series`.
 async fn metric(node: &Node, series: &str) -> f64 {
@@ -115,7 +115,10 @@ async fn two_nodes_page_the_person_on_call_once_by_email() {
     let env = with(
         redis_env(&redis.url(), &prefix()),
         &[
-            ("TSUNAGU_DATABASE__SQLITE_PATH", &database.display().to_string()),
+            (
+                "TSUNAGU_DATABASE__SQLITE_PATH",
+                &database.display().to_string(),
+            ),
             ("TSUNAGU_ALERTS__CHECK_MS", "200"),
             ("TSUNAGU_ALERTS__DISPATCH_MS", "100"),
             ("TSUNAGU_ALERTS__SMTP__HOST", "127.0.0.1"),
@@ -128,7 +131,10 @@ async fn two_nodes_page_the_person_on_call_once_by_email() {
     let mails = smtp.wait_for(1).await;
     let m = parse_mail(&mails[0]);
     assert_eq!(m["to"], "coord@helpline.example");
-    assert!(m["subject"].as_str().unwrap().contains("Nobody on duty"), "{m}");
+    assert!(
+        m["subject"].as_str().unwrap().contains("Nobody on duty"),
+        "{m}"
+    );
     // ... and, many evaluations and dispatcher passes later on both nodes, still one.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(smtp.messages().len(), 1, "one e-mail, not two");

@@ -46,7 +46,11 @@ impl SmtpSink {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready", "the SMTP sink starts (pip install aiosmtpd)");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP sink starts (pip install aiosmtpd)"
+        );
         SmtpSink { child, port, dir }
     }
 
@@ -99,6 +103,10 @@ pub fn parse_mail(eml: &Path) -> Value {
         .arg(eml)
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
