@@ -31,12 +31,12 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
             .collect::<Vec<_>>()
     };
     let v = w.app.get_json_as(&w.coord, "/api/oncall").await;
-    assert_eq!(now(&v), [a.clone()]);
+    assert_eq!(now(&v), [a.as_str()]);
     assert_eq!(v["on_call"][0]["name"], "Op oncall0");
     w.clock.advance(3_600_000);
     assert_eq!(
         now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
-        [b.clone()]
+        [b.as_str()]
     );
     // b is covered by a for the next hour.
     let t = w.clock.now_ms();
@@ -54,7 +54,7 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
         .to_owned();
     assert_eq!(
         now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
-        [a.clone(), b.clone()]
+        [a.as_str(), b.as_str()]
     );
     let r = w
         .send(
@@ -66,7 +66,7 @@ async fn on_call_now_follows_the_schedule_and_an_override_comes_first() {
     assert_eq!(r.status(), 204);
     assert_eq!(
         now(&w.app.get_json_as(&w.coord, "/api/oncall").await),
-        [b.clone()]
+        [b.as_str()]
     );
     let actions: Vec<String> = w
         .audit()

@@ -48,7 +48,9 @@ pub async fn an_alert_is_delivered_escalated_and_acknowledged_once_across_two_ha
     let (first, second) = (Ulid::new(), Ulid::new());
     let d = delivery(a.id, first, "email", now);
     let raised = AlertAuditRow::system(now, "alert_raised", Some(a.id));
-    db.insert_alert(&a, &[d.clone()], &[raised]).await.unwrap();
+    db.insert_alert(&a, std::slice::from_ref(&d), &[raised])
+        .await
+        .unwrap();
     assert_eq!(db.alert(a.id).await.unwrap().unwrap(), a);
     assert_eq!(
         db.due_alert_deliveries(now, 10).await.unwrap(),
