@@ -43,7 +43,6 @@ CREATE TABLE alerts (
     id                   TEXT    PRIMARY KEY NOT NULL,
     kind                 TEXT    NOT NULL,
     severity             TEXT    NOT NULL,
-    conversation_id      TEXT,
     category             TEXT,
     value                INTEGER NOT NULL,
     waiting              INTEGER NOT NULL,

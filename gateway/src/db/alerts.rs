@@ -20,7 +20,6 @@ pub struct AlertRow {
     pub id: Ulid,
     pub kind: String,
     pub severity: String,
-    pub conversation_id: Option<String>,
     pub category: Option<String>,
     pub value: i64,
     pub waiting: i64,
@@ -99,7 +98,7 @@ pub(super) fn ulid(s: &str, what: &str) -> Result<Ulid, DbError> {
         .map_err(|_| DbError::Corrupt(format!("{what} is not a ULID")))
 }
 
-const ALERT_COLUMNS: &str = "id, kind, severity, conversation_id, category, value, waiting, \
+const ALERT_COLUMNS: &str = "id, kind, severity, category, value, waiting, \
      started_at, acknowledged_at, acknowledged_by, acknowledged_name, acknowledged_channel, \
      level, next_escalation_at";
 
@@ -113,7 +112,6 @@ fn alert_from_row(row: &AnyRow) -> Result<AlertRow, DbError> {
         id: ulid(&id, "an alert id")?,
         kind: row.try_get("kind")?,
         severity: row.try_get("severity")?,
-        conversation_id: row.try_get("conversation_id")?,
         category: row.try_get("category")?,
         value: row.try_get("value")?,
         waiting: row.try_get("waiting")?,
@@ -197,13 +195,12 @@ impl Db {
     ) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO alerts (id, kind, severity, conversation_id, category, value, waiting, \
-             started_at, level, next_escalation_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO alerts (id, kind, severity, category, value, waiting, \
+             started_at, level, next_escalation_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(a.id.to_string())
         .bind(a.kind.clone())
         .bind(a.severity.clone())
-        .bind(a.conversation_id.clone())
         .bind(a.category.clone())
         .bind(a.value)
         .bind(a.waiting)

@@ -182,7 +182,6 @@ impl Engine {
                 None => ulid::Ulid::new(),
             },
             kind,
-            conversation: conv.map(|c| c.to_string()),
             category: category.map(str::to_owned),
             value,
             waiting,

@@ -217,7 +217,6 @@ mod tests {
             id: ulid::Ulid::new(),
             kind: "emergency".into(),
             severity: "critical".into(),
-            conversation_id: Some("01JCONVERSATION".into()),
             category: Some("self_harm".into()),
             value: 1,
             waiting: 3,
@@ -255,7 +254,6 @@ mod tests {
         ] {
             assert!(t.contains(needle), "{needle} in {t}");
         }
-        assert!(!t.contains("01JCONVERSATION"), "no conversation id");
         assert_eq!(
             m.slack()["text"].as_str().map(|s| s.contains("*")),
             Some(true)

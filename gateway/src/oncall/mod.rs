@@ -28,13 +28,13 @@ use crate::alerting::{AlertKind, AlertSettings, DeliverySettings, Severity};
 use crate::clock::{Clock, Millis};
 use crate::db::{AlertAuditRow, AlertRow, ChannelsRow, Db, DbError, DeliveryRow};
 
-/// An alert as the engine raises it: what, about which conversation (its id, for the console's
-/// link; never shown in a message), the category, the count, and how many wait.
+/// An alert as the engine raises it: what, the category, the count, and how many wait. Not
+/// which conversation: nothing of a conversation is kept in the database (the coordinator view
+/// finds it by the alert's id, the same as its help or emergency alert's).
 #[derive(Debug, Clone)]
 pub struct NewAlert {
     pub id: Ulid,
     pub kind: AlertKind,
-    pub conversation: Option<String>,
     pub category: Option<String>,
     pub value: u64,
     pub waiting: u32,
@@ -215,7 +215,6 @@ impl Oncall {
             id: a.id,
             kind: a.kind.as_str().into(),
             severity: severity.as_str().into(),
-            conversation_id: a.conversation.clone(),
             category: a.category.clone(),
             value: i64::try_from(a.value).unwrap_or(i64::MAX),
             waiting: i64::from(a.waiting),

@@ -14,7 +14,6 @@ fn alert(started_at: u64, next: Option<u64>) -> AlertRow {
         id: Ulid::new(),
         kind: "emergency".into(),
         severity: "critical".into(),
-        conversation_id: None,
         category: Some("self_harm".into()),
         value: 1,
         waiting: 4,
