@@ -13,6 +13,7 @@
 //   notify.js         browser notifications of new alerts and conditions, and their toggle
 //   conversations.js  live conversations, raise (shared flag dialog) and clear flag
 //   records.js        escalation records, the record dialog, the audit trail
+//   oncall.js         who is on call now, alerts paged and their acknowledgement, the rota editor
 //   view.js           rendering helpers the panels share
 
 import { t, initI18n, onLangChange } from '/console/i18n.js';
@@ -28,6 +29,7 @@ import {
   loadConversations, refreshConversations, closeConversationDialogs, tickConversations,
 } from '/console/coordinator/conversations.js';
 import { startRecords, stopRecords, renderEscalations, renderAudit } from '/console/coordinator/records.js';
+import { startOncall, stopOncall, renderOncall } from '/console/coordinator/oncall.js';
 
 const CONVERSATIONS_POLL_MS = 5000;
 
@@ -54,6 +56,7 @@ onLangChange(() => {
   refreshConversations();
   renderEscalations();
   renderAudit();
+  renderOncall();
   updateTitle();
 });
 bindLoginForm(E.loginForm, (me) => start(me));
@@ -120,6 +123,7 @@ function stop() {
 function startPanels() {
   stopPanels();
   startRecords();
+  startOncall();
   loadConversations();
   convTimer = setInterval(loadConversations, CONVERSATIONS_POLL_MS);
 }
@@ -129,6 +133,7 @@ function stopPanels() {
   convTimer = null;
   closeConversationDialogs();
   stopRecords();
+  stopOncall();
 }
 
 function tick() {

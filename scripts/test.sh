@@ -59,6 +59,13 @@ if ! python3 -c 'import twilio' >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'twilio==9.13.0'
 fi
 
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  # A real SMTP server receives the alert e-mails in gateway/tests/alerts.rs and the cluster tests.
+  step "Installing aiosmtpd (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'aiosmtpd==1.4.6'
+fi
+
 step "Installing browser-test packages (npm ci)"
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 

@@ -54,6 +54,7 @@ pub mod http;
 pub mod limits;
 pub mod lockout;
 pub mod metrics;
+pub mod oncall;
 pub mod password;
 pub mod phone;
 pub mod routing;

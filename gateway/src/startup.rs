@@ -123,11 +123,17 @@ impl Application {
             },
         )
         .await?;
+        let oncall = Arc::new(crate::oncall::Oncall::open(
+            &settings.alerts,
+            db.clone(),
+            clock.clone(),
+        )?);
         let mut engine = Engine::new(store, settings.conversation.clone(), metrics)
             .with_clock(clock.clone())
             .with_escalations(escalations)
             .with_alerts(settings.alerts.clone())
-            .with_directory(Arc::clone(&directory));
+            .with_directory(Arc::clone(&directory))
+            .with_oncall(oncall);
         let mut cluster_bus = None;
         if let Some((b, sender)) = bus {
             engine = engine.with_bus(sender);
@@ -183,13 +189,17 @@ impl Application {
             line,
             voice,
         });
-        Ok(Application {
+        let app = Application {
             listener,
             addr,
             state,
             tls,
             bus: cluster_bus,
-        })
+        };
+        if let Some(oncall) = &app.state.engine.oncall {
+            oncall.set_base_url(&app.base_url());
+        }
+        Ok(app)
     }
 
     pub fn port(&self) -> u16 {
@@ -245,6 +255,9 @@ impl Application {
             &state.tracker,
             move |rt| engine.apply_runtime(rt),
         );
+        if let Some(oncall) = &state.engine.oncall {
+            crate::oncall::spawn(Arc::clone(oncall), state.shutdown.clone(), &state.tracker);
+        }
         let router = crate::http::router(Arc::clone(&state));
         spawn_limit_shedder(&state);
         crate::ws::visitor::spawn_heartbeat(&state);

@@ -7,6 +7,8 @@
 //! Each engine's test runs every check in turn, each in a database of its own, and names the
 //! check that failed.
 
+#[path = "database/alerts.rs"]
+mod alerts;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -35,7 +37,7 @@ type Check = fn(Db) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Every check of the suite, by name.
 fn checks() -> Vec<(&'static str, Check)> {
     macro_rules! checks {
-        ($($name:ident),* $(,)?) => {
+        ($($name:path),* $(,)?) => {
             vec![$((stringify!($name), (|db| Box::pin($name(db))) as Check)),*]
         };
     }
@@ -63,6 +65,9 @@ fn checks() -> Vec<(&'static str, Check)> {
         entries_take_the_order_given_and_an_incomplete_order_is_refused,
         runtime_settings_override_the_defaults_on_every_node,
         the_admin_audit_trail_is_append_only,
+        alerts::an_alert_is_delivered_escalated_and_acknowledged_once_across_two_handles,
+        alerts::an_acknowledgement_link_is_used_once_and_not_after_it_expires,
+        alerts::the_rota_reads_back_and_the_alert_audit_is_append_only,
     ]
 }
 

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
+mod delivery;
+
+pub use delivery::{AckTimeouts, DeliverySettings, SmtpSettings, StartTls};
+
 /// `[alerts]` in the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -43,6 +47,9 @@ pub struct AlertSettings {
     /// How long fewer nodes than expected must be alive before it is an alert (a rolling
     /// restart's node is back within it).
     pub node_down_after_ms: u64,
+    /// Paging the people on call: channels, retries, acknowledgement and escalation.
+    #[serde(flatten)]
+    pub delivery: DeliverySettings,
 }
 
 impl Default for AlertSettings {
@@ -56,6 +63,7 @@ impl Default for AlertSettings {
             episode_ttl_ms: 24 * 60 * 60_000,
             expected_nodes: 0,
             node_down_after_ms: 30_000,
+            delivery: DeliverySettings::default(),
         }
     }
 }
@@ -86,6 +94,15 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",

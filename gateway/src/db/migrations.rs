@@ -37,6 +37,11 @@ const SQLITE: Embedded = &[
         "directory",
         include_str!("../../migrations/sqlite/0004_directory.sql"),
     ),
+    (
+        5,
+        "oncall_alerts",
+        include_str!("../../migrations/sqlite/0005_oncall_alerts.sql"),
+    ),
 ];
 
 const POSTGRES: Embedded = &[
@@ -59,6 +64,11 @@ const POSTGRES: Embedded = &[
         4,
         "directory",
         include_str!("../../migrations/postgres/0004_directory.sql"),
+    ),
+    (
+        5,
+        "oncall_alerts",
+        include_str!("../../migrations/postgres/0005_oncall_alerts.sql"),
     ),
 ];
 

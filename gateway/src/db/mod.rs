@@ -27,8 +27,10 @@ mod account_audit;
 mod account_security;
 mod accounts;
 mod directory;
+mod alerts;
 mod escalations;
 mod migrations;
+mod oncall;
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,7 +43,9 @@ pub use account_audit::AccountAuditRow;
 pub use account_security::{AccountSecurity, ChallengeRow};
 pub use accounts::{AccountRecord, ImportOutcome};
 pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
+pub use alerts::{AckTokenRow, AlertAuditRow, AlertRow, DeliveryRow};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
+pub use oncall::{ChannelsRow, OverrideRow, ScheduleRow};
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

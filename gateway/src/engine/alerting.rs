@@ -70,7 +70,15 @@ impl Engine {
         for t in &changes {
             match t {
                 Transition::Raised(a) if a.kind.is_local() => {
-                    self.announce(a.kind, None, None, a.value)
+                    self.announce(
+                        a.kind,
+                        None,
+                        None,
+                        None,
+                        a.value,
+                        obs.staffing.map(|s| s.waiting),
+                    )
+                    .await
                 }
                 Transition::Raised(a) if leader => {
                     match self
@@ -78,7 +86,17 @@ impl Engine {
                         .claim_episode(&episode_key(a.kind), self.alert_cfg.episode_ttl_ms)
                         .await
                     {
-                        Ok(true) => self.announce(a.kind, None, None, a.value),
+                        Ok(true) => {
+                            self.announce(
+                                a.kind,
+                                None,
+                                None,
+                                None,
+                                a.value,
+                                obs.staffing.map(|s| s.waiting),
+                            )
+                            .await
+                        }
                         Ok(false) => {
                             tracing::debug!(alert = a.kind.as_str(), "episode already announced")
                         }
@@ -109,6 +127,7 @@ impl Engine {
     /// (a retry, a second flag on the same conversation or a concurrent one adds nothing).
     pub(super) async fn alert_emergency(
         &self,
+        alert: ulid::Ulid,
         conv: ConversationId,
         record: ulid::Ulid,
         category: &str,
@@ -122,19 +141,32 @@ impl Engine {
             .await
             .unwrap_or(true);
         if first {
-            self.announce(AlertKind::Emergency, Some(conv), Some(category), 1);
+            self.announce(
+                AlertKind::Emergency,
+                Some(alert),
+                Some(conv),
+                Some(category),
+                1,
+                None,
+            )
+            .await;
         }
     }
 
     /// Announces an alert: a log line at warn with its kind, severity, the conversation's id
     /// (for the link to the console) and category where there are, and the count; never
-    /// content, a LINE id or a phone number.
-    pub(super) fn announce(
+    /// content, a LINE id or a phone number. With alert delivery (`crate::oncall`), the alert is
+    /// recorded under `id` (the coordinator view's alert id for help and emergencies, so one
+    /// acknowledgement covers both) and paged to the people on call, with how many wait
+    /// (`waiting`, read from the queue when not given).
+    pub(super) async fn announce(
         &self,
         kind: AlertKind,
+        id: Option<ulid::Ulid>,
         conv: Option<ConversationId>,
         category: Option<&str>,
         value: u64,
+        waiting: Option<u32>,
     ) {
         let severity = kind.severity().as_str();
         self.metrics.alert_raised(kind.as_str(), severity);
@@ -146,6 +178,25 @@ impl Engine {
             value,
             "alert raised"
         );
+        let Some(oncall) = self.oncall.clone() else {
+            return;
+        };
+        let waiting = match waiting {
+            Some(w) => w,
+            None => self.store.queue_places(&[]).await.map_or(0, |p| p.len),
+        };
+        let alert = crate::oncall::NewAlert {
+            // (Not `unwrap_or_default`: a ULID's default is the nil id.)
+            id: match id {
+                Some(id) => id,
+                None => ulid::Ulid::new(),
+            },
+            kind,
+            category: category.map(str::to_owned),
+            value,
+            waiting,
+        };
+        tokio::spawn(async move { oncall.raise(alert).await });
     }
 }
 

@@ -39,8 +39,17 @@ impl Engine {
             return Err(EngineError::NotYours);
         }
         let alert = self.stats().raise_help(name, conv, self.now_ms());
+        let id = alert.id;
         self.share_alert(alert);
-        self.announce(crate::alerting::AlertKind::Help, Some(conv), None, 1);
+        self.announce(
+            crate::alerting::AlertKind::Help,
+            Some(id),
+            Some(conv),
+            None,
+            1,
+            None,
+        )
+        .await;
         tracing::info!(operator = %op, conversation = %conv, "help requested");
         Ok(())
     }
@@ -204,10 +213,12 @@ impl Engine {
         let alert =
             self.stats()
                 .raise_emergency(a.after.operator_name.as_deref(), conv, &category, now);
+        let alert_id = alert.id;
         self.share_alert(alert);
         self.metrics.emergency();
         let record = a.after.emergency.as_ref().map_or(record, |e| e.record);
-        self.alert_emergency(conv, record, &category).await;
+        self.alert_emergency(alert_id, conv, record, &category)
+            .await;
         if created {
             // The record goes to the case system now, and again complete at the close.
             let esc = self.escalations.clone();

@@ -107,6 +107,9 @@ pub struct Engine {
     /// The referral directory (closing messages' helplines, runtime settings); `None` in tests
     /// that build an engine alone (the built-in seed's helplines are used).
     directory: Option<Arc<crate::directory::Directory>>,
+    /// Alert delivery to the people on call (`crate::oncall`); `None` in engines without a
+    /// database (unit tests).
+    pub oncall: Option<Arc<crate::oncall::Oncall>>,
 }
 
 /// How many recent operator-level client ids are remembered per operator.
@@ -164,6 +167,7 @@ impl Engine {
                 crate::alerting::AlertSettings::default().min_on_duty,
             ),
             directory: None,
+            oncall: None,
         }
     }
 
@@ -188,6 +192,12 @@ impl Engine {
     /// How often alert conditions are evaluated.
     pub fn alert_check_ms(&self) -> u64 {
         self.alert_cfg.check_ms
+    }
+
+    /// Pages the people on call when an alert is announced.
+    pub fn with_oncall(mut self, oncall: Arc<crate::oncall::Oncall>) -> Self {
+        self.oncall = Some(oncall);
+        self
     }
 
     pub fn with_escalations(mut self, escalations: Option<Arc<Escalations>>) -> Self {

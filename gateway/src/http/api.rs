@@ -379,23 +379,6 @@ pub async fn dashboard_stream(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-pub async fn ack_alert(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Coordinator(user): Coordinator,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    check_origin(&app, &headers)?;
-    let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("alert id"))?;
-    let by = crate::escalation::Actor::account(user.id, &user.display_name);
-    if app.engine.ack_alert(id, &by).await.map_err(engine_error)? {
-        tracing::info!(alert = %id, by = %user.id, "alert acknowledged");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
 /// Who did something, as recorded in escalation records and the audit trail: the account's id,
 /// and its name and role as shown.
 fn actor(user: &User) -> crate::escalation::Actor {
@@ -410,7 +393,7 @@ pub(crate) fn parse_id(id: &str) -> Result<Ulid, ApiError> {
 }
 
 /// The response for an action the engine refused.
-fn engine_error(err: EngineError) -> ApiError {
+pub(super) fn engine_error(err: EngineError) -> ApiError {
     match err {
         EngineError::NotFound | EngineError::NotYours => ApiError::NotFound,
         EngineError::UnknownCategory | EngineError::NoReason | EngineError::ReasonTooLong => {

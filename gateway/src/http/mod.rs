@@ -6,6 +6,7 @@ pub mod api;
 pub mod assets;
 pub mod sign_in;
 pub mod directory;
+pub mod oncall;
 
 use std::sync::Arc;
 
@@ -45,7 +46,6 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/colleagues", get(api::colleagues))
         .route("/api/dashboard", get(api::dashboard))
         .route("/api/dashboard/stream", get(api::dashboard_stream))
-        .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/service/overloaded", post(api::set_overloaded))
         .route("/api/conversations", get(api::conversations))
         .route("/api/conversations/{id}/flag", post(api::raise_flag))
@@ -56,6 +56,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/users/{id}/revoke", post(api::revoke_user))
         .merge(admin::routes())
         .merge(directory::routes())
+        .merge(oncall::router())
         .merge(crate::connectors::line::router(
             app.line.clone(),
             app.settings.line.max_body_bytes,

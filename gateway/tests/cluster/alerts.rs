@@ -1,12 +1,14 @@
 //! Server-side alerts across nodes (issue 21, item 2): two nodes on one Redis both see the
-//! empty night, and it is announced once, not twice.
+//! empty night, and it is announced once, not twice; and paged once: the SMTP server gets one
+//! e-mail, not two (items 3 and 4).
 
 use std::time::{Duration, Instant};
 
-use super::node::{http, Node};
-use super::redis::RedisServer;
+use super::node::{accounts, http, Node, COORDINATOR};
+use super::redis::{temp_dir, RedisServer};
 use super::serial;
 use super::setup::{nodes, prefix, redis_env, with};
+use super::smtp::{parse_mail, SmtpSink};
 
 /// A metric's value on a node's `/metrics`, summed over the lines that start with `series`.
 async fn metric(node: &Node, series: &str) -> f64 {
@@ -103,4 +105,83 @@ async fn a_node_killed_is_announced_once_by_the_survivors_and_cleared_when_a_nod
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(metric(&ns[0], raised).await, 1.0, "still announced once");
+}
+
+/// A copy of the shared accounts database (with its write-ahead log) for one test, so the rota
+/// it sets up is its own.
+fn database_copy() -> std::path::PathBuf {
+    let from = &accounts().database;
+    let dir = temp_dir("alerts-db");
+    let to = dir.join("tsunagu.db");
+    for ext in ["", "-wal", "-shm"] {
+        let src = std::path::PathBuf::from(format!("{}{ext}", from.display()));
+        if src.exists() {
+            std::fs::copy(&src, format!("{}{ext}", to.display())).expect("copy the database");
+        }
+    }
+    to
+}
+
+#[tokio::test]
+async fn two_nodes_page_the_person_on_call_once_by_email() {
+    let _g = serial().await;
+    let redis = RedisServer::start().await;
+    let smtp = SmtpSink::start(None);
+    let database = database_copy();
+    // The coordinator is on call all week and gets e-mail.
+    {
+        let db = tsunagu::db::Db::open(&tsunagu::db::DatabaseSettings {
+            sqlite_path: database.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("the copy opens");
+        let coord = db.account_by_username(COORDINATOR).await.unwrap().unwrap();
+        let audit = tsunagu::db::AlertAuditRow::system(0, "rota_schedule_set", None);
+        let ranges: Vec<tsunagu::db::ScheduleRow> = (0..7)
+            .map(|day| tsunagu::db::ScheduleRow {
+                id: ulid::Ulid::new(),
+                account_id: coord.id,
+                weekday: day,
+                start_minute: 0,
+                end_minute: 1440,
+                position: 0,
+            })
+            .collect();
+        db.replace_oncall_schedule(&ranges, &audit).await.unwrap();
+        let channels = tsunagu::db::ChannelsRow {
+            account_id: coord.id,
+            email: Some("coord@helpline.example".into()),
+            ..Default::default()
+        };
+        db.set_oncall_channels(&channels, &audit).await.unwrap();
+        db.close().await;
+    }
+    let port = smtp.port.to_string();
+    let env = with(
+        redis_env(&redis.url(), &prefix()),
+        &[
+            (
+                "TSUNAGU_DATABASE__SQLITE_PATH",
+                &database.display().to_string(),
+            ),
+            ("TSUNAGU_ALERTS__CHECK_MS", "200"),
+            ("TSUNAGU_ALERTS__DISPATCH_MS", "100"),
+            ("TSUNAGU_ALERTS__SMTP__HOST", "127.0.0.1"),
+            ("TSUNAGU_ALERTS__SMTP__PORT", &port),
+            ("TSUNAGU_ALERTS__SMTP__STARTTLS", "none"),
+        ],
+    );
+    let _ns = nodes(2, &env).await;
+    // Nobody is on duty: one e-mail about it ...
+    let mails = smtp.wait_for(1).await;
+    let m = parse_mail(&mails[0]);
+    assert_eq!(m["to"], "coord@helpline.example");
+    assert!(
+        m["subject"].as_str().unwrap().contains("Nobody on duty"),
+        "{m}"
+    );
+    // ... and, many evaluations and dispatcher passes later on both nodes, still one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "one e-mail, not two");
 }
