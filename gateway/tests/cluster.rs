@@ -48,14 +48,14 @@ mod races;
 mod redis;
 #[path = "cluster/setup.rs"]
 mod setup;
+#[allow(dead_code)]
+#[path = "support/smtp.rs"]
+mod smtp;
 #[path = "cluster/voice.rs"]
 mod voice;
 #[allow(dead_code)]
 #[path = "voice/fake_provider.rs"]
 mod voice_provider;
-#[allow(dead_code)]
-#[path = "support/smtp.rs"]
-mod smtp;
 
 /// One cluster test at a time (a tokio mutex: each test has its own runtime).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {

@@ -131,11 +131,12 @@ fn check(row: &Value, smoke: bool) -> Vec<String> {
             }
         }
         Some("burst") if gateway => {
-            // Order is asserted for one node only: 3 Redis-mode nodes and redis-server sharing
-            // one core are saturated at the smoke burst's rate (offers after ~2 s), where the
-            // offers' arrival order no longer tells the dispatch order (see "Not done" in
-            // BENCHMARKS.md); its violations are reported.
-            let keys: &[&str] = if row["target"] != "gateway-redis" {
+            // Order is asserted where it is measured exactly: the gateway's offers carry the
+            // server's arrival number and offer time (`order_check` "server"), on one node and on
+            // several. The generator's estimate (from when offers reach the operators) is not
+            // asserted: on 3 nodes and redis-server sharing one core the offers' delivery times
+            // no longer tell the dispatch order.
+            let keys: &[&str] = if row["order_check"] == "server" {
                 &["order_violations", "failed"]
             } else {
                 &["failed"]

@@ -26,8 +26,8 @@
 mod account_audit;
 mod account_security;
 mod accounts;
-mod directory;
 mod alerts;
+mod directory;
 mod escalations;
 mod migrations;
 mod oncall;
@@ -42,8 +42,8 @@ use sqlx::AnyPool;
 pub use account_audit::AccountAuditRow;
 pub use account_security::{AccountSecurity, ChallengeRow};
 pub use accounts::{AccountRecord, ImportOutcome};
-pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
 pub use alerts::{AckTokenRow, AlertAuditRow, AlertRow, DeliveryRow};
+pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 pub use oncall::{ChannelsRow, OverrideRow, ScheduleRow};
 

@@ -4,9 +4,9 @@
 pub mod admin;
 pub mod api;
 pub mod assets;
-pub mod sign_in;
 pub mod directory;
 pub mod oncall;
+pub mod sign_in;
 
 use std::sync::Arc;
 

@@ -46,10 +46,7 @@ fn kind_names(kind: &str) -> (&'static str, &'static str) {
         Some(AlertKind::LongWait) => ("待ち時間が長くなっています", "Long wait"),
         Some(AlertKind::Overloaded) => ("混雑モード", "Overloaded mode"),
         Some(AlertKind::StoreUnreachable) => ("共有ストアに接続できません", "Store unreachable"),
-        Some(AlertKind::NodeDown) => (
-            "ゲートウェイのノードが不足しています",
-            "Gateway nodes down",
-        ),
+        Some(AlertKind::NodeDown) => ("ゲートウェイのノードが不足しています", "Gateway nodes down"),
         Some(AlertKind::DeliveryFailing) => (
             "ケース管理システムへの送信が失敗しています",
             "Case-system deliveries failing",

@@ -43,7 +43,10 @@ async fn operate(
                 let conv = f["conversation"].as_str().unwrap_or("").to_owned();
                 let (Some(arrival), Some(at)) = (f["arrival"].as_u64(), f["offered_at"].as_u64())
                 else {
-                    bail!("{}: an offer without its arrival number and time: {f}", op.username);
+                    bail!(
+                        "{}: an offer without its arrival number and time: {f}",
+                        op.username
+                    );
                 };
                 offers.lock().unwrap().push((conv.clone(), arrival, at));
                 offered.fetch_add(1, Ordering::SeqCst);
@@ -69,7 +72,12 @@ async fn operate(
 /// people's own order) and was offered strictly later on the server's clock (offers made in one
 /// step share their time). Also: arrival numbers follow the order people arrived in.
 fn violations(arrival: &[String], offers: &[(String, u64, u64)]) -> Vec<String> {
-    let find = |c: &str| offers.iter().find(|(o, _, _)| o == c).map(|(_, n, t)| (*n, *t));
+    let find = |c: &str| {
+        offers
+            .iter()
+            .find(|(o, _, _)| o == c)
+            .map(|(_, n, t)| (*n, *t))
+    };
     let mut out = Vec::new();
     // Of those who arrived before: the last arrival number, the latest offer time and whose.
     let (mut prev_number, mut latest) = (None, None);
@@ -82,7 +90,9 @@ fn violations(arrival: &[String], offers: &[(String, u64, u64)]) -> Vec<String> 
             out.push(format!("#{i} numbered {number}, not after {prev_number:?}"));
         }
         if let Some((j, t)) = latest.filter(|(_, t)| *t > at) {
-            out.push(format!("#{i} offered at {at}, before #{j} who arrived earlier (at {t})"));
+            out.push(format!(
+                "#{i} offered at {at}, before #{j} who arrived earlier (at {t})"
+            ));
         }
         prev_number = Some(number);
         if latest.is_none_or(|(_, t)| at > t) {
