@@ -264,6 +264,22 @@ async fn canary_found_nowhere_after_close(redis_port: Option<u16>) {
     let conv_ulid: Ulid = conversation.parse().unwrap();
     let mut secrets = canaries.all().to_vec();
     secrets.push(fake_number.clone());
+    // A second conversation holding a LINE user id as the LINE connector does
+    // (`line:<channel>:<user id>`), with canaries of its own.
+    let line_canaries = Canaries::new();
+    let fake_line_user = format!("U{}", Ulid::new().0.to_string().to_lowercase());
+    let line_conversation = canary_conversation(&base, &cookie, &line_canaries, |conversation| {
+        state
+            .engine
+            .set_channel_ref(conversation, format!("line:npo1:{fake_line_user}"));
+    })
+    .await;
+    assert_eq!(
+        state.engine.channel_ref(line_conversation.parse().unwrap()),
+        None
+    );
+    secrets.extend(line_canaries.all());
+    secrets.push(fake_line_user.clone());
 
     // Nothing in the store, and the channel identifier is gone from memory.
     assert!(state.engine.conversations().await.unwrap().is_empty());

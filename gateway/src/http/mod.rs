@@ -32,7 +32,6 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/coordinator", get(assets::coordinator))
         .route("/coordinator/", get(assets::coordinator))
         .route("/setup", get(assets::setup))
-        .route("/admin", get(assets::admin))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
