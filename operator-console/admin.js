@@ -40,7 +40,10 @@ E.logout.addEventListener('click', async () => {
   await apiLogout();
   showLogin(null);
 });
-for (const b of $$('#admin-tabs [data-tab]')) b.addEventListener('click', () => selectTab(b.dataset.tab));
+let chosen = null;   // the tab the admin picked (kept while the tabs are still loading)
+for (const b of $$('#admin-tabs [data-tab]')) {
+  b.addEventListener('click', () => { chosen = b.dataset.tab; selectTab(chosen); });
+}
 boot();
 
 async function boot() {
@@ -83,7 +86,8 @@ async function start(me) {
       if (button) button.dataset.unavailable = 'true';
     }
   }
-  selectTab(TABS.find((n) => !document.getElementById(`admin-tab-${n}`).dataset.unavailable) || 'accounts');
+  const usable = (n) => !document.getElementById(`admin-tab-${n}`).dataset.unavailable;
+  selectTab(chosen && usable(chosen) ? chosen : TABS.find(usable) || 'accounts');
 }
 
 function selectTab(name) {

@@ -11,7 +11,13 @@ import { startGateway, launchBrowser, tid } from './harness.js';
 let gw; let browser;
 before(async () => {
   // The secure defaults: a second factor for coordinators and admins, the pledge for everyone.
-  gw = await startGateway({ TSUNAGU_AUTH__REQUIRE_TOTP_FOR: 'coordinator,admin', TSUNAGU_AUTH__REQUIRE_PLEDGE: 'true' });
+  // Every browser here signs in from 127.0.0.1, each sign-in's steps counted as attempts of
+  // that one address: more than the default burst of 10 in these tests.
+  gw = await startGateway({
+    TSUNAGU_AUTH__REQUIRE_TOTP_FOR: 'coordinator,admin',
+    TSUNAGU_AUTH__REQUIRE_PLEDGE: 'true',
+    TSUNAGU_LIMITS__LOGIN_BURST: '40',
+  });
   browser = await launchBrowser();
 });
 after(async () => { await browser?.close(); await gw?.stop(); });
