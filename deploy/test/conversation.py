@@ -98,6 +98,38 @@ class Socket:
         return reply
 
 
+def sign_in(origin, ctx, username, password):
+    """Signs in through `origin` as the console does (acknowledging the confidentiality pledge
+    at a first sign-in) and returns the `__Host-` session cookie."""
+    status, headers, body = http(
+        f"{origin}/api/login",
+        ctx,
+        "POST",
+        json.dumps({"username": username, "password": password}).encode(),
+        {"Content-Type": "application/json", "Origin": origin},
+    )
+    if status != 200:
+        fail(f"login of {username} answered {status}")
+    answer = json.loads(body or b"{}")
+    if answer.get("step") == "pledge":
+        status, headers, body = http(
+            f"{origin}/api/login/step",
+            ctx,
+            "POST",
+            json.dumps({"pending": answer["pending"], "accept_pledge": True}).encode(),
+            {"Content-Type": "application/json", "Origin": origin},
+        )
+        if status != 200:
+            fail(f"the pledge step of {username} answered {status}")
+    elif answer.get("step"):
+        fail(f"sign-in of {username} asks for an unexpected step: {answer['step']}")
+    cookies = [v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"]
+    cookie = next((c for c in cookies if c.startswith("__Host-tsunagu_session=")), None)
+    if cookie is None:
+        fail(f"no __Host- session cookie (cookie_secure behind the proxy): {cookies}")
+    return cookie
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--proxy", required=True, help="https://host:port of the proxy")
@@ -131,33 +163,7 @@ def main():
 
     with open(a.password_file) as f:
         password = f.read().strip()
-    status, headers, body = http(
-        f"{a.proxy}/api/login",
-        ctx,
-        "POST",
-        json.dumps({"username": a.username, "password": password}).encode(),
-        {"Content-Type": "application/json", "Origin": a.proxy},
-    )
-    if status != 200:
-        fail(f"login answered {status}")
-    answer = json.loads(body or b"{}")
-    if answer.get("step") == "pledge":
-        # First sign-in: the confidentiality pledge, acknowledged as the console does.
-        status, headers, body = http(
-            f"{a.proxy}/api/login/step",
-            ctx,
-            "POST",
-            json.dumps({"pending": answer["pending"], "accept_pledge": True}).encode(),
-            {"Content-Type": "application/json", "Origin": a.proxy},
-        )
-        if status != 200:
-            fail(f"the pledge step answered {status}")
-    elif answer.get("step"):
-        fail(f"sign-in asks for an unexpected step: {answer['step']}")
-    cookies = [v.split(";")[0] for k, v in headers if k.lower() == "set-cookie"]
-    cookie = next((c for c in cookies if c.startswith("__Host-tsunagu_session=")), None)
-    if cookie is None:
-        fail(f"no __Host- session cookie (cookie_secure behind the proxy): {cookies}")
+    cookie = sign_in(a.proxy, ctx, a.username, password)
 
     operator = Socket(f"{wss}/ws/operator", ctx, a.proxy, cookie)
     operator.send({"type": "hello", "v": 1, "id": ulid()})

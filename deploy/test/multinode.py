@@ -40,7 +40,7 @@ import urllib.request
 
 sys.dont_write_bytecode = True  # nothing written into the repository by the imports below
 
-from conversation import http  # noqa: E402
+from conversation import sign_in  # noqa: E402
 from resuming import Operator, Person  # noqa: E402
 from topology import Refused, Topology  # noqa: E402
 
@@ -301,13 +301,7 @@ def converse(stack, args):
     operators = []
     for i in range(OPERATORS):
         name = f"op{i + 1}"
-        status, headers, _ = http(
-            f"{origin}/api/login", ctx, "POST",
-            f'{{"username":"{name}","password":"{PASSWORD}"}}'.encode(),
-            {"Content-Type": "application/json", "Origin": origin})
-        check(status == 200, f"login of {name} answered {status}")
-        cookie = next(v.split(";")[0] for k, v in headers
-                      if k.lower() == "set-cookie" and v.startswith("__Host-tsunagu_session="))
+        cookie = sign_in(origin, ctx, name, PASSWORD)
         op = Operator(name, base, ctx, origin, OPERATOR_INTERVAL, cookie=cookie, capacity=2)
         op.open()
         op.start()
