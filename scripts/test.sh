@@ -18,7 +18,9 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the run has taken so far, so a slow step shows in CI's log.
+t_start=$SECONDS
+step() { printf '\n==> [%dm%02ds] %s\n' $(((SECONDS - t_start) / 60)) $(((SECONDS - t_start) % 60)) "$*"; }
 
 missing=()
 # redis-server brings redis-tools (redis-cli). The cluster tests run Sentinel as
@@ -104,3 +106,5 @@ step "Deploy files (deploy/test.sh: systemd unit, Caddy, nginx over TLS, Compose
 # The binaries the steps above built (bench.sh: release), so nothing is compiled again.
 GATEWAY_DEBUG_BIN="$PWD/target/debug/gateway" GATEWAY_RELEASE_BIN="$PWD/target/release/gateway" \
   bash deploy/test.sh
+
+step "All checks and tests passed"

@@ -41,7 +41,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # nothing written into the repository by the imports below
 
 from conversation import sign_in  # noqa: E402
-from resuming import Operator, Person  # noqa: E402
+from resuming import Broken, Operator, Person  # noqa: E402
 from topology import Refused, Topology  # noqa: E402
 
 HOSTS = ["lb", "gw1", "gw2", "gw3", "redis1", "redis2", "db"]
@@ -205,7 +205,8 @@ class Stack:
         # The shipped maxconn needs about 120,000 descriptors; a container may allow fewer.
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         if hard != resource.RLIM_INFINITY and hard < 121_000:
-            env["HAPROXY_MAXCONN"] = str((hard - 1000) // 2)
+            # Two descriptors a proxied connection, and some for listeners, checks and logs.
+            env["HAPROXY_MAXCONN"] = str(max(64, (hard - 256) // 2))
             log(f"HAPROXY_MAXCONN={env['HAPROXY_MAXCONN']} (descriptors limited to {hard} here)")
         cfg = os.path.join(self.repo, "deploy/haproxy/haproxy.cfg")
         self.topo.exec("lb", "haproxy", "-c", "-q", "-f", cfg, env={**os.environ, **env})
@@ -303,14 +304,14 @@ def converse(stack, args):
         name = f"op{i + 1}"
         cookie = sign_in(origin, ctx, name, PASSWORD)
         op = Operator(name, base, ctx, origin, OPERATOR_INTERVAL, cookie=cookie, capacity=2)
-        op.open()
+        op.first_open()
         op.start()
         op.request({"type": "presence", "state": "on_duty"})
         operators.append(op)
     people = []
     for i in range(PEOPLE):
         p = Person(f"person{i + 1}", base, ctx, origin, PERSON_INTERVAL)
-        p.open()
+        p.first_open()
         p.start()
         people.append(p)
     for p in people:
@@ -378,6 +379,10 @@ def report(people, operators, restarts, checked, started):
         + " on /readyz (" + ", ".join(sorted({r['why'] for r in restarts})) + "), before it "
         "closed its sockets (exits after " + ", ".join(f"{r['exit']:.2f} s" for r in restarts)
         + "); restarted nodes UP after " + ", ".join(f"{r['back']:.2f} s" for r in restarts))
+    tries = [(peer.name, t, why) for peer in people + operators for t, why in peer.first_tries]
+    if tries:
+        log("first handshakes tried again: " + "; ".join(f"{n} after {t:.2f} s ({why})"
+                                                       for n, t, why in tries))
     log(f"passed in {time.monotonic() - started:.1f} s")
 
 
@@ -431,7 +436,8 @@ def main():
         checked = verify(people, operators)
         report(people, operators, restarts, checked, started)
         ok = True
-    except (Failed, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+    except (Failed, Broken, OSError, TimeoutError, subprocess.CalledProcessError,
+            subprocess.TimeoutExpired) as e:
         print(f"multinode: FAILED: {e}", file=sys.stderr, flush=True)
         if getattr(e, "stderr", None):
             print(e.stderr, file=sys.stderr)
@@ -440,7 +446,7 @@ def main():
             for name in ["haproxy.log", *(f"{g}/gateway.log" for g in GATEWAYS)]:
                 path = os.path.join(work, name)
                 if os.path.exists(path):
-                    tail = open(path, errors="replace").read().splitlines()[-15:]
+                    tail = open(path, errors="replace").read().splitlines()[-40:]
                     print(f"--- {name}\n" + "\n".join(tail), file=sys.stderr)
         if stack is not None and hasattr(stack, "pg_stop"):
             subprocess.run(stack.pg_stop, capture_output=True)

@@ -40,6 +40,7 @@ class Peer(threading.Thread):
         self.seen = {}  # conversation -> [(seq, entry)] in arrival order
         self.acked = {}  # conversation -> [(seq, text, client id)] in the order sent
         self.moves = []  # (closed at, close code, welcome again at)
+        self.first_tries = []  # (seconds after the first try, why) of failed first handshakes
         self.ack_times = []
         self.pending = None  # (conversation, frame) sent and not yet acknowledged
         self.counter = 0
@@ -52,6 +53,7 @@ class Peer(threading.Thread):
     def open(self):
         """Connects and says hello; returns the welcome (frames before it are handled)."""
         headers = {"Cookie": self.cookie} if self.cookie else None
+        self.ws = None
         self.ws = connect(f"{self.base}{self.path}", ssl=self.ctx, origin=self.origin,
                           additional_headers=headers, open_timeout=OPEN_TIMEOUT,
                           close_timeout=1)
@@ -65,6 +67,22 @@ class Peer(threading.Thread):
             if frame["type"] == "error":
                 raise Broken(f"{self.name}: hello refused: {frame}")
             self.handle(frame)
+
+    def first_open(self):
+        """Opens the first socket, trying again as the widget and the console do when the
+        websocket handshake itself fails (before any `hello` is sent, so nothing is left behind
+        on a node); every such try is kept in `first_tries` and reported."""
+        started = time.monotonic()
+        while True:
+            try:
+                return self.open()
+            except (OSError, TimeoutError, InvalidStatus) as e:
+                if self.ws is not None:  # the hello was sent: the failure is not the handshake's
+                    raise
+                self.first_tries.append((time.monotonic() - started, repr(e)))
+                if time.monotonic() - started > GIVE_UP:
+                    raise Broken(f"{self.name}: no first connection within {GIVE_UP} s: {e!r}")
+                time.sleep(0.1)
 
     def reconnect(self, code):
         closed = time.monotonic()
