@@ -18,6 +18,9 @@ pub use crate::escalation::EscalationSettings;
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
+    /// Given but not settings (typos): said at start, see [`Settings::ignored`].
+    #[serde(skip)]
+    ignored: Vec<IgnoredSetting>,
     pub server: ServerSettings,
     pub store: StoreSettings,
     pub conversation: ConversationSettings,
@@ -212,9 +215,31 @@ impl Settings {
             .with_list_parse_key("limits.trusted_proxies")
             .with_list_parse_key("auth.require_totp_for")
             .try_parsing(true);
-        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        let built = builder.add_source(env).build()?;
+        let mut ignored = Vec::new();
+        let mut settings: Settings = serde_ignored::deserialize(built.clone(), |path| {
+            let key = path.to_string();
+            if key.contains('.') {
+                ignored.push(key);
+            } else if let Ok(section) = built.get_table(&key) {
+                // A section that does not exist; a top-level key that is not a table is another
+                // `TSUNAGU_` variable (see `ignored`).
+                ignored.extend(section.keys().map(|k| format!("{key}.{k}")));
+            }
+        })?;
+        settings.ignored = IgnoredSetting::with_nearest(ignored)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The settings that were given (in the file or as `TSUNAGU_<SECTION>__<KEY>` variables)
+    /// but name no setting, each with the nearest setting if one is close. The loader ignores
+    /// them, so a misspelt `TSUNAGU_AUTH__COOKIE_SECUR` would otherwise leave a default in force
+    /// without a word. Only names with `__` come from the environment as settings; others with
+    /// the prefix (`TSUNAGU_CONFIG`, or the `TSUNAGU_SERVICE_HOST` Kubernetes adds for a Service
+    /// named `tsunagu`) are not settings and are not reported.
+    pub fn ignored(&self) -> &[IgnoredSetting] {
+        &self.ignored
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -318,6 +343,68 @@ impl Settings {
     }
 }
 
+/// A setting that was given but names no setting (see [`Settings::ignored`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredSetting {
+    /// The dotted key, as in the file: `auth.cookie_secur`.
+    pub key: String,
+    /// The nearest setting's dotted key, if one is within three edits.
+    pub nearest: Option<String>,
+}
+
+impl IgnoredSetting {
+    fn with_nearest(mut keys: Vec<String>) -> anyhow::Result<Vec<IgnoredSetting>> {
+        use config::Source;
+        keys.sort();
+        let defaults = config::Config::try_from(&Settings::default())?.collect()?;
+        let mut known = Vec::new();
+        flatten("", &defaults, &mut known);
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let nearest = known
+                    .iter()
+                    .map(|k| (strsim::levenshtein(k, &key), k))
+                    .filter(|(d, _)| *d <= 3)
+                    .min()
+                    .map(|(_, k)| k.clone());
+                IgnoredSetting { key, nearest }
+            })
+            .collect())
+    }
+
+    /// The key as an environment variable: `TSUNAGU_AUTH__COOKIE_SECUR`.
+    pub fn variable(key: &str) -> String {
+        format!("TSUNAGU_{}", key.replace('.', "__").to_uppercase())
+    }
+}
+
+impl std::fmt::Display for IgnoredSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (key, var) = (&self.key, Self::variable(&self.key));
+        write!(f, "`{key}` ({var}) is not a setting and is ignored")?;
+        match &self.nearest {
+            Some(n) => write!(f, "; did you mean `{n}` ({})?", Self::variable(n)),
+            None => write!(f, " (see docs/configuration.md)"),
+        }
+    }
+}
+
+/// Every setting's dotted key under `prefix` (a table's own key too: a section set as a whole).
+fn flatten(prefix: &str, table: &config::Map<String, config::Value>, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if let config::ValueKind::Table(inner) = &v.kind {
+            flatten(&key, inner, out);
+        }
+        out.push(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,6 +446,79 @@ mod tests {
             s.server.allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn a_misspelt_setting_is_named_with_the_setting_it_is_nearest_to() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("TSUNAGU_SERVER__PORT", "7000"),
+                // A key of a section's flattened part is a setting too.
+                ("TSUNAGU_ALERTS__DISPATCH_MS", "700"),
+                ("TSUNAGU_AUTH__COOKIE_SECUR", "true"),
+                ("TSUNAGU_NO_SUCH__THING_AT_ALL", "1"),
+                ("TSUNAGU_CONFIG", "x.toml"),
+                ("TSUNAGU_SERVICE_HOST", "10.0.0.1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 7000);
+        assert_eq!(s.alerts.delivery.dispatch_ms, 700);
+        let said: Vec<String> = s.ignored().iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            said,
+            vec![
+                "`auth.cookie_secur` (TSUNAGU_AUTH__COOKIE_SECUR) is not a setting and is \
+                 ignored; did you mean `auth.cookie_secure` (TSUNAGU_AUTH__COOKIE_SECURE)?",
+                "`no_such.thing_at_all` (TSUNAGU_NO_SUCH__THING_AT_ALL) is not a setting and is \
+                 ignored (see docs/configuration.md)",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_setting_variable_the_docs_and_deploy_files_name_is_a_setting() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut names = Vec::new();
+        let mut files = vec![root.join("README.md")];
+        for dir in [
+            "docs",
+            "deploy/compose",
+            "deploy/kubernetes",
+            "deploy/systemd",
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                files.push(entry.unwrap().path());
+            }
+        }
+        for file in files.iter().filter(|f| f.is_file()) {
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            for (at, _) in text.match_indices("TSUNAGU_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let name = name.trim_end_matches('_');
+                // The docs' own example of the warning names a misspelt one.
+                let example = text[at + name.len()..].starts_with(") is not a setting");
+                if name.contains("__") && !example {
+                    names.push((name.to_string(), file.clone()));
+                }
+            }
+        }
+        assert!(names.len() > 20, "found only {names:?}");
+        for (name, file) in names {
+            // Only the key matters: a value a setting refuses is an error, not an ignored key.
+            let key = name["TSUNAGU_".len()..].to_lowercase().replace("__", ".");
+            let ignored = match Settings::load_from(None, env(&[(&name, "")])) {
+                Ok(s) => s.ignored().iter().any(|i| i.key == key),
+                Err(_) => false,
+            };
+            assert!(!ignored, "{} names {name}: no such setting", file.display());
+        }
     }
 
     #[test]

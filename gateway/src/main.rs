@@ -108,7 +108,13 @@ enum UserCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Serve) {
+        for ignored in settings.ignored() {
+            eprintln!("warning: {ignored}");
+        }
+    }
+    match command {
         Command::Serve => serve(settings),
         Command::User { command } => run_blocking(user(settings, command)),
         Command::Migrate => run_blocking(migrate(settings)),
@@ -234,6 +240,10 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.log.format == "json",
         std::io::stdout,
     );
+    // Keys and variable names only, never a value (it may be a secret).
+    for ignored in settings.ignored() {
+        tracing::warn!("{ignored}");
+    }
     tracing::debug!(?descriptors, "descriptor table reserved");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
