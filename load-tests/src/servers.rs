@@ -366,3 +366,17 @@ async fn read_address(child: &mut Child) -> anyhow::Result<String> {
 pub fn default_peers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_by_name() {
+        for t in Target::ALL {
+            assert_eq!(Target::parse(t.name()).ok(), Some(t));
+        }
+        assert!(Target::SocketIoRedis.uses_redis());
+        assert!(!Target::SocketIoRedis.is_gateway());
+    }
+}

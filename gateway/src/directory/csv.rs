@@ -20,100 +20,201 @@ use crate::db::{PhraseRecord, ReferralRecord};
 /// The largest CSV body accepted.
 pub const MAX_BYTES: usize = 512 * 1024;
 
-const REFERRAL_HEADER: [&str; 15] = [
-    "id",
-    "name",
-    "phone",
-    "url",
-    "helps_with",
-    "hours",
-    "hours_note",
-    "region",
-    "topics",
-    "languages",
-    "notes",
-    "for_closing",
-    "hidden",
-    "verified",
-    "sort_order",
-];
+/// A kind of stored row the CSV holds (a referral entry or a phrase): its columns, how a record
+/// is written as cells, and how a cell is read into the form's input (checked as a form is).
+pub trait CsvRow: Sized {
+    /// The form's input a row is read into.
+    type Input: Default;
+    /// Every column, in the order an export writes them.
+    const HEADER: &'static [&'static str];
+    /// The columns an import must have.
+    const REQUIRED: &'static [&'static str];
 
-const PHRASE_HEADER: [&str; 7] = [
-    "id",
-    "lang",
-    "category",
-    "title",
-    "text",
-    "hidden",
-    "sort_order",
-];
+    fn id(&self) -> &str;
+    fn sort_order(&self) -> i64;
+    /// The record's cells, in the order of [`CsvRow::HEADER`].
+    fn cells(&self) -> Vec<String>;
+    /// The input's id (the `id` column: an empty cell adds a new entry).
+    fn input_id(input: &mut Self::Input) -> &mut Option<String>;
+    /// Sets the input's field of column `col` (any but `id`) from the cell `v` of line `line`.
+    fn read_cell(
+        input: &mut Self::Input,
+        line: u64,
+        col: &str,
+        v: String,
+    ) -> Result<(), DirectoryError>;
+    /// The record to store, as the form's `into_record`.
+    fn into_record(
+        input: Self::Input,
+        existing: Option<&Self>,
+        now: Millis,
+        next_order: i64,
+    ) -> Result<Self, String>;
+}
 
-fn yes(b: bool) -> &'static str {
-    if b {
-        "yes"
-    } else {
-        "no"
+impl CsvRow for ReferralRecord {
+    type Input = ReferralInput;
+    const HEADER: &'static [&'static str] = &[
+        "id",
+        "name",
+        "phone",
+        "url",
+        "helps_with",
+        "hours",
+        "hours_note",
+        "region",
+        "topics",
+        "languages",
+        "notes",
+        "for_closing",
+        "hidden",
+        "verified",
+        "sort_order",
+    ];
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn id(&self) -> &str {
+        &self.id
     }
+    fn sort_order(&self) -> i64 {
+        self.sort_order
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.name.clone(),
+            self.phone.clone(),
+            self.url.clone(),
+            self.helps_with.clone(),
+            self.hours.clone(),
+            self.hours_note.clone(),
+            self.region.clone(),
+            self.topics.join(","),
+            self.languages.join(","),
+            self.notes.clone(),
+            yes(self.for_closing),
+            yes(self.hidden_at.is_some()),
+            yes(self.verified_at.is_some()),
+            self.sort_order.to_string(),
+        ]
+    }
+    fn input_id(input: &mut ReferralInput) -> &mut Option<String> {
+        &mut input.id
+    }
+    fn read_cell(
+        input: &mut ReferralInput,
+        line: u64,
+        col: &str,
+        v: String,
+    ) -> Result<(), DirectoryError> {
+        match col {
+            "name" => input.name = v,
+            "phone" => input.phone = v,
+            "url" => input.url = v,
+            "helps_with" => input.helps_with = v,
+            "hours" => input.hours = v,
+            "hours_note" => input.hours_note = v,
+            "region" => input.region = v,
+            "topics" => input.topics = vec![v],
+            "languages" => input.languages = vec![v],
+            "notes" => input.notes = v,
+            "for_closing" => input.for_closing = flag(line, col, &v)?,
+            "hidden" => input.hidden = flag(line, col, &v)?,
+            "verified" => input.verified = flag(line, col, &v)?,
+            "sort_order" => input.sort_order = order(line, &v)?,
+            _ => {}
+        }
+        Ok(())
+    }
+    fn into_record(
+        input: ReferralInput,
+        existing: Option<&Self>,
+        now: Millis,
+        next_order: i64,
+    ) -> Result<Self, String> {
+        input.into_record(existing, now, next_order)
+    }
+}
+
+impl CsvRow for PhraseRecord {
+    type Input = PhraseInput;
+    const HEADER: &'static [&'static str] = &[
+        "id",
+        "lang",
+        "category",
+        "title",
+        "text",
+        "hidden",
+        "sort_order",
+    ];
+    const REQUIRED: &'static [&'static str] = &["lang", "title", "text"];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn sort_order(&self) -> i64 {
+        self.sort_order
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.lang.clone(),
+            self.category.clone(),
+            self.title.clone(),
+            self.text.clone(),
+            yes(self.hidden_at.is_some()),
+            self.sort_order.to_string(),
+        ]
+    }
+    fn input_id(input: &mut PhraseInput) -> &mut Option<String> {
+        &mut input.id
+    }
+    fn read_cell(
+        input: &mut PhraseInput,
+        line: u64,
+        col: &str,
+        v: String,
+    ) -> Result<(), DirectoryError> {
+        match col {
+            "lang" => input.lang = v,
+            "category" => input.category = v,
+            "title" => input.title = v,
+            "text" => input.text = v,
+            "hidden" => input.hidden = flag(line, col, &v)?,
+            "sort_order" => input.sort_order = order(line, &v)?,
+            _ => {}
+        }
+        Ok(())
+    }
+    fn into_record(
+        input: PhraseInput,
+        existing: Option<&Self>,
+        now: Millis,
+        next_order: i64,
+    ) -> Result<Self, String> {
+        input.into_record(existing, now, next_order)
+    }
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
 }
 
 fn out_err(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError::Invalid(format!("csv: {e}"))
 }
 
-fn finish(w: csv::Writer<Vec<u8>>) -> Result<String, DirectoryError> {
+/// Every row as CSV, with the header, hidden ones too.
+pub fn write<'a, R: CsvRow + 'a>(
+    rows: impl Iterator<Item = &'a R>,
+) -> Result<String, DirectoryError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(R::HEADER).map_err(out_err)?;
+    for r in rows {
+        w.write_record(r.cells()).map_err(out_err)?;
+    }
     let bytes = w.into_inner().map_err(out_err)?;
     String::from_utf8(bytes).map_err(out_err)
-}
-
-pub fn write_referrals<'a>(
-    rows: impl Iterator<Item = &'a ReferralRecord>,
-) -> Result<String, DirectoryError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(REFERRAL_HEADER).map_err(out_err)?;
-    for r in rows {
-        let order = r.sort_order.to_string();
-        let (topics, languages) = (r.topics.join(","), r.languages.join(","));
-        w.write_record([
-            r.id.as_str(),
-            &r.name,
-            &r.phone,
-            &r.url,
-            &r.helps_with,
-            &r.hours,
-            &r.hours_note,
-            &r.region,
-            &topics,
-            &languages,
-            &r.notes,
-            yes(r.for_closing),
-            yes(r.hidden_at.is_some()),
-            yes(r.verified_at.is_some()),
-            &order,
-        ])
-        .map_err(out_err)?;
-    }
-    finish(w)
-}
-
-pub fn write_phrases<'a>(
-    rows: impl Iterator<Item = &'a PhraseRecord>,
-) -> Result<String, DirectoryError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(PHRASE_HEADER).map_err(out_err)?;
-    for p in rows {
-        let order = p.sort_order.to_string();
-        w.write_record([
-            p.id.as_str(),
-            &p.lang,
-            &p.category,
-            &p.title,
-            &p.text,
-            yes(p.hidden_at.is_some()),
-            &order,
-        ])
-        .map_err(out_err)?;
-    }
-    finish(w)
 }
 
 /// A row: its line number and its (column, cell) pairs.
@@ -210,93 +311,52 @@ fn once(ids: &mut HashSet<String>, line: u64, id: &Option<String>) -> Result<(),
     Ok(())
 }
 
-/// Every row of a referral CSV as the record to store; the first wrong row is the error.
+/// Every row of a CSV as the record to store; the first wrong row is the error. `existing` are
+/// the stored ones (a row with a known id replaces its record; new ones are placed after them).
+pub fn read<R: CsvRow>(text: &str, existing: &[&R], now: Millis) -> Result<Vec<R>, DirectoryError> {
+    let mut next = existing
+        .iter()
+        .map(|r| r.sort_order() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (line, cells) in rows(text, R::HEADER, R::REQUIRED)? {
+        let mut input = R::Input::default();
+        for (col, v) in cells {
+            if col == "id" {
+                *R::input_id(&mut input) = Some(v.trim().to_owned()).filter(|s| !s.is_empty());
+            } else {
+                R::read_cell(&mut input, line, &col, v)?;
+            }
+        }
+        let id = R::input_id(&mut input);
+        once(&mut ids, line, id)?;
+        let found = id
+            .as_deref()
+            .and_then(|id| existing.iter().find(|r| r.id() == id).copied());
+        let rec = R::into_record(input, found, now, next)
+            .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
+        if found.is_none() {
+            next += 1;
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Every row of a referral CSV, as [`read`], and no more than twice [`MAX_ROWS`] entries
+/// with those stored.
 pub fn read_referrals(
     text: &str,
     existing: &[&ReferralRecord],
     now: Millis,
 ) -> Result<Vec<ReferralRecord>, DirectoryError> {
-    let mut next = existing.iter().map(|r| r.sort_order + 1).max().unwrap_or(0);
-    let mut ids = HashSet::new();
-    let mut out = Vec::new();
-    for (line, cells) in rows(text, &REFERRAL_HEADER, &["name"])? {
-        let mut input = ReferralInput::default();
-        for (col, v) in cells {
-            match col.as_str() {
-                "id" => input.id = Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
-                "name" => input.name = v,
-                "phone" => input.phone = v,
-                "url" => input.url = v,
-                "helps_with" => input.helps_with = v,
-                "hours" => input.hours = v,
-                "hours_note" => input.hours_note = v,
-                "region" => input.region = v,
-                "topics" => input.topics = vec![v],
-                "languages" => input.languages = vec![v],
-                "notes" => input.notes = v,
-                "for_closing" => input.for_closing = flag(line, &col, &v)?,
-                "hidden" => input.hidden = flag(line, &col, &v)?,
-                "verified" => input.verified = flag(line, &col, &v)?,
-                "sort_order" => input.sort_order = order(line, &v)?,
-                _ => {}
-            }
-        }
-        once(&mut ids, line, &input.id)?;
-        let found = input
-            .id
-            .as_deref()
-            .and_then(|id| existing.iter().find(|r| r.id == id).copied());
-        let rec = input
-            .into_record(found, now, next)
-            .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
-        if found.is_none() {
-            next += 1;
-        }
-        out.push(rec);
-    }
+    let out = read(text, existing, now)?;
     if existing.len() + out.len() > MAX_ROWS * 2 {
         return Err(DirectoryError::Invalid(format!(
             "csv: at most {MAX_ROWS} entries"
         )));
-    }
-    Ok(out)
-}
-
-/// Every row of a phrase CSV as the record to store; the first wrong row is the error.
-pub fn read_phrases(
-    text: &str,
-    existing: &[&PhraseRecord],
-    now: Millis,
-) -> Result<Vec<PhraseRecord>, DirectoryError> {
-    let mut next = existing.iter().map(|p| p.sort_order + 1).max().unwrap_or(0);
-    let mut ids = HashSet::new();
-    let mut out = Vec::new();
-    for (line, cells) in rows(text, &PHRASE_HEADER, &["lang", "title", "text"])? {
-        let mut input = PhraseInput::default();
-        for (col, v) in cells {
-            match col.as_str() {
-                "id" => input.id = Some(v.trim().to_owned()).filter(|s| !s.is_empty()),
-                "lang" => input.lang = v,
-                "category" => input.category = v,
-                "title" => input.title = v,
-                "text" => input.text = v,
-                "hidden" => input.hidden = flag(line, &col, &v)?,
-                "sort_order" => input.sort_order = order(line, &v)?,
-                _ => {}
-            }
-        }
-        once(&mut ids, line, &input.id)?;
-        let found = input
-            .id
-            .as_deref()
-            .and_then(|id| existing.iter().find(|p| p.id == id).copied());
-        let rec = input
-            .into_record(found, now, next)
-            .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
-        if found.is_none() {
-            next += 1;
-        }
-        out.push(rec);
     }
     Ok(out)
 }
@@ -310,12 +370,12 @@ mod tests {
     #[test]
     fn an_export_imports_back_to_the_same_rows() {
         let (refs, phrases) = seed(&DirectorySettings::default(), 5).unwrap();
-        let text = write_referrals(refs.iter()).unwrap();
+        let text = write(refs.iter()).unwrap();
         let existing: Vec<&ReferralRecord> = refs.iter().collect();
         assert_eq!(read_referrals(&text, &existing, 5).unwrap(), refs);
-        let text = write_phrases(phrases.iter()).unwrap();
+        let text = write(phrases.iter()).unwrap();
         let existing: Vec<&PhraseRecord> = phrases.iter().collect();
-        assert_eq!(read_phrases(&text, &existing, 5).unwrap(), phrases);
+        assert_eq!(read(&text, &existing, 5).unwrap(), phrases);
     }
 
     #[test]

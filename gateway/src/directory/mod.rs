@@ -358,12 +358,12 @@ impl Directory {
     /// The entries as CSV (hidden ones too).
     pub fn export_referrals(&self) -> Result<String, DirectoryError> {
         let snap = self.snap();
-        csv::write_referrals(snap.referrals.iter().map(|(r, _)| r))
+        csv::write(snap.referrals.iter().map(|(r, _)| r))
     }
 
     /// The phrases as CSV (hidden ones too).
     pub fn export_phrases(&self) -> Result<String, DirectoryError> {
-        csv::write_phrases(self.snap().phrases.iter())
+        csv::write(self.snap().phrases.iter())
     }
 
     /// Imports entries from CSV: every row checked first, then all written in one
@@ -384,7 +384,7 @@ impl Directory {
     pub async fn import_phrases(&self, text: &str, by: &Actor) -> Result<usize, DirectoryError> {
         let snap = self.snap();
         let existing: Vec<&PhraseRecord> = snap.phrases.iter().collect();
-        let rows = csv::read_phrases(text, &existing, self.clock.now_ms())?;
+        let rows = csv::read(text, &existing, self.clock.now_ms())?;
         let mut audit = self.audit(by, "phrase", "import", None);
         audit.detail = Some(format!("{} rows", rows.len()));
         self.db.put_phrases(&rows, &[audit]).await?;

@@ -12,10 +12,12 @@
 //! | `GET/PUT /api/admin/settings` | admin | `{"overloaded", "min_on_duty"}` in force (and the configured defaults) |
 //! | `GET /api/admin/directory/audit` | admin | the admin audit trail of these, newest first |
 //!
-//! Every change is audited in the database (`admin_audit`: actor, action, entry id). A change
+//! Every change must come from an allowed origin (`check_origin`, as every mutating request of
+//! the API) and is audited in the database (`admin_audit`: actor, action, entry id). A change
 //! takes effect on this node at once and on others within `directory.poll_ms`. Invalid input
 //! is 400 `invalid` with a `detail` naming the field (or the CSV line) and what is wrong.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -23,12 +25,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api::{Admin, ApiError, CurrentUser};
+use super::api::{check_origin, Admin, ApiError, CurrentUser};
 use crate::auth::User;
-use crate::directory::{Actor, DirectoryError, EntryView, Helpline, PhraseInput, ReferralInput};
+use crate::db::PhraseRecord;
+use crate::directory::{
+    Actor, Directory, DirectoryError, EntryView, Helpline, PhraseInput, ReferralInput,
+};
 use crate::state::AppState;
 
 /// The routes of this module, merged into the gateway's router.
@@ -37,17 +43,23 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/directory", get(search))
         .route("/api/phrases", get(phrases))
         .route("/api/helplines", get(helplines))
-        .route("/api/admin/directory", get(all_entries).post(add_entry))
-        .route("/api/admin/directory/{id}", put(edit_entry))
-        .route("/api/admin/directory/order", post(order_entries))
-        .route("/api/admin/directory.csv", get(export_entries))
-        .route("/api/admin/directory/import", post(import_entries))
+        .route(
+            "/api/admin/directory",
+            get(all::<Entries>).post(add::<Entries>),
+        )
+        .route("/api/admin/directory/{id}", put(edit::<Entries>))
+        .route("/api/admin/directory/order", post(order::<Entries>))
+        .route("/api/admin/directory.csv", get(export::<Entries>))
+        .route("/api/admin/directory/import", post(import::<Entries>))
         .route("/api/admin/directory/audit", get(audit))
-        .route("/api/admin/phrases", get(all_phrases).post(add_phrase))
-        .route("/api/admin/phrases/{id}", put(edit_phrase))
-        .route("/api/admin/phrases/order", post(order_phrases))
-        .route("/api/admin/phrases.csv", get(export_phrases))
-        .route("/api/admin/phrases/import", post(import_phrases))
+        .route(
+            "/api/admin/phrases",
+            get(all::<Phrases>).post(add::<Phrases>),
+        )
+        .route("/api/admin/phrases/{id}", put(edit::<Phrases>))
+        .route("/api/admin/phrases/order", post(order::<Phrases>))
+        .route("/api/admin/phrases.csv", get(export::<Phrases>))
+        .route("/api/admin/phrases/import", post(import::<Phrases>))
         .route("/api/admin/settings", get(settings).put(put_settings))
 }
 
@@ -98,15 +110,6 @@ fn actor(user: &User) -> Actor {
     }
 }
 
-/// Changes must come from an allowed origin (as every mutating request of the API).
-fn origin(app: &AppState, headers: &HeaderMap) -> Result<()> {
-    if crate::ws::origin_allowed(headers, &app.settings.server) {
-        Ok(())
-    } else {
-        Err(ApiError::BadOrigin.into())
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct SearchQuery {
@@ -126,7 +129,7 @@ pub async fn search(
 pub async fn phrases(
     State(app): State<Arc<AppState>>,
     _user: CurrentUser,
-) -> Json<Vec<crate::db::PhraseRecord>> {
+) -> Json<Vec<PhraseRecord>> {
     Json(app.directory.phrases(false))
 }
 
@@ -146,37 +149,142 @@ pub async fn helplines(
     Json(app.engine.closing_helplines(&lang))
 }
 
-pub async fn all_entries(State(app): State<Arc<AppState>>, _a: Admin) -> Json<Vec<EntryView>> {
-    Json(app.directory.all_referrals())
+/// A list the admin screen edits the same way: every item (hidden ones too), add, edit, order,
+/// CSV export and import. The referral directory's entries and the phrases are the two.
+pub trait AdminList: Send + Sync + 'static {
+    /// What the admin screen sends to add or edit one (a form, checked by the directory).
+    type Input: DeserializeOwned + Send + 'static;
+    /// One as the admin screen sees it.
+    type Item: Serialize + Send + 'static;
+    /// The file name of the CSV export.
+    const CSV_FILE: &'static str;
+
+    fn all(d: &Directory) -> Vec<Self::Item>;
+    /// Adds one (`id: None`) or replaces one; returns it as stored.
+    fn put(
+        d: &Directory,
+        id: Option<&str>,
+        input: Self::Input,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<Self::Item>> + Send;
+    /// Puts them in the order of `ids`, which must name every one once.
+    fn order(
+        d: &Directory,
+        ids: &[String],
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<()>> + Send;
+    fn export(d: &Directory) -> DirResult<String>;
+    /// Imports rows from CSV, all or nothing; returns how many were written.
+    fn import(
+        d: &Directory,
+        csv: &str,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<usize>> + Send;
 }
 
-pub async fn add_entry(
+type DirResult<T> = std::result::Result<T, DirectoryError>;
+
+/// The referral directory's entries (`/api/admin/directory…`).
+pub struct Entries;
+
+impl AdminList for Entries {
+    type Input = ReferralInput;
+    type Item = EntryView;
+    const CSV_FILE: &'static str = "tsunagu-directory.csv";
+
+    fn all(d: &Directory) -> Vec<EntryView> {
+        d.all_referrals()
+    }
+    fn put(
+        d: &Directory,
+        id: Option<&str>,
+        input: ReferralInput,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<EntryView>> + Send {
+        d.put_referral(id, input, by)
+    }
+    fn order(
+        d: &Directory,
+        ids: &[String],
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<()>> + Send {
+        d.order_referrals(ids, by)
+    }
+    fn export(d: &Directory) -> DirResult<String> {
+        d.export_referrals()
+    }
+    fn import(
+        d: &Directory,
+        csv: &str,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<usize>> + Send {
+        d.import_referrals(csv, by)
+    }
+}
+
+/// The canned phrases (`/api/admin/phrases…`).
+pub struct Phrases;
+
+impl AdminList for Phrases {
+    type Input = PhraseInput;
+    type Item = PhraseRecord;
+    const CSV_FILE: &'static str = "tsunagu-phrases.csv";
+
+    fn all(d: &Directory) -> Vec<PhraseRecord> {
+        d.phrases(true)
+    }
+    fn put(
+        d: &Directory,
+        id: Option<&str>,
+        input: PhraseInput,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<PhraseRecord>> + Send {
+        d.put_phrase(id, input, by)
+    }
+    fn order(
+        d: &Directory,
+        ids: &[String],
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<()>> + Send {
+        d.order_phrases(ids, by)
+    }
+    fn export(d: &Directory) -> DirResult<String> {
+        d.export_phrases()
+    }
+    fn import(
+        d: &Directory,
+        csv: &str,
+        by: &Actor,
+    ) -> impl Future<Output = DirResult<usize>> + Send {
+        d.import_phrases(csv, by)
+    }
+}
+
+pub async fn all<L: AdminList>(State(app): State<Arc<AppState>>, _a: Admin) -> Json<Vec<L::Item>> {
+    Json(L::all(&app.directory))
+}
+
+pub async fn add<L: AdminList>(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Admin(user): Admin,
-    Json(input): Json<ReferralInput>,
-) -> Result<(StatusCode, Json<EntryView>)> {
-    origin(&app, &headers)?;
-    let e = app
-        .directory
-        .put_referral(None, input, &actor(&user))
-        .await?;
-    Ok((StatusCode::CREATED, Json(e)))
+    Json(input): Json<L::Input>,
+) -> Result<(StatusCode, Json<L::Item>)> {
+    check_origin(&app, &headers)?;
+    let item = L::put(&app.directory, None, input, &actor(&user)).await?;
+    Ok((StatusCode::CREATED, Json(item)))
 }
 
-pub async fn edit_entry(
+pub async fn edit<L: AdminList>(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Admin(user): Admin,
     Path(id): Path<String>,
-    Json(input): Json<ReferralInput>,
-) -> Result<Json<EntryView>> {
-    origin(&app, &headers)?;
-    let e = app
-        .directory
-        .put_referral(Some(&id), input, &actor(&user))
-        .await?;
-    Ok(Json(e))
+    Json(input): Json<L::Input>,
+) -> Result<Json<L::Item>> {
+    check_origin(&app, &headers)?;
+    let item = L::put(&app.directory, Some(&id), input, &actor(&user)).await?;
+    Ok(Json(item))
 }
 
 #[derive(Deserialize)]
@@ -184,38 +292,30 @@ pub struct OrderBody {
     ids: Vec<String>,
 }
 
-pub async fn order_entries(
+pub async fn order<L: AdminList>(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Admin(user): Admin,
     Json(body): Json<OrderBody>,
 ) -> Result<StatusCode> {
-    origin(&app, &headers)?;
-    app.directory
-        .order_referrals(&body.ids, &actor(&user))
-        .await?;
+    check_origin(&app, &headers)?;
+    L::order(&app.directory, &body.ids, &actor(&user)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn csv_file(name: &str, text: String) -> Response {
-    (
+pub async fn export<L: AdminList>(State(app): State<Arc<AppState>>, _a: Admin) -> Result<Response> {
+    let text = L::export(&app.directory)?;
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
+                format!("attachment; filename=\"{}\"", L::CSV_FILE),
             ),
         ],
         text,
     )
-        .into_response()
-}
-
-pub async fn export_entries(State(app): State<Arc<AppState>>, _a: Admin) -> Result<Response> {
-    Ok(csv_file(
-        "tsunagu-directory.csv",
-        app.directory.export_referrals()?,
-    ))
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -223,17 +323,14 @@ pub struct ImportBody {
     csv: String,
 }
 
-pub async fn import_entries(
+pub async fn import<L: AdminList>(
     State(app): State<Arc<AppState>>,
     headers: HeaderMap,
     Admin(user): Admin,
     Json(body): Json<ImportBody>,
 ) -> Result<Json<serde_json::Value>> {
-    origin(&app, &headers)?;
-    let n = app
-        .directory
-        .import_referrals(&body.csv, &actor(&user))
-        .await?;
+    check_origin(&app, &headers)?;
+    let n = L::import(&app.directory, &body.csv, &actor(&user)).await?;
     Ok(Json(json!({ "imported": n })))
 }
 
@@ -255,73 +352,6 @@ pub async fn audit(
         .await
         .map_err(DirectoryError::from)?;
     Ok(Json(rows))
-}
-
-pub async fn all_phrases(
-    State(app): State<Arc<AppState>>,
-    _a: Admin,
-) -> Json<Vec<crate::db::PhraseRecord>> {
-    Json(app.directory.phrases(true))
-}
-
-pub async fn add_phrase(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Admin(user): Admin,
-    Json(input): Json<PhraseInput>,
-) -> Result<(StatusCode, Json<crate::db::PhraseRecord>)> {
-    origin(&app, &headers)?;
-    let p = app.directory.put_phrase(None, input, &actor(&user)).await?;
-    Ok((StatusCode::CREATED, Json(p)))
-}
-
-pub async fn edit_phrase(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Admin(user): Admin,
-    Path(id): Path<String>,
-    Json(input): Json<PhraseInput>,
-) -> Result<Json<crate::db::PhraseRecord>> {
-    origin(&app, &headers)?;
-    let p = app
-        .directory
-        .put_phrase(Some(&id), input, &actor(&user))
-        .await?;
-    Ok(Json(p))
-}
-
-pub async fn order_phrases(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Admin(user): Admin,
-    Json(body): Json<OrderBody>,
-) -> Result<StatusCode> {
-    origin(&app, &headers)?;
-    app.directory
-        .order_phrases(&body.ids, &actor(&user))
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn export_phrases(State(app): State<Arc<AppState>>, _a: Admin) -> Result<Response> {
-    Ok(csv_file(
-        "tsunagu-phrases.csv",
-        app.directory.export_phrases()?,
-    ))
-}
-
-pub async fn import_phrases(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Admin(user): Admin,
-    Json(body): Json<ImportBody>,
-) -> Result<Json<serde_json::Value>> {
-    origin(&app, &headers)?;
-    let n = app
-        .directory
-        .import_phrases(&body.csv, &actor(&user))
-        .await?;
-    Ok(Json(json!({ "imported": n })))
 }
 
 fn settings_json(app: &AppState) -> serde_json::Value {
@@ -351,7 +381,7 @@ pub async fn put_settings(
     Admin(user): Admin,
     Json(body): Json<SettingsBody>,
 ) -> Result<Json<serde_json::Value>> {
-    origin(&app, &headers)?;
+    check_origin(&app, &headers)?;
     let rt = app
         .directory
         .put_runtime(body.overloaded, body.min_on_duty, &actor(&user))

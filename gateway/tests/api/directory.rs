@@ -267,3 +267,50 @@ async fn runtime_settings_switch_overloaded_mode_and_the_thin_staff_threshold() 
     assert_eq!(audit[0]["actor_name"], "Op coord");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn entries_and_phrases_are_each_added_exported_under_their_own_name_and_reordered() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let lists = [
+        (
+            "directory",
+            json!({"name": "Added line", "phone": "0120-555-666"}),
+        ),
+        (
+            "phrases",
+            json!({"lang": "ja", "title": "Added", "text": "ゆっくりで大丈夫です"}),
+        ),
+    ];
+    for (list, input) in lists {
+        let base = format!("/api/admin/{list}");
+        let r = app.post_as(&admin, &base, input).await;
+        assert_eq!(r.status(), 201, "{list}");
+        let added = r.json::<Value>().await.unwrap();
+        let r = app.get_as(&admin, &format!("{base}.csv")).await;
+        assert_eq!(
+            r.headers()["content-disposition"],
+            format!("attachment; filename=\"tsunagu-{list}.csv\""),
+        );
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains(added["id"].as_str().unwrap()));
+        let all = app.get_json_as(&admin, &base).await;
+        let mut ids: Vec<Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect();
+        assert!(ids.contains(&added["id"]), "{list}");
+        ids.reverse();
+        let r = app
+            .post_as(&admin, &format!("{base}/order"), json!({ "ids": ids }))
+            .await;
+        assert_eq!(r.status(), 204, "{list}");
+        assert_eq!(app.get_json_as(&admin, &base).await[0]["id"], ids[0]);
+    }
+    app.stop().await;
+}
