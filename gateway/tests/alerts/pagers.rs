@@ -151,6 +151,41 @@ impl Paged {
             .as_u16()
     }
 
+    /// Person `i` asks for a LINE link code in the on-call panel: the answer (`code`,
+    /// `expires_at`).
+    pub async fn code_for(&self, i: usize) -> Value {
+        let (_, name) = &self.w.people[i];
+        let (_, cookie) = self
+            .w
+            .app
+            .session(name, tsunagu::auth::Role::Coordinator, None)
+            .await;
+        let r = self
+            .w
+            .app
+            .http()
+            .post(format!("{}/api/oncall/line/code", self.w.app.base))
+            .header("cookie", cookie)
+            .header("origin", &self.w.app.base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Links person `i` to a new LINE user (code sent from it) and returns that user's id.
+    pub async fn link_line(&self, i: usize) -> String {
+        let code = self.code_for(i).await["code"].as_str().unwrap().to_owned();
+        let user = format!("U{:032x}", Ulid::new().0);
+        let reply = format!("rt-{}", Ulid::new());
+        assert_eq!(self.line_text(&user, &code, &reply).await, 200);
+        self.line
+            .wait_for("the linked reply", |r| r.iter().any(|r| r.body["replyToken"] == reply.as_str()))
+            .await;
+        user
+    }
+
     /// A request from the provider to `url` with form `params`, signed by Twilio's library.
     pub async fn provider_post(&self, url: &str, params: &[(&str, &str)]) -> reqwest::Response {
         let pairs: Vec<Value> = params.iter().map(|(k, v)| json!([k, v])).collect();
@@ -164,6 +199,24 @@ impl Paged {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Checks every request the gateway made to the fake Messaging API with LINE's SDK models
+    /// (and the fake's own checks).
+    pub async fn check_line_requests(&self) {
+        let problems = self.line.problems();
+        assert!(problems.is_empty(), "fake LINE API found: {problems:?}");
+        let requests: Vec<Value> = self
+            .line
+            .requests()
+            .iter()
+            .map(|r| {
+                json!({"path": r.path, "authorization": r.authorization,
+                       "retry_key": r.retry_key, "body": r.body})
+            })
+            .collect();
+        let v = LINE_SDK.call(json!({"op":"check","requests":requests})).await;
+        assert_eq!(v["ok"], true, "{v}");
     }
 
     /// A TwiML document's verbs, as Python's XML parser reads them.

@@ -99,3 +99,31 @@ async fn a_flag_calls_the_coordinator_and_the_key_one_acknowledges_the_alert() {
     assert!(!logs().contains(COORDINATOR_PHONE), "the number is in a log line");
     p.w.app.stop().await;
 }
+
+#[tokio::test]
+async fn an_unanswered_alert_escalates_to_the_next_persons_phone() {
+    let p = paged(2, |_| {}).await;
+    p.w.rota_all_week().await;
+    p.w.channels(0, None).await;
+    let second = "+819087654321";
+    let r = p
+        .w
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/oncall/channels/{}", p.w.people[1].0),
+            json!({"phone": second, "line": false}),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let _op = p.w.flag("sakura").await;
+    p.w.smtp.wait_for(1).await;
+    assert!(p.phone.created().is_empty(), "the first person has no phone");
+    p.w.advance(crate::harness::ACK_TIMEOUT_MS + 1).await;
+    p.phone
+        .wait_for("the escalated call", |f| !f.created().is_empty())
+        .await;
+    assert_eq!(p.phone.created()[0].to, second);
+    let audit = p.w.audit().await;
+    assert!(audit.iter().any(|e| e["action"] == "alert_escalated"));
+    p.w.app.stop().await;
+}
