@@ -181,8 +181,7 @@ impl Limits {
                 Quota::per_minute(nz(cfg.logins_per_minute)).allow_burst(nz(cfg.login_burst)),
             ),
             ack_links: RateLimiter::keyed(
-                Quota::per_minute(nz(cfg.ack_links_per_minute))
-                    .allow_burst(nz(cfg.ack_link_burst)),
+                Quota::per_minute(nz(cfg.ack_links_per_minute)).allow_burst(nz(cfg.ack_link_burst)),
             ),
             clock: DefaultClock::default(),
             connections: Slots::new(cfg.connections_per_address),

@@ -76,7 +76,11 @@ impl Db {
 
     /// Links (or re-links) an account's LINE user, audited, in one transaction. Codes of the
     /// account still unused are spent with it.
-    pub async fn set_line_link(&self, l: &LineLinkRow, audit: &AlertAuditRow) -> Result<(), DbError> {
+    pub async fn set_line_link(
+        &self,
+        l: &LineLinkRow,
+        audit: &AlertAuditRow,
+    ) -> Result<(), DbError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM oncall_line_links WHERE account_id = $1")
             .bind(l.account_id.to_string())

@@ -306,10 +306,12 @@ async fn set_channels(
         return Err(ApiError::Invalid("webhook_secret_ref"));
     }
     let phone = given(body.phone);
-    if phone
-        .as_deref()
-        .is_some_and(|p| !matches!(crate::phone::Target::parse(p), Some(crate::phone::Target::Number(_))))
-    {
+    if phone.as_deref().is_some_and(|p| {
+        !matches!(
+            crate::phone::Target::parse(p),
+            Some(crate::phone::Target::Number(_))
+        )
+    }) {
         return Err(ApiError::Invalid("phone"));
     }
     let line_enabled = body.line.unwrap_or(true);
@@ -589,14 +591,22 @@ fn provider_form(
     let sig = headers.get("x-twilio-signature").map(|v| v.as_bytes());
     let url = format!("{}{path}", oc.phone_base());
     if !voice.signed_by_provider(&url, &params, sig) {
-        tracing::warn!(bytes = body.len(), signed = sig.is_some(), "alert call request refused: signature does not match");
+        tracing::warn!(
+            bytes = body.len(),
+            signed = sig.is_some(),
+            "alert call request refused: signature does not match"
+        );
         return Err(StatusCode::FORBIDDEN);
     }
     Ok(params)
 }
 
 fn twiml(doc: String) -> Response {
-    ([(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")], doc).into_response()
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        doc,
+    )
+        .into_response()
 }
 
 /// The TwiML of an alert call: the alert spoken in Japanese, then a `<Gather>` of one key whose

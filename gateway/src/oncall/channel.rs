@@ -83,8 +83,12 @@ pub enum Outcome {
 pub trait LinePager: Send + Sync {
     /// Pushes `text` to the LINE user sealed in `link`; `key` is the same on every attempt of
     /// one delivery, so LINE accepts it once.
-    fn push<'a>(&'a self, link: &'a LineLinkRow, text: String, key: &'a str)
-        -> BoxFuture<'a, Outcome>;
+    fn push<'a>(
+        &'a self,
+        link: &'a LineLinkRow,
+        text: String,
+        key: &'a str,
+    ) -> BoxFuture<'a, Outcome>;
 }
 
 /// The phone connector as alert delivery sees it: an outbound call whose TwiML the provider

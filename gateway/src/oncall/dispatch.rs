@@ -248,7 +248,10 @@ impl Oncall {
         let Some(pager) = self.phone.get() else {
             return Outcome::GiveUp("phone not configured".into());
         };
-        let token = match self.ack_token(d.alert_id, d.account_id, Channel::Phone).await {
+        let token = match self
+            .ack_token(d.alert_id, d.account_id, Channel::Phone)
+            .await
+        {
             Ok(t) => t,
             Err(_) => return Outcome::Retry("database".into()),
         };

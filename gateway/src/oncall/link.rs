@@ -133,8 +133,17 @@ mod tests {
         assert!(code.starts_with("TSUNAGU-") && code.len() == 17, "{code}");
         let n = is_link_code(&code).unwrap();
         assert_eq!(is_link_code(&code.to_lowercase()), Some(n.clone()));
-        assert_eq!(is_link_code(&format!(" {} ", code.replace('-', " "))), Some(n));
-        for not in ["つらいです", "TSUNAGU", "tsunagu-1234", "TSUNAGU-ABCD-EFGI", "hello world"] {
+        assert_eq!(
+            is_link_code(&format!(" {} ", code.replace('-', " "))),
+            Some(n)
+        );
+        for not in [
+            "つらいです",
+            "TSUNAGU",
+            "tsunagu-1234",
+            "TSUNAGU-ABCD-EFGI",
+            "hello world",
+        ] {
             assert_eq!(is_link_code(not), None, "{not}");
         }
     }

@@ -50,7 +50,10 @@ async fn an_smtp_refusal_is_logged_by_its_code_without_the_address() {
         .iter()
         .find(|e| e["action"] == "delivery_attempt" && e["channel"] == "email")
         .unwrap();
-    assert_eq!(attempt["detail"], "attempt 1: smtp 550; given up", "{attempt}");
+    assert_eq!(
+        attempt["detail"], "attempt 1: smtp 550; given up",
+        "{attempt}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = crate::pagers::logs();
     assert!(logs.contains("smtp 550"), "the class is logged");

@@ -29,19 +29,37 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     assert_eq!(p.line_text(&user, &typed, "rt-link-1").await, 200);
     let replies = p
         .line
-        .wait_for("the linked reply", |r| r.iter().any(|r| r.body["replyToken"] == "rt-link-1"))
+        .wait_for("the linked reply", |r| {
+            r.iter().any(|r| r.body["replyToken"] == "rt-link-1")
+        })
         .await;
-    let reply = replies.iter().find(|r| r.body["replyToken"] == "rt-link-1").unwrap();
-    assert!(reply.texts()[0].contains("受け取ります"), "{:?}", reply.texts());
-    assert_eq!(p.w.app.state.line.as_ref().unwrap().live(), 0, "no conversation");
+    let reply = replies
+        .iter()
+        .find(|r| r.body["replyToken"] == "rt-link-1")
+        .unwrap();
+    assert!(
+        reply.texts()[0].contains("受け取ります"),
+        "{:?}",
+        reply.texts()
+    );
+    assert_eq!(
+        p.w.app.state.line.as_ref().unwrap().live(),
+        0,
+        "no conversation"
+    );
     assert_eq!(p.w.app.state.engine.dashboard().await.unwrap().waiting, 0);
     // Used: the same code again is refused, and still no conversation.
     assert_eq!(p.line_text(&user, &code, "rt-link-2").await, 200);
     let replies = p
         .line
-        .wait_for("the refusal", |r| r.iter().any(|r| r.body["replyToken"] == "rt-link-2"))
+        .wait_for("the refusal", |r| {
+            r.iter().any(|r| r.body["replyToken"] == "rt-link-2")
+        })
         .await;
-    let again = replies.iter().find(|r| r.body["replyToken"] == "rt-link-2").unwrap();
+    let again = replies
+        .iter()
+        .find(|r| r.body["replyToken"] == "rt-link-2")
+        .unwrap();
     assert!(again.texts()[0].contains("無効"), "{:?}", again.texts());
     assert_eq!(p.w.app.state.line.as_ref().unwrap().live(), 0);
     // The panel shows the link (not the LINE id).
@@ -52,12 +70,20 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     let _op = p.w.flag("sakura").await;
     let reqs = p
         .line
-        .wait_for("the alert push", |r| r.iter().any(|r| r.path == PUSH && r.delivered))
+        .wait_for("the alert push", |r| {
+            r.iter().any(|r| r.path == PUSH && r.delivered)
+        })
         .await;
     let push = reqs.iter().find(|r| r.path == PUSH && r.delivered).unwrap();
     assert_eq!(push.body["to"], user.as_str());
     let text = push.texts().join("\n");
-    for needle in ["緊急フラグ", "Emergency flag", "self_harm", "/api/alerts/ack/", "/coordinator"] {
+    for needle in [
+        "緊急フラグ",
+        "Emergency flag",
+        "self_harm",
+        "/api/alerts/ack/",
+        "/coordinator",
+    ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }
     assert!(!text.contains(crate::harness::CANARY) && !text.contains("canary"));
@@ -66,9 +92,8 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
         .find(|w| w.contains("/api/alerts/ack/"))
         .unwrap()
         .to_owned();
-    let post = |link: String| async move {
-        reqwest::Client::new().post(link).send().await.unwrap()
-    };
+    let post =
+        |link: String| async move { reqwest::Client::new().post(link).send().await.unwrap() };
     let r = post(link.clone()).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("確認しました"));
@@ -77,9 +102,9 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     assert_eq!(post(link).await.status(), 410, "single use");
     let audit = p.w.audit().await;
     assert!(audit.iter().any(|e| e["action"] == "line_linked"));
-    assert!(audit
-        .iter()
-        .any(|e| e["action"] == "delivery_attempt" && e["channel"] == "line" && e["detail"] == "sent"));
+    assert!(audit.iter().any(|e| e["action"] == "delivery_attempt"
+        && e["channel"] == "line"
+        && e["detail"] == "sent"));
 
     // Stored sealed only, and never logged.
     let db = p.w.app.state.engine.oncall.as_ref().unwrap().db();
@@ -91,20 +116,29 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     assert!(!String::from_utf8_lossy(&link_row.sealed_user).contains(&user[1..12]));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = logs();
-    assert!(!logs.contains(&user) && !logs.contains(&user[1..]), "the LINE id is in a log line");
-    assert!(!logs.contains(&code) && !logs.contains(&code[8..]), "the code is in a log line");
+    assert!(
+        !logs.contains(&user) && !logs.contains(&user[1..]),
+        "the LINE id is in a log line"
+    );
+    assert!(
+        !logs.contains(&code) && !logs.contains(&code[8..]),
+        "the code is in a log line"
+    );
 
     // Unlinked: the next alert goes by no LINE push.
-    let r = p
-        .w
-        .send(
+    let r =
+        p.w.send(
             reqwest::Method::DELETE,
             &format!("/api/oncall/line/{}", p.w.people[0].0),
             json!({}),
         )
         .await;
     assert_eq!(r.status(), 204);
-    assert!(db.line_link(p.w.people[0].0.parse().unwrap()).await.unwrap().is_none());
+    assert!(db
+        .line_link(p.w.people[0].0.parse().unwrap())
+        .await
+        .unwrap()
+        .is_none());
     p.check_line_requests().await;
     p.w.app.stop().await;
 }
@@ -117,12 +151,21 @@ async fn link_codes_expire_are_limited_per_account_and_per_line_user() {
     // Expired after ten minutes.
     p.w.clock.advance(10 * 60_000 + 1);
     let user = new_user();
-    assert_eq!(p.line_text(&user, first["code"].as_str().unwrap(), "rt-old").await, 200);
+    assert_eq!(
+        p.line_text(&user, first["code"].as_str().unwrap(), "rt-old")
+            .await,
+        200
+    );
     let reqs = p
         .line
-        .wait_for("the refusal", |r| r.iter().any(|r| r.body["replyToken"] == "rt-old"))
+        .wait_for("the refusal", |r| {
+            r.iter().any(|r| r.body["replyToken"] == "rt-old")
+        })
         .await;
-    let r = reqs.iter().find(|r| r.body["replyToken"] == "rt-old").unwrap();
+    let r = reqs
+        .iter()
+        .find(|r| r.body["replyToken"] == "rt-old")
+        .unwrap();
     assert!(r.texts()[0].contains("無効"));
     // Five codes an hour per account.
     for _ in 1..5 {
@@ -130,26 +173,31 @@ async fn link_codes_expire_are_limited_per_account_and_per_line_user() {
     }
     let (_, name) = &p.w.people[0];
     let (_, cookie) = p.w.app.session(name, Role::Coordinator, None).await;
-    let sixth = p
-        .w
-        .app
-        .http()
-        .post(format!("{}/api/oncall/line/code", p.w.app.base))
-        .header("cookie", cookie)
-        .header("origin", &p.w.app.base)
-        .send()
-        .await
-        .unwrap();
+    let sixth =
+        p.w.app
+            .http()
+            .post(format!("{}/api/oncall/line/code", p.w.app.base))
+            .header("cookie", cookie)
+            .header("origin", &p.w.app.base)
+            .send()
+            .await
+            .unwrap();
     assert_eq!(sixth.status(), 429);
     // A LINE user guessing: after five tries, told to wait, even with a valid-looking code.
     for i in 0..6 {
-        p.line_text(&user, "TSUNAGU-ABCD-EFGH", &format!("rt-guess-{i}")).await;
+        p.line_text(&user, "TSUNAGU-ABCD-EFGH", &format!("rt-guess-{i}"))
+            .await;
     }
     let reqs = p
         .line
-        .wait_for("the sixth answer", |r| r.iter().any(|r| r.body["replyToken"] == "rt-guess-5"))
+        .wait_for("the sixth answer", |r| {
+            r.iter().any(|r| r.body["replyToken"] == "rt-guess-5")
+        })
         .await;
-    let last = reqs.iter().find(|r| r.body["replyToken"] == "rt-guess-5").unwrap();
+    let last = reqs
+        .iter()
+        .find(|r| r.body["replyToken"] == "rt-guess-5")
+        .unwrap();
     assert!(last.texts()[0].contains("試行回数"), "{:?}", last.texts());
     assert_eq!(p.w.app.state.line.as_ref().unwrap().live(), 0);
     p.w.app.stop().await;

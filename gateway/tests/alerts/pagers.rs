@@ -131,8 +131,8 @@ impl Paged {
             "replyToken": reply_token,
             "message": {"type": "text", "id": format!("{}", 400_000_000_000_000u64 + Ulid::new().0 as u64 % 1_000_000_000), "text": text, "quoteToken": "q"},
         });
-        let body = json!({"destination": format!("U{:032x}", 0xfeed_u128), "events": [event]})
-            .to_string();
+        let body =
+            json!({"destination": format!("U{:032x}", 0xfeed_u128), "events": [event]}).to_string();
         let v = LINE_SDK
             .call(json!({"op":"sign","secret":secrets().line_secret,"body":body}))
             .await;
@@ -181,7 +181,9 @@ impl Paged {
         let reply = format!("rt-{}", Ulid::new());
         assert_eq!(self.line_text(&user, &code, &reply).await, 200);
         self.line
-            .wait_for("the linked reply", |r| r.iter().any(|r| r.body["replyToken"] == reply.as_str()))
+            .wait_for("the linked reply", |r| {
+                r.iter().any(|r| r.body["replyToken"] == reply.as_str())
+            })
             .await;
         user
     }
@@ -215,7 +217,9 @@ impl Paged {
                        "retry_key": r.retry_key, "body": r.body})
             })
             .collect();
-        let v = LINE_SDK.call(json!({"op":"check","requests":requests})).await;
+        let v = LINE_SDK
+            .call(json!({"op":"check","requests":requests}))
+            .await;
         assert_eq!(v["ok"], true, "{v}");
     }
 

@@ -35,7 +35,8 @@ const TRIES_PER_HOUR: u32 = 5;
 const LINKED: &str = "つなぐのアラートをこのLINEアカウントで受け取ります。\
      解除はコーディネーター画面からできます。\n\
      This LINE account now receives Tsunagu alerts. Unlink it in the coordinator view.";
-const INVALID: &str = "このコードは無効か期限切れです。コーディネーター画面で新しいコードを作ってください。\n\
+const INVALID: &str =
+    "このコードは無効か期限切れです。コーディネーター画面で新しいコードを作ってください。\n\
      This code is invalid or has expired. Make a new one in the coordinator view.";
 const TOO_MANY: &str = "試行回数が多すぎます。しばらくしてからお試しください。\n\
      Too many tries. Please try again later.";
@@ -174,7 +175,9 @@ mod tests {
         let account = Ulid::new();
         let user = "U0123456789abcdef0123456789abcdef";
         let sealed = seal(&a, account, user).unwrap();
-        assert!(!sealed.windows(8).any(|w| user.as_bytes().windows(8).any(|u| u == w)));
+        assert!(!sealed
+            .windows(8)
+            .any(|w| user.as_bytes().windows(8).any(|u| u == w)));
         let link = |account, sealed: &Vec<u8>| LineLinkRow {
             account_id: account,
             channel_id: "npo".into(),
@@ -183,6 +186,10 @@ mod tests {
         };
         assert_eq!(unseal(&a, &link(account, &sealed)).as_deref(), Some(user));
         assert_eq!(unseal(&b, &link(account, &sealed)), None, "another secret");
-        assert_eq!(unseal(&a, &link(Ulid::new(), &sealed)), None, "another account");
+        assert_eq!(
+            unseal(&a, &link(Ulid::new(), &sealed)),
+            None,
+            "another account"
+        );
     }
 }

@@ -256,7 +256,9 @@ impl Line {
         // A coordinator linking their LINE account for alerts: before anything else, and never
         // a conversation.
         if m.kind == "text" {
-            if let Some(code) = crate::oncall::link::is_link_code(m.text.as_deref().unwrap_or_default()) {
+            if let Some(code) =
+                crate::oncall::link::is_link_code(m.text.as_deref().unwrap_or_default())
+            {
                 return self.link_code(ch, key, &e, &code).await;
             }
         }
