@@ -177,8 +177,20 @@ impl Db {
         id: Ulid,
         audit: &AlertAuditRow,
     ) -> Result<bool, DbError> {
+        self.delete_audited("DELETE FROM oncall_overrides WHERE id = $1", id, audit)
+            .await
+    }
+
+    /// Runs `delete` (one row, by the id in `$1`) and audits it, in one transaction; `false`
+    /// (nothing audited) if there was no such row.
+    pub(super) async fn delete_audited(
+        &self,
+        delete: &str,
+        id: Ulid,
+        audit: &AlertAuditRow,
+    ) -> Result<bool, DbError> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query("DELETE FROM oncall_overrides WHERE id = $1")
+        let done = sqlx::query(delete)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;

@@ -148,16 +148,11 @@ impl Db {
         account: Ulid,
         audit: &AlertAuditRow,
     ) -> Result<bool, DbError> {
-        let mut tx = self.pool().begin().await?;
-        let done = sqlx::query("DELETE FROM oncall_line_links WHERE account_id = $1")
-            .bind(account.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_audit(audit).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.delete_audited(
+            "DELETE FROM oncall_line_links WHERE account_id = $1",
+            account,
+            audit,
+        )
+        .await
     }
 }

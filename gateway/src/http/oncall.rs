@@ -238,15 +238,14 @@ async fn delete_override(
     let oc = oncall(&app)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("override id"))?;
     let audit = audit_row(oc, &user, "rota_override_deleted", id.to_string());
-    if oc
-        .db()
-        .delete_oncall_override(id, &audit)
-        .await
-        .map_err(db_error)?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound)
+    deleted(oc.db().delete_oncall_override(id, &audit).await)
+}
+
+/// 204 for a deletion done, 404 for nothing to delete.
+fn deleted(done: Result<bool, crate::db::DbError>) -> Result<StatusCode, ApiError> {
+    match done.map_err(db_error)? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::NotFound),
     }
 }
 
@@ -563,16 +562,7 @@ async fn line_unlink(
         channel: Some("line".into()),
         ..audit_row(oc, &user, "line_unlinked", account.to_string())
     };
-    if oc
-        .db()
-        .delete_line_link(account, &audit)
-        .await
-        .map_err(db_error)?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound)
-    }
+    deleted(oc.db().delete_line_link(account, &audit).await)
 }
 
 /// A request from the telephony provider about an alert call, its signature checked over

@@ -208,15 +208,7 @@ impl Paged {
     pub async fn check_line_requests(&self) {
         let problems = self.line.problems();
         assert!(problems.is_empty(), "fake LINE API found: {problems:?}");
-        let requests: Vec<Value> = self
-            .line
-            .requests()
-            .iter()
-            .map(|r| {
-                json!({"path": r.path, "authorization": r.authorization,
-                       "retry_key": r.retry_key, "body": r.body})
-            })
-            .collect();
+        let requests = self.line.for_sdk_check();
         let v = LINE_SDK
             .call(json!({"op":"check","requests":requests}))
             .await;
