@@ -27,21 +27,8 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     // Sent with other spacing and case: still the code; it starts no conversation.
     let typed = format!(" {} ", code.to_lowercase().replace('-', " "));
     assert_eq!(p.line_text(&user, &typed, "rt-link-1").await, 200);
-    let replies = p
-        .line
-        .wait_for("the linked reply", |r| {
-            r.iter().any(|r| r.body["replyToken"] == "rt-link-1")
-        })
-        .await;
-    let reply = replies
-        .iter()
-        .find(|r| r.body["replyToken"] == "rt-link-1")
-        .unwrap();
-    assert!(
-        reply.texts()[0].contains("受け取ります"),
-        "{:?}",
-        reply.texts()
-    );
+    let reply = p.reply_to("rt-link-1").await;
+    assert!(reply[0].contains("受け取ります"), "{reply:?}");
     assert_eq!(
         p.w.app.state.line.as_ref().unwrap().live(),
         0,
@@ -50,17 +37,8 @@ async fn a_linked_line_account_gets_the_flag_as_a_push_whose_link_acknowledges_i
     assert_eq!(p.w.app.state.engine.dashboard().await.unwrap().waiting, 0);
     // Used: the same code again is refused, and still no conversation.
     assert_eq!(p.line_text(&user, &code, "rt-link-2").await, 200);
-    let replies = p
-        .line
-        .wait_for("the refusal", |r| {
-            r.iter().any(|r| r.body["replyToken"] == "rt-link-2")
-        })
-        .await;
-    let again = replies
-        .iter()
-        .find(|r| r.body["replyToken"] == "rt-link-2")
-        .unwrap();
-    assert!(again.texts()[0].contains("無効"), "{:?}", again.texts());
+    let again = p.reply_to("rt-link-2").await;
+    assert!(again[0].contains("無効"), "{again:?}");
     assert_eq!(p.w.app.state.line.as_ref().unwrap().live(), 0);
     // The panel shows the link (not the LINE id).
     let overview = p.w.app.get_json_as(&p.w.coord, "/api/oncall").await;
@@ -156,17 +134,8 @@ async fn link_codes_expire_are_limited_per_account_and_per_line_user() {
             .await,
         200
     );
-    let reqs = p
-        .line
-        .wait_for("the refusal", |r| {
-            r.iter().any(|r| r.body["replyToken"] == "rt-old")
-        })
-        .await;
-    let r = reqs
-        .iter()
-        .find(|r| r.body["replyToken"] == "rt-old")
-        .unwrap();
-    assert!(r.texts()[0].contains("無効"));
+    let r = p.reply_to("rt-old").await;
+    assert!(r[0].contains("無効"));
     // Five codes an hour per account.
     for _ in 1..5 {
         p.code_for(0).await;
@@ -188,17 +157,8 @@ async fn link_codes_expire_are_limited_per_account_and_per_line_user() {
         p.line_text(&user, "TSUNAGU-ABCD-EFGH", &format!("rt-guess-{i}"))
             .await;
     }
-    let reqs = p
-        .line
-        .wait_for("the sixth answer", |r| {
-            r.iter().any(|r| r.body["replyToken"] == "rt-guess-5")
-        })
-        .await;
-    let last = reqs
-        .iter()
-        .find(|r| r.body["replyToken"] == "rt-guess-5")
-        .unwrap();
-    assert!(last.texts()[0].contains("試行回数"), "{:?}", last.texts());
+    let last = p.reply_to("rt-guess-5").await;
+    assert!(last[0].contains("試行回数"), "{last:?}");
     assert_eq!(p.w.app.state.line.as_ref().unwrap().live(), 0);
     p.w.app.stop().await;
 }

@@ -174,17 +174,27 @@ impl Paged {
         r.json().await.unwrap()
     }
 
+    /// The texts answered by reply token `token`, once the gateway has answered.
+    pub async fn reply_to(&self, token: &str) -> Vec<String> {
+        let reqs = self
+            .line
+            .wait_for("the reply", |r| {
+                r.iter().any(|r| r.body["replyToken"] == token)
+            })
+            .await;
+        reqs.iter()
+            .find(|r| r.body["replyToken"] == token)
+            .unwrap()
+            .texts()
+    }
+
     /// Links person `i` to a new LINE user (code sent from it) and returns that user's id.
     pub async fn link_line(&self, i: usize) -> String {
         let code = self.code_for(i).await["code"].as_str().unwrap().to_owned();
         let user = format!("U{:032x}", Ulid::new().0);
         let reply = format!("rt-{}", Ulid::new());
         assert_eq!(self.line_text(&user, &code, &reply).await, 200);
-        self.line
-            .wait_for("the linked reply", |r| {
-                r.iter().any(|r| r.body["replyToken"] == reply.as_str())
-            })
-            .await;
+        self.reply_to(&reply).await;
         user
     }
 
