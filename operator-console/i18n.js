@@ -4,7 +4,8 @@
 // applyI18n(); data-i18n-placeholder / -aria-label / -title do the same for attributes.
 // The catalogues themselves are i18n/ja.js and i18n/en.js, with the sign-in steps' and the
 // admin screen's accounts messages in i18n/ja-accounts.js and i18n/en-accounts.js, its
-// directory, phrases and settings messages in i18n/ja-directory.js and i18n/en-directory.js.
+// directory, phrases and settings messages in i18n/ja-directory.js and i18n/en-directory.js,
+// the on-call panel's LINE and phone messages in i18n/ja-oncall.js and i18n/en-oncall.js.
 
 import { interpolate } from '/console/translate.js';
 
@@ -14,10 +15,12 @@ import jaAccounts from '/console/i18n/ja-accounts.js';
 import enAccounts from '/console/i18n/en-accounts.js';
 import jaDirectory from '/console/i18n/ja-directory.js';
 import enDirectory from '/console/i18n/en-directory.js';
+import jaOncall from '/console/i18n/ja-oncall.js';
+import enOncall from '/console/i18n/en-oncall.js';
 
 const catalogue = {
-  ja: { ...ja, ...jaAccounts, ...jaDirectory },
-  en: { ...en, ...enAccounts, ...enDirectory },
+  ja: { ...ja, ...jaAccounts, ...jaDirectory, ...jaOncall },
+  en: { ...en, ...enAccounts, ...enDirectory, ...enOncall },
 };
 
 export const LANGS = Object.keys(catalogue);

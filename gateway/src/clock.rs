@@ -12,6 +12,13 @@ use std::sync::Arc;
 
 pub use crate::protocol::Millis;
 
+/// The wait before the next attempt after `attempts` failed ones: `first`, doubled per
+/// further attempt, at most `max` (the alert deliveries' and the case-system webhook's retries).
+pub fn doubling_backoff(first: Millis, max: Millis, attempts: u32) -> Millis {
+    let doublings = attempts.saturating_sub(1).min(32);
+    first.saturating_mul(1u64 << doublings).min(max)
+}
+
 /// Milliseconds since the Unix epoch, now, from the system clock. Code that has a [`Clock`]
 /// uses it instead; this is for the few places that run before one exists.
 pub fn now_ms() -> Millis {

@@ -51,6 +51,10 @@ pub struct LimitSettings {
     /// Login attempts per address per minute, and burst.
     pub logins_per_minute: u32,
     pub login_burst: u32,
+    /// Requests to alert acknowledgement links (`/api/alerts/ack/{token}`, no sign-in) per
+    /// address per minute, and burst.
+    pub ack_links_per_minute: u32,
+    pub ack_link_burst: u32,
     /// Open websockets per address (visitors behind one school or office NAT share one).
     pub connections_per_address: u32,
     /// Open TCP connections per address, of any kind (a browser holds a few kept-alive
@@ -77,6 +81,8 @@ impl Default for LimitSettings {
             webhook_burst: 200,
             logins_per_minute: 10,
             login_burst: 10,
+            ack_links_per_minute: 20,
+            ack_link_burst: 10,
             connections_per_address: 100,
             // Each of 100 visitors behind one NAT may hold its websocket and a kept-alive page
             // connection or two; idle ones close after `server.header_read_timeout_ms`.
@@ -116,6 +122,7 @@ pub struct Limits {
     conversations: DefaultKeyedRateLimiter<AddrKey>,
     webhooks: DefaultKeyedRateLimiter<AddrKey>,
     logins: DefaultKeyedRateLimiter<AddrKey>,
+    ack_links: DefaultKeyedRateLimiter<AddrKey>,
     /// Open websockets per address key.
     connections: Arc<Slots>,
     /// Open TCP connections per address key.
@@ -172,6 +179,9 @@ impl Limits {
             ),
             logins: RateLimiter::keyed(
                 Quota::per_minute(nz(cfg.logins_per_minute)).allow_burst(nz(cfg.login_burst)),
+            ),
+            ack_links: RateLimiter::keyed(
+                Quota::per_minute(nz(cfg.ack_links_per_minute)).allow_burst(nz(cfg.ack_link_burst)),
             ),
             clock: DefaultClock::default(),
             connections: Slots::new(cfg.connections_per_address),
@@ -245,6 +255,11 @@ impl Limits {
         Self::check(&self.logins, key)
     }
 
+    /// A request to an alert acknowledgement link (a token anyone may try to guess).
+    pub fn ack_link(&self, key: AddrKey) -> Result<(), RetryAfter> {
+        Self::check(&self.ack_links, key)
+    }
+
     /// A limiter for one connection's messages.
     pub fn per_connection(&self) -> ConnectionLimiter {
         self.connection_limiter(self.cfg.messages_per_minute, self.cfg.message_burst)
@@ -278,7 +293,12 @@ impl Limits {
 
     /// Forgets keys that have been quiet long enough to be back at full allowance.
     pub fn shed(&self) {
-        for l in [&self.conversations, &self.webhooks, &self.logins] {
+        for l in [
+            &self.conversations,
+            &self.webhooks,
+            &self.logins,
+            &self.ack_links,
+        ] {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -289,6 +309,7 @@ impl Limits {
         self.conversations.len()
             + self.webhooks.len()
             + self.logins.len()
+            + self.ack_links.len()
             + self.connections.len()
             + self.tcp.len()
     }

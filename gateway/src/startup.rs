@@ -167,6 +167,15 @@ impl Application {
             shutdown.clone(),
             tracker.clone(),
         )?;
+        // Alerts go by LINE and by phone through the connectors that are configured.
+        if let Some(oncall) = &engine.oncall {
+            if let Some(l) = &line {
+                oncall.set_line(Arc::clone(l) as Arc<dyn crate::oncall::LinePager>);
+            }
+            if let Some(v) = &voice {
+                oncall.set_phone(Arc::clone(v) as Arc<dyn crate::oncall::PhonePager>);
+            }
+        }
         let listener = bind(settings.server.host.as_str(), settings.server.port)
             .await
             .with_context(|| {

@@ -68,6 +68,7 @@ fn checks() -> Vec<(&'static str, Check)> {
         alerts::an_alert_is_delivered_escalated_and_acknowledged_once_across_two_handles,
         alerts::an_acknowledgement_link_is_used_once_and_not_after_it_expires,
         alerts::the_rota_reads_back_and_the_alert_audit_is_append_only,
+        alerts::a_line_link_code_is_used_once_and_a_link_reads_back_sealed_as_written,
     ]
 }
 

@@ -640,6 +640,10 @@ async fn a_waiting_caller_whose_conversation_the_store_lost_hears_why_and_other_
         .app
         .wait_conversations("the call queued", |c| c.len() == 1)
         .await;
+    // The call's follower takes the call's lease on its first tick, and only the lease holder
+    // acts on the loss: let that tick run first (this test and the app share one thread; without
+    // the wait the loss could come first, and nothing would hang up, about one run in two).
+    tokio::time::sleep(Duration::from_millis(200)).await;
     t.app
         .state
         .engine

@@ -1,7 +1,9 @@
 // The on-call panel: who is on call now, the alerts paged to them (with Acknowledge), and the
-// rota (weekly ranges in Japan time, overrides) and each person's channels, edited through
-// /api/oncall/* (coordinators and admins; every change is audited by the server). Owns the
-// last overview read and the paged alerts; reloaded every 30 s and after each change.
+// rota (weekly ranges in Japan time, overrides) and each person's channels (e-mail, webhook,
+// phone, LINE on or off; whether their LINE account is linked, and unlinking it), edited through
+// /api/oncall/* (coordinators and admins; every change is audited by the server), and a one-time
+// code with which the signed-in coordinator links their own LINE account. Owns the last overview
+// read and the paged alerts; reloaded every 30 s and after each change.
 
 import { t } from '/console/i18n.js';
 import { api } from '/console/auth.js';
@@ -17,7 +19,8 @@ const E = byIds('oncall-section', 'oncall-status', 'oncall-updated', 'oncall-now
   'oncall-range-from', 'oncall-range-until', 'oncall-range-pos', 'oncall-overrides',
   'oncall-override-form', 'oncall-override-account', 'oncall-override-from', 'oncall-override-until',
   'oncall-channels-form', 'oncall-channels-account', 'oncall-channels-email', 'oncall-channels-url',
-  'oncall-channels-format', 'oncall-channels-secret');
+  'oncall-channels-format', 'oncall-channels-secret', 'oncall-channels-phone', 'oncall-channels-line',
+  'oncall-line-state', 'oncall-line-unlink', 'oncall-line-code', 'oncall-line-code-out');
 
 let view = null;      // the last GET /api/oncall
 let paged = [];       // the last GET /api/oncall/alerts
@@ -71,6 +74,13 @@ function fillChannels() {
   E.oncallChannelsUrl.value = c.webhook_url ?? '';
   E.oncallChannelsFormat.value = c.webhook_format ?? 'slack';
   E.oncallChannelsSecret.value = c.webhook_secret_ref ?? '';
+  E.oncallChannelsPhone.value = c.phone ?? '';
+  E.oncallChannelsLine.checked = c.line_enabled ?? true;
+  const linked = (view?.line_linked ?? []).includes(E.oncallChannelsAccount.value);
+  E.oncallLineState.textContent = t(linked ? 'oncall.line.linked' : 'oncall.line.notLinked');
+  E.oncallLineUnlink.hidden = !linked;
+  E.oncallLineCode.hidden = !view?.line_available;
+  E.oncallChannelsPhone.hidden = !view?.phone_available;
 }
 
 async function load() {
@@ -131,7 +141,19 @@ E.oncallChannelsForm.addEventListener('submit', (ev) => {
     webhook_url: url || null,
     webhook_format: url ? E.oncallChannelsFormat.value : null,
     webhook_secret_ref: url ? (E.oncallChannelsSecret.value || null) : null,
+    phone: E.oncallChannelsPhone.value.trim() || null,
+    line: E.oncallChannelsLine.checked,
   });
+});
+
+E.oncallLineUnlink.addEventListener('click', () =>
+  change(`/api/oncall/line/${encodeURIComponent(E.oncallChannelsAccount.value)}`, 'DELETE'));
+
+E.oncallLineCode.addEventListener('click', async () => {
+  const r = await api('/api/oncall/line/code', { method: 'POST', body: {} });
+  if (!r.ok) { status(httpErrorText(r)); return; }
+  status(null);
+  E.oncallLineCodeOut.textContent = t('oncall.line.codeIs', { code: r.data.code, until: fmtDateTime(r.data.expires_at) });
 });
 
 export function startOncall() {

@@ -100,8 +100,13 @@ pub struct DeliverySettings {
     pub delivery_backoff_ms: u64,
     pub delivery_max_backoff_ms: u64,
     pub ack_timeout_ms: AckTimeouts,
-    /// How long an acknowledgement link in an e-mail works.
+    /// How long an acknowledgement link (e-mail, LINE, the phone call's key press) works.
     pub ack_link_ttl_ms: u64,
+    /// How long a one-time code for linking a coordinator's LINE account works.
+    pub line_code_ttl_ms: u64,
+    /// The number alert calls come from (E.164, one of the organisation's numbers at the
+    /// telephony provider). Unset: `voice.caller_id`. Neither: no phone channel.
+    pub call_from: Option<String>,
     pub smtp: SmtpSettings,
     /// Webhook secrets by name; a person's webhook names one (`webhook_secret_ref`), so no
     /// secret is kept in the database. Set them from the environment
@@ -120,6 +125,8 @@ impl Default for DeliverySettings {
             delivery_max_backoff_ms: 60_000,
             ack_timeout_ms: AckTimeouts::default(),
             ack_link_ttl_ms: 24 * 60 * 60_000,
+            line_code_ttl_ms: 10 * 60_000,
+            call_from: None,
             smtp: SmtpSettings::default(),
             webhook_secrets: BTreeMap::new(),
         }
@@ -129,10 +136,11 @@ impl Default for DeliverySettings {
 impl DeliverySettings {
     /// The wait before the next attempt after `attempts` failed ones.
     pub fn backoff(&self, attempts: u32) -> u64 {
-        let doublings = attempts.saturating_sub(1).min(32);
-        self.delivery_backoff_ms
-            .saturating_mul(1u64 << doublings)
-            .min(self.delivery_max_backoff_ms)
+        crate::clock::doubling_backoff(
+            self.delivery_backoff_ms,
+            self.delivery_max_backoff_ms,
+            attempts,
+        )
     }
 }
 

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use ulid::Ulid;
 
+use super::claim::{millis, to_i64, ulid, AnyQuery, Claimable};
 use super::{Db, DbError};
 
 /// One row of `alerts`.
@@ -85,19 +86,6 @@ pub struct AckTokenRow {
     pub used_at: Option<u64>,
 }
 
-pub(super) fn millis(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
-}
-
-pub(super) fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-pub(super) fn ulid(s: &str, what: &str) -> Result<Ulid, DbError> {
-    s.parse()
-        .map_err(|_| DbError::Corrupt(format!("{what} is not a ULID")))
-}
-
 const ALERT_COLUMNS: &str = "id, kind, severity, category, value, waiting, \
      started_at, acknowledged_at, acknowledged_by, acknowledged_name, acknowledged_channel, \
      level, next_escalation_at";
@@ -155,8 +143,6 @@ fn audit_from_row(row: &AnyRow) -> Result<AlertAuditRow, DbError> {
         detail: row.try_get("detail")?,
     })
 }
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 pub(super) fn insert_audit(a: &AlertAuditRow) -> AnyQuery<'_> {
     sqlx::query(
@@ -374,17 +360,12 @@ impl Db {
         now: u64,
         lease_ms: u64,
     ) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE alert_deliveries SET claimed_until = $1, attempts = attempts + 1 \
-             WHERE id = $2 AND status = 'pending' AND next_at <= $3 \
-             AND (claimed_until IS NULL OR claimed_until <= $3)",
-        )
-        .bind(to_i64(now.saturating_add(lease_ms)))
-        .bind(id.to_string())
-        .bind(to_i64(now))
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        const DELIVERY: Claimable = Claimable {
+            table: "alert_deliveries",
+            attempts: "attempts",
+            due: "status = 'pending' AND next_at <= $3",
+        };
+        self.claim(&DELIVERY, id, now, lease_ms).await
     }
 
     /// The outcome of a claimed attempt, audited in the same transaction: `sent`, or failed

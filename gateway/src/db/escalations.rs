@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use ulid::Ulid;
 
+use super::claim::{millis, to_i64, ulid, AnyQuery, Claimable};
 use super::{Db, DbError};
 
 /// One row of `escalation_records`.
@@ -56,19 +57,6 @@ pub struct EscalationImport {
 const RECORD_COLUMNS: &str = "id, sealed, version, created_at, expires_at, closed_at, \
                               delivered_at, delivery_attempts, next_attempt_at";
 
-fn millis(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn ulid(s: &str, what: &str) -> Result<Ulid, DbError> {
-    s.parse()
-        .map_err(|_| DbError::Corrupt(format!("{what} is not a ULID")))
-}
-
 fn record_from_row(row: &AnyRow) -> Result<SealedRecord, DbError> {
     let id: String = row.try_get("id")?;
     let attempts: i64 = row.try_get("delivery_attempts")?;
@@ -101,7 +89,7 @@ const INSERT_AUDIT: &str =
     "INSERT INTO escalation_audit (at, actor_id, actor_name, action, record_id) \
      VALUES ($1, $2, $3, $4, $5)";
 
-fn insert_audit(a: &AuditRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+fn insert_audit(a: &AuditRow) -> AnyQuery<'_> {
     sqlx::query(INSERT_AUDIT)
         .bind(to_i64(a.at))
         .bind(a.actor_id.map(|i| i.to_string()))
@@ -114,9 +102,7 @@ const INSERT_RECORD: &str = "INSERT INTO escalation_records \
      (id, sealed, version, created_at, expires_at, closed_at, delivered_at) \
      VALUES ($1, $2, 1, $3, $4, $5, $6)";
 
-fn insert_record(
-    r: &SealedRecord,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+fn insert_record(r: &SealedRecord) -> AnyQuery<'_> {
     sqlx::query(INSERT_RECORD)
         .bind(r.id.to_string())
         .bind(r.sealed.clone())
@@ -239,19 +225,13 @@ impl Db {
     /// exactly one of several nodes asking at once. `false`: delivered already, not due, gone,
     /// or another node's claim holds.
     pub async fn claim_delivery(&self, id: Ulid, now: u64, lease_ms: u64) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE escalation_records SET claimed_until = $1, \
-             delivery_attempts = delivery_attempts + 1 \
-             WHERE id = $2 AND closed_at IS NOT NULL AND delivered_at IS NULL \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $3) \
-             AND (claimed_until IS NULL OR claimed_until <= $3)",
-        )
-        .bind(to_i64(now.saturating_add(lease_ms)))
-        .bind(id.to_string())
-        .bind(to_i64(now))
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        const RECORD: Claimable = Claimable {
+            table: "escalation_records",
+            attempts: "delivery_attempts",
+            due: "closed_at IS NOT NULL AND delivered_at IS NULL \
+                  AND (next_attempt_at IS NULL OR next_attempt_at <= $3)",
+        };
+        self.claim(&RECORD, id, now, lease_ms).await
     }
 
     /// A claimed delivery was acknowledged: audited (`delivered`) and marked delivered, or

@@ -42,6 +42,11 @@ const SQLITE: Embedded = &[
         "oncall_alerts",
         include_str!("../../migrations/sqlite/0005_oncall_alerts.sql"),
     ),
+    (
+        6,
+        "oncall_line_phone",
+        include_str!("../../migrations/sqlite/0006_oncall_line_phone.sql"),
+    ),
 ];
 
 const POSTGRES: Embedded = &[
@@ -69,6 +74,11 @@ const POSTGRES: Embedded = &[
         5,
         "oncall_alerts",
         include_str!("../../migrations/postgres/0005_oncall_alerts.sql"),
+    ),
+    (
+        6,
+        "oncall_line_phone",
+        include_str!("../../migrations/postgres/0006_oncall_line_phone.sql"),
     ),
 ];
 

@@ -27,10 +27,12 @@ mod account_audit;
 mod account_security;
 mod accounts;
 mod alerts;
+mod claim;
 mod directory;
 mod escalations;
 mod migrations;
 mod oncall;
+mod oncall_links;
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +48,7 @@ pub use alerts::{AckTokenRow, AlertAuditRow, AlertRow, DeliveryRow};
 pub use directory::{AdminAudit, PhraseRecord, ReferralRecord, SettingRecord, DIRECTORY_REVISION};
 pub use escalations::{AuditRow, EscalationImport, SealedRecord};
 pub use oncall::{ChannelsRow, OverrideRow, ScheduleRow};
+pub use oncall_links::LineLinkRow;
 
 /// `[database]` in the configuration. Owned here; `config` assembles it into `Settings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

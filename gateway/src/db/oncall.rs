@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use ulid::Ulid;
 
-use super::alerts::{insert_audit, millis, to_i64, ulid, AlertAuditRow};
+use super::alerts::{insert_audit, AlertAuditRow};
+use super::claim::{millis, to_i64, ulid};
 use super::{Db, DbError};
 
 /// One weekly range: `weekday` 0 (Monday) … 6 (Sunday), minutes of the day in Japan time,
@@ -43,8 +44,15 @@ pub struct ChannelsRow {
     pub webhook_format: Option<String>,
     /// The name of the secret in `[alerts.webhook_secrets]`.
     pub webhook_secret_ref: Option<String>,
+    /// Whether a linked LINE account is paged (the link itself is `oncall_line_links`).
+    pub line_enabled: bool,
+    /// The number a phone alert calls (E.164); never logged.
+    pub phone: Option<String>,
     pub updated_at: u64,
 }
+
+const CHANNEL_COLUMNS: &str = "account_id, email, webhook_url, webhook_format, \
+     webhook_secret_ref, line_enabled, phone, updated_at";
 
 fn schedule_from_row(row: &AnyRow) -> Result<ScheduleRow, DbError> {
     let id: String = row.try_get("id")?;
@@ -82,6 +90,8 @@ fn channels_from_row(row: &AnyRow) -> Result<ChannelsRow, DbError> {
         webhook_url: row.try_get("webhook_url")?,
         webhook_format: row.try_get("webhook_format")?,
         webhook_secret_ref: row.try_get("webhook_secret_ref")?,
+        line_enabled: row.try_get::<i64, _>("line_enabled")? != 0,
+        phone: row.try_get("phone")?,
         updated_at: millis(row.try_get("updated_at")?).unwrap_or(0),
     })
 }
@@ -167,8 +177,20 @@ impl Db {
         id: Ulid,
         audit: &AlertAuditRow,
     ) -> Result<bool, DbError> {
+        self.delete_audited("DELETE FROM oncall_overrides WHERE id = $1", id, audit)
+            .await
+    }
+
+    /// Runs `delete` (one row, by the id in `$1`) and audits it, in one transaction; `false`
+    /// (nothing audited) if there was no such row.
+    pub(super) async fn delete_audited(
+        &self,
+        delete: &str,
+        id: Ulid,
+        audit: &AlertAuditRow,
+    ) -> Result<bool, DbError> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query("DELETE FROM oncall_overrides WHERE id = $1")
+        let done = sqlx::query(delete)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -182,10 +204,9 @@ impl Db {
 
     /// Everyone's channels.
     pub async fn oncall_channels(&self) -> Result<Vec<ChannelsRow>, DbError> {
-        let rows = sqlx::query(
-            "SELECT account_id, email, webhook_url, webhook_format, webhook_secret_ref, updated_at \
-             FROM oncall_channels ORDER BY account_id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM oncall_channels ORDER BY account_id"
+        ))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(channels_from_row).collect()
@@ -193,10 +214,9 @@ impl Db {
 
     /// One person's channels, if set.
     pub async fn oncall_channels_of(&self, account: Ulid) -> Result<Option<ChannelsRow>, DbError> {
-        let row = sqlx::query(
-            "SELECT account_id, email, webhook_url, webhook_format, webhook_secret_ref, updated_at \
-             FROM oncall_channels WHERE account_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM oncall_channels WHERE account_id = $1"
+        ))
         .bind(account.to_string())
         .fetch_optional(self.pool())
         .await?;
@@ -216,13 +236,16 @@ impl Db {
             .await?;
         sqlx::query(
             "INSERT INTO oncall_channels (account_id, email, webhook_url, webhook_format, \
-             webhook_secret_ref, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+             webhook_secret_ref, line_enabled, phone, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(c.account_id.to_string())
         .bind(c.email.clone())
         .bind(c.webhook_url.clone())
         .bind(c.webhook_format.clone())
         .bind(c.webhook_secret_ref.clone())
+        .bind(i64::from(c.line_enabled))
+        .bind(c.phone.clone())
         .bind(to_i64(c.updated_at))
         .execute(&mut *tx)
         .await?;

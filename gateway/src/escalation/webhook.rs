@@ -57,11 +57,11 @@ impl Escalations {
     /// The wait before the next attempt after `attempts` failed ones: the first backoff,
     /// doubled per attempt, at most `webhook_max_backoff_ms`.
     fn backoff(&self, attempts: u32) -> u64 {
-        let doublings = attempts.saturating_sub(1).min(32);
-        self.cfg
-            .webhook_backoff_ms
-            .saturating_mul(1u64 << doublings)
-            .min(self.cfg.webhook_max_backoff_ms)
+        crate::clock::doubling_backoff(
+            self.cfg.webhook_backoff_ms,
+            self.cfg.webhook_max_backoff_ms,
+            attempts,
+        )
     }
 
     /// Posts record `id`, signed, at `stage`: `None` when no case system is configured or the

@@ -2,12 +2,20 @@
 //! is on call now, the weekly schedule, overrides, each person's channels, recent alerts and
 //! the alert audit trail; acknowledging an alert from the console (`/api/alerts/{id}/ack`: one
 //! acknowledgement for the coordinator view's alert and the paged alert), and from the
-//! single-use link in an e-mail (`/api/alerts/ack/{token}`: GET shows a confirmation page, so a
-//! link prefetcher acknowledges nothing; POST acknowledges).
+//! single-use link in an e-mail or a LINE message (`/api/alerts/ack/{token}`: GET shows a
+//! confirmation page, so a link prefetcher acknowledges nothing; POST acknowledges; both
+//! rate-limited per client address, `limits.ack_links_per_minute`), and by key press on an alert
+//! call (`/api/alerts/call/{token}`: the TwiML the telephony provider fetches, signed like its
+//! webhooks; `/api/alerts/call/{token}/key`: the `<Gather>` result, 1 acknowledges). A
+//! coordinator links their own LINE account with a one-time code (`/api/oncall/line/code`) and
+//! any coordinator can unlink one (`DELETE /api/oncall/line/{account}`).
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -18,6 +26,7 @@ use ulid::Ulid;
 
 use super::api::{check_origin, engine_error, ApiError, Coordinator};
 use crate::auth::User;
+use crate::connectors::voice::alert_call;
 use crate::db::{AlertAuditRow, ChannelsRow, OverrideRow, ScheduleRow};
 use crate::oncall::{rota, Acked, Oncall, WebhookFormat};
 use crate::state::AppState;
@@ -42,6 +51,10 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/alerts/ack/{token}",
             get(confirm_page).post(ack_by_link),
         )
+        .route("/api/oncall/line/code", post(line_code))
+        .route("/api/oncall/line/{account}", delete(line_unlink))
+        .route("/api/alerts/call/{token}", post(call_twiml))
+        .route("/api/alerts/call/{token}/key", post(call_key))
 }
 
 fn oncall(app: &AppState) -> Result<&Arc<Oncall>, ApiError> {
@@ -75,6 +88,7 @@ async fn overview(
     let schedule = db.oncall_schedule().await.map_err(db_error)?;
     let overrides = db.oncall_overrides(now).await.map_err(db_error)?;
     let channels = db.oncall_channels().await.map_err(db_error)?;
+    let line_linked = db.line_linked_accounts().await.map_err(db_error)?;
     let accounts = db.accounts().await.map_err(db_error)?;
     Ok(Json(json!({
         "now": now,
@@ -90,7 +104,11 @@ async fn overview(
         "channels": channels.iter().map(|c| json!({
             "account": c.account_id.to_string(), "email": c.email, "webhook_url": c.webhook_url,
             "webhook_format": c.webhook_format, "webhook_secret_ref": c.webhook_secret_ref,
+            "line_enabled": c.line_enabled, "phone": c.phone,
         })).collect::<Vec<_>>(),
+        "line_linked": line_linked.iter().map(Ulid::to_string).collect::<Vec<_>>(),
+        "line_available": app.line.is_some(),
+        "phone_available": app.voice.is_some(),
         "accounts": accounts.iter().filter(|a| a.disabled_at.is_none()).map(|a| json!({
             "id": a.id.to_string(), "name": a.display_name, "role": a.role,
         })).collect::<Vec<_>>(),
@@ -220,15 +238,14 @@ async fn delete_override(
     let oc = oncall(&app)?;
     let id = Ulid::from_string(&id).map_err(|_| ApiError::Invalid("override id"))?;
     let audit = audit_row(oc, &user, "rota_override_deleted", id.to_string());
-    if oc
-        .db()
-        .delete_oncall_override(id, &audit)
-        .await
-        .map_err(db_error)?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound)
+    deleted(oc.db().delete_oncall_override(id, &audit).await)
+}
+
+/// 204 for a deletion done, 404 for nothing to delete.
+fn deleted(done: Result<bool, crate::db::DbError>) -> Result<StatusCode, ApiError> {
+    match done.map_err(db_error)? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(ApiError::NotFound),
     }
 }
 
@@ -238,6 +255,9 @@ struct ChannelsIn {
     webhook_url: Option<String>,
     webhook_format: Option<String>,
     webhook_secret_ref: Option<String>,
+    /// Whether a linked LINE account is paged (default: yes).
+    line: Option<bool>,
+    phone: Option<String>,
 }
 
 /// `Some(trimmed)` unless empty.
@@ -284,9 +304,22 @@ async fn set_channels(
     {
         return Err(ApiError::Invalid("webhook_secret_ref"));
     }
+    let phone = given(body.phone);
+    if phone.as_deref().is_some_and(|p| {
+        !matches!(
+            crate::phone::Target::parse(p),
+            Some(crate::phone::Target::Number(_))
+        )
+    }) {
+        return Err(ApiError::Invalid("phone"));
+    }
+    let line_enabled = body.line.unwrap_or(true);
+    let on = |b: bool| if b { "on" } else { "off" };
     let detail = format!(
-        "{account}: email {}, webhook {}",
-        if email.is_some() { "on" } else { "off" },
+        "{account}: email {}, line {}, phone {}, webhook {}",
+        on(email.is_some()),
+        on(line_enabled),
+        on(phone.is_some()),
         webhook_url
             .as_ref()
             .map_or("off".to_owned(), |_| webhook_format
@@ -299,6 +332,8 @@ async fn set_channels(
         webhook_url,
         webhook_format,
         webhook_secret_ref,
+        line_enabled,
+        phone,
         updated_at: oc.now_ms(),
     };
     let audit = audit_row(oc, &user, "rota_channels_set", detail);
@@ -401,8 +436,11 @@ const GONE_TITLE: &str = "このリンクは使用済みか期限切れです / 
 /// The confirmation page of an acknowledgement link: what the alert is, and a button.
 async fn confirm_page(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
+    limit_ack(&app, peer, &headers)?;
     let oc = oncall(&app)?;
     let alert = if token_shape(&token) {
         oc.peek_link(&token).await.map_err(db_error)?
@@ -432,32 +470,196 @@ async fn confirm_page(
 /// Uses an acknowledgement link: once, before it expires.
 async fn ack_by_link(
     State(app): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
+    limit_ack(&app, peer, &headers)?;
     let oc = oncall(&app)?;
     let used = if token_shape(&token) {
         oc.use_link(&token).await.map_err(db_error)?
     } else {
         None
     };
-    let Some((alert, account)) = used else {
+    let Some((alert, account, channel)) = used else {
         return Ok(page(StatusCode::GONE, GONE_TITLE, ""));
     };
+    let via = match channel.as_str() {
+        "line" => "line_link",
+        _ => "email_link",
+    };
+    let acked = acknowledge_as(&app, oc, alert, account, via).await?;
+    let title = match acked {
+        Acked::Now => "確認しました / Acknowledged",
+        _ => "確認済みです / Already acknowledged",
+    };
+    Ok(page(StatusCode::OK, title, ""))
+}
+
+/// Acknowledges `alert` as `account` from `via` (a link or a call): the coordinator view's
+/// alert and the paged one.
+async fn acknowledge_as(
+    app: &AppState,
+    oc: &Oncall,
+    alert: Ulid,
+    account: Ulid,
+    via: &str,
+) -> Result<Acked, ApiError> {
     let name = match oc.db().account(account).await.map_err(db_error)? {
         Some(a) => a.display_name,
         None => "(deleted account)".to_owned(),
     };
     let by = crate::escalation::Actor::account(account, &name);
     if let Err(e) = app.engine.ack_alert(alert, &by).await {
-        tracing::warn!(alert = %alert, error = %e, "the coordinator view's alert could not be acknowledged by link");
+        tracing::warn!(alert = %alert, via, error = %e, "the coordinator view's alert could not be acknowledged");
     }
-    let acked = oc
-        .acknowledge(alert, Some(account), &name, "email_link")
+    oc.acknowledge(alert, Some(account), &name, via)
         .await
-        .map_err(db_error)?;
-    let title = match acked {
-        Acked::Now => "確認しました / Acknowledged",
-        _ => "確認済みです / Already acknowledged",
+        .map_err(db_error)
+}
+
+/// The per-address limit of the unauthenticated acknowledgement links.
+fn limit_ack(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    let key = app.limits.key(app.limits.client_ip(peer, headers));
+    app.limits
+        .ack_link(key)
+        .map_err(|wait| ApiError::TooMany(wait.seconds()))
+}
+
+/// A one-time code for linking the signed-in coordinator's own LINE account: they send it to
+/// the organisation's LINE official account within `alerts.line_code_ttl_ms`.
+async fn line_code(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+) -> Result<Json<Value>, ApiError> {
+    check_origin(&app, &headers)?;
+    let oc = oncall(&app)?;
+    if app.line.is_none() {
+        return Err(ApiError::NotEnabled);
+    }
+    match oc
+        .new_line_code(user.id, &user.display_name)
+        .await
+        .map_err(db_error)?
+    {
+        Some((code, expires_at)) => Ok(Json(json!({ "code": code, "expires_at": expires_at }))),
+        None => Err(ApiError::TooMany(3600)),
+    }
+}
+
+/// Unlinks an account's LINE account (the coordinator's own, or anyone's by a coordinator).
+async fn line_unlink(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Coordinator(user): Coordinator,
+    Path(account): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_origin(&app, &headers)?;
+    let oc = oncall(&app)?;
+    let account = Ulid::from_string(&account).map_err(|_| ApiError::Invalid("account"))?;
+    let audit = AlertAuditRow {
+        channel: Some("line".into()),
+        ..audit_row(oc, &user, "line_unlinked", account.to_string())
     };
-    Ok(page(StatusCode::OK, title, ""))
+    deleted(oc.db().delete_line_link(account, &audit).await)
+}
+
+/// A request from the telephony provider about an alert call, its signature checked over
+/// the URL the provider was given: the form's fields, or the status to answer.
+fn provider_form(
+    app: &AppState,
+    oc: &Oncall,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, StatusCode> {
+    let Some(voice) = app.voice.as_ref() else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let sig = headers.get("x-twilio-signature").map(|v| v.as_bytes());
+    let url = format!("{}{path}", oc.phone_base());
+    if !voice.signed_by_provider(&url, &params, sig) {
+        tracing::warn!(
+            bytes = body.len(),
+            signed = sig.is_some(),
+            "alert call request refused: signature does not match"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(params)
+}
+
+fn twiml(doc: String) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        doc,
+    )
+        .into_response()
+}
+
+/// The TwiML of an alert call: the alert spoken in Japanese, then a `<Gather>` of one key whose
+/// action acknowledges it. Never a recording.
+async fn call_twiml(
+    State(app): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let oc = oncall(&app)?;
+    let path = format!("/api/alerts/call/{token}");
+    if let Err(status) = provider_form(&app, oc, &path, &headers, &body) {
+        return Ok(status.into_response());
+    }
+    let alert = if token_shape(&token) {
+        oc.peek_link(&token).await.map_err(db_error)?
+    } else {
+        None
+    };
+    let Some(a) = alert else {
+        return Ok(twiml(alert_call::gone()));
+    };
+    let msg = crate::oncall::Message {
+        alert: &a,
+        now: oc.now_ms(),
+        console_url: String::new(),
+        ack_url: None,
+        ack_hours: 0,
+    };
+    let action = format!("{}{path}/key", oc.phone_base());
+    Ok(twiml(alert_call::alert(&msg.spoken(), &action)))
+}
+
+/// The key pressed on an alert call: 1 acknowledges (once); anything else hears it again.
+async fn call_key(
+    State(app): State<Arc<AppState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let oc = oncall(&app)?;
+    let path = format!("/api/alerts/call/{token}/key");
+    let params = match provider_form(&app, oc, &path, &headers, &body) {
+        Ok(p) => p,
+        Err(status) => return Ok(status.into_response()),
+    };
+    let digits = params
+        .iter()
+        .find(|(k, _)| k == "Digits")
+        .map(|(_, v)| v.as_str());
+    if digits != Some("1") {
+        let again = format!("{}/api/alerts/call/{token}", oc.phone_base());
+        return Ok(twiml(alert_call::again(&again)));
+    }
+    let used = if token_shape(&token) {
+        oc.use_link(&token).await.map_err(db_error)?
+    } else {
+        None
+    };
+    let Some((alert, account, _)) = used else {
+        return Ok(twiml(alert_call::gone()));
+    };
+    let acked = acknowledge_as(&app, oc, alert, account, "phone").await?;
+    Ok(twiml(alert_call::acknowledged(acked == Acked::Now)))
 }

@@ -1,8 +1,9 @@
 //! The channels an alert goes out by, one delivery function per kind: e-mail over SMTP
 //! (`lettre`, STARTTLS required, opportunistic or off) and a signed webhook (HMAC-SHA256 over
 //! `"<timestamp>.<body>"`, the escalation webhook's signing, in Slack, Teams or generic JSON).
-//! LINE, a phone call and browser notifications are further variants of [`Channel`] with a
-//! function of their own here.
+//! A LINE push and a phone call go through the connectors, which register themselves as
+//! [`LinePager`] and [`PhonePager`] (this module does not depend on them); browser
+//! notifications are the console's own.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
+use futures_util::future::BoxFuture;
+
 use super::message::Message;
 use crate::alerting::{SmtpSettings, StartTls};
+use crate::db::LineLinkRow;
 use crate::escalation::webhook_signature;
 
 /// A kind of channel. Stored by name in `alert_deliveries.channel`.
@@ -21,6 +25,8 @@ use crate::escalation::webhook_signature;
 pub enum Channel {
     Email,
     Webhook,
+    Line,
+    Phone,
 }
 
 impl Channel {
@@ -28,6 +34,8 @@ impl Channel {
         match self {
             Channel::Email => "email",
             Channel::Webhook => "webhook",
+            Channel::Line => "line",
+            Channel::Phone => "phone",
         }
     }
 
@@ -35,6 +43,8 @@ impl Channel {
         match s {
             "email" => Some(Channel::Email),
             "webhook" => Some(Channel::Webhook),
+            "line" => Some(Channel::Line),
+            "phone" => Some(Channel::Phone),
             _ => None,
         }
     }
@@ -67,6 +77,47 @@ pub enum Outcome {
     Sent,
     Retry(String),
     GiveUp(String),
+}
+
+/// The LINE connector as alert delivery sees it: a push to a coordinator's linked account.
+pub trait LinePager: Send + Sync {
+    /// Pushes `text` to the LINE user sealed in `link`; `key` is the same on every attempt of
+    /// one delivery, so LINE accepts it once.
+    fn push<'a>(
+        &'a self,
+        link: &'a LineLinkRow,
+        text: String,
+        key: &'a str,
+    ) -> BoxFuture<'a, Outcome>;
+}
+
+/// The phone connector as alert delivery sees it: an outbound call whose TwiML the provider
+/// fetches from `twiml_url`.
+pub trait PhonePager: Send + Sync {
+    /// Where the provider reaches the gateway, if configured apart from its own address
+    /// (`voice.public_url`): the TwiML and key-press URLs start with it, and their signatures
+    /// are checked over it.
+    fn public_base(&self) -> Option<String>;
+    /// Calls `to` from `from` (else the connector's caller id).
+    fn call<'a>(
+        &'a self,
+        to: &'a str,
+        from: Option<&'a str>,
+        twiml_url: &'a str,
+    ) -> BoxFuture<'a, Outcome>;
+}
+
+/// The class of an SMTP error, for the audit trail and the logs: a status code or a kind,
+/// never the error's text (a server's answer may repeat the recipient's address).
+fn smtp_error_class(e: &lettre::transport::smtp::Error) -> String {
+    match e.status() {
+        Some(code) => format!("smtp {code}"),
+        None if e.is_permanent() => "smtp refused".into(),
+        None if e.is_transient() => "smtp transient".into(),
+        None if e.is_timeout() => "smtp timeout".into(),
+        None if e.is_tls() => "smtp tls".into(),
+        None => "smtp connection".into(),
+    }
 }
 
 /// The SMTP transport built from `[alerts.smtp]`; `None` without a host.
@@ -129,15 +180,8 @@ pub async fn send_email(
     };
     match smtp.send(email).await {
         Ok(_) => Outcome::Sent,
-        Err(e) if e.is_permanent() => Outcome::GiveUp(match e.status() {
-            Some(code) => format!("smtp {code}"),
-            None => "smtp refused".into(),
-        }),
-        Err(e) => Outcome::Retry(if e.is_transient() {
-            "smtp transient".into()
-        } else {
-            "smtp connection".into()
-        }),
+        Err(e) if e.is_permanent() => Outcome::GiveUp(smtp_error_class(&e)),
+        Err(e) => Outcome::Retry(smtp_error_class(&e)),
     }
 }
 

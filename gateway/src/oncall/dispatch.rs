@@ -147,7 +147,12 @@ impl Oncall {
                 sent += 1;
                 tracing::info!(alert = %d.alert_id, channel = d.channel.as_str(), attempt, "alert delivered");
             } else {
-                tracing::warn!(alert = %d.alert_id, channel = d.channel.as_str(), attempt, "alert delivery failed");
+                // The reason is a class (`smtp 550`, `status 500`), never an address.
+                let reason = match &outcome {
+                    Outcome::Retry(why) | Outcome::GiveUp(why) => why.as_str(),
+                    Outcome::Sent => "",
+                };
+                tracing::warn!(alert = %d.alert_id, channel = d.channel.as_str(), attempt, reason, "alert delivery failed");
             }
         }
         sent
@@ -211,7 +216,46 @@ impl Oncall {
                 )
                 .await
             }
+            Some(Channel::Line) => self.send_line(d, msg).await,
+            Some(Channel::Phone) => match channels.phone.as_deref().filter(|p| !p.is_empty()) {
+                Some(to) => self.call(d, to).await,
+                None => Outcome::GiveUp("no number".into()),
+            },
             None => Outcome::GiveUp("unknown channel".into()),
         }
+    }
+
+    /// A LINE push to the person's linked account, with an acknowledgement link.
+    async fn send_line(&self, d: &DeliveryRow, mut msg: Message<'_>) -> Outcome {
+        let Some(pager) = self.line.get() else {
+            return Outcome::GiveUp("line not configured".into());
+        };
+        let link = match self.db.line_link(d.account_id).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return Outcome::GiveUp("line not linked".into()),
+            Err(_) => return Outcome::Retry("database".into()),
+        };
+        match self.ack_link(d.alert_id, d.account_id, Channel::Line).await {
+            Ok(url) => msg.ack_url = Some(url),
+            Err(_) => return Outcome::Retry("database".into()),
+        }
+        pager.push(&link, msg.text(), &d.id.to_string()).await
+    }
+
+    /// A phone call to `to`: the provider fetches the spoken alert from a single-use URL, and
+    /// the key 1 acknowledges it.
+    async fn call(&self, d: &DeliveryRow, to: &str) -> Outcome {
+        let Some(pager) = self.phone.get() else {
+            return Outcome::GiveUp("phone not configured".into());
+        };
+        let token = match self
+            .ack_token(d.alert_id, d.account_id, Channel::Phone)
+            .await
+        {
+            Ok(t) => t,
+            Err(_) => return Outcome::Retry("database".into()),
+        };
+        let url = format!("{}/api/alerts/call/{token}", self.phone_base());
+        pager.call(to, self.cfg.call_from.as_deref(), &url).await
     }
 }

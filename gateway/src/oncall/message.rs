@@ -55,6 +55,19 @@ fn kind_names(kind: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// An emergency category in Japanese words (for the spoken alert); others as they are.
+fn category_ja(c: &str) -> &str {
+    match c {
+        "self_harm" => "自殺・自傷の危険",
+        "harm_to_others" => "他者への危害",
+        "abuse_dv" => "虐待・DV",
+        "medical" => "急な医療的危険",
+        "crime" => "犯罪の疑い",
+        "other" => "その他",
+        c => c,
+    }
+}
+
 /// A time in Japan time, `YYYY-MM-DD HH:MM`.
 fn jst(at: Millis) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp((at / 1000) as i64)
@@ -130,6 +143,23 @@ impl Message<'_> {
             ));
         }
         s.push_str(&format!("Coordinator view: {}\n", self.console_url));
+        s
+    }
+
+    /// What a phone call says (Japanese text-to-speech): kind, category, age and waiting
+    /// count, in words that read aloud well.
+    pub fn spoken(&self) -> String {
+        let a = self.alert;
+        let (ja, _) = kind_names(&a.kind);
+        let mut s = format!("つなぐからのアラートです。{ja}。");
+        if let Some(c) = &a.category {
+            s.push_str(&format!("分類は{}です。", category_ja(c)));
+        }
+        s.push_str(&format!(
+            "{}分前に発生しました。待っている相談者は{}人です。",
+            self.age_minutes(),
+            a.waiting
+        ));
         s
     }
 

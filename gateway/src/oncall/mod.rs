@@ -14,15 +14,17 @@
 
 mod channel;
 mod dispatch;
+pub mod link;
 mod message;
 pub mod rota;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use rand::RngCore;
 use ulid::Ulid;
 
-pub use channel::{Channel, WebhookFormat};
+pub use channel::{Channel, LinePager, Outcome, PhonePager, WebhookFormat};
+pub use message::Message;
 
 use crate::alerting::{AlertKind, AlertSettings, DeliverySettings, Severity};
 use crate::clock::{Clock, Millis};
@@ -68,6 +70,9 @@ pub struct Oncall {
     base_url: RwLock<String>,
     /// Woken when this node raised an alert, so its deliveries go at once.
     wake: tokio::sync::Notify,
+    /// The LINE and phone connectors, registered at start when they are configured.
+    line: OnceLock<Arc<dyn LinePager>>,
+    phone: OnceLock<Arc<dyn PhonePager>>,
 }
 
 impl Oncall {
@@ -85,7 +90,27 @@ impl Oncall {
             http,
             base_url: RwLock::new(String::new()),
             wake: tokio::sync::Notify::new(),
+            line: OnceLock::new(),
+            phone: OnceLock::new(),
         })
+    }
+
+    /// Alerts can go by LINE through this connector.
+    pub fn set_line(&self, pager: Arc<dyn LinePager>) {
+        let _ = self.line.set(pager);
+    }
+
+    /// Alerts can go by phone through this connector.
+    pub fn set_phone(&self, pager: Arc<dyn PhonePager>) {
+        let _ = self.phone.set(pager);
+    }
+
+    /// Where the telephony provider reaches the gateway: its own setting, else the base URL.
+    pub fn phone_base(&self) -> String {
+        match self.phone.get().and_then(|p| p.public_base()) {
+            Some(b) => b.trim_end_matches('/').to_owned(),
+            None => self.base_url(),
+        }
     }
 
     /// Sets the address links in messages start with (`https://helpline.example`).
@@ -152,13 +177,10 @@ impl Oncall {
     ) -> Result<Vec<DeliveryRow>, DbError> {
         let mut out = Vec::new();
         for &person in people {
-            let channels = self
-                .db
-                .oncall_channels_of(person)
-                .await?
-                .unwrap_or_default();
+            let channels = self.db.oncall_channels_of(person).await?;
+            let linked = self.db.line_link(person).await?.is_some();
             let mut any = false;
-            for ch in channels_of(&channels) {
+            for ch in channels_of(channels.as_ref(), linked) {
                 any = true;
                 out.push(DeliveryRow {
                     id: Ulid::new(),
@@ -258,9 +280,9 @@ impl Oncall {
         })
     }
 
-    /// A new acknowledgement link for `alert` and `account`: the token (only its hash is
-    /// kept) and the URL.
-    async fn ack_link(
+    /// A new single-use acknowledgement token for `alert` and `account` by `channel` (only
+    /// its hash is kept).
+    async fn ack_token(
         &self,
         alert: Ulid,
         account: Ulid,
@@ -281,6 +303,17 @@ impl Oncall {
                 },
             )
             .await?;
+        Ok(token)
+    }
+
+    /// A new acknowledgement link (e-mail, LINE): the token's URL.
+    async fn ack_link(
+        &self,
+        alert: Ulid,
+        account: Ulid,
+        channel: Channel,
+    ) -> Result<String, DbError> {
+        let token = self.ack_token(alert, account, channel).await?;
         Ok(format!("{}/api/alerts/ack/{token}", self.base_url()))
     }
 
@@ -296,15 +329,15 @@ impl Oncall {
         self.db.alert(t.alert_id).await
     }
 
-    /// Uses a link: once, before it expires. Gives the alert and the account it was sent to
-    /// (the one acknowledging), or `None`.
-    pub async fn use_link(&self, token: &str) -> Result<Option<(Ulid, Ulid)>, DbError> {
+    /// Uses a link: once, before it expires. Gives the alert, the account it was sent to
+    /// (the one acknowledging) and the channel it was sent by, or `None`.
+    pub async fn use_link(&self, token: &str) -> Result<Option<(Ulid, Ulid, String)>, DbError> {
         let now = self.clock.now_ms();
         Ok(self
             .db
             .use_ack_token(&crate::token::hash_token(token), now)
             .await?
-            .map(|t| (t.alert_id, t.account_id)))
+            .map(|t| (t.alert_id, t.account_id, t.channel)))
     }
 
     /// Appends to the audit trail (rota edits, refusals).
@@ -317,14 +350,24 @@ impl Oncall {
     }
 }
 
-/// The channels a person has set up.
-fn channels_of(c: &ChannelsRow) -> Vec<Channel> {
+/// The channels a person has set up: those of their row, and LINE when their account is
+/// linked (unless they turned it off).
+fn channels_of(c: Option<&ChannelsRow>, line_linked: bool) -> Vec<Channel> {
     let mut v = Vec::new();
-    if c.email.as_deref().is_some_and(|e| !e.is_empty()) {
-        v.push(Channel::Email);
+    let set = |f: Option<&String>| f.is_some_and(|x| !x.is_empty());
+    if let Some(c) = c {
+        if set(c.email.as_ref()) {
+            v.push(Channel::Email);
+        }
+        if set(c.webhook_url.as_ref()) {
+            v.push(Channel::Webhook);
+        }
+        if set(c.phone.as_ref()) {
+            v.push(Channel::Phone);
+        }
     }
-    if c.webhook_url.as_deref().is_some_and(|u| !u.is_empty()) {
-        v.push(Channel::Webhook);
+    if line_linked && c.is_none_or(|c| c.line_enabled) {
+        v.push(Channel::Line);
     }
     v
 }

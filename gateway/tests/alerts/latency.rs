@@ -1,12 +1,13 @@
-//! How long from an emergency flag to the e-mail at the SMTP server and the webhook at the
-//! receiver (issue 21): 100 flags, one at a time, p50 and p99. A measurement, not a check:
+//! How long from an emergency flag to the e-mail at the SMTP server, the webhook at the
+//! receiver and the LINE push at the fake Messaging API (issue 21): 100 flags, one at a time,
+//! p50 and p99. A measurement, not a check:
 //! `cargo test -p gateway --test alerts -- --ignored --nocapture flag_to_email`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::*;
+use crate::pagers::paged;
 
 fn pct(samples: &mut [Duration], p: f64) -> f64 {
     samples.sort();
@@ -16,8 +17,8 @@ fn pct(samples: &mut [Duration], p: f64) -> f64 {
 
 #[tokio::test]
 #[ignore = "a measurement; run by hand"]
-async fn flag_to_email_and_webhook_latency_over_100_flags() {
-    let w = world_with(1, None, |s| {
+async fn flag_to_email_webhook_and_line_latency_over_100_flags() {
+    let p = paged(1, |s| {
         s.limits.conversations_per_hour = 10_000;
         s.limits.operator_messages_per_minute = 10_000;
         s.limits.operator_message_burst = 10_000;
@@ -25,10 +26,13 @@ async fn flag_to_email_and_webhook_latency_over_100_flags() {
         s.limits.tcp_connections_per_address = 10_000;
     })
     .await;
+    let w = &p.w;
     w.rota_all_week().await;
     w.channels(0, Some("generic")).await;
+    let user = p.link_line(0).await;
+    let pushes = || p.line.pushed_to(&user).len();
     let mut op = w.app.operator("sakura", 200, false).await;
-    let (mut to_mail, mut to_hook) = (Vec::new(), Vec::new());
+    let (mut to_mail, mut to_hook, mut to_line) = (Vec::new(), Vec::new(), Vec::new());
     let mut visitors = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for i in 0..100 {
@@ -51,30 +55,36 @@ async fn flag_to_email_and_webhook_latency_over_100_flags() {
             .act("flag", &c, json!({"category":"self_harm","reason":"x"}))
             .await;
         assert_eq!(r["type"], "ack");
-        let (mut mail, mut hook) = (None, None);
-        while mail.is_none() || hook.is_none() {
+        let (mut mail, mut hook, mut line) = (None, None, None);
+        while mail.is_none() || hook.is_none() || line.is_none() {
             if mail.is_none() && w.smtp.messages().len() > i {
                 mail = Some(started.elapsed());
             }
             if hook.is_none() && w.hooks.got().len() > i {
                 hook = Some(started.elapsed());
             }
+            if line.is_none() && pushes() > i {
+                line = Some(started.elapsed());
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "flag {i}: e-mail {mail:?}, webhook {hook:?}"
+                "flag {i}: e-mail {mail:?}, webhook {hook:?}, LINE {line:?}"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         to_mail.push(mail.unwrap());
         to_hook.push(hook.unwrap());
+        to_line.push(line.unwrap());
         visitors.push(v);
     }
     println!(
-        "flag -> e-mail at the SMTP server: p50 {:.1} ms, p99 {:.1} ms; flag -> webhook: p50 {:.1} ms, p99 {:.1} ms (n = 100)",
+        "flag -> e-mail at the SMTP server: p50 {:.1} ms, p99 {:.1} ms; flag -> webhook: p50 {:.1} ms, p99 {:.1} ms; flag -> LINE push at the fake API: p50 {:.1} ms, p99 {:.1} ms (n = 100)",
         pct(&mut to_mail, 0.5),
         pct(&mut to_mail, 0.99),
         pct(&mut to_hook, 0.5),
-        pct(&mut to_hook, 0.99)
+        pct(&mut to_hook, 0.99),
+        pct(&mut to_line, 0.5),
+        pct(&mut to_line, 0.99)
     );
-    w.app.stop().await;
+    p.w.app.stop().await;
 }

@@ -1,9 +1,10 @@
-//! The conformance checks of the on-call and alert tables (migration 0005): what several nodes
+//! The conformance checks of the on-call and alert tables (migrations 0005 and 0006): what several nodes
 //! must do once (claim a delivery, take an escalation step, acknowledge, use a link) is done
 //! once by one of two handles, on both engines.
 
 use tsunagu::db::{
-    AckTokenRow, AlertAuditRow, AlertRow, ChannelsRow, Db, DeliveryRow, OverrideRow, ScheduleRow,
+    AckTokenRow, AlertAuditRow, AlertRow, ChannelsRow, Db, DeliveryRow, LineLinkRow, OverrideRow,
+    ScheduleRow,
 };
 use ulid::Ulid;
 
@@ -225,6 +226,8 @@ pub async fn the_rota_reads_back_and_the_alert_audit_is_append_only(db: Db) {
         webhook_url: Some("https://hooks.example/a".into()),
         webhook_format: Some("teams".into()),
         webhook_secret_ref: Some("team".into()),
+        line_enabled: false,
+        phone: Some("+819012345678".into()),
         updated_at: 5,
     };
     db.set_oncall_channels(&c, &audit).await.unwrap();
@@ -240,4 +243,46 @@ pub async fn the_rota_reads_back_and_the_alert_audit_is_append_only(db: Db) {
         .is_err());
     assert!(db.execute_raw("DELETE FROM alert_audit").await.is_err());
     assert_eq!(db.alert_audit(None, 100).await.unwrap().len(), 6);
+}
+
+pub async fn a_line_link_code_is_used_once_and_a_link_reads_back_sealed_as_written(db: Db) {
+    let other = second_handle(&db).await;
+    let (a, b) = (Ulid::new(), Ulid::new());
+    let audit = AlertAuditRow::system(1, "line_code_issued", None);
+    for (i, code) in ["h1", "h2"].iter().enumerate() {
+        assert!(db
+            .insert_link_code(code, a, 1_000 + i as u64, 2_000, 2, &audit)
+            .await
+            .unwrap());
+    }
+    assert!(
+        !db.insert_link_code("h3", a, 1_500, 2_500, 2, &audit)
+            .await
+            .unwrap(),
+        "two an hour here"
+    );
+    let (x, y) = tokio::join!(
+        db.use_link_code("h1", 1_900),
+        other.use_link_code("h1", 1_900)
+    );
+    let used: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+    assert_eq!(used, vec![a], "used by one handle only");
+    assert_eq!(
+        db.use_link_code("h2", 2_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    let link = LineLinkRow {
+        account_id: b,
+        channel_id: "npo1".into(),
+        sealed_user: vec![0, 255, 7, 42],
+        linked_at: 3_000,
+    };
+    db.set_line_link(&link, &audit).await.unwrap();
+    db.set_line_link(&link, &audit).await.unwrap();
+    assert_eq!(other.line_link(b).await.unwrap(), Some(link));
+    assert_eq!(db.line_linked_accounts().await.unwrap(), vec![b]);
+    assert!(db.delete_line_link(b, &audit).await.unwrap());
+    assert!(!db.delete_line_link(b, &audit).await.unwrap());
+    assert_eq!(db.line_link(b).await.unwrap(), None);
 }

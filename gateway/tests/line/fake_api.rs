@@ -173,6 +173,17 @@ impl FakeLine {
         }
     }
 
+    /// Every request as the SDK helper's `check` takes it.
+    pub fn for_sdk_check(&self) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .map(|r| {
+                json!({"path": r.path, "authorization": r.authorization,
+                       "retry_key": r.retry_key, "body": r.body})
+            })
+            .collect()
+    }
+
     pub fn token_known(&self, t: &str) -> bool {
         self.tokens.contains(t)
     }

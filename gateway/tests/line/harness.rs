@@ -278,15 +278,7 @@ impl LineTest {
     pub async fn finish(self) {
         let problems = self.fake.problems();
         assert!(problems.is_empty(), "fake LINE API found: {problems:?}");
-        let requests: Vec<Value> = self
-            .fake
-            .requests()
-            .iter()
-            .map(|r| {
-                json!({"path": r.path, "authorization": r.authorization,
-                       "retry_key": r.retry_key, "body": r.body})
-            })
-            .collect();
+        let requests = self.fake.for_sdk_check();
         if !requests.is_empty() {
             let v = SDK.call(json!({"op":"check","requests":requests})).await;
             assert_eq!(v["ok"], true, "{v}");

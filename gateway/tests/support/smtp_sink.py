@@ -3,7 +3,8 @@ directory as `<n>.eml` (the DATA as received) and `<n>.json` (the envelope).
 
     python3 smtp_sink.py PORT DIR [CERT KEY]
 
-With CERT and KEY it offers STARTTLS and refuses mail before it. Prints `ready` when listening;
+With CERT and KEY it offers STARTTLS and refuses mail before it. A recipient whose address
+starts with `refused` is refused (550, the address repeated in the answer). Prints `ready` when listening;
 stops when its standard input closes."""
 
 import json
@@ -20,6 +21,13 @@ class Sink:
         self.out = out
         self.n = 0
         self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # Like a real server, the refusal repeats the address (the gateway must not log it).
+        if address.startswith("refused"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:

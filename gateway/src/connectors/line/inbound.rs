@@ -6,7 +6,7 @@
 //! | event | what happens |
 //! | --- | --- |
 //! | `follow` | greeting with the privacy notice (reply token) |
-//! | `message` (text) | into the conversation, started on the first message with the queue notice |
+//! | `message` (text) | into the conversation, started on the first message with the queue notice; a coordinator's alert link code (`TSUNAGU-…`) is redeemed instead (`alerts`) and starts nothing |
 //! | `message` (other) | a placeholder for the operator; the person is told once that only text is read |
 //! | `unsend` | the message is retracted from the operator's view |
 //! | `unfollow` | the conversation ends (nothing more is sent: the person blocked the account) |
@@ -253,6 +253,15 @@ impl Line {
 
     async fn message(self: &Arc<Self>, ch: &Arc<ChannelCtx>, key: &PersonKey, e: Event) {
         let Some(m) = e.message.as_ref() else { return };
+        // A coordinator linking their LINE account for alerts: before anything else, and never
+        // a conversation.
+        if m.kind == "text" {
+            if let Some(code) =
+                crate::oncall::link::is_link_code(m.text.as_deref().unwrap_or_default())
+            {
+                return self.link_code(ch, key, &e, &code).await;
+            }
+        }
         let notices = Notices::for_language(&ch.language);
         let is_text = m.kind == "text";
         let parts = if is_text {
@@ -469,7 +478,7 @@ impl Line {
 
     /// Sends notices to someone without a conversation (greeting, group notice): by reply
     /// while the token is fresh, else by push to `push_to` if given.
-    fn notify_without_conversation(
+    pub(super) fn notify_without_conversation(
         self: &Arc<Self>,
         ch: &Arc<ChannelCtx>,
         push_to: Option<String>,

@@ -19,6 +19,8 @@
 //!   was sent.
 //! - [`keys`]: a person's name in the shared store (keyed hash), the sender lease's name.
 //! - [`notices`]: what the gateway says to the person, per channel language.
+//! - `alerts`: a coordinator's own LINE account for on-call alerts: the one-time link code
+//!   (recognised before a message can start a conversation) and the alert push.
 //!
 //! Data flow: webhook → signature → dedupe → inbound queue → `Engine` calls; engine publish →
 //! follower reads the log → sender → Messaging API.
@@ -40,6 +42,7 @@
 //! hash. It is never logged, never shown to operators. Nothing here logs text, reply tokens or
 //! access tokens.
 
+mod alerts;
 pub mod client;
 pub mod dedupe;
 pub mod events;
@@ -112,6 +115,8 @@ pub struct Line {
     /// conversation a person is in for every node). Memory only; an entry goes when its
     /// conversation ends.
     people: Mutex<HashMap<PersonKey, Link>>,
+    /// Link codes tried per LINE user (keyed hash), for on-call alerts.
+    link_tries: governor::DefaultKeyedRateLimiter<String>,
     /// Webhook events waiting for the inbound worker, in arrival order.
     inbound: mpsc::UnboundedSender<(Arc<ChannelCtx>, events::Event)>,
 }
@@ -171,6 +176,7 @@ impl Line {
             tracker,
             socket_queue,
             people: Mutex::new(HashMap::new()),
+            link_tries: alerts::link_tries(),
             inbound: tx,
         });
         let ids: Vec<&str> = line.channels.keys().map(String::as_str).collect();

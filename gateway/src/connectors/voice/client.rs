@@ -1,7 +1,8 @@
-//! The one REST call the connector makes: update a live call with new TwiML
-//! (`POST {api_base}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`, form field
-//! `Twiml`, HTTP basic auth with the account SID and auth token). It bridges a caller to an
-//! operator, puts them back on hold, or ends the call politely.
+//! The REST calls the connector makes, HTTP basic auth with the account SID and auth token:
+//! update a live call with new TwiML (`POST {api_base}/2010-04-01/Accounts/{AccountSid}/Calls/
+//! {CallSid}.json`, form field `Twiml`) to bridge a caller to an operator, put them back on
+//! hold, or end the call politely; and create a call (`…/Calls.json`, `To`, `From`, `Url`) to
+//! page a coordinator with an alert.
 //!
 //! 429, 5xx and network errors are retried with exponential backoff and jitter, a bounded
 //! number of times; other 4xx are final (404: the call is already over). Logs carry the
@@ -70,9 +71,21 @@ impl VoiceApi {
     /// Replaces what the live call `call_sid` is doing with `twiml`. `op` names the purpose in
     /// the logs (`bridge`, `hold`, `hangup`).
     pub async fn update_call(&self, op: &'static str, call_sid: &str, twiml: &str) -> Outcome {
+        let path = format!("Calls/{call_sid}.json");
+        self.post_form(op, &path, &[("Twiml", twiml)]).await
+    }
+
+    /// Calls `to` from `from`; the provider fetches the call's TwiML from `url` (POST, signed).
+    pub async fn create_call(&self, to: &str, from: &str, url: &str) -> Outcome {
+        let form = [("To", to), ("From", from), ("Url", url), ("Method", "POST")];
+        self.post_form("alert_call", "Calls.json", &form).await
+    }
+
+    /// Posts `form` to `{api_base}/2010-04-01/Accounts/{AccountSid}/{path}`, retried.
+    async fn post_form(&self, op: &'static str, path: &str, form: &[(&str, &str)]) -> Outcome {
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Calls/{}.json",
-            self.base, self.account_sid, call_sid
+            "{}/2010-04-01/Accounts/{}/{path}",
+            self.base, self.account_sid
         );
         let started = Instant::now();
         for attempt in 0..self.attempts {
@@ -86,7 +99,7 @@ impl VoiceApi {
                 .http
                 .post(&url)
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
-                .form(&[("Twiml", twiml)]);
+                .form(form);
             let ms = || started.elapsed().as_millis() as u64;
             match req.send().await {
                 Ok(res) => {

@@ -15,6 +15,8 @@
 //! - [`call`]: per call, a follower registered as the conversation's visitor in the engine's
 //!   registry: an operator joined → bridge; requeued → back on hold; ended → polite hang-up.
 //!   Its REST calls go through a sequential sender and [`client`] (retries, backoff).
+//! - [`alert_call`]: calls to the coordinator on call for an alert (what they hear, the key
+//!   that acknowledges it); the connector is alert delivery's `PhonePager`.
 //! - `record`: the call's shared record, read and changed over the version read.
 //!
 //! Data flow: provider webhook → signature → `Engine` calls + TwiML answer; engine publish →
@@ -35,6 +37,7 @@
 //! helpline's own number as caller id, never the caller's. Nothing here logs a number, a call
 //! SID or the auth token: logs carry conversation ids, states and timings.
 
+pub mod alert_call;
 pub mod call;
 pub mod client;
 mod record;

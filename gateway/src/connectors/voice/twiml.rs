@@ -1,7 +1,8 @@
 //! TwiML: what the caller hears and where the call goes next. Every document the connector
 //! answers or sends is built here, from a closed set of verbs: `Say`, `Play`, `Pause`,
-//! `Redirect`, `Dial` (to a `Number` or a `Client`) and `Hangup`. There is no way to ask for a
-//! recording: `Record` is not a verb of this module and `Dial` never gets a `record` attribute.
+//! `Redirect`, `Dial` (to a `Number` or a `Client`), `Gather` (one key, for an alert call's
+//! acknowledgement) and `Hangup`. There is no way to ask for a recording: `Record` is not a verb
+//! of this module, and neither `Dial` nor `Gather` ever gets a `record` attribute.
 //!
 //! The words (Japanese) are in [`Words`]; numbers and waits are filled in here.
 
@@ -86,6 +87,17 @@ impl Twiml {
             "<Dial callerId=\"{}\" timeout=\"{timeout_secs}\" action=\"{}\" method=\"POST\">{inner}</Dial>",
             esc(caller_id),
             esc(action)
+        ));
+        self
+    }
+
+    /// Reads `digits` keys while `inner` is spoken (or `timeout_secs` after it), then posts
+    /// them to `action`. No input: the document goes on after the `<Gather>`.
+    pub fn gather(mut self, digits: u32, timeout_secs: u32, action: &str, inner: Twiml) -> Self {
+        self.body.push_str(&format!(
+            "<Gather input=\"dtmf\" numDigits=\"{digits}\" timeout=\"{timeout_secs}\" action=\"{}\" method=\"POST\">{}</Gather>",
+            esc(action),
+            inner.body
         ));
         self
     }
