@@ -174,6 +174,17 @@ impl Call {
             }
             Outbound::Close(..) => true,
             Outbound::Gone(_) => {
+                if !self.leader && self.started_here {
+                    // The loss came before this node's first tick took the call's lease (the
+                    // call had just been answered here): take it now, or nobody would tell the
+                    // caller on hold.
+                    self.leader = self
+                        .voice
+                        .engine
+                        .lead(&call_lease(self.conv), CALL_LEASE_MS)
+                        .await
+                        .unwrap_or(false);
+                }
                 self.gone();
                 true
             }
