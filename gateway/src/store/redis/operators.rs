@@ -227,10 +227,7 @@ impl RedisStore {
     }
 
     /// Keeps these versions of records for the dispatcher's next reads ([`Self::with_records`]).
-    pub(super) fn keep_records<'a>(
-        &self,
-        recs: impl Iterator<Item = (u64, &'a OperatorRecord)>,
-    ) {
+    pub(super) fn keep_records<'a>(&self, recs: impl Iterator<Item = (u64, &'a OperatorRecord)>) {
         let mut known = self.op_recs.lock().unwrap_or_else(|e| e.into_inner());
         for (version, rec) in recs {
             known.insert(rec.id.to_string(), (version, rec.clone()));
