@@ -239,7 +239,11 @@ async fn open<'a>(app: &'a Arc<AppState>, socket: Socket, key: AddrKey) -> Optio
     let span = tracing::info_span!("visitor", conversation = %id);
     let queue = app.settings.server.socket_queue;
     let (follower, mut rx) = Follower::web_visitor(&**app, id, queue, cursor);
-    app.engine.visitor_connection(id, true).await;
+    if resumed {
+        // A new conversation was stored connected, through this node: the step would change
+        // nothing (and cost a store round trip and a step on the bus at every arrival).
+        app.engine.visitor_connection(id, true).await;
+    }
     tracing::info!(parent: &span, resumed, "visitor connected");
 
     let mut session = Session::new(follower);

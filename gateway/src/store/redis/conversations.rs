@@ -47,18 +47,41 @@ fn parse_conv((version, data, node, arrival): ConvRow) -> Option<Loaded> {
     })
 }
 
+/// A conversation's hash as read by [`RedisStore::load`]: `None` if there is none.
+fn loaded_from(row: ConvRow) -> Result<Option<Loaded>, StoreError> {
+    if row.0.is_none() {
+        return Ok(None);
+    }
+    parse_conv(row)
+        .map(Some)
+        .ok_or_else(|| corrupt("conversation"))
+}
+
 impl RedisStore {
     pub(super) async fn load(&self, id: ConversationId) -> Result<Option<Loaded>, StoreError> {
         let key = self.key(&["c", &id.to_string()]);
         let row: ConvRow = self
             .run(|mut c| async move { c.hmget(&key, &CONV_FIELDS).await })
             .await?;
-        if row.0.is_none() {
-            return Ok(None);
-        }
-        parse_conv(row)
-            .map(Some)
-            .ok_or_else(|| corrupt("conversation"))
+        loaded_from(row)
+    }
+
+    /// [`Self::load`], and in the same round trip the seq client id `cid` was answered with,
+    /// if a step with it was applied already (`P:cid:{id}`).
+    pub(super) async fn load_seen(
+        &self,
+        id: ConversationId,
+        cid: Option<Ulid>,
+    ) -> Result<(Option<Loaded>, Option<String>), StoreError> {
+        let Some(cid) = cid else {
+            return Ok((self.load(id).await?, None));
+        };
+        let id = id.to_string();
+        let mut pipe = redis::pipe();
+        pipe.hmget(self.key(&["c", &id]), &CONV_FIELDS)
+            .hget(self.key(&["cid", &id]), cid.to_string());
+        let (row, seen): (ConvRow, Option<String>) = self.query(pipe).await?;
+        Ok((loaded_from(row)?, seen))
     }
 
     pub(super) async fn load_many(&self, ids: &[String]) -> Result<Vec<Loaded>, StoreError> {

@@ -128,9 +128,14 @@ pub struct RedisStore {
     places: std::sync::Mutex<places::Cached>,
     /// When this node last renewed each lease it holds ([`Store::lead`]).
     leases: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// When this node last found each lease held by another node ([`Store::lead`]).
+    leases_elsewhere: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// The operator ids (`P:ops`) as the dispatcher last read them: its next read asks for
     /// their records and the head of the queue in the same round trip (`operators`).
     op_ids: std::sync::Mutex<Vec<String>>,
+    /// Operator records (by id) as the dispatcher last read or wrote them, with their versions:
+    /// its reads ask for a record only when its version moved on (`operators`).
+    op_recs: std::sync::Mutex<HashMap<String, (u64, OperatorRecord)>>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -167,7 +172,9 @@ impl RedisStore {
             epoch: std::sync::Mutex::new(None),
             deadlines: std::sync::OnceLock::new(),
             leases: std::sync::Mutex::new(HashMap::new()),
+            leases_elsewhere: std::sync::Mutex::new(HashMap::new()),
             op_ids: std::sync::Mutex::new(Vec::new()),
+            op_recs: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(places::Cached::default()),
         })
     }

@@ -49,14 +49,42 @@ const OP_FIELDS: [&str; 7] = ["v", "d", "n", "l", "w", "p", "o"];
 fn parse_op((version, data, node, load, w, p, o): OpRow) -> Option<LoadedOp> {
     let version = version?.parse().ok()?;
     let rec = serde_json::from_str(&data?).ok()?;
+    Some(op_of(version, rec, (node, load, w, p, o)))
+}
+
+/// An operator's hash as the dispatcher reads it at every dispatch: `v`, `n`, `l`, `w`, `p`
+/// and `o`, not the record itself, which it reads only when `v` is not a version it knows
+/// ([`RedisStore::dispatch_view`]).
+type OpState = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The fields of [`OpState`].
+const OP_STATE_FIELDS: [&str; 6] = ["v", "n", "l", "w", "p", "o"];
+
+/// What goes with a record: `n`, `l`, `w`, `p` and `o`.
+type OpRest = (
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn op_of(version: u64, rec: OperatorRecord, (node, load, w, p, o): OpRest) -> LoadedOp {
     let count = |x: Option<i64>| u32::try_from(x.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
-    Some(LoadedOp {
+    LoadedOp {
         version,
         load_version: load.and_then(|l| l.parse().ok()).unwrap_or(0),
         rec,
         node: node.unwrap_or_default(),
         sums: w.map(|_| (count(w), count(p), count(o))),
-    })
+    }
 }
 
 impl RedisStore {
@@ -116,10 +144,10 @@ impl RedisStore {
             let mut pipe = redis::pipe();
             pipe.smembers(&ops_key);
             for id in &ids {
-                pipe.hmget(self.key(&["o", id]), &OP_FIELDS);
+                pipe.hmget(self.key(&["o", id]), &OP_STATE_FIELDS);
             }
             pipe.zrange(&qz, 0, head(ids.len()) as isize - 1);
-            let (mut members, rows, head_ids): (Vec<String>, Vec<OpRow>, Vec<String>) = {
+            let (mut members, rows, head_ids): (Vec<String>, Vec<OpState>, Vec<String>) = {
                 let mut values: Vec<redis::Value> = self.query(pipe).await?;
                 let bad = || corrupt("dispatcher's view");
                 let head_ids =
@@ -131,13 +159,13 @@ impl RedisStore {
                 let rows = values
                     .into_iter()
                     .map(redis::from_redis_value)
-                    .collect::<Result<Vec<OpRow>, _>>()
+                    .collect::<Result<Vec<OpState>, _>>()
                     .map_err(|_| bad())?;
                 (members, rows, head_ids)
             };
             members.sort();
             if members == ids {
-                let mut ops: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
+                let mut ops = self.with_records(&ids, rows).await?;
                 ops.sort_by_key(|o| o.rec.id);
                 return Ok((ops, head_ids));
             }
@@ -153,6 +181,57 @@ impl RedisStore {
             })
             .await?;
         Ok((ops, head_ids))
+    }
+
+    /// The dispatcher's reads of `ids` made whole: each record from the copy kept of that
+    /// version (`op_recs`: what this node read or wrote last), the others read in one round
+    /// trip and kept. A record changes at each offer the dispatcher makes (it keeps what it
+    /// wrote) and at presence changes; its loads change at every step and are read each time.
+    async fn with_records(
+        &self,
+        ids: &[String],
+        rows: Vec<OpState>,
+    ) -> Result<Vec<LoadedOp>, StoreError> {
+        let mut ops = Vec::with_capacity(rows.len());
+        let mut unknown = Vec::new();
+        {
+            let mut known = self.op_recs.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() > ids.len() {
+                known.retain(|id, _| ids.binary_search(id).is_ok());
+            }
+            for (id, (version, node, load, w, p, o)) in ids.iter().zip(rows) {
+                // No version: the record is gone.
+                let Some(version) = version.and_then(|v| v.parse::<u64>().ok()) else {
+                    continue;
+                };
+                match known.get(id) {
+                    Some((v, rec)) if *v == version => {
+                        ops.push(op_of(version, rec.clone(), (node, load, w, p, o)));
+                    }
+                    _ => unknown.push(id),
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(ops);
+        }
+        let mut pipe = redis::pipe();
+        for id in &unknown {
+            pipe.hmget(self.key(&["o", id]), &OP_FIELDS);
+        }
+        let rows: Vec<OpRow> = self.query(pipe).await?;
+        let read: Vec<LoadedOp> = rows.into_iter().filter_map(parse_op).collect();
+        self.keep_records(read.iter().map(|o| (o.version, &o.rec)));
+        ops.extend(read);
+        Ok(ops)
+    }
+
+    /// Keeps these versions of records for the dispatcher's next reads ([`Self::with_records`]).
+    pub(super) fn keep_records<'a>(&self, recs: impl Iterator<Item = (u64, &'a OperatorRecord)>) {
+        let mut known = self.op_recs.lock().unwrap_or_else(|e| e.into_inner());
+        for (version, rec) in recs {
+            known.insert(rec.id.to_string(), (version, rec.clone()));
+        }
     }
 
     pub(super) async fn load_op(&self, id: OperatorId) -> Result<Option<LoadedOp>, StoreError> {
@@ -242,7 +321,10 @@ impl RedisStore {
         Err(contended())
     }
 
-    /// [`crate::store::Store::operator_load`]: a record and the weight of what they hold.
+    /// [`crate::store::Store::operator_load`]: a record and the weight of what they hold, from
+    /// the running sums on the record (one read, however many they hold: every accept sends the
+    /// operator this, and reading each conversation they held was most of a burst's reads);
+    /// only for a record without the sums (written before they existed) from the conversations.
     pub(super) async fn op_with_load(
         &self,
         id: OperatorId,
@@ -250,6 +332,9 @@ impl RedisStore {
         let Some(op) = self.load_op(id).await? else {
             return Ok(None);
         };
+        if let Some((load, _)) = op.held() {
+            return Ok(Some((op.rec, load)));
+        }
         let load = self
             .held(id)
             .await?

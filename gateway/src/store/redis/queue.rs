@@ -34,9 +34,11 @@ pub(super) fn queue_score(conv: &Conversation) -> u64 {
 }
 
 /// How many of the queue's head the dispatcher reads at once for `free` operators who can be
-/// offered someone now.
+/// offered someone now: as many (at least 16), since each is offered one at a time; the next
+/// page is read only when those at the head wait for a language or declined everyone free.
+/// (Four times as many read up to four conversations a burst did not offer for each it did.)
 fn head_page(free: u32) -> usize {
-    (free as usize).saturating_mul(4).clamp(16, 4_096)
+    (free as usize).clamp(16, 4_096)
 }
 
 /// The queued ones of `loaded`, in queue order.
@@ -234,6 +236,8 @@ impl RedisStore {
                 })
                 .collect();
             if self.commit(&conv_writes, &op_writes).await? {
+                // `commit.lua` wrote each record as the next version of the one read.
+                self.keep_records(recs.values().map(|(read, rec)| (read.version + 1, rec)));
                 return Ok(steps
                     .into_iter()
                     .map(|(_, before, after, appended)| Applied {
@@ -477,8 +481,8 @@ mod tests {
     #[test]
     fn the_head_read_at_once_follows_the_free_places_within_bounds() {
         assert_eq!(head_page(0), 16);
-        assert_eq!(head_page(10), 40);
-        assert_eq!(head_page(100), 400);
+        assert_eq!(head_page(10), 16);
+        assert_eq!(head_page(100), 100);
         assert_eq!(head_page(u32::MAX), 4_096);
     }
 

@@ -4,7 +4,6 @@
 //! ([`RedisStore::apply_step`]). With `store.wait_replicas` a message is acknowledged only once
 //! replicated (`WAIT`).
 
-use redis::AsyncCommands;
 use ulid::Ulid;
 
 use super::queue::queue_score;
@@ -199,29 +198,23 @@ impl RedisStore {
         now: Millis,
         only_if_node: Option<&str>,
     ) -> Result<Applied, ApplyError> {
-        let cid_key = self.key(&["cid", &id.to_string()]);
         // A message is acknowledged to its sender only once replicated (`wait_replicas`); other
         // steps are not waited for (their retries would not re-announce them).
         let is_message = matches!(cmd, Command::Message { .. });
         for attempt in 0..ATTEMPTS {
-            let loaded = self.load(id).await?.ok_or(ApplyError::NotFound)?;
-            if let Some(cid) = client_id {
-                let key = cid_key.clone();
-                let field = cid.to_string();
-                let seen: Option<String> = self
-                    .run(|mut c| async move { c.hget(&key, &field).await })
-                    .await?;
-                if let Some(seq) = seen {
-                    if is_message {
-                        self.replicated().await?;
-                    }
-                    return Ok(Applied {
-                        before: loaded.conv.clone(),
-                        after: loaded.conv,
-                        appended: vec![],
-                        duplicate: Some(seq.parse().ok()),
-                    });
+            // The conversation and whether the client id was applied already: one round trip.
+            let (loaded, seen) = self.load_seen(id, client_id).await?;
+            let loaded = loaded.ok_or(ApplyError::NotFound)?;
+            if let Some(seq) = seen {
+                if is_message {
+                    self.replicated().await?;
                 }
+                return Ok(Applied {
+                    before: loaded.conv.clone(),
+                    after: loaded.conv,
+                    appended: vec![],
+                    duplicate: Some(seq.parse().ok()),
+                });
             }
             if let Some(node) = only_if_node {
                 if loaded.node != node {

@@ -10,6 +10,7 @@ use redis::AsyncCommands;
 use super::queue::{arrival_of, queue_score};
 use super::*;
 use crate::conversation::{Conversation, State};
+use crate::protocol::Presence;
 use crate::store::conformance;
 
 struct Server {
@@ -509,4 +510,52 @@ async fn every_node_learns_once_that_the_store_lost_its_data_when_its_marker_van
     assert!(b.lost_data().await.unwrap(), "node b sees it too");
     assert!(!a.lost_data().await.unwrap(), "told once");
     assert!(!b.lost_data().await.unwrap(), "told once");
+}
+
+#[tokio::test]
+async fn a_lease_found_held_elsewhere_is_asked_for_again_only_after_an_eighth_of_its_length() {
+    let prefix = format!("lease{}", Ulid::new());
+    let a = RedisStore::open(options(&prefix, "node-a")).unwrap();
+    let b = RedisStore::open(options(&prefix, "node-b")).unwrap();
+    assert!(a.lead("dispatch", 800).await.unwrap());
+    assert!(!b.lead("dispatch", 800).await.unwrap());
+    a.release("dispatch").await.unwrap();
+    assert!(
+        !b.lead("dispatch", 800).await.unwrap(),
+        "not asked again at once"
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(b.lead("dispatch", 800).await.unwrap(), "free, and taken");
+}
+
+#[tokio::test]
+async fn the_dispatcher_sees_an_operator_record_another_node_changed_since_it_read_it() {
+    let nodes = three_nodes(&format!("recs{}", Ulid::new()));
+    let (dispatcher, other) = (&nodes[0], &nodes[1]);
+    let o = op(2);
+    other.put_operator(o.clone()).await.unwrap();
+    let first = created(dispatcher, 1_000).await;
+    let offers = dispatcher.dispatch(2_000, 30_000, 120_000).await.unwrap();
+    assert_eq!(offers.len(), 1, "the record read and kept");
+    let accept = Command::Accept {
+        operator: o.id,
+        operator_name: "op".into(),
+    };
+    other.apply(first, accept, None, 2_100).await.unwrap();
+    // Away on another node: the dispatcher's copy of the record is now an old version.
+    other
+        .update_operator(o.id, OperatorUpdate::Presence(Presence::Away))
+        .await
+        .unwrap();
+    let second = created(other, 3_000).await;
+    let offers = dispatcher.dispatch(4_000, 30_000, 120_000).await.unwrap();
+    assert!(offers.is_empty(), "nobody is offered to an operator away");
+    other
+        .update_operator(o.id, OperatorUpdate::Presence(Presence::OnDuty))
+        .await
+        .unwrap();
+    let offers = dispatcher.dispatch(5_000, 30_000, 120_000).await.unwrap();
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].after.id, second);
+    assert_eq!(offers[0].after.state.operator(), Some(o.id));
 }
