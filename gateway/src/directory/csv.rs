@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use super::entries::{PhraseInput, ReferralInput, MAX_ROWS};
+use super::entries::{self, PhraseInput, ReferralInput, MAX_ROWS};
 use super::DirectoryError;
 use crate::clock::Millis;
 use crate::db::{PhraseRecord, ReferralRecord};
@@ -319,6 +319,7 @@ pub fn read<R: CsvRow>(text: &str, existing: &[&R], now: Millis) -> Result<Vec<R
         .map(|r| r.sort_order() + 1)
         .max()
         .unwrap_or(0);
+    let mut added = 0;
     let mut ids = HashSet::new();
     let mut out = Vec::new();
     for (line, cells) in rows(text, R::HEADER, R::REQUIRED)? {
@@ -339,25 +340,11 @@ pub fn read<R: CsvRow>(text: &str, existing: &[&R], now: Millis) -> Result<Vec<R
             .map_err(|e| DirectoryError::Invalid(format!("line {line}: {e}")))?;
         if found.is_none() {
             next += 1;
+            added += 1;
         }
         out.push(rec);
     }
-    Ok(out)
-}
-
-/// Every row of a referral CSV, as [`read`], and no more than twice [`MAX_ROWS`] entries
-/// with those stored.
-pub fn read_referrals(
-    text: &str,
-    existing: &[&ReferralRecord],
-    now: Millis,
-) -> Result<Vec<ReferralRecord>, DirectoryError> {
-    let out = read(text, existing, now)?;
-    if existing.len() + out.len() > MAX_ROWS * 2 {
-        return Err(DirectoryError::Invalid(format!(
-            "csv: at most {MAX_ROWS} entries"
-        )));
-    }
+    entries::check_room(existing.len(), added)?;
     Ok(out)
 }
 
@@ -372,7 +359,7 @@ mod tests {
         let (refs, phrases) = seed(&DirectorySettings::default(), 5).unwrap();
         let text = write(refs.iter()).unwrap();
         let existing: Vec<&ReferralRecord> = refs.iter().collect();
-        assert_eq!(read_referrals(&text, &existing, 5).unwrap(), refs);
+        assert_eq!(read::<ReferralRecord>(&text, &existing, 5).unwrap(), refs);
         let text = write(phrases.iter()).unwrap();
         let existing: Vec<&PhraseRecord> = phrases.iter().collect();
         assert_eq!(read(&text, &existing, 5).unwrap(), phrases);
@@ -381,21 +368,23 @@ mod tests {
     #[test]
     fn a_wrong_row_fails_the_import_naming_its_line() {
         let text = "name,phone,hours\nGood,0120-000-000,24h\n\"Two\nlines\",0120,mon 09:00-17:00\nBad,0120,whenever\n";
-        let e = read_referrals(text, &[], 1).unwrap_err().to_string();
+        let e = read::<ReferralRecord>(text, &[], 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 5: hours:"), "{e}");
-        let e = read_referrals("name,colour\nx,red\n", &[], 1)
+        let e = read::<ReferralRecord>("name,colour\nx,red\n", &[], 1)
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown column \"colour\""), "{e}");
-        let e = read_referrals("phone\n110\n", &[], 1)
+        let e = read::<ReferralRecord>("phone\n110\n", &[], 1)
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"name\" is missing"), "{e}");
-        let e = read_referrals("id,name\na,x\na,y\n", &[], 1)
+        let e = read::<ReferralRecord>("id,name\na,x\na,y\n", &[], 1)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("line 3: id \"a\" twice"), "{e}");
-        let e = read_referrals("name,for_closing\nx,maybe\n", &[], 1)
+        let e = read::<ReferralRecord>("name,for_closing\nx,maybe\n", &[], 1)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("line 2: for_closing"), "{e}");
@@ -409,7 +398,8 @@ mod tests {
             sort_order: 7,
             ..ReferralRecord::default()
         };
-        let rows = read_referrals("name,topics\nA,\"dv, child\"\nB,\n", &[&old], 1).unwrap();
+        let rows =
+            read::<ReferralRecord>("name,topics\nA,\"dv, child\"\nB,\n", &[&old], 1).unwrap();
         assert_eq!(rows[0].sort_order, 8);
         assert_eq!(rows[1].sort_order, 9);
         assert_eq!(rows[0].topics, ["dv", "child"]);
@@ -417,9 +407,36 @@ mod tests {
     }
 
     #[test]
+    fn imports_of_phrases_and_of_entries_alike_stop_at_the_most_the_gateway_keeps() {
+        let kept: Vec<PhraseRecord> = (0..MAX_ROWS - 1)
+            .map(|i| PhraseRecord {
+                id: format!("p{i}"),
+                sort_order: i as i64,
+                ..PhraseRecord::default()
+            })
+            .collect();
+        let kept: Vec<&PhraseRecord> = kept.iter().collect();
+        // One more fits; two do not; replacing kept ones adds nothing.
+        assert!(read::<PhraseRecord>("lang,title,text\nja,A,a\n", &kept, 1).is_ok());
+        let two = "lang,title,text\nja,A,a\nja,B,b\n";
+        let e = read::<PhraseRecord>(two, &kept, 1).unwrap_err();
+        assert!(e.to_string().contains("at most 2000 in all"), "{e}");
+        let replace = "id,lang,title,text\np1,ja,A,a\np2,ja,B,b\n";
+        assert!(read::<PhraseRecord>(replace, &kept, 1).is_ok());
+        let kept: Vec<ReferralRecord> = (0..MAX_ROWS)
+            .map(|i| ReferralRecord {
+                id: format!("r{i}"),
+                ..ReferralRecord::default()
+            })
+            .collect();
+        let kept: Vec<&ReferralRecord> = kept.iter().collect();
+        assert!(read::<ReferralRecord>("name\nNew\n", &kept, 1).is_err());
+    }
+
+    #[test]
     fn a_body_over_the_bound_is_refused_before_parsing() {
         let big = "name\n".to_owned() + &"x\n".repeat(MAX_BYTES);
-        assert!(read_referrals(&big, &[], 1)
+        assert!(read::<ReferralRecord>(&big, &[], 1)
             .unwrap_err()
             .to_string()
             .contains("larger"));

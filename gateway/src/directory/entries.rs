@@ -12,8 +12,19 @@ use crate::db::{PhraseRecord, ReferralRecord};
 const BUILTIN_REFERRALS: &str = include_str!("../../assets/referrals.json");
 const BUILTIN_PHRASES: &str = include_str!("../../assets/phrases.json");
 
-/// Most entries or phrases the gateway keeps (each list is read whole by every node).
+/// Most entries or phrases the gateway keeps (each list is read whole by every node), and the
+/// most rows one CSV import may hold.
 pub const MAX_ROWS: usize = 2_000;
+
+/// Refuses to add `added` entries to a list of `kept` (hidden ones count: they are kept).
+pub fn check_room(kept: usize, added: usize) -> Result<(), DirectoryError> {
+    if added > 0 && kept + added > MAX_ROWS {
+        return Err(DirectoryError::Invalid(format!(
+            "at most {MAX_ROWS} in all ({kept} kept, {added} new): edit or reuse a hidden one instead"
+        )));
+    }
+    Ok(())
+}
 
 /// An entry as the API shows it: the stored row, whether it is hidden or still to be
 /// verified, and whether it is open now (`null`: hours unknown).

@@ -280,6 +280,7 @@ impl Directory {
         if id.is_some() && existing.is_none() {
             return Err(DirectoryError::NotFound);
         }
+        entries::check_room(snap.referrals.len(), usize::from(existing.is_none()))?;
         let next_order = snap.referrals.iter().map(|(r, _)| r.sort_order + 1).max();
         let rec = input
             .into_record(
@@ -315,6 +316,7 @@ impl Directory {
         if id.is_some() && existing.is_none() {
             return Err(DirectoryError::NotFound);
         }
+        entries::check_room(snap.phrases.len(), usize::from(existing.is_none()))?;
         let next_order = snap.phrases.iter().map(|p| p.sort_order + 1).max();
         let rec = input
             .into_record(existing, self.clock.now_ms(), next_order.unwrap_or(0))
@@ -372,7 +374,7 @@ impl Directory {
     pub async fn import_referrals(&self, text: &str, by: &Actor) -> Result<usize, DirectoryError> {
         let snap = self.snap();
         let existing: Vec<&ReferralRecord> = snap.referrals.iter().map(|(r, _)| r).collect();
-        let rows = csv::read_referrals(text, &existing, self.clock.now_ms())?;
+        let rows = csv::read(text, &existing, self.clock.now_ms())?;
         let mut audit = self.audit(by, "directory", "import", None);
         audit.detail = Some(format!("{} rows", rows.len()));
         self.db.put_referrals(&rows, &[audit]).await?;
