@@ -57,5 +57,10 @@ test('a coordinator sets a phone number and LINE off for a person, and a bad num
   await page.fill('#oncall-channels-phone', '090-1234-5678');
   await page.click('#oncall-channels-form button[type="submit"]');
   await page.waitForSelector('#oncall-status:not([hidden])');
+  // The error stays, the form keeps what was typed, the server kept the good number.
+  assert.notEqual((await page.textContent('#oncall-status')).trim(), '');
+  assert.equal(await page.inputValue('#oncall-channels-phone'), '090-1234-5678');
+  assert.equal((await saved()).phone, '+819012345678');
+  assert.equal(await page.isHidden('#oncall-status'), false);
   await context.close();
 });

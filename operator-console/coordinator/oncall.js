@@ -83,19 +83,24 @@ function fillChannels() {
   E.oncallChannelsPhone.hidden = !view?.phone_available;
 }
 
+let loadFailed = false; // the status line shows a failed load (the next good one clears it)
+
 async function load() {
   const [v, a] = await Promise.all([api('/api/oncall'), api('/api/oncall/alerts')]);
-  if (!v.ok || !a.ok) { status(httpErrorText(v.ok ? a : v)); return; }
-  status(null);
+  if (!v.ok || !a.ok) { status(httpErrorText(v.ok ? a : v)); loadFailed = true; return; }
+  if (loadFailed) { status(null); loadFailed = false; }
   view = v.data;
   paged = a.data.alerts;
   E.oncallUpdated.textContent = fmtDateTime(view.now);
   renderOncall();
 }
 
+/** A change: refused, its error stays shown and the form keeps what was typed; done, the
+ * panel is read again. */
 async function change(path, method, body) {
   const r = await api(path, { method, body });
-  if (!r.ok) status(httpErrorText(r));
+  if (!r.ok) { status(httpErrorText(r)); loadFailed = false; return; }
+  status(null);
   await load();
 }
 
