@@ -18,7 +18,7 @@
 #    dashboard grafana/tsunagu.json checked against the /metrics of the gateway of step 3
 #    after its conversation (test/dashboard_check.py), its queries parsed by promtool; every
 #    TSUNAGU_ setting the files set is documented (test/settings_check.py: the gateway ignores
-#    unknown ones). A Sentinel runs compose/sentinel.conf, and gateways run with the Compose
+#    unknown ones, with only a warning). A Sentinel runs compose/sentinel.conf, and gateways run with the Compose
 #    file's and the ConfigMap's settings through it. Each checker is also run once on a broken
 #    copy, which it must reject.
 # 5. Dockerfile: built with podman on a base image made here with debootstrap (minbase, from
@@ -355,7 +355,8 @@ kill -TERM "$kgw_pid"
 stopped_within "$kgw_pid" 20 || { tail -20 "$work/k8s-gateway.log"; exit 1; }
 echo "a gateway with the ConfigMap's settings (${#k8s_env[@]}) served /readyz over HTTPS through Sentinel"
 kill "$redis_pid" "$sentinel_pid" 2>/dev/null || true
-# The gateway ignores TSUNAGU_ variables it does not know: each one set must be documented.
+# The gateway ignores TSUNAGU_ variables it does not know (with a warning at start): each one
+# set must be documented.
 python3 deploy/test/settings_check.py docs/configuration.md deploy/compose/compose.yaml \
   deploy/kubernetes/*.yaml deploy/Dockerfile deploy/README.md
 sed 's/TSUNAGU_STORE__WAIT_REPLICAS/TSUNAGU_STORE__WAIT_REPLICA/' deploy/kubernetes/configmap.yaml >"$work/k8s-broken/configmap.yaml"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Every gateway setting the deploy files set (`TSUNAGU_<SECTION>__<KEY>`) is one that
-docs/configuration.md documents. The gateway ignores environment variables it does not know, so
-a misspelt one would be silently without effect: deploy/test.sh runs this on the Compose file
-(as docker-compose resolved it) and the Kubernetes manifests.
+docs/configuration.md documents. The gateway ignores environment variables it does not know
+(with a warning at start, which nobody reads in a deploy file's review), so a misspelt one would
+be without effect: deploy/test.sh runs this on the Compose file (as docker-compose resolved it)
+and the Kubernetes manifests.
 
 Usage: settings_check.py docs/configuration.md FILE...
 """
